@@ -1,0 +1,139 @@
+"""The DuckDB store: one file, a versioned schema, and the connection rules around it.
+
+DuckDB lets one process write a file at a time. Writers (ingest, the collector, the simulator)
+hold the store only for the length of a batch; readers (reports, the dashboard) open it
+read-only and retry briefly when a writer holds the lock, so both can share one file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+# Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
+# schema file itself; later versions append statements here and never edit old ones.
+MIGRATIONS: dict[int, str] = {}
+
+DEFAULT_DB = Path("data") / "agenttally.duckdb"
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or is of a schema this code does not know."""
+
+
+def default_db_path() -> Path:
+    """`AGENTTALLY_DB` if set, else `data/agenttally.duckdb` under the working directory."""
+    return Path(os.environ.get("AGENTTALLY_DB") or DEFAULT_DB)
+
+
+def _schema_sql() -> str:
+    return resources.files("meter").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Create the schema on first use and apply pending migrations; returns the version."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER NOT NULL, applied_ms BIGINT NOT NULL)"
+    )
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"store schema version {current} is newer than this AgentTally ({SCHEMA_VERSION}); "
+            "upgrade AgentTally"
+        )
+    if current == SCHEMA_VERSION:
+        return current
+    now_ms = int(time.time() * 1000)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if current == 0:
+            con.execute(_schema_sql())
+            current = 1
+            con.execute("INSERT INTO schema_version VALUES (1, ?)", [now_ms])
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            con.execute(MIGRATIONS[version])
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, now_ms])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text
+
+
+def connect(
+    path: str | Path | None = None,
+    *,
+    read_only: bool = False,
+    lock_timeout_s: float = 10.0,
+) -> duckdb.DuckDBPyConnection:
+    """Open the store, creating and migrating it unless `read_only`.
+
+    Waits up to `lock_timeout_s` for another process's write lock, since writers hold it only
+    for a batch. `":memory:"` gives a throwaway store (tests, what-if sandboxes).
+    """
+    target = str(path or default_db_path())
+    if target != ":memory:":
+        if read_only and not Path(target).exists():
+            raise StoreError(f"{target}: no store here yet; ingest or simulate some data first")
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(target, read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc) or time.monotonic() > deadline:
+                raise StoreError(f"{target}: {exc}") from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    _configure(con)
+    if not read_only:
+        migrate(con)
+    return con
+
+
+@contextmanager
+def open_store(
+    path: str | Path | None = None, *, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`connect` as a context manager that always closes, so the file lock is released."""
+    con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def next_ingest_id(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()
+    return int(row[0])
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Row counts of the main tables: the Data page and `agenttally status` show these."""
+    names = [
+        "events", "status_events", "model_requests", "usage_snapshots", "tool_uses",
+        "threads", "session_updates", "other_events", "sessions", "agents", "environments",
+        "quarantine", "ingest_log",
+    ]
+    return {n: int(con.execute(f"SELECT count(*) FROM {n}").fetchone()[0]) for n in names}
