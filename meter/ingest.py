@@ -245,6 +245,12 @@ def _validation_sql() -> str:
 
 _STAGE_SQL = _validation_sql()
 
+# "event sevt_1: " or "session sesn_1: ", so that an error names the record it is about.
+_RECORD_LABEL = (
+    f"CASE WHEN event_id IS NULL THEN '' WHEN kind IN {RECORD_TYPES} "
+    "THEN kind || ' ' || event_id || ': ' ELSE 'event ' || event_id || ': ' END"
+)
+
 
 @dataclass
 class IngestResult:
@@ -372,7 +378,7 @@ def _apply_records(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
             updated_ms = excluded.updated_ms, ingest_id = excluded.ingest_id
         WHERE excluded.updated_ms >= environments.updated_ms
     """)
-    return int(con.execute("SELECT count(*) FROM new_records").fetchone()[0])
+    return int(con.execute("SELECT count(*) FROM new_records").fetchall()[0][0])
 
 
 def _ingest_batch(
@@ -405,12 +411,11 @@ def _ingest_batch(
         _write_typed_rows(con, ingest_id)
         records = _apply_records(con, ingest_id)
         # Quarantine keyed by (source, line, text) so that re-ingesting a file adds nothing.
-        bad = con.execute("SELECT count(*) FROM stage WHERE error IS NOT NULL").fetchone()[0]
-        con.execute("""
+        bad = con.execute("SELECT count(*) FROM stage WHERE error IS NOT NULL").fetchall()[0][0]
+        con.execute(f"""
             INSERT INTO quarantine
             SELECT $ingest_id, $source, s.line_no, b.line,
-                   CASE WHEN event_id IS NOT NULL THEN 'event ' || event_id || ': ' ELSE '' END
-                   || error, $now
+                   {_RECORD_LABEL} || error, $now
             FROM (SELECT * FROM stage WHERE error IS NOT NULL) s
             JOIN (SELECT * FROM batch_lines
                   WHERE line_no IN (SELECT line_no FROM stage WHERE error IS NOT NULL)) b
@@ -425,11 +430,10 @@ def _ingest_batch(
                       AND kind NOT IN ('session', 'agent', 'environment')),
                    (SELECT count(*) FROM stage WHERE error IS NOT NULL),
                    (SELECT count(*) FROM stage)
-        """).fetchone()
+        """).fetchall()[0]
         errors = [
             f"{source}:{n}: {e}" for n, e in con.execute(
-                "SELECT line_no, CASE WHEN event_id IS NOT NULL "
-                "THEN 'event ' || event_id || ': ' ELSE '' END || error "
+                f"SELECT line_no, {_RECORD_LABEL} || error "
                 "FROM stage WHERE error IS NOT NULL ORDER BY line_no LIMIT 10"
             ).fetchall()
         ]
@@ -563,7 +567,7 @@ def ingest_path(
         return ingest_lines(con, _text_lines(name), source=name, batch_lines=batch_lines,
                             max_future_ms=max_future_ms, progress=progress)
     try:
-        n_lines = int(con.execute("SELECT count(*) FROM file_lines").fetchone()[0])
+        n_lines = int(con.execute("SELECT count(*) FROM file_lines").fetchall()[0][0])
         run = _IngestRun(con, name, max_future_ms)
         for first in range(1, n_lines + 1, batch_lines):
             last = first + batch_lines - 1

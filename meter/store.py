@@ -48,7 +48,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_version ("
         " version INTEGER NOT NULL, applied_ms BIGINT NOT NULL)"
     )
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    row = con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
     current = row[0] or 0
     if current > SCHEMA_VERSION:
         raise StoreError(
@@ -125,7 +125,7 @@ def open_store(
 
 
 def next_ingest_id(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()
+    row = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0]
     return int(row[0])
 
 
@@ -136,4 +136,4 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         "threads", "session_updates", "other_events", "sessions", "agents", "environments",
         "quarantine", "ingest_log",
     ]
-    return {n: int(con.execute(f"SELECT count(*) FROM {n}").fetchone()[0]) for n in names}
+    return {n: int(con.execute(f"SELECT count(*) FROM {n}").fetchall()[0][0]) for n in names}

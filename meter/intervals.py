@@ -1,0 +1,181 @@
+"""Status events to time intervals, exact to the millisecond.
+
+Runtime is billed on the time a session spends `running`. The API reports transitions, not
+durations, and they can arrive late, twice or out of order, so intervals are always derived
+from the whole set of stored transitions at query time, never accumulated as they arrive:
+ingest order cannot change the answer.
+
+Rules (each has a test with hand-checked milliseconds):
+- events are ordered by (processed_at, event id); a status repeated in a row is merged;
+- an interval ends at the next transition; the last one of a live session ends at `as_of`
+  and is `provisional`;
+- `terminated` and `deleted` are terminal: later status events are kept in the store but
+  flagged by `late_after_terminal` and never billed;
+- events after `as_of` are ignored, so a report for a past instant is reproducible;
+- a session that only has thread-level transitions is running while any thread runs.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+TERMINAL = ("terminated", "deleted")
+
+# Thread transitions -> session transitions, for sessions that lack session-level events:
+# the session is running while at least one thread is running (overlaps count once).
+_THREAD_DERIVED = """
+    thread_ev AS (
+        SELECT session_id, thread_id, status, at_ms, event_id,
+               lag(status) OVER (PARTITION BY session_id, thread_id
+                                 ORDER BY at_ms, event_id) AS prev
+        FROM status_events
+        WHERE thread_id IS NOT NULL AND at_ms <= $as_of
+          AND session_id NOT IN (SELECT session_id FROM status_events WHERE thread_id IS NULL)
+    ), thread_steps AS (
+        SELECT session_id, at_ms, event_id,
+               CASE WHEN status = 'running' AND coalesce(prev, '') <> 'running' THEN 1
+                    WHEN status <> 'running' AND prev = 'running' THEN -1 ELSE 0 END AS step
+        FROM thread_ev
+    ), thread_running AS (
+        SELECT session_id, at_ms, event_id,
+               sum(step) OVER (PARTITION BY session_id ORDER BY at_ms, event_id
+                               ROWS UNBOUNDED PRECEDING) AS n_running,
+               step
+        FROM thread_steps WHERE step <> 0
+    ), derived AS (
+        SELECT session_id, CASE WHEN n_running > 0 THEN 'running' ELSE 'idle' END AS status,
+               at_ms, event_id
+        FROM thread_running
+    ),"""
+
+INTERVALS_SQL = f"""
+WITH {_THREAD_DERIVED}
+    ev AS (
+        SELECT session_id, status, at_ms, event_id FROM status_events
+        WHERE thread_id IS NULL AND at_ms <= $as_of
+        UNION ALL
+        SELECT session_id, status, at_ms, event_id FROM derived
+    ), bounded AS (
+        SELECT *, min(CASE WHEN status IN {TERMINAL} THEN at_ms END)
+                      OVER (PARTITION BY session_id) AS terminal_ms
+        FROM ev
+    ), live AS (
+        SELECT session_id, status, at_ms, event_id,
+               lag(status) OVER w AS prev_status
+        FROM bounded
+        WHERE terminal_ms IS NULL OR at_ms < terminal_ms
+           OR (at_ms = terminal_ms AND status IN {TERMINAL})
+        WINDOW w AS (PARTITION BY session_id ORDER BY at_ms, event_id)
+    ), changes AS (
+        SELECT session_id, status, at_ms,
+               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
+        FROM live
+        WHERE prev_status IS DISTINCT FROM status
+          AND NOT (prev_status IN {TERMINAL} AND status IN {TERMINAL})
+    )
+SELECT session_id, status, at_ms AS start_ms,
+       CASE WHEN next_ms IS NOT NULL THEN next_ms
+            WHEN status IN {TERMINAL} THEN at_ms
+            ELSE $as_of END AS end_ms,
+       CASE WHEN next_ms IS NOT NULL THEN next_ms
+            WHEN status IN {TERMINAL} THEN at_ms
+            ELSE $as_of END - at_ms AS duration_ms,
+       next_ms IS NULL AND status NOT IN {TERMINAL} AS provisional
+FROM changes
+"""
+
+
+def build_intervals(
+    con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str = "intervals"
+) -> str:
+    """Materialise the intervals as of `as_of_ms` into temp table `table`; returns its name.
+
+    Columns: session_id, status, start_ms, end_ms, duration_ms, provisional.
+    """
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {INTERVALS_SQL}", {"as_of": as_of_ms})
+    return table
+
+
+def intervals(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> duckdb.DuckDBPyRelation:
+    """The intervals as a relation (not materialised), for ad-hoc queries and tests."""
+    return con.sql(INTERVALS_SQL, params={"as_of": as_of_ms})
+
+
+def late_status_events(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """Session-level status events that arrived for a session after it ended (not billed)."""
+    return con.sql(f"""
+        WITH ends AS (
+            SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
+            WHERE thread_id IS NULL AND status IN {TERMINAL} GROUP BY session_id
+        )
+        SELECT s.session_id, s.event_id, s.status, s.at_ms, e.terminal_ms
+        FROM status_events s JOIN ends e USING (session_id)
+        WHERE s.thread_id IS NULL AND (s.at_ms > e.terminal_ms
+              OR (s.at_ms = e.terminal_ms AND s.status NOT IN {TERMINAL}))
+        ORDER BY s.session_id, s.at_ms
+    """)
+
+
+SPLIT_GRAINS = {"day": "1 DAY", "month": "1 MONTH"}
+
+
+def split_sql(source: str, grain: str) -> str:
+    """SQL splitting intervals of relation `source` at UTC `grain` boundaries.
+
+    Each piece keeps every column of the source, with start_ms/end_ms/duration_ms clipped to
+    its period and a `period_start_ms` column. Pieces sum exactly to the original durations.
+    """
+    step = SPLIT_GRAINS[grain]
+    return f"""
+    WITH pieces AS (
+        SELECT *, epoch_ms(unnest(range(
+                    date_trunc('{grain}', make_timestamp(start_ms * 1000)),
+                    make_timestamp(end_ms * 1000), INTERVAL {step}))) AS period_start_ms
+        FROM {source} WHERE end_ms > start_ms
+    )
+    SELECT * REPLACE (
+            greatest(start_ms, period_start_ms) AS start_ms,
+            least(end_ms, epoch_ms(make_timestamp(period_start_ms * 1000) + INTERVAL {step}))
+                AS end_ms,
+            least(end_ms, epoch_ms(make_timestamp(period_start_ms * 1000) + INTERVAL {step}))
+                - greatest(start_ms, period_start_ms) AS duration_ms)
+    FROM pieces
+    """
+
+
+def running_ms_by_session(
+    con: duckdb.DuckDBPyConnection, as_of_ms: int
+) -> duckdb.DuckDBPyRelation:
+    """Per session: running, idle and rescheduling milliseconds as of `as_of_ms`."""
+    return con.sql(f"""
+        SELECT session_id,
+               sum(duration_ms) FILTER (WHERE status = 'running')::BIGINT AS running_ms,
+               sum(duration_ms) FILTER (WHERE status = 'idle')::BIGINT AS idle_ms,
+               sum(duration_ms) FILTER (WHERE status = 'rescheduling')::BIGINT AS rescheduling_ms,
+               bool_or(provisional) AS provisional
+        FROM ({INTERVALS_SQL}) GROUP BY session_id
+    """, params={"as_of": as_of_ms})
+
+
+def active_time_check(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> duckdb.DuckDBPyRelation:
+    """Our running time vs the API's `active_seconds`, at each session's last usage snapshot.
+
+    The snapshot is emitted just before the session goes idle, so the running time up to the
+    snapshot instant is what it reports. A difference is shown, never hidden.
+    """
+    return con.sql(f"""
+        WITH last_snap AS (
+            SELECT session_id, at_ms, active_ms FROM usage_snapshots
+            WHERE at_ms <= $as_of AND active_ms IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY at_ms DESC, event_id DESC) = 1
+        ), iv AS ({INTERVALS_SQL}), metered AS (
+            SELECT s.session_id, s.at_ms AS snapshot_ms, s.active_ms AS api_active_ms,
+                   coalesce(sum(least(iv.end_ms, s.at_ms) - iv.start_ms)
+                            FILTER (WHERE iv.status = 'running'), 0)::BIGINT
+                       AS metered_running_ms
+            FROM last_snap s
+            LEFT JOIN iv ON iv.session_id = s.session_id AND iv.start_ms < s.at_ms
+            GROUP BY s.session_id, s.at_ms, s.active_ms
+        )
+        SELECT *, metered_running_ms - api_active_ms AS difference_ms FROM metered
+    """, params={"as_of": as_of_ms})

@@ -1,0 +1,59 @@
+"""Shared fixtures: a fresh store on disk and a way to feed it events written as dicts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from meter.ingest import IngestResult, ingest_lines
+from meter.store import connect
+
+
+def ms(text: str) -> int:
+    """'2026-11-03T09:00:00.000Z' -> epoch milliseconds."""
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def iso(epoch_ms: int) -> str:
+    dt = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def status(session_id: str, event_id: str, at: str, state: str, **extra) -> dict:
+    """A session.status_* event as the API sends it (plus session_id)."""
+    kind = {"rescheduling": "rescheduled"}.get(state, state)
+    return {"session_id": session_id, "type": f"session.status_{kind}", "id": event_id,
+            "processed_at": at, **extra}
+
+
+def session_record(session_id: str, created_at: str = "2026-11-01T00:00:00.000Z",
+                   model: str = "claude-opus-5", **extra) -> dict:
+    record = {
+        "type": "session", "id": session_id, "created_at": created_at, "status": "idle",
+        "environment_id": "env_01",
+        "agent": {"id": "agent_01", "version": 1, "name": "coder",
+                  "model": {"id": model, "speed": "standard", "inference_geo": "global"}},
+        "metadata": {"team": "platform"},
+    }
+    record.update(extra)
+    return record
+
+
+@pytest.fixture
+def store(tmp_path):
+    con = connect(tmp_path / "store.duckdb")
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def feed(store):
+    """feed(records, source=...) ingests dicts (or raw strings) as JSON lines."""
+
+    def _feed(records, source: str = "test.jsonl", **kwargs) -> IngestResult:
+        lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+        return ingest_lines(store, lines, source=source, **kwargs)
+
+    return _feed
