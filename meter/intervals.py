@@ -143,18 +143,21 @@ def split_sql(source: str, grain: str) -> str:
     """
 
 
+RUNNING_BY_SESSION_SQL = f"""
+SELECT session_id,
+       sum(duration_ms) FILTER (WHERE status = 'running')::BIGINT AS running_ms,
+       sum(duration_ms) FILTER (WHERE status = 'idle')::BIGINT AS idle_ms,
+       sum(duration_ms) FILTER (WHERE status = 'rescheduling')::BIGINT AS rescheduling_ms,
+       bool_or(provisional) AS provisional
+FROM ({INTERVALS_SQL}) GROUP BY session_id
+"""
+
+
 def running_ms_by_session(
     con: duckdb.DuckDBPyConnection, as_of_ms: int
 ) -> duckdb.DuckDBPyRelation:
     """Per session: running, idle and rescheduling milliseconds as of `as_of_ms`."""
-    return con.sql(f"""
-        SELECT session_id,
-               sum(duration_ms) FILTER (WHERE status = 'running')::BIGINT AS running_ms,
-               sum(duration_ms) FILTER (WHERE status = 'idle')::BIGINT AS idle_ms,
-               sum(duration_ms) FILTER (WHERE status = 'rescheduling')::BIGINT AS rescheduling_ms,
-               bool_or(provisional) AS provisional
-        FROM ({INTERVALS_SQL}) GROUP BY session_id
-    """, params={"as_of": as_of_ms})
+    return con.sql(RUNNING_BY_SESSION_SQL, params={"as_of": as_of_ms})
 
 
 def active_time_check(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> duckdb.DuckDBPyRelation:
