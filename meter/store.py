@@ -16,11 +16,33 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
 # schema file itself; later versions append statements here and never edit old ones.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # v2: the rating engine's output, persisted by `agenttally rate` for the dashboard.
+    2: """
+    CREATE TABLE IF NOT EXISTS charges (
+        period VARCHAR NOT NULL, day DATE NOT NULL, session_id VARCHAR NOT NULL,
+        agent_id VARCHAR, environment_id VARCHAR, tags JSON,
+        meter VARCHAR NOT NULL, model VARCHAR, token_class VARCHAR, tier VARCHAR NOT NULL,
+        quantity BIGINT NOT NULL, unit VARCHAR NOT NULL,
+        unit_price DECIMAL(38,12), price_unit VARCHAR,
+        amount_exact DECIMAL(38,18) NOT NULL,
+        book VARCHAR NOT NULL, book_version VARCHAR NOT NULL, provisional BOOLEAN NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS unrated_usage (
+        day DATE NOT NULL, period VARCHAR NOT NULL, session_id VARCHAR NOT NULL,
+        meter VARCHAR NOT NULL, model VARCHAR, token_class VARCHAR,
+        quantity BIGINT NOT NULL, unit VARCHAR NOT NULL, reason VARCHAR NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rating_runs (
+        rated_ms BIGINT NOT NULL, as_of_ms BIGINT NOT NULL, books VARCHAR NOT NULL,
+        charges BIGINT NOT NULL, unrated BIGINT NOT NULL
+    );
+    """,
+}
 
 DEFAULT_DB = Path("data") / "agenttally.duckdb"
 
@@ -134,6 +156,6 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     names = [
         "events", "status_events", "model_requests", "usage_snapshots", "tool_uses",
         "threads", "session_updates", "other_events", "sessions", "agents", "environments",
-        "quarantine", "ingest_log",
+        "quarantine", "ingest_log", "charges", "unrated_usage",
     ]
     return {n: int(con.execute(f"SELECT count(*) FROM {n}").fetchall()[0][0]) for n in names}

@@ -13,10 +13,18 @@ from typing import Any
 FORMATS = ("table", "json", "csv")
 
 
+def plain_decimal(value: Decimal) -> str:
+    """A decimal as people write it: no exponent, no trailing zeros past the cent."""
+    text = format(value.normalize(), "f")
+    if "." in text and len(text.split(".")[1]) < 2:
+        text = f"{value:.2f}"
+    return text
+
+
 def _plain(value: Any) -> Any:
     """JSON-safe value: money as a decimal string (never a float), times as ISO 8601."""
     if isinstance(value, Decimal):
-        return str(value)
+        return plain_decimal(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value

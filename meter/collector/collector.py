@@ -1,0 +1,724 @@
+"""Follow every session of an organisation into the store, live, losing and doubling nothing.
+
+How nothing is lost: the event stream does not replay, so every (re)connect first opens the
+stream and only then lists the session's history from the last event received (minus a small
+overlap); whatever the listing cannot see yet, the already-open stream will deliver. Sessions
+that are not followed (idle, terminated, beyond `max_streams`) are back-filled whenever a
+listing shows their `updated_at` moved. Cursors only ever name events that were committed.
+
+How nothing is doubled: each event id is taken once in memory (a small per-session window)
+and the store de-duplicates by event id on ingest, across restarts.
+
+Writes: events and session records are buffered and flushed through `meter.ingest.ingest_lines`
+(the one way into the store) every `flush_events` events or `flush_interval_s`; each flush then
+advances `collector_cursors`. The store is opened for the length of a flush only, so readers
+can share the file. A crash between the batch commit and the cursor update only makes the
+next run re-read a few events, which ingest drops as duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from meter.collector.client import (
+    ApiClient,
+    ApiError,
+    AuthenticationError,
+    CollectorError,
+    NotFoundError,
+    StreamError,
+    parse_ms,
+)
+from meter.ingest import IngestResult, ingest_lines
+from meter.store import default_db_path, open_store
+
+log = logging.getLogger("agenttally.collector")
+
+ACTIVE_STATUSES = ("running", "rescheduling")
+TERMINAL_EVENTS = frozenset({"session.status_terminated", "session.deleted"})
+STREAM_ONLY_EVENTS = frozenset({"event_start", "event_delta"})
+# Events after which the session object (status, usage, metadata) is fetched again.
+REFETCH_EVENTS = frozenset({
+    "session.status_running", "session.status_idle", "session.status_rescheduled",
+    "session.status_terminated", "session.updated",
+})
+
+_UPSERT_CURSOR = """
+    INSERT INTO collector_cursors (session_id, last_at_ms, last_event, updated_ms)
+    VALUES (?, ?, ?, ?)
+    ON CONFLICT (session_id) DO UPDATE SET
+        last_event = CASE WHEN excluded.last_at_ms >= collector_cursors.last_at_ms
+                          THEN excluded.last_event ELSE collector_cursors.last_event END,
+        last_at_ms = greatest(collector_cursors.last_at_ms, excluded.last_at_ms),
+        updated_ms = excluded.updated_ms
+"""
+
+
+@dataclass
+class CollectorConfig:
+    """Knobs of a collector run; the defaults suit the real API's documented limits."""
+
+    since_ms: int | None = None          # only sessions created at or after this instant
+    poll_interval_s: float = 5.0         # new and running sessions are listed this often
+    sweep_interval_s: float = 300.0      # all sessions are listed this often (catches idle ones)
+    flush_events: int = 1000
+    flush_interval_s: float = 1.0
+    max_streams: int = 100               # concurrent SSE streams
+    max_requests: int = 16               # concurrent listings / retrievals besides streams
+    idle_linger_s: float = 300.0         # keep following an idle session this long
+    backfill_overlap_ms: int = 1000      # re-read this much history before the cursor [U]
+    discovery_overlap_ms: int = 60_000
+    events_page_limit: int = 1000
+    sessions_page_limit: int = 100
+    max_buffer_events: int = 200_000     # streams pause while this many events wait
+    progress_interval_s: float = 10.0
+    source: str = "collector"
+
+
+@dataclass
+class CollectStats:
+    """What a run did. `stored` counts events the store did not have before."""
+
+    sessions: int = 0
+    received: int = 0
+    from_stream: int = 0
+    from_backfill: int = 0
+    skipped_duplicates: int = 0
+    stored: int = 0
+    store_duplicates: int = 0
+    records: int = 0
+    quarantined: int = 0
+    flushes: int = 0
+    streams_opened: int = 0
+    reconnects: int = 0
+    backfills: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> str:
+        secs = max(time.monotonic() - self.started, 1e-9)
+        return (
+            f"{self.stored:,} new events stored ({self.store_duplicates:,} already stored, "
+            f"{self.skipped_duplicates:,} duplicates skipped, {self.quarantined:,} quarantined), "
+            f"{self.records:,} session records, {self.sessions:,} sessions in {secs:.1f} s "
+            f"({self.streams_opened:,} streams, {self.reconnects:,} reconnects, "
+            f"{self.backfills:,} back-fills)"
+        )
+
+
+class _Session:
+    """What the collector knows of one session during a run."""
+
+    def __init__(self, session_id: str, *, new: bool):
+        self.id = session_id
+        self.new = new                        # first seen after the initial sweep
+        self.status: str | None = None
+        self.created_ms: int | None = None
+        self.updated_ms: int | None = None
+        self.archived = False
+        self.gone = False                     # 404 or session.deleted
+        self.record_text: str | None = None
+        self.stored_key: tuple[Any, Any] | None = None   # (status, updated_ms) in the store
+        self.cursor_ms: int | None = None     # processed_at of the latest event received
+        self.synced_updated_ms: int | None = None  # updated_at we last back-filled up to
+        self.seen: OrderedDict[str, int] = OrderedDict()
+        self.follower: asyncio.Task | None = None
+        self.backfill: asyncio.Task | None = None
+        self.refetch: asyncio.Task | None = None
+        self.refetch_again = False
+        self.idle_since: float | None = None
+        self.connected = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.gone or self.archived or self.status == "terminated"
+
+
+class Collector:
+    """Collects sessions and events from the API into the store until stopped.
+
+    `run()` is a coroutine; `stop()` may be called from any thread or a signal handler and
+    makes `run()` flush what it holds and return.
+    """
+
+    def __init__(
+        self,
+        client: ApiClient,
+        db: str | Path | None = None,
+        config: CollectorConfig | None = None,
+        *,
+        webhook_listen: tuple[str, int] | None = None,
+        webhook_secret: str | None = None,
+    ):
+        self.client = client
+        self.db = Path(db) if db else default_db_path()
+        self.config = config or CollectorConfig()
+        self.stats = CollectStats()
+        self.webhook_listen = webhook_listen
+        self._webhook_secret = webhook_secret
+        self.webhook_port: int | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._events: list[str] = []
+        self._records: list[str] = []
+        self._pending_cursors: dict[str, tuple[int, str]] = {}
+        self._max_created: int | None = None
+        self._initial_sweep_done = False
+        self._once = False
+        self._stopping = False
+        self._closing = False
+        self._stop_requested = threading.Event()
+        self._fatal: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._stop_event: asyncio.Event | None = None
+        self._flush_now: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._requests: asyncio.Semaphore | None = None
+
+    # -- control -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask `run()` to flush and return; safe from other threads and signal handlers."""
+        self._stop_requested.set()
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass
+
+    def poke(self, session_id: str) -> None:
+        """Fetch one session now and follow or back-fill it (a webhook said it changed)."""
+        if self._loop is None or self._stopping:
+            return
+        self._spawn(self._poke(self._session(session_id)))
+
+    async def run(self, *, once: bool = False, handle_signals: bool = False) -> CollectStats:
+        """Collect until `stop()` (or, with `once`, until every session is back-filled)."""
+        self._loop = asyncio.get_running_loop()
+        self._once = once
+        self._stop_event = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.config.max_streams)
+        self._requests = asyncio.Semaphore(self.config.max_requests)
+        self.stats.started = time.monotonic()
+        if self._stop_requested.is_set():
+            self._stop_event.set()
+        signals = self._install_signals() if handle_signals else []
+        await asyncio.to_thread(self._load_state)
+        flusher = asyncio.create_task(self._flush_loop())
+        loops: list[asyncio.Task] = []
+        receiver = None
+        try:
+            if once:
+                await self._sweep()
+                await self._drain()
+            else:
+                if self.webhook_listen:
+                    receiver = await self._start_receiver()
+                loops = [asyncio.create_task(self._guard(self._sweep_loop())),
+                         asyncio.create_task(self._guard(self._discover_loop()))]
+                await self._stop_event.wait()
+        finally:
+            self._stopping = True
+            if receiver is not None:
+                receiver.should_exit = True
+            pending = loops + list(self._tasks)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if receiver is not None:
+                await self._receiver_task
+            self._closing = True
+            self._flush_now.set()
+            await flusher
+            for sig in signals:
+                self._loop.remove_signal_handler(sig)
+        log.info("collector stopped: %s", self.stats.summary())
+        if self._fatal is not None:
+            raise self._fatal
+        return self.stats
+
+    def _install_signals(self) -> list[int]:
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        return installed
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            log.error("%s", self.client.redact(exc))
+        self.stop()
+
+    async def _guard(self, coro: Awaitable[Any]) -> None:
+        """Run a background job: a credentials error stops the run, others are logged."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except AuthenticationError as exc:
+            self._fail(exc)
+        except CollectorError as exc:
+            if self._once:
+                self._fail(exc)
+            else:
+                log.warning("%s", self.client.redact(exc))
+        except Exception as exc:  # a bug must not take the other sessions down with it
+            log.exception("collector job failed: %s", self.client.redact(exc))
+            if self._once:
+                self._fail(exc)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+        task = asyncio.create_task(self._guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _drain(self) -> None:
+        while self._tasks and not self._stop_event.is_set():
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped first; True when the run is stopping."""
+        try:
+            await asyncio.wait_for(self._stop_event.wait(), timeout=max(seconds, 0))
+            return True
+        except TimeoutError:
+            return self._stopping
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        """Cursors and stored session heads, so that a restart resumes where it stopped."""
+        with open_store(self.db) as con:
+            cursors = dict(con.execute(
+                "SELECT session_id, last_at_ms FROM collector_cursors").fetchall())
+            stored = con.execute(
+                "SELECT session_id, status, updated_ms FROM sessions").fetchall()
+        for sid, at in cursors.items():
+            self._session(sid).cursor_ms = int(at)
+        for sid, status, updated in stored:
+            s = self._session(sid)
+            s.stored_key = (status, updated)
+            # A terminated session whose events reach its last update needs no back-fill.
+            if status == "terminated" and s.cursor_ms is not None and updated is not None \
+                    and s.cursor_ms >= updated:
+                s.synced_updated_ms = updated
+        self.stats.sessions = 0
+        if cursors:
+            log.info("resuming from cursors of %d sessions", len(cursors))
+
+    def _session(self, session_id: str) -> _Session:
+        s = self._sessions.get(session_id)
+        if s is None:
+            s = self._sessions[session_id] = _Session(session_id, new=self._initial_sweep_done)
+        return s
+
+    def _accept_record(self, obj: dict) -> _Session | None:
+        """Take a session object from a listing or retrieval; buffer it if it changed."""
+        sid = obj.get("id") if isinstance(obj, dict) else None
+        if not isinstance(sid, str) or not sid:
+            self._records.append(json.dumps(obj))  # ingest quarantines it with the reason
+            return None
+        if obj.get("type") != "session":
+            obj = {**obj, "type": "session"}
+        s = self._session(sid)
+        updated = parse_ms(obj.get("updated_at")) or parse_ms(obj.get("created_at"))
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        if text != s.record_text:
+            unchanged = s.record_text is None and s.stored_key == (obj.get("status"), updated)
+            if not unchanged:
+                self._records.append(text)
+            if s.record_text is None:
+                self.stats.sessions += 1
+            s.record_text = text
+        s.status = obj.get("status")
+        s.updated_ms = updated
+        s.created_ms = parse_ms(obj.get("created_at"))
+        s.archived = obj.get("archived_at") is not None
+        if s.created_ms is not None and (self._max_created is None
+                                         or s.created_ms > self._max_created):
+            self._max_created = s.created_ms
+        return s
+
+    def _accept(self, s: _Session, event: Any, via: str) -> None:
+        """Take one event (stream or listing): de-duplicate, buffer, move the cursor."""
+        if not isinstance(event, dict):
+            self._events.append(json.dumps(event))  # quarantined by ingest with the reason
+            return
+        kind = event.get("type")
+        if kind in STREAM_ONLY_EVENTS or event.get("processed_at") is None:
+            return  # never persisted, or still queued: it comes back with a processed_at
+        eid = event.get("id")
+        at = parse_ms(event.get("processed_at"))
+        if isinstance(eid, str):
+            if eid in s.seen:
+                self.stats.skipped_duplicates += 1
+                return
+            s.seen[eid] = at if at is not None else 0
+        line = {"session_id": s.id, **{k: v for k, v in event.items() if k != "session_id"}}
+        self._events.append(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        self.stats.received += 1
+        if via == "stream":
+            self.stats.from_stream += 1
+        else:
+            self.stats.from_backfill += 1
+        if at is not None:
+            if s.cursor_ms is None or at >= s.cursor_ms:
+                s.cursor_ms = at
+            pending = self._pending_cursors.get(s.id)
+            if pending is None or at >= pending[0]:
+                self._pending_cursors[s.id] = (at, eid if isinstance(eid, str) else "")
+            self._prune_seen(s)
+        if kind == "session.status_idle":
+            s.idle_since = time.monotonic()
+        elif kind in ("session.status_running", "session.status_rescheduled"):
+            s.idle_since = None
+        if kind == "session.deleted":
+            s.gone = True
+        if kind in REFETCH_EVENTS and not self._once and not s.gone:
+            self._schedule_refetch(s)
+        if len(self._events) >= self.config.flush_events:
+            self._flush_now.set()
+
+    def _prune_seen(self, s: _Session) -> None:
+        """Forget ids older than any listing can return again (cursor minus 2x overlap)."""
+        if len(s.seen) < 64 or s.cursor_ms is None:
+            return
+        horizon = s.cursor_ms - 2 * self.config.backfill_overlap_ms
+        while s.seen and next(iter(s.seen.values())) < horizon:
+            s.seen.popitem(last=False)
+
+    async def _room(self) -> None:
+        """Back-pressure: wait while the buffer is over `max_buffer_events`."""
+        while len(self._events) > self.config.max_buffer_events and not self._stopping:
+            self._flush_now.set()
+            await asyncio.sleep(0.05)
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def _activate(self, s: _Session, *, forced: bool = False) -> None:
+        """Decide how a listed session is kept up to date: follow, back-fill once, or not."""
+        if self._stopping or s.follower is not None or s.gone:
+            return
+        if not self._once and not s.terminal and (s.status in ACTIVE_STATUSES or s.new):
+            s.follower = self._spawn(self._follow(s))
+        elif forced or s.synced_updated_ms is None or s.synced_updated_ms != s.updated_ms:
+            if s.backfill is None:
+                s.backfill = self._spawn(self._backfill_once(s))
+
+    async def _sweep(self) -> None:
+        """List every session (archived too) since `since`; back-fill what moved."""
+        async for obj in self.client.list_sessions(
+            created_gte=self.config.since_ms, include_archived=True, order="asc",
+            limit=self.config.sessions_page_limit,
+        ):
+            s = self._accept_record(obj)
+            if s is not None:
+                self._activate(s)
+        self._initial_sweep_done = True
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await self._sweep()
+            if await self._sleep(self.config.sweep_interval_s):
+                return
+
+    async def _discover(self) -> None:
+        """New sessions (followed from birth) and running ones (followed while running)."""
+        since = self.config.since_ms
+        gte = since if self._max_created is None else self._max_created - \
+            self.config.discovery_overlap_ms
+        if since is not None and gte is not None:
+            gte = max(gte, since)
+        async for obj in self.client.list_sessions(
+            created_gte=gte, include_archived=True, order="asc",
+            limit=self.config.sessions_page_limit,
+        ):
+            s = self._accept_record(obj)
+            if s is not None:
+                self._activate(s)
+        async for obj in self.client.list_sessions(
+            created_gte=since, statuses=ACTIVE_STATUSES, order="asc",
+            limit=self.config.sessions_page_limit,
+        ):
+            s = self._accept_record(obj)
+            if s is not None:
+                self._activate(s)
+
+    async def _discover_loop(self) -> None:
+        while not self._initial_sweep_done:
+            if await self._sleep(0.05):
+                return
+        while True:
+            if await self._sleep(self.config.poll_interval_s):
+                return
+            await self._discover()
+
+    async def _poke(self, s: _Session) -> None:
+        try:
+            async with self._requests:
+                obj = await self.client.get_session(s.id)
+        except NotFoundError:
+            s.gone = True
+            return
+        self._accept_record(obj)
+        self._activate(s, forced=True)
+
+    def _schedule_refetch(self, s: _Session) -> None:
+        if s.refetch is not None and not s.refetch.done():
+            s.refetch_again = True
+        else:
+            s.refetch = self._spawn(self._refetch(s))
+
+    async def _refetch(self, s: _Session) -> None:
+        """Fetch the session object again; one request in flight per session, in order."""
+        while True:
+            s.refetch_again = False
+            try:
+                async with self._requests:
+                    obj = await self.client.get_session(s.id)
+            except NotFoundError:
+                s.gone = True
+                return
+            self._accept_record(obj)
+            if not s.refetch_again:
+                return
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def _backfill(self, s: _Session) -> None:
+        """List the session's history from its cursor (minus the overlap) into the buffer."""
+        start = None if s.cursor_ms is None else s.cursor_ms - self.config.backfill_overlap_ms
+        async with self._requests:
+            async for event in self.client.list_events(
+                s.id, after_gte=start, limit=self.config.events_page_limit
+            ):
+                self._accept(s, event, "backfill")
+                if len(self._events) > self.config.max_buffer_events:
+                    await self._room()
+        self.stats.backfills += 1
+
+    async def _backfill_once(self, s: _Session) -> None:
+        try:
+            updated = s.updated_ms
+            await self._backfill(s)
+            s.synced_updated_ms = updated
+        except NotFoundError:
+            s.gone = True
+        finally:
+            s.backfill = None
+
+    def _evict_idle(self) -> None:
+        """Free a stream slot: stop following the session that has been idle the longest."""
+        idle = [x for x in self._sessions.values()
+                if x.follower is not None and x.connected and x.idle_since is not None]
+        if idle:
+            victim = min(idle, key=lambda x: x.idle_since)
+            victim.follower.cancel()
+
+    async def _follow(self, s: _Session) -> None:
+        """Stream one session's events, reconnecting (and back-filling) until it settles."""
+        try:
+            if self._slots.locked():
+                self._evict_idle()
+            async with self._slots:
+                await self._follow_connected(s)
+        finally:
+            s.connected = False
+            s.follower = None
+
+    async def _follow_connected(self, s: _Session) -> None:
+        cfg = self.config
+        attempt = 0
+        s.idle_since = time.monotonic() if s.status == "idle" else None
+        while not self._stopping:
+            got = 0
+            try:
+                async with self.client.stream_events(s.id) as frames:
+                    self.stats.streams_opened += 1
+                    await self._backfill(s)
+                    s.connected = True
+                    async for frame in frames:
+                        if frame.event == "ping":
+                            if self._settled(s):
+                                return
+                            continue
+                        if frame.event == "error":
+                            raise StreamError(self.client.redact(frame.data[:200]))
+                        try:
+                            event = json.loads(frame.data)
+                        except ValueError:
+                            self._events.append(frame.data)  # quarantined with the reason
+                            continue
+                        if isinstance(event, dict) and "type" not in event:
+                            event["type"] = frame.event
+                        self._accept(s, event, "stream")
+                        got += 1
+                        if isinstance(event, dict) and event.get("type") in TERMINAL_EVENTS:
+                            s.synced_updated_ms = s.updated_ms
+                            return
+                        if self._settled(s):
+                            return
+                        if len(self._events) > cfg.max_buffer_events:
+                            await self._room()
+                reason: BaseException | str = "stream closed by the server"
+            except NotFoundError:
+                s.gone = True
+                return
+            except AuthenticationError:
+                raise
+            except (httpx.TransportError, ApiError, StreamError, CollectorError) as exc:
+                if isinstance(exc, ApiError) and not exc.retriable:
+                    raise
+                reason = exc
+            finally:
+                s.connected = False
+            self.stats.reconnects += 1
+            if isinstance(reason, str):  # a clean close: reconnect at once unless it repeats
+                attempt = 0 if got else attempt + 1
+                delay = self.client.backoff(attempt) if attempt else 0.0
+                text = reason
+            else:
+                attempt = 1 if got else attempt + 1
+                delay = self.client.backoff(attempt, reason)
+                text = f"{type(reason).__name__}: {reason}"
+            log.info("stream %s: %s; reconnecting in %.2f s", s.id, self.client.redact(text),
+                     delay)
+            if await self._sleep(delay):
+                return
+
+    def _settled(self, s: _Session) -> bool:
+        """Idle past the linger time: stop following; listings pick the session up again."""
+        if s.idle_since is not None and time.monotonic() - s.idle_since > \
+                self.config.idle_linger_s:
+            s.synced_updated_ms = s.updated_ms
+            return True
+        return False
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        last_progress = time.monotonic()
+        while True:
+            closing = self._closing
+            await self._flush(final=closing)
+            if closing:
+                return
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), self.config.flush_interval_s)
+            except TimeoutError:
+                pass
+            self._flush_now.clear()
+            if time.monotonic() - last_progress >= self.config.progress_interval_s:
+                last_progress = time.monotonic()
+                following = sum(1 for x in self._sessions.values() if x.follower is not None)
+                log.info("collecting: following %d sessions; %s", following,
+                         self.stats.summary())
+
+    async def _flush(self, *, final: bool = False) -> None:
+        if not self._events and not self._records:
+            return
+        records, events, cursors = self._records, self._events, self._pending_cursors
+        self._records, self._events, self._pending_cursors = [], [], {}
+        try:
+            result = await asyncio.to_thread(self._write, records + events, cursors)
+        except Exception as exc:
+            self._records[:0] = records
+            self._events[:0] = events
+            for sid, cur in cursors.items():
+                if sid not in self._pending_cursors or cur[0] > self._pending_cursors[sid][0]:
+                    self._pending_cursors[sid] = cur
+            if final:
+                raise
+            log.error("store write failed, %d lines kept for the next flush: %s",
+                      len(records) + len(events), self.client.redact(exc))
+            await asyncio.sleep(min(self.config.flush_interval_s, 1.0))
+            return
+        self.stats.flushes += 1
+        self.stats.stored += result.new_events
+        self.stats.store_duplicates += result.duplicates
+        self.stats.records += result.records
+        self.stats.quarantined += result.quarantined
+        log.debug("flushed %d lines: %s", result.lines, result.summary())
+        for error in result.errors:
+            log.warning("quarantined: %s", self.client.redact(error))
+
+    def _write(self, lines: list[str], cursors: dict[str, tuple[int, str]]) -> IngestResult:
+        """One flush: the batch through ingest, then the cursors of what it committed."""
+        with open_store(self.db) as con:
+            result = ingest_lines(con, lines, source=self.config.source)
+            if cursors:
+                now = int(time.time() * 1000)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.executemany(_UPSERT_CURSOR, [
+                        (sid, at, eid, now) for sid, (at, eid) in cursors.items()])
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        return result
+
+    # -- webhooks ------------------------------------------------------------------------------
+
+    async def _start_receiver(self):
+        from meter.collector.webhooks import create_receiver, start_server
+
+        host, port = self.webhook_listen
+        app = create_receiver(self._webhook_secret or "", self.poke)
+        server, task, bound = await start_server(app, host, port)
+        self._receiver_task = task
+        self.webhook_port = bound
+        log.info("webhook receiver listening on http://%s:%d/", host, bound)
+        return server
+
+
+def collect(
+    db: str | Path | None = None,
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    config: CollectorConfig | None = None,
+    once: bool = False,
+    read_rpm: float | None = None,
+    heartbeat_timeout_s: float = 60.0,
+    webhook_listen: tuple[str, int] | None = None,
+    webhook_secret: str | None = None,
+    on_start: Callable[[Collector], None] | None = None,
+) -> CollectStats:
+    """Run a collector to completion (`once`) or until SIGINT/SIGTERM; the CLI's entry."""
+    from meter.collector.client import DEFAULT_BASE_URL, DEFAULT_READ_RPM
+
+    cfg = config or CollectorConfig()
+
+    async def main() -> CollectStats:
+        client = ApiClient(base_url or DEFAULT_BASE_URL, api_key=api_key,
+                           read_rpm=read_rpm or DEFAULT_READ_RPM,
+                           heartbeat_timeout_s=heartbeat_timeout_s,
+                           max_connections=cfg.max_streams + cfg.max_requests + 4)
+        async with client:
+            collector = Collector(client, db, cfg, webhook_listen=webhook_listen,
+                                  webhook_secret=webhook_secret)
+            if on_start:
+                on_start(collector)
+            return await collector.run(
+                once=once, handle_signals=threading.current_thread() is threading.main_thread())
+
+    return asyncio.run(main())

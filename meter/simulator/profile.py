@@ -1,0 +1,391 @@
+"""Workload profiles: who runs which agents how often, as a TOML file validated by pydantic.
+
+A profile is data (``data/profiles/*.toml``): teams with projects and a session rate, agents
+with their model and behaviour, environments, a calendar (weekly and daily cycles, growth,
+noise) and incidents. Every distribution is named by what it shapes (``running_s`` is the
+length of one running span in seconds), so a reader can check a profile against the
+statistics the tests measure on its output.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+__all__ = [
+    "Agent",
+    "Behavior",
+    "Burst",
+    "Calendar",
+    "Environment",
+    "LogNormal",
+    "ModelSwitch",
+    "Profile",
+    "ProfileError",
+    "Project",
+    "Runaway",
+    "Team",
+    "load_profile",
+    "parse_profile",
+]
+
+MAX_ROSTER = 20  # reference §7: a roster holds at most 20 agents
+MAX_THREADS_PER_TURN = 25  # reference §7: at most 25 concurrent threads
+
+BUILTIN_TOOLS = ("bash", "read", "write", "edit", "glob", "grep", "web_fetch", "web_search")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file, the field and the fix."""
+
+
+def _utc_moment(value: Any) -> Any:
+    """A date or an offset-aware datetime, as a UTC datetime (naive datetimes are refused)."""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"expected a date (2026-10-20) or a UTC datetime (2026-10-20T09:00:00Z), "
+                f"got {value!r}"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"datetime {value.isoformat()} has no UTC offset; add Z")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return value
+
+
+UtcMoment = Annotated[datetime, BeforeValidator(_utc_moment)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r'^[^"\\\x00-\x1f]+$')]
+ModelId = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogNormal(_Strict):
+    """A heavy-tailed length: half the draws fall below ``median``; ``sigma`` is the spread
+    of its logarithm (0 = always the median, 1 = a long tail, 2 = a very long one)."""
+
+    median: float = Field(gt=0)
+    sigma: float = Field(default=1.0, ge=0, le=4)
+
+    @property
+    def mean(self) -> float:
+        return self.median * math.exp(self.sigma**2 / 2)
+
+
+class Behavior(_Strict):
+    """How an agent's sessions unfold: turns, span lengths, tokens, errors, endings."""
+
+    turns_mean: float = Field(default=4.0, ge=1, le=200)
+    running_s: LogNormal = LogNormal(median=40, sigma=1.0)
+    idle_s: LogNormal = LogNormal(median=120, sigma=1.5)
+    long_share: Share = 0.02
+    long_running_s: LogNormal = LogNormal(median=5400, sigma=0.5)
+    seconds_per_request: float = Field(default=12.0, gt=0.5)
+    prompt_tokens: LogNormal = LogNormal(median=20_000, sigma=0.8)
+    output_tokens: LogNormal = LogNormal(median=600, sigma=1.0)
+    cache_hit_rate: Share = 0.75
+    cache_write_share: Share = 0.5
+    cache_1h_share: Share = 0.1
+    searches_per_request: float = Field(default=0.0, ge=0, le=20)
+    requires_action_share: Share = 0.1
+    error_rate: Share = 0.005
+    exhausted_share: Share = 0.1
+    terminal_share: Share = 0.02
+    reschedule_s: LogNormal = LogNormal(median=6, sigma=0.6)
+    archive_share: Share = 0.3
+    archive_after_s: LogNormal = LogNormal(median=3600, sigma=1.0)
+    threads_per_turn: float = Field(default=2.0, ge=0, le=MAX_THREADS_PER_TURN)
+    thread_running_s: LogNormal = LogNormal(median=60, sigma=0.8)
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> Behavior:
+        if self.exhausted_share + self.terminal_share > 1:
+            raise ValueError(
+                f"exhausted_share + terminal_share = "
+                f"{self.exhausted_share + self.terminal_share:g}: they split the errors, so "
+                f"they must add up to at most 1"
+            )
+        return self
+
+
+class RosterEntry(_Strict):
+    name: Name
+    model: ModelId
+
+
+class Budget(_Strict):
+    """A share of the agent's sessions is created with ``max_list_cost`` = ``cents``."""
+
+    share: Share
+    cents: int = Field(gt=0, strict=True)
+
+
+class Agent(_Strict):
+    name: Name
+    model: ModelId
+    speed: Literal["standard", "fast"] = "standard"
+    inference_geo: Literal["global", "us"] = "global"
+    environment: Name
+    tools: tuple[Name, ...] = ("bash", "read", "edit")
+    behavior: Name = "default"
+    multiagent: tuple[RosterEntry, ...] = ()
+    budget: Budget | None = None
+    metadata: dict[Name, Name] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> Agent:
+        if len(self.multiagent) > MAX_ROSTER:
+            raise ValueError(
+                f"multiagent lists {len(self.multiagent)} agents; a roster holds at most "
+                f"{MAX_ROSTER}"
+            )
+        unknown = [t for t in self.tools if t not in BUILTIN_TOOLS]
+        if unknown:
+            raise ValueError(
+                f"tools: unknown tool {unknown[0]!r}; expected some of {', '.join(BUILTIN_TOOLS)}"
+            )
+        return self
+
+
+class Environment(_Strict):
+    name: Name
+    metadata: dict[Name, Name] = Field(default_factory=dict)
+
+
+class Project(_Strict):
+    name: Name
+    share: float = Field(default=1.0, gt=0)
+    agents: tuple[Name, ...] = Field(min_length=1)
+    cost_center: Name | None = None
+
+
+class Team(_Strict):
+    name: Name
+    cost_center: Name
+    sessions_per_day: float = Field(gt=0, le=5_000_000)
+    utc_offset_hours: int = Field(default=0, ge=-12, le=14)
+    projects: tuple[Project, ...] = Field(min_length=1)
+
+
+class Calendar(_Strict):
+    """Arrival shape: ``weekly`` Monday..Sunday and ``hourly`` 0..23 local time are relative
+    weights (each normalised to mean 1), ``growth_per_month`` compounds from the simulation's
+    start, ``daily_noise`` is the sigma of a mean-one lognormal factor per team and day."""
+
+    weekly: tuple[float, ...] = (1.15, 1.2, 1.2, 1.15, 1.0, 0.35, 0.3)
+    hourly: tuple[float, ...] = (
+        0.2, 0.15, 0.1, 0.1, 0.1, 0.15, 0.3, 0.6, 1.2, 1.8, 2.0, 1.9,
+        1.5, 1.8, 2.0, 1.9, 1.7, 1.3, 0.9, 0.7, 0.6, 0.5, 0.4, 0.3,
+    )
+    growth_per_month: float = Field(default=0.0, gt=-1, le=10)
+    daily_noise: float = Field(default=0.1, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> Calendar:
+        if len(self.weekly) != 7:
+            raise ValueError(f"weekly: expected 7 weights (Monday..Sunday), got {len(self.weekly)}")
+        if len(self.hourly) != 24:
+            raise ValueError(f"hourly: expected 24 weights (hours 0..23), got {len(self.hourly)}")
+        if min(self.weekly) <= 0 or min(self.hourly) < 0 or sum(self.hourly) <= 0:
+            raise ValueError("weekly weights must be > 0 and hourly weights >= 0 (not all 0)")
+        return self
+
+
+class _Timed(_Strict):
+    """An incident happens ``at`` a UTC moment or ``after_days`` after the simulation start
+    (the latter keeps a profile's incidents inside any simulated window)."""
+
+    at: UtcMoment | None = None
+    after_days: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_time(self) -> _Timed:
+        if (self.at is None) == (self.after_days is None):
+            raise ValueError("give exactly one of `at` (a UTC date or datetime) or `after_days`")
+        return self
+
+    def moment(self, start: datetime) -> datetime:
+        if self.at is not None:
+            return self.at
+        return start + timedelta(days=self.after_days or 0)
+
+
+class Runaway(_Timed):
+    """One session of ``agent`` that keeps running, without a pause, for ``hours``."""
+
+    type: Literal["runaway"]
+    agent: Name
+    hours: float = Field(default=24, gt=0, le=24 * 14)
+
+
+class Burst(_Timed):
+    """``multiplier`` times the usual arrivals for ``hours`` (one team, or all)."""
+
+    type: Literal["burst"]
+    team: Name | None = None
+    hours: float = Field(default=2, gt=0, le=24 * 31)
+    multiplier: float = Field(default=10, gt=0, le=1000)
+
+
+class ModelSwitch(_Timed):
+    """From this moment on ``agent`` runs ``model`` (a new agent version)."""
+
+    type: Literal["model_switch"]
+    agent: Name
+    model: ModelId
+
+
+Incident = Annotated[Runaway | Burst | ModelSwitch, Field(discriminator="type")]
+
+
+def _unique(items: tuple[Any, ...], what: str) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if item.name in seen:
+            raise ValueError(f"{what}[{i}].name: {item.name!r} appears twice; names must be unique")
+        seen.add(item.name)
+
+
+class Profile(_Strict):
+    name: Name
+    description: str = ""
+    calendar: Calendar = Calendar()
+    behaviors: dict[Name, Behavior] = Field(default_factory=lambda: {"default": Behavior()})
+    environments: tuple[Environment, ...] = Field(min_length=1)
+    agents: tuple[Agent, ...] = Field(min_length=1)
+    teams: tuple[Team, ...] = Field(min_length=1)
+    incidents: tuple[Incident, ...] = ()
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Profile:
+        _unique(self.environments, "environments")
+        _unique(self.agents, "agents")
+        _unique(self.teams, "teams")
+        envs = {e.name for e in self.environments}
+        agents = {a.name for a in self.agents}
+        for i, agent in enumerate(self.agents):
+            if agent.environment not in envs:
+                raise ValueError(
+                    f"agents[{i}].environment: unknown environment {agent.environment!r}; "
+                    f"defined: {', '.join(sorted(envs))}"
+                )
+            if agent.behavior not in self.behaviors:
+                raise ValueError(
+                    f"agents[{i}].behavior: unknown behavior {agent.behavior!r}; defined: "
+                    f"{', '.join(sorted(self.behaviors))} (add a [behaviors.{agent.behavior}] "
+                    f"table)"
+                )
+        for t, team in enumerate(self.teams):
+            _unique(team.projects, f"teams[{t}].projects")
+            for p, project in enumerate(team.projects):
+                for a, name in enumerate(project.agents):
+                    if name not in agents:
+                        raise ValueError(
+                            f"teams[{t}].projects[{p}].agents[{a}]: unknown agent {name!r}; "
+                            f"defined: {', '.join(sorted(agents))}"
+                        )
+        used = {n for team in self.teams for p in team.projects for n in p.agents}
+        teams = {t.name for t in self.teams}
+        for i, incident in enumerate(self.incidents):
+            agent = getattr(incident, "agent", None)
+            if agent is not None and agent not in used:
+                raise ValueError(
+                    f"incidents[{i}].agent: {agent!r} is not used by any project; "
+                    f"used agents: {', '.join(sorted(used))}"
+                )
+            team = getattr(incident, "team", None)
+            if team is not None and team not in teams:
+                raise ValueError(
+                    f"incidents[{i}].team: unknown team {team!r}; defined: "
+                    f"{', '.join(sorted(teams))}"
+                )
+        return self
+
+    def agent_index(self, name: str) -> int:
+        return next(i for i, a in enumerate(self.agents) if a.name == name)
+
+    def model_ids(self) -> list[str]:
+        """Every model a session of this profile may run, in first-mention order."""
+        found: dict[str, None] = {}
+        for agent in self.agents:
+            found[agent.model] = None
+            for entry in agent.multiagent:
+                found[entry.model] = None
+        for incident in self.incidents:
+            if isinstance(incident, ModelSwitch):
+                found[incident.model] = None
+        return list(found)
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("runaway", "burst", "model_switch") and text.endswith("]"):
+            continue  # pydantic's tagged-union step adds nothing a reader needs
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _describe(error: Any) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "value_error":
+        message = str(error["ctx"]["error"])
+    elif kind == "extra_forbidden":
+        message = "unknown key (a typo?)"
+    elif kind == "missing":
+        message = "missing; this field is required"
+    elif kind == "union_tag_invalid":
+        message = f"unknown incident type {error['input'].get('type')!r}; expected runaway, " \
+                  "burst or model_switch"
+    else:
+        message = f"{error['msg']}, got {error['input']!r}"
+    return f"{_format_loc(loc)}: {message}" if loc else message
+
+
+def parse_profile(raw: dict[str, Any], *, source: str = "<profile>") -> Profile:
+    """Validate a profile already read from TOML; errors name ``source`` and the field."""
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as exc:
+        raise ProfileError("\n".join(f"{source}: {_describe(e)}" for e in exc.errors())) from None
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile (see data/profiles/ for examples)") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_profile(raw, source=str(path))

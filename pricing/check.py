@@ -1,0 +1,65 @@
+"""Our rating vs the provider's own `list_cost`, per session: drift made visible.
+
+`session.usage.list_cost` is the provider's cumulative cost at list prices, in whole cents,
+at the snapshot instant. We price the same usage up to that instant (tokens and searches of
+the snapshots, runtime of the running time before it) and show both side by side.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+CHECK_SQL = """
+WITH last_snap AS (
+    SELECT session_id, at_ms, list_cost_cents FROM usage_snapshots
+    WHERE list_cost_cents IS NOT NULL AND at_ms <= $as_of
+    QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY at_ms DESC, event_id DESC) = 1
+), tokens AS (
+    SELECT t.session_id,
+           sum(t.quantity * t.unit_price * 0.000001) FILTER (WHERE t.unrated_reason IS NULL)
+               AS amount,
+           count(*) FILTER (WHERE t.unrated_reason IS NOT NULL) AS unrated_lines
+    FROM token_priced t JOIN last_snap l USING (session_id)
+    WHERE t.at_ms <= l.at_ms GROUP BY t.session_id
+), searches AS (
+    SELECT s.session_id, sum(s.quantity * b.search_usd_per_1000 * 0.001) AS amount
+    FROM search_lines s JOIN last_snap l USING (session_id)
+    JOIN pb_books b ON s.at_ms >= b.from_ms AND (b.to_ms IS NULL OR s.at_ms < b.to_ms)
+    WHERE s.at_ms <= l.at_ms GROUP BY s.session_id
+), running AS (
+    SELECT l.session_id, sum(least(i.end_ms, l.at_ms) - i.start_ms)::BIGINT AS ms
+    FROM last_snap l JOIN intervals i
+      ON i.session_id = l.session_id AND i.status = 'running' AND i.start_ms < l.at_ms
+    GROUP BY l.session_id
+), engine AS (
+    SELECT l.session_id, l.at_ms, l.list_cost_cents,
+           coalesce(t.amount, 0) + coalesce(s.amount, 0)
+             + coalesce(runtime_amount(r.ms, b.runtime_usd_per_hour), 0) AS engine_usd,
+           coalesce(t.unrated_lines, 0) AS unrated_lines
+    FROM last_snap l
+    LEFT JOIN tokens t USING (session_id)
+    LEFT JOIN searches s USING (session_id)
+    LEFT JOIN running r USING (session_id)
+    LEFT JOIN pb_books b ON l.at_ms >= b.from_ms AND (b.to_ms IS NULL OR l.at_ms < b.to_ms)
+)
+SELECT session_id, at_ms AS snapshot_ms,
+       CAST(list_cost_cents AS DECIMAL(38,2)) * 0.01 AS provider_usd,
+       CAST(engine_usd AS DECIMAL(38,6)) AS engine_usd,
+       CAST(engine_usd - CAST(list_cost_cents AS DECIMAL(38,2)) * 0.01 AS DECIMAL(38,6))
+           AS difference_usd,
+       abs(engine_usd - CAST(list_cost_cents AS DECIMAL(38,2)) * 0.01) > $tolerance
+           OR unrated_lines > 0 AS flagged
+FROM engine
+ORDER BY abs(difference_usd) DESC, session_id
+"""
+
+
+def list_cost_check(
+    con: duckdb.DuckDBPyConnection, as_of_ms: int, tolerance_usd: str = "0.005"
+) -> duckdb.DuckDBPyRelation:
+    """Per session with a list_cost: provider vs engine. Needs `pricing.rating.rate` first.
+
+    The provider rounds to the nearest cent, so a difference up to half a cent is expected;
+    anything beyond `tolerance_usd`, or any unrated usage, is flagged.
+    """
+    return con.sql(CHECK_SQL, params={"as_of": as_of_ms, "tolerance": tolerance_usd})

@@ -1,0 +1,133 @@
+"""Verbs of the pricing side: rate, invoice, check."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from meter.store import open_store
+from pricing.check import list_cost_check
+from pricing.pricebook import default_pricebook_dir, load_pricebooks
+from pricing.rating import RatingOptions, rate
+from reports.cli import iso_ms, parse_instant
+from reports.invoice import DEFAULT_GROUP_BY, build_invoice, invoice_table
+from reports.render import FORMATS, render
+
+
+def current_period(as_of_ms: int) -> str:
+    return iso_ms(as_of_ms)[:7]
+
+
+def rate_store(con, args: argparse.Namespace) -> int:
+    """Rate the store on `con` as of --as-of with the books of --pricebooks; returns as_of."""
+    as_of = parse_instant(args.as_of)
+    books = load_pricebooks(args.pricebooks or default_pricebook_dir())
+    rate(con, books, RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
+    return as_of
+
+
+def cmd_rate(args: argparse.Namespace) -> int:
+    with open_store(args.db) as con:
+        as_of = rate_store(con, args)
+        # The store's own catalog, spelled out: temp tables shadow `main.charges`.
+        db = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f'DELETE FROM "{db}".main.charges')
+        con.execute(f'INSERT INTO "{db}".main.charges SELECT * FROM temp.main.charges')
+        con.execute(f'DELETE FROM "{db}".main.unrated_usage')
+        con.execute(f'INSERT INTO "{db}".main.unrated_usage SELECT day, period, session_id, '
+                    "meter, model, token_class, quantity, unit, reason FROM temp.main.unrated")
+        counts = con.execute("SELECT (SELECT count(*) FROM temp.main.charges), "
+                             "(SELECT count(*) FROM temp.main.unrated)").fetchall()[0]
+        books = ",".join(f"{n}@{v}" for n, v in con.execute(
+            "SELECT name, version FROM pb_books ORDER BY book_id").fetchall())
+        con.execute("INSERT INTO rating_runs VALUES (?, ?, ?, ?, ?)",
+                    [int(time.time() * 1000), as_of, books, counts[0], counts[1]])
+        con.execute("COMMIT")
+    print(f"rated as of {iso_ms(as_of)}: {counts[0]:,} charge lines, {counts[1]:,} unrated")
+    return 0
+
+
+def cmd_invoice(args: argparse.Namespace) -> int:
+    with open_store(args.db, read_only=True) as con:
+        as_of = rate_store(con, args)
+        period = args.period or current_period(as_of)
+        group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
+        invoice = build_invoice(con, period, as_of=iso_ms(as_of), group_by=group_by)
+    if args.format == "json":
+        print(invoice.to_json())
+        return 0
+    columns, rows = invoice_table(invoice)
+    if args.format == "csv":
+        print(render(columns, rows, "csv"), end="")
+        return 0
+    state = "PROVISIONAL (sessions still running)" if invoice.provisional else "final"
+    print(f"Invoice {period}  as of {invoice.as_of}  {invoice.currency}  {state}")
+    print(render(columns, rows))
+    if invoice.unrated:
+        print("\nUNRATED (no price; not in the total):")
+        print(render(["model", "token_class", "quantity", "unit", "reason"],
+                     [[u.model, u.token_class, u.quantity, u.unit, u.reason]
+                      for u in invoice.unrated]))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    with open_store(args.db, read_only=True) as con:
+        as_of = rate_store(con, args)
+        rel = list_cost_check(con, as_of, args.tolerance)
+        rows = rel.fetchall()
+        columns = rel.columns
+    flagged = [r for r in rows if r[-1]]
+    shown = rows if args.all else flagged
+    print(render(columns, [[r[0], iso_ms(r[1]), *r[2:]] for r in shown], args.format))
+    print(f"{len(rows):,} sessions compared with the provider's list_cost; "
+          f"{len(flagged):,} differ by more than ${args.tolerance}", file=sys.stderr)
+    return 1 if flagged and args.strict else 0
+
+
+def _rating_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as-of", help="rate usage up to this instant (default: now)")
+    p.add_argument("--pricebooks", help="folder of price book TOML files (default: data/pricebooks)")
+    p.add_argument("--span-cache-ttl", choices=("5m", "1h"), default=None,
+                   help="TTL assumed for span cache writes (default: the book's, 5m)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from reports.cli import _add_common
+
+    p = sub.add_parser("rate", help="(re)build the charges table in the store",
+                       description="Rate all metered usage and store the charges.",
+                       epilog="example:\n  agenttally rate --as-of 2026-12-01",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p)
+    _rating_args(p)
+    p.set_defaults(func=cmd_rate)
+
+    p = sub.add_parser("invoice", help="print the invoice of a month",
+                       description="Invoice lines and total for a period, rounded half-even "
+                                   "to the cent once per line.",
+                       epilog="example:\n  agenttally invoice --period 2026-11 --format json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=True)
+    _rating_args(p)
+    p.add_argument("--period", help="YYYY-MM (default: the month of --as-of)")
+    p.add_argument("--group-by", default=",".join(DEFAULT_GROUP_BY),
+                   help="comma list of meter,model,token_class,tier,team,project,session_id,"
+                        "day,book_version")
+    p.set_defaults(func=cmd_invoice)
+
+    p = sub.add_parser("check", help="compare our cost with the provider's list_cost",
+                       description="Per session, the engine's cost vs session.usage.list_cost.",
+                       epilog="example:\n  agenttally check --all --format csv",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=True)
+    _rating_args(p)
+    p.add_argument("--tolerance", default="0.005", help="USD difference to flag (0.005)")
+    p.add_argument("--all", action="store_true", help="show every session, not only flagged")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any session is flagged")
+    p.set_defaults(func=cmd_check)
+
+
+_ = FORMATS

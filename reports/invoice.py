@@ -1,0 +1,149 @@
+"""Invoices: the period's charges grouped into lines, rounded once, half-even to the cent.
+
+The JSON form (`Invoice.to_json`) is a stable contract for other tools:
+{"period", "as_of", "currency", "provisional",
+ "lines": [{"meter", "model", "token_class", "quantity", "unit", "unit_price",
+            "amount_exact", "amount"}],
+ "unrated": [{"model", "token_class", "quantity", "unit", "reason"}],
+ "total"}
+Money is a decimal string; unit_price is null when a line mixes prices (two books, or
+data-residency and global usage under one model).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from pricing.money import round_cents
+from reports.render import plain_decimal
+
+GROUPABLE = ("meter", "model", "token_class", "tier", "team", "project", "session_id", "day",
+             "book_version")
+DEFAULT_GROUP_BY = ("meter", "model", "token_class")
+_ORDER = (("meter", "CASE meter WHEN 'runtime' THEN 0 WHEN 'tokens' THEN 1 ELSE 2 END"),
+          ("token_class", "CASE token_class WHEN 'input' THEN 0 WHEN 'output' THEN 1 "
+           "WHEN 'cache_write_5m' THEN 2 WHEN 'cache_write_1h' THEN 3 WHEN 'cache_read' THEN 4 "
+           "ELSE 5 END"))
+_COLUMN_SQL = {"team": "tags->>'$.team'", "project": "tags->>'$.project'"}
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    meter: str | None
+    model: str | None
+    token_class: str | None
+    quantity: int
+    unit: str | None
+    unit_price: Decimal | None
+    amount_exact: Decimal
+    amount: Decimal
+    group: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnratedLine:
+    model: str | None
+    token_class: str | None
+    quantity: int
+    unit: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Invoice:
+    period: str
+    as_of: str
+    currency: str
+    provisional: bool
+    lines: list[InvoiceLine]
+    unrated: list[UnratedLine]
+
+    @property
+    def total(self) -> Decimal:
+        """The sum of the rounded lines, as printed: never a re-rounded exact sum."""
+        return sum((line.amount for line in self.lines), Decimal("0.00"))
+
+    def to_json(self) -> str:
+        def money(value: Decimal | None) -> str | None:
+            return None if value is None else plain_decimal(value)
+
+        lines = []
+        for line in self.lines:
+            row = {k: v for k, v in asdict(line).items() if k != "group"}
+            row.update(unit_price=money(line.unit_price), amount=str(line.amount),
+                       amount_exact=money(line.amount_exact))
+            row.update({k: v for k, v in line.group.items() if k not in row})
+            lines.append(row)
+        return json.dumps({
+            "period": self.period, "as_of": self.as_of, "currency": self.currency,
+            "provisional": self.provisional, "lines": lines,
+            "unrated": [asdict(u) for u in self.unrated], "total": str(self.total),
+        }, indent=2)
+
+
+def build_invoice(
+    con: duckdb.DuckDBPyConnection,
+    period: str,
+    *,
+    as_of: str,
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY,
+) -> Invoice:
+    """The invoice of `period` (YYYY-MM) from relation `charges` and `unrated` on `con`."""
+    unknown = [g for g in group_by if g not in GROUPABLE]
+    if unknown:
+        raise ValueError(f"--group-by: unknown column {unknown[0]!r}; "
+                         f"choose from {', '.join(GROUPABLE)}")
+    keys = [f"{_COLUMN_SQL.get(g, g)} AS {g}" for g in group_by]
+    for needed in ("meter", "model", "token_class"):
+        if needed not in group_by:
+            keys.append(f"NULL AS {needed}")
+    order = [sql for col, sql in _ORDER if col in group_by] + [f"{g} NULLS FIRST" for g in group_by]
+    rows = con.execute(f"""
+        SELECT * FROM (
+            SELECT {', '.join(keys)}, sum(quantity)::BIGINT AS quantity,
+                   CASE WHEN count(DISTINCT unit) = 1 THEN any_value(unit) END AS unit,
+                   CASE WHEN count(DISTINCT unit_price) = 1 THEN any_value(unit_price) END
+                       AS unit_price,
+                   sum(amount_exact) AS amount_exact, bool_or(provisional) AS provisional
+            FROM charges WHERE period = $period GROUP BY ALL)
+        ORDER BY {', '.join(order)}
+    """, {"period": period}).fetchall()
+    lines = []
+    for row in rows:
+        named = dict(zip([k.split(" AS ")[-1] for k in keys], row, strict=False))
+        quantity, unit, unit_price, exact, _ = row[len(keys):]
+        exact = Decimal(exact or 0)
+        lines.append(InvoiceLine(
+            meter=named.get("meter"), model=named.get("model"),
+            token_class=named.get("token_class"), quantity=int(quantity), unit=unit,
+            unit_price=None if unit_price is None else Decimal(unit_price).normalize(),
+            amount_exact=exact, amount=round_cents(exact),
+            group={g: named[g] for g in group_by},
+        ))
+    provisional = bool(con.execute(
+        "SELECT coalesce(bool_or(provisional), false) FROM charges WHERE period = $period",
+        {"period": period}).fetchall()[0][0])
+    unrated = [UnratedLine(*r) for r in con.execute("""
+        SELECT model, token_class, sum(quantity)::BIGINT, unit, reason FROM unrated
+        WHERE period = $period GROUP BY ALL ORDER BY model NULLS FIRST, token_class
+    """, {"period": period}).fetchall()]
+    return Invoice(period=period, as_of=as_of, currency="USD", provisional=provisional,
+                   lines=lines, unrated=unrated)
+
+
+def invoice_table(invoice: Invoice) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows for the human table, with the total as the last row."""
+    group_cols = [g for g in (invoice.lines[0].group if invoice.lines else {})
+                  if g not in ("meter", "model", "token_class")]
+    columns = ["meter", "model", "token_class", *group_cols, "quantity", "unit", "unit_price",
+               "amount"]
+    rows = [[ln.meter, ln.model, ln.token_class, *[ln.group[g] for g in group_cols],
+             ln.quantity, ln.unit, ln.unit_price, ln.amount] for ln in invoice.lines]
+    rows.append(["TOTAL", None, None, *[None for _ in group_cols], None, None, None,
+                 invoice.total])
+    return columns, rows
