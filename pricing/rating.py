@@ -290,6 +290,35 @@ GROUP BY ALL
 """
 
 
+def prepare_usage(
+    con: duckdb.DuckDBPyConnection,
+    books: Sequence[PriceBook],
+    options: RatingOptions,
+) -> None:
+    """Stage 1: load the books and meter the usage into temp tables, not yet priced.
+
+    Leaves `pb_books`, `pb_rates`, `pb_aliases`, `intervals`, `rating_sessions`,
+    `thread_models`, `usage_lines` (token quantities) and `search_lines`. What-if scenarios
+    change these (or reload other books with `load_books`) before `price_usage`.
+    """
+    params = {"as_of": options.as_of_ms}
+    install_sql_macros(con)
+    load_books(con, books)
+    build_intervals(con, options.as_of_ms, table="intervals")
+    con.execute(_SESSIONS)
+    con.execute(_THREAD_MODELS)
+    con.execute(_USAGE_LINES, {**params, "ttl": options.span_cache_ttl})
+    con.execute(_SEARCHES, params)
+
+
+def price_usage(con: duckdb.DuckDBPyConnection) -> None:
+    """Stage 2: price the staged usage with the loaded books into `charges` and `unrated`."""
+    con.execute(_TOKEN_CHARGES)
+    con.execute(_RUNTIME.format(split=split_sql("intervals", "day")))
+    con.execute(_CHARGES)
+    con.execute(_UNRATED)
+
+
 def rate(
     con: duckdb.DuckDBPyConnection,
     books: Sequence[PriceBook],
@@ -301,18 +330,8 @@ def rate(
     `unrated` (usage that could not be priced, with the reason) on the connection.
     Works on a read-only connection: only temp tables are written.
     """
-    params = {"as_of": options.as_of_ms}
-    install_sql_macros(con)
-    load_books(con, books)
-    build_intervals(con, options.as_of_ms, table="intervals")
-    con.execute(_SESSIONS)
-    con.execute(_THREAD_MODELS)
-    con.execute(_USAGE_LINES, {**params, "ttl": options.span_cache_ttl})
-    con.execute(_TOKEN_CHARGES)
-    con.execute(_SEARCHES, params)
-    con.execute(_RUNTIME.format(split=split_sql("intervals", "day")))
-    con.execute(_CHARGES)
-    con.execute(_UNRATED)
+    prepare_usage(con, books, options)
+    price_usage(con)
 
 
 def total_exact(con: duckdb.DuckDBPyConnection, where: str = "true") -> Decimal:
