@@ -139,7 +139,7 @@ def _add_common(p: argparse.ArgumentParser, *, fmt: bool = False) -> None:
 
 # Modules that add verbs of their own through register(subparsers).
 PLUGINS = ("reports.cli_pricing", "reports.cli_simulate", "reports.cli_collect",
-           "reports.cli_reports", "reports.cli_app")
+           "reports.cli_chargeback", "reports.cli_planning", "reports.cli_app")
 
 
 def build_parser() -> argparse.ArgumentParser:
