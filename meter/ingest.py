@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from meter.store import next_ingest_id
 
-BATCH_LINES = 250_000
+BATCH_LINES = 1_000_000
 DEFAULT_MAX_FUTURE_MS = 24 * 3600 * 1000
 
 STATUS_TYPES = {
@@ -325,11 +325,20 @@ def _write_typed_rows(con: duckdb.DuckDBPyConnection, ingest_id: int) -> None:
         SELECT event_id, session_id, at_ms, metadata, title
         FROM new_events WHERE kind = 'session.updated'
     """)
+    # Unbilled events keep their whole line; fetch lines only for those (usually few) rows.
     con.execute(f"""
-        INSERT INTO other_events
-        SELECT n.event_id, n.session_id, n.kind, n.at_ms, b.line::JSON
-        FROM new_events n JOIN batch_lines b USING (line_no) WHERE n.kind NOT IN {_BILLED_TYPES}
+        CREATE OR REPLACE TEMP TABLE new_other AS
+        SELECT line_no, event_id, session_id, kind, at_ms FROM new_events
+        WHERE kind NOT IN {_BILLED_TYPES}
     """)
+    if con.execute("SELECT count(*) FROM new_other").fetchall()[0][0]:
+        con.execute("""
+            INSERT INTO other_events
+            SELECT n.event_id, n.session_id, n.kind, n.at_ms, b.line::JSON
+            FROM new_other n JOIN (SELECT * FROM batch_lines
+                                   WHERE line_no IN (SELECT line_no FROM new_other)) b
+                 USING (line_no)
+        """)
 
 
 def _apply_records(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
@@ -406,8 +415,14 @@ def _ingest_batch(
               AND event_id NOT IN (SELECT event_id FROM events)
             GROUP BY event_id
         """)
+        new, valid = con.execute(f"""
+            SELECT (SELECT count(*) FROM new_lines),
+                   (SELECT count(*) FROM stage WHERE error IS NULL
+                      AND kind NOT IN {RECORD_TYPES})""").fetchall()[0]
+        # The common case, fresh data, needs no join back: every valid event is new.
+        only_new = "" if new == valid else "AND line_no IN (SELECT line_no FROM new_lines)"
         con.execute("CREATE OR REPLACE TEMP VIEW new_events AS SELECT * FROM stage "
-                    "WHERE line_no IN (SELECT line_no FROM new_lines)")
+                    f"WHERE error IS NULL AND kind NOT IN {RECORD_TYPES} {only_new}")
         _write_typed_rows(con, ingest_id)
         records = _apply_records(con, ingest_id)
         # Quarantine keyed by (source, line, text) so that re-ingesting a file adds nothing.
@@ -424,13 +439,8 @@ def _ingest_batch(
                 SELECT 1 FROM quarantine q
                 WHERE q.source = $source AND q.line_no = s.line_no AND q.raw = b.line)
         """, {"ingest_id": ingest_id, "source": source, "now": now_ms}) if bad else None
-        counts = con.execute("""
-            SELECT (SELECT count(*) FROM new_lines),
-                   (SELECT count(*) FROM stage WHERE error IS NULL
-                      AND kind NOT IN ('session', 'agent', 'environment')),
-                   (SELECT count(*) FROM stage WHERE error IS NOT NULL),
-                   (SELECT count(*) FROM stage)
-        """).fetchall()[0]
+        counts = (new, valid, bad,
+                  con.execute("SELECT count(*) FROM stage").fetchall()[0][0])
         errors = [
             f"{source}:{n}: {e}" for n, e in con.execute(
                 f"SELECT line_no, {_RECORD_LABEL} || error "
