@@ -8,7 +8,7 @@ Everything not billed is still accepted: `OtherEvent` keeps it whole.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -29,8 +29,8 @@ MAX_FUTURE = timedelta(days=1)
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
@@ -229,7 +229,7 @@ def parse_line(text: str, *, now: datetime | None = None,
         where = ".".join(str(p) for p in first["loc"] if p not in _KNOWN_TYPES)
         raise ValueError(f"{where}: {first['msg']}") from exc
     moment = getattr(line, "processed_at", None)
-    limit = (now or datetime.now(timezone.utc)) + max_future
+    limit = (now or datetime.now(UTC)) + max_future
     if moment is not None and moment > limit:
         raise ValueError("processed_at: lies in the future beyond the allowed skew")
     return line

@@ -170,7 +170,8 @@ def active_time_check(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> duckdb.D
         WITH last_snap AS (
             SELECT session_id, at_ms, active_ms FROM usage_snapshots
             WHERE at_ms <= $as_of AND active_ms IS NOT NULL
-            QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY at_ms DESC, event_id DESC) = 1
+            QUALIFY row_number() OVER (PARTITION BY session_id
+                                       ORDER BY at_ms DESC, event_id DESC) = 1
         ), iv AS ({INTERVALS_SQL}), metered AS (
             SELECT s.session_id, s.at_ms AS snapshot_ms, s.active_ms AS api_active_ms,
                    coalesce(sum(least(iv.end_ms, s.at_ms) - iv.start_ms)

@@ -169,7 +169,7 @@ FROM (
 )
 """
 
-_TOKEN_CHARGES = f"""
+_TOKEN_CHARGES = """
 CREATE OR REPLACE TEMP TABLE token_priced AS
 WITH u AS (
     SELECT u.*, s.inference_geo, b.book_id, b.fast_applies, b.geo_applies,
@@ -179,7 +179,7 @@ WITH u AS (
     LEFT JOIN pb_books b ON u.at_ms >= b.from_ms AND (b.to_ms IS NULL OR u.at_ms < b.to_ms)
     LEFT JOIN pb_aliases a1 ON a1.book_id = b.book_id AND a1.alias = u.model_raw
     LEFT JOIN pb_aliases a2 ON a2.book_id = b.book_id
-         AND a2.alias = regexp_replace(u.model_raw, '-[0-9]{{8}}$', '')
+         AND a2.alias = regexp_replace(u.model_raw, '-[0-9]{8}$', '')
 )
 SELECT u.session_id, u.thread_id, u.at_ms, u.model_raw, u.model_id, u.token_class, u.tier,
        u.source, u.quantity, u.book_id,

@@ -89,7 +89,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _rating_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-of", help="rate usage up to this instant (default: now)")
-    p.add_argument("--pricebooks", help="folder of price book TOML files (default: data/pricebooks)")
+    p.add_argument("--pricebooks",
+                   help="folder of price book TOML files (default: data/pricebooks)")
     p.add_argument("--span-cache-ttl", choices=("5m", "1h"), default=None,
                    help="TTL assumed for span cache writes (default: the book's, 5m)")
 

@@ -16,7 +16,7 @@ from meter.collector.client import (
     RateLimiter,
     RetryPolicy,
 )
-from meter.collector.collector import CollectorConfig, CollectStats, Collector, collect
+from meter.collector.collector import Collector, CollectorConfig, CollectStats, collect
 
 __all__ = [
     "ApiClient",

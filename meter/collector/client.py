@@ -16,7 +16,7 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -181,6 +181,15 @@ def parse_ms(text: object) -> int | None:
     return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
+def describe(exc: BaseException, redact: Callable[[object], str] = str) -> str:
+    """One line for a connection-level error (httpx's timeouts have empty messages)."""
+    if isinstance(exc, httpx.TimeoutException) and not str(exc):
+        return f"{type(exc).__name__} (no data within the timeout: dead connection?)"
+    if isinstance(exc, ApiError):
+        return redact(exc)
+    return f"{type(exc).__name__}: {redact(exc)}"
+
+
 def _retry_after(resp: httpx.Response) -> float | None:
     """Seconds from `retry-after-ms`, `retry-after` (seconds or HTTP date), else None."""
     ms = resp.headers.get("retry-after-ms")
@@ -307,7 +316,7 @@ class ApiClient:
                 self.stats.requests += 1
                 self.stats.transport_errors += 1
                 err: BaseException = exc
-                reason = f"{type(exc).__name__}: {self.redact(exc)}"
+                reason = f"GET {path}: {describe(exc, self.redact)}"
             else:
                 self._count(resp)
                 if resp.status_code < 400:
@@ -318,11 +327,10 @@ class ApiClient:
                 reason = str(err)
             attempt += 1
             if attempt >= self.retry.max_attempts:
-                raise CollectorError(
-                    f"GET {path}: gave up after {attempt} attempts: {reason}") from err
+                raise CollectorError(f"gave up after {attempt} attempts: {reason}") from err
             delay = self.backoff(attempt, err)
             self.stats.retries += 1
-            log.info("GET %s: %s; retry %d in %.2f s", path, reason, attempt, delay)
+            log.info("%s; retry %d in %.2f s", reason, attempt, delay)
             await asyncio.sleep(delay)
 
     async def paginate(

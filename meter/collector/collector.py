@@ -39,6 +39,7 @@ from meter.collector.client import (
     CollectorError,
     NotFoundError,
     StreamError,
+    describe,
     parse_ms,
 )
 from meter.ingest import IngestResult, ingest_lines
@@ -598,7 +599,7 @@ class Collector:
             else:
                 attempt = 1 if got else attempt + 1
                 delay = self.client.backoff(attempt, reason)
-                text = f"{type(reason).__name__}: {reason}"
+                text = describe(reason)
             log.info("stream %s: %s; reconnecting in %.2f s", s.id, self.client.redact(text),
                      delay)
             if await self._sleep(delay):

@@ -10,8 +10,8 @@ import pytest
 from meter.events import ModelRequestEnd, SessionRecord, SessionUsageEvent, StatusEvent, parse_line
 from meter.ingest import ingest_lines
 from meter.store import connect
-from tests.meter.test_ingest import BAD_LINES, span, usage
 from tests.conftest import session_record, status
+from tests.meter.test_ingest import BAD_LINES, span, usage
 
 GOOD_LINES = [
     json.dumps(status("sesn_01", "sevt_01", "2026-11-03T09:00:00.000Z", "running")),
