@@ -60,7 +60,7 @@ def cmd_invoice(args: argparse.Namespace) -> int:
         return 0
     columns, rows = invoice_table(invoice)
     if args.format == "csv":
-        print(render(columns, rows, "csv"), end="")
+        print(render(columns, rows, "csv"))
         return 0
     state = "PROVISIONAL (sessions still running)" if invoice.provisional else "final"
     print(f"Invoice {period}  as of {invoice.as_of}  {invoice.currency}  {state}")

@@ -50,7 +50,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows([[_plain(v) if v is not None else "" for v in r] for r in rows])
-        return out.getvalue()
+        return out.getvalue().rstrip("\n")
     if fmt != "table":
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     cells = [[_cell(v) for v in r] for r in rows]
