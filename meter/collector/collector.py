@@ -657,7 +657,7 @@ class Collector:
         self.stats.store_duplicates += result.duplicates
         self.stats.records += result.records
         self.stats.quarantined += result.quarantined
-        log.debug("flushed %d lines: %s", result.lines, result.summary())
+        log.debug("flushed %s", result.summary())
         for error in result.errors:
             log.warning("quarantined: %s", self.client.redact(error))
 

@@ -98,8 +98,8 @@ class Behavior(_Strict):
     turns_mean: float = Field(default=4.0, ge=1, le=200)
     running_s: LogNormal = LogNormal(median=40, sigma=1.0)
     idle_s: LogNormal = LogNormal(median=120, sigma=1.5)
-    long_share: Share = 0.02
-    long_running_s: LogNormal = LogNormal(median=5400, sigma=0.5)
+    long_share: Share = 0.02  # sessions whose first turn is a long autonomous run...
+    long_running_s: LogNormal = LogNormal(median=5400, sigma=0.5)  # ...this long
     seconds_per_request: float = Field(default=12.0, gt=0.5)
     prompt_tokens: LogNormal = LogNormal(median=20_000, sigma=0.8)
     output_tokens: LogNormal = LogNormal(median=600, sigma=1.0)

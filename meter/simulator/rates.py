@@ -245,6 +245,24 @@ class CompiledRates:
             lo = hi
         return total
 
+    def request_units(self, tokens: Mapping[str, np.ndarray], model: np.ndarray,
+                      fast: np.ndarray, us: np.ndarray, card: np.ndarray) -> np.ndarray:
+        """Exact token cost of each request at its card.
+
+        Fast rates when the agent asks for fast mode and the card has (and applies) them;
+        otherwise long-context rates for every token of a request whose prompt (input +
+        cache read + cache writes) exceeds the model's threshold; otherwise standard. The
+        data-residency multiplier then applies to all classes where the card says so.
+        """
+        prompt = tokens["input"] + tokens["cache_read"] + tokens["cw5"] + tokens["cw1h"]
+        variant = np.where(fast & self.fast_ok[card, model], FAST,
+                           np.where(prompt > self.threshold[card, model], LONG, STANDARD))
+        geo = (us & self.geo_ok[card, model]).astype(np.int64)
+        rate = self.token_units[card, model, variant, geo]  # [n, 5], TOKEN_CLASSES order
+        return (tokens["input"] * rate[:, 0] + tokens["output"] * rate[:, 1]
+                + tokens["cw5"] * rate[:, 2] + tokens["cw1h"] * rate[:, 3]
+                + tokens["cache_read"] * rate[:, 4])
+
     def cents(self, units: np.ndarray) -> np.ndarray:
         """Units rounded to the nearest whole cent, ties to even (exact integer arithmetic)."""
         per = self.units_per_cent

@@ -1,0 +1,280 @@
+"""Dashboard data layer on a large store: each page's queries, timed (target < 1 s each).
+
+    python -m bench.bench_dashboard [--sessions 1000000] [--days 60] [--db PATH] [--keep]
+
+The store comes from the simulator's large profile when `meter.simulator` can seed one of the
+asked size; otherwise it is synthesised directly in SQL (sessions, status events, model
+requests, usage snapshots and rated `charges` rows with the shape `agenttally rate` writes), which
+takes seconds rather than minutes and is what the numbers in the README were measured on.
+Every page's batch is run cold (new read-only connection, as the app does per cached batch)
+and the best of `--repeat` runs is reported beside the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from meter.store import connect
+
+TEAMS = ["platform", "search", "growth", "support", "data", "security", "mobile", "research"]
+MODELS = ["claude-opus-5", "claude-sonnet-5", "claude-haiku-5-5", "claude-opus-4-8",
+          "claude-sonnet-4-6"]
+# USD per million tokens: input, output, cache_write_5m, cache_write_1h, cache_read
+RATES = {
+    "claude-opus-5": ("5", "25", "6.25", "10", "0.50"),
+    "claude-sonnet-5": ("2", "10", "2.50", "4", "0.20"),
+    "claude-haiku-5-5": ("0.10", "0.50", "0.125", "0.20", "0.01"),
+    "claude-opus-4-8": ("5", "25", "6.25", "10", "0.50"),
+    "claude-sonnet-4-6": ("3", "15", "3.75", "6", "0.30"),
+}
+CLASSES = ["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"]
+
+
+def _day0(days: int, end: datetime | None) -> int:
+    end = end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((end - timedelta(days=days)).timestamp() * 1000)
+
+
+def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None = None) -> None:
+    """A store of `sessions` sessions over `days` days, written set-wise in SQL.
+
+    Each session: 1-4 running spans with idle gaps, 1-3 model requests per running span, one
+    usage snapshot, and its rated charge lines (runtime, five token classes of its agent's
+    model, web search for a third of them), with amounts computed like the engine's.
+    """
+    start_ms = _day0(days, end)
+    con = connect(path)
+    try:
+        rates = ", ".join(
+            f"('{m}', '{c}', {r[i]}::DECIMAL(38,12))" for m, r in RATES.items()
+            for i, c in enumerate(CLASSES))
+        con.execute(f"CREATE TEMP TABLE rates(model, token_class, usd_per_mtok) AS "
+                    f"VALUES {rates}")
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"""
+            INSERT INTO agents
+            SELECT 'agent_' || lpad(i::VARCHAR, 3, '0'), 1, 'agent-' || i,
+                   ({MODELS!r})[1 + i % {len(MODELS)}], 'standard', 'global',
+                   json_object('team', ({TEAMS!r})[1 + i % {len(TEAMS)}]), $start, 0
+            FROM range(40) t(i)
+        """, {"start": start_ms})
+        con.execute("""
+            INSERT INTO environments
+            SELECT 'env_' || i, 'env-' || i, '{}'::JSON, $start, 0 FROM range(6) t(i)
+        """, {"start": start_ms})
+        # Arrivals grow ~2%/week with a weekly cycle: a session's start is a quantile of a
+        # skewed distribution over the window, plus a time of day.
+        con.execute(f"""
+            CREATE TEMP TABLE gen AS
+            SELECT i, 'sesn_' || lpad(i::VARCHAR, 10, '0') AS session_id,
+                   CAST(hash(i, 1) % 40 AS BIGINT) AS agent_no,
+                   $start + CAST(sqrt((hash(i, 2) % 1000000) / 1e6) * {days} AS BIGINT)
+                       * 86400000 + CAST((7 + hash(i, 3) % 12) * 3600000
+                       + hash(i, 4) % 3600000 AS BIGINT) AS t0,
+                   CAST(1 + hash(i, 5) % 4 AS BIGINT) AS spans
+            FROM range({sessions}) t(i)
+        """, {"start": start_ms})
+        con.execute(f"""
+            INSERT INTO sessions
+            SELECT g.session_id, g.t0, g.t0, 'idle', NULL, 'env_' || g.agent_no % 6,
+                   a.agent_id, 1, a.name, a.model_id, 'standard', 'global',
+                   json_object('team', ({TEAMS!r})[1 + (g.agent_no + g.i % 3) % {len(TEAMS)}],
+                               'project', 'proj-' || (g.agent_no + g.i % 3) % {len(TEAMS)}
+                                   || '-' || g.i % 4,
+                               'cost_center', 'cc-' || (100 + g.agent_no % 5)),
+                   NULL, NULL, 0
+            FROM gen g JOIN agents a ON a.agent_id = 'agent_' || lpad(g.agent_no::VARCHAR, 3, '0')
+        """)
+        # running span j: [s_j, s_j + run_j); idle after it for idle_j (idle is free).
+        con.execute("""
+            CREATE TEMP TABLE spans AS
+            SELECT g.session_id, j,
+                   g.t0 + sum(run_ms + idle_ms) OVER w - (run_ms + idle_ms) AS run_start,
+                   run_ms, idle_ms
+            FROM (SELECT g.*, unnest(range(g.spans::BIGINT)) AS j FROM gen g) g,
+                 LATERAL (SELECT CAST(20000 + (hash(g.i, j, 6) % 900000)
+                                * (1 + (hash(g.i, j, 7) % 100 = 0)::INT * 20) AS BIGINT)
+                                     AS run_ms,
+                                 CAST(60000 + hash(g.i, j, 8) % 1800000 AS BIGINT) AS idle_ms)
+            WINDOW w AS (PARTITION BY g.session_id ORDER BY j)
+        """)
+        con.execute("""
+            INSERT INTO status_events
+            SELECT session_id || '_r' || j, session_id, NULL, 'running', run_start, NULL
+            FROM spans
+            UNION ALL
+            SELECT session_id || '_i' || j, session_id, NULL, 'idle', run_start + run_ms,
+                   'end_turn' FROM spans
+        """)
+        con.execute("""
+            INSERT INTO model_requests
+            SELECT session_id || '_m' || j || '_' || k, session_id, NULL,
+                   run_start + (k + 1) * run_ms // 4,
+                   2000 + hash(session_id, k) % 30000, 200 + hash(session_id, k, 1) % 3000,
+                   hash(session_id, k, 2) % 8000, hash(session_id, k, 3) % 60000,
+                   'standard', false
+            FROM spans, LATERAL unnest(range(CAST(1 + hash(session_id, j) % 3 AS BIGINT))) t(k)
+        """)
+        con.execute("""
+            CREATE TEMP TABLE per_session AS
+            SELECT s.session_id, max(s.run_start + s.run_ms) AS end_ms,
+                   sum(s.run_ms)::BIGINT AS running_ms
+            FROM spans s GROUP BY s.session_id
+        """)
+        con.execute("""
+            CREATE TEMP TABLE toks AS
+            SELECT m.session_id, sum(input_tokens)::BIGINT AS input,
+                   sum(output_tokens)::BIGINT AS output,
+                   sum(cache_write_tokens * 3 // 4)::BIGINT AS cache_write_5m,
+                   sum(cache_write_tokens // 4)::BIGINT AS cache_write_1h,
+                   sum(cache_read_tokens)::BIGINT AS cache_read,
+                   CAST((hash(m.session_id) % 3 = 0)::INT * (1 + hash(m.session_id, 9) % 6)
+                       AS BIGINT)
+                       AS searches
+            FROM model_requests m GROUP BY m.session_id
+        """)
+        con.execute("""
+            INSERT INTO usage_snapshots
+            SELECT t.session_id || '_u', t.session_id, p.end_ms - 1, t.input, t.output,
+                   t.cache_read, t.cache_write_5m, t.cache_write_1h, t.searches, 0,
+                   p.running_ms, NULL, 'USD'
+            FROM toks t JOIN per_session p USING (session_id)
+        """)
+        con.execute("""
+            INSERT INTO events
+            SELECT event_id, session_id, 'session.status_' || status, at_ms, NULL, 1
+                FROM status_events
+            UNION ALL SELECT event_id, session_id, 'span.model_request_end', at_ms, NULL, 1
+                FROM model_requests
+            UNION ALL SELECT event_id, session_id, 'session.usage', at_ms, NULL, 1
+                FROM usage_snapshots
+        """)
+        day = "CAST(make_timestamp(g.t0 * 1000) AS DATE)"
+        con.execute(f"""
+            INSERT INTO charges
+            WITH base AS (
+                SELECT g.session_id, {day} AS day, s.agent_id, s.environment_id,
+                       s.metadata AS tags, s.model_id AS model, p.running_ms, t.*
+                       EXCLUDE (session_id)
+                FROM gen g JOIN sessions s USING (session_id)
+                JOIN per_session p USING (session_id) JOIN toks t USING (session_id)
+            )
+            SELECT strftime(day, '%Y-%m'), day, session_id, agent_id, environment_id, tags,
+                   'runtime', NULL, NULL, 'standard', running_ms, 'ms', 0.08,
+                   'USD per session-hour',
+                   CAST(running_ms * 0.08 / 3600000 AS DECIMAL(38,18)),
+                   'anthropic-list', '2026-08-07', false
+            FROM base
+            UNION ALL
+            SELECT strftime(day, '%Y-%m'), day, session_id, agent_id, environment_id, tags,
+                   'tokens', b.model, r.token_class, 'standard', q.quantity, 'tokens',
+                   r.usd_per_mtok, 'USD per million tokens',
+                   CAST(q.quantity * r.usd_per_mtok * 0.000001 AS DECIMAL(38,18)),
+                   'anthropic-list', '2026-08-07', false
+            FROM base b, LATERAL (SELECT unnest({CLASSES!r}) AS token_class,
+                                        unnest([input, output, cache_write_5m,
+                                                cache_write_1h, cache_read]) AS quantity) q
+            JOIN rates r ON r.model = b.model AND r.token_class = q.token_class
+            WHERE q.quantity > 0
+            UNION ALL
+            SELECT strftime(day, '%Y-%m'), day, session_id, agent_id, environment_id, tags,
+                   'web_search', NULL, NULL, 'standard', searches, 'searches', 10,
+                   'USD per 1,000 searches', CAST(searches * 0.01 AS DECIMAL(38,18)),
+                   'anthropic-list', '2026-08-07', false
+            FROM base WHERE searches > 0
+        """)
+        as_of = start_ms + days * 86_400_000
+        con.execute("INSERT INTO ingest_log VALUES (1, 'bench-synthetic', $t, $t, $n, $n, 0,"
+                    " $s, 3)", {"t": as_of, "n": sessions * 10, "s": sessions})
+        con.execute("""
+            INSERT INTO quarantine
+            SELECT 1, 'bench-synthetic', i, '{"type": "session.status_idle"}',
+                   (['processed_at: missing', 'id: missing', 'type: unknown'])[1 + i % 3], $t
+            FROM range(3) t(i)
+        """, {"t": as_of})
+        runs = con.execute("SELECT count(*) FROM charges").fetchall()[0][0]
+        con.execute("INSERT INTO rating_runs VALUES ($t, $t, 'anthropic-list@2026-08-07', $n, 0)",
+                    {"t": as_of, "n": runs})
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def _seed_with_simulator(path: Path, sessions: int, days: int) -> bool:
+    """Seed from the simulator's large profile when it offers a way to ask for a size."""
+    try:
+        from reports.cli_simulate import seed_large  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    with connect(path) as con:  # pragma: no cover - depends on the simulator's API
+        seed_large(con, sessions=sessions, days=days)
+    return True
+
+
+def bench(db: Path, repeat: int = 3) -> list[tuple[str, str, float, float]]:
+    """(page, query, first run s, best run s) for every data-layer query of every page."""
+    from reports.dashboard import bench_plan
+
+    results = []
+    for page, name, run in bench_plan(db):
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        results.append((page, name, times[0], min(times)))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_dashboard",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--db", type=Path, help="reuse (or keep) the store at this path")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--synthetic", action="store_true",
+                        help="synthesise in SQL even when the simulator is available")
+    args = parser.parse_args(argv)
+
+    tmp = None
+    db = args.db
+    if db is None:
+        tmp = tempfile.TemporaryDirectory(prefix="agenttally-bench-")
+        db = Path(tmp.name) / "bench.duckdb"
+    if not db.exists():
+        t0 = time.perf_counter()
+        how = "simulator"
+        if args.synthetic or not _seed_with_simulator(db, args.sessions, args.days):
+            how = "synthetic SQL"
+            synthesize(db, args.sessions, args.days)
+        print(f"built {args.sessions:,} sessions over {args.days} days ({how}) in "
+              f"{time.perf_counter() - t0:.1f} s: {db.stat().st_size / 1e6:,.0f} MB",
+              file=sys.stderr)
+    with connect(db, read_only=True) as con:
+        counts = con.execute("SELECT (SELECT count(*) FROM sessions), "
+                             "(SELECT count(*) FROM charges), (SELECT count(*) FROM events)"
+                             ).fetchall()[0]
+    print(f"store: {counts[0]:,} sessions, {counts[1]:,} charge lines, {counts[2]:,} events")
+    results = bench(db, args.repeat)
+    width = max(len(f"{p} / {n}") for p, n, _, _ in results)
+    print(f"{'page / query':<{width}}  {'first':>8}  {'best':>8}")
+    for page, name, first, best in results:
+        flag = "" if best < 1 else "  SLOW"
+        print(f"{page + ' / ' + name:<{width}}  {first:8.3f}  {best:8.3f}{flag}")
+    print(f"median best {statistics.median(r[3] for r in results):.3f} s; "
+          f"max best {max(r[3] for r in results):.3f} s")
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,536 @@
+"""Simulated batches out: JSON lines exactly as the API returns them, or rows in the store.
+
+Both outputs start from the same per-kind Arrow tables, whose ids and timestamps are built
+once (``ids``), and the same SQL expressions, so a line in the file and a row in the store
+cannot disagree: ingesting the JSONL with ``meter.ingest`` gives the same store content as
+:func:`write_store` (a test holds the two to it). The store path parses no JSON at all;
+only unbilled events keep their whole line, as the ingest keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from meter.simulator.events import (
+    AGENT_TEXTS,
+    ERRORS,
+    EVENT_KINDS,
+    RETRY_STATUS,
+    STOP_REASONS,
+    TITLES,
+    TOOL_INPUTS,
+    USER_TEXTS,
+)
+from meter.simulator.generate import Batch, Simulation
+from meter.simulator.ids import event_ids, format_ms, session_ids, thread_ids, timestamps
+from meter.store import next_ingest_id
+
+__all__ = ["WriteResult", "record_lines", "write_jsonl", "write_store"]
+
+SESSION_STATUS = ("idle", "running", "rescheduling", "terminated")
+BATCH_EVENTS = 1_000_000  # events per store transaction (days are grouped up to this)
+ROW_GROUP = 122_880  # DuckDB's row group: Arrow chunks of this size scan in parallel
+
+# Per kind: (column holding an event number of the same session, id column it becomes).
+_REFS = {"tool_confirmation": ("ref", "ref_id"), "idle": ("ref", "ref_id"),
+         "request_end": ("start_seq", "start_id")}
+_THREADED = {"request_start", "request_end", "tool_use", "message", "thread_created",
+             "thread_running", "thread_idle"}
+_STATUS_KINDS = {"running": "running", "idle": "idle", "rescheduled": "rescheduling",
+                 "terminated": "terminated", "thread_running": "running",
+                 "thread_idle": "idle"}
+_OTHER_KINDS = ("user_message", "tool_confirmation", "error", "request_start", "message")
+
+
+# --- JSON lines as SQL -------------------------------------------------------------------
+# One concat() of flat parts per line: chained || copies each prefix again (quadratic).
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _concat(parts: list[str]) -> str:
+    return "concat(" + ", ".join(parts) + ")"
+
+
+def _case(cond: str, then: list[str], otherwise: str = "''") -> str:
+    return f"CASE WHEN {cond} THEN {_concat(then)} ELSE {otherwise} END"
+
+
+_BUDGET = _case("budget >= 0", [_lit('{"type":"limit","max_list_cost":{"amount":"'), "budget",
+                                _lit('","currency":"USD"}}')], "'null'")
+
+# What follows the common head ({"session_id", "type", "id", "processed_at"}) per kind.
+_EXTRA: dict[str, list[str]] = {
+    "user_message": [_lit(',"content":[{"type":"text","text":"'), "text", _lit('"}]')],
+    "tool_confirmation": [_lit(',"tool_use_id":"'), "ref_id", _lit('","result":"allow"')],
+    "running": [],
+    "rescheduled": [],
+    "terminated": [],
+    "idle": [_lit(',"stop_reason":{"type":"'), "stop", _lit('"'),
+             _case("ref >= 0", [_lit(',"event_ids":["'), "ref_id", _lit('"]')]), _lit("}")],
+    "error": [_lit(',"error":{"type":"'), "error", _lit('","message":"'), "message",
+              _lit('","retry_status":{"type":"'), "retry", _lit('"}}')],
+    "request_start": [],
+    "request_end": [
+        _lit(',"is_error":'), "CASE WHEN is_error THEN 'true' ELSE 'false' END",
+        _lit(',"model_request_start_id":"'), "start_id",
+        _lit('","model_usage":{"input_tokens":'), "input",
+        _lit(',"output_tokens":'), "output",
+        _lit(',"cache_creation_input_tokens":'), "cache_write",
+        _lit(',"cache_read_input_tokens":'), "cache_read",
+        _lit(',"speed":"'), "CASE WHEN fast THEN 'fast' ELSE 'standard' END", _lit('"}')],
+    "tool_use": [_lit(',"name":"'), "name", _lit('","input":'), "tool_input",
+                 _lit(',"evaluated_permission":"'), "CASE WHEN ask THEN 'ask' ELSE 'allow' END",
+                 _lit('"')],
+    "message": [_lit(',"content":[{"type":"text","text":"'), "text", _lit('"}]')],
+    "usage": [
+        _lit(',"usage":{"input_tokens":'), "input",
+        _lit(',"output_tokens":'), "output",
+        _lit(',"cache_read_input_tokens":'), "cache_read",
+        _lit(',"cache_creation":{"ephemeral_5m_input_tokens":'), "cw5",
+        _lit(',"ephemeral_1h_input_tokens":'), "cw1h",
+        _lit('},"server_tool_use":{"web_search_requests":'), "searches",
+        _lit(',"web_fetch_requests":0},"active_seconds":'), "active_ms // 1000",
+        _lit("."), "lpad((active_ms % 1000)::VARCHAR, 3, '0')",
+        _lit(',"list_cost":{"amount":"'), "cents", _lit('","currency":"USD"}},"budget":'),
+        _BUDGET],
+    "thread_created": [_lit(',"agent_name":"'), "name", _lit('","model":"'), "model",
+                       _lit('"')],
+    "thread_running": [_lit(',"agent_name":"'), "name", _lit('"')],
+    "thread_idle": [_lit(',"agent_name":"'), "name",
+                    _lit('","stop_reason":{"type":"end_turn"}')],
+}
+
+
+def _line_sql(kind: str, newline: bool = False) -> str:
+    """One event as the API returns it: keys in the API's order, minified."""
+    thread = [_case("thr >= 0", [_lit(',"session_thread_id":"'), "tid", _lit('"')])] \
+        if kind in _THREADED else []
+    return _concat([
+        _lit('{"session_id":"'), "sid", _lit(f'","type":"{EVENT_KINDS[kind]}","id":"'), "eid",
+        _lit('","processed_at":"'), "ts", _lit('"'), *thread, *_EXTRA[kind], _lit("}"),
+        *(["chr(10)"] if newline else [])])
+
+
+_SESSION_LINE = _concat([
+    _lit('{"type":"session","id":"'), "sid", _lit('","created_at":"'), "created_ts",
+    _lit('","updated_at":"'), "updated_ts", _lit('","status":"'), "status",
+    _lit('","archived_at":'), _case("archived >= 0", [_lit('"'), "archived_ts", _lit('"')],
+                                    "'null'"),
+    _lit(',"environment_id":"'), "environment_id", _lit('","agent":'), "agent_json",
+    _lit(',"metadata":'), "metadata", _lit(',"title":"'), "title", _lit('","budget":'),
+    _BUDGET, _lit("}"), "chr(10)"])
+
+
+# --- Arrow tables ------------------------------------------------------------------------
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Strings:
+    """The dictionaries behind coded columns, and the records' JSON."""
+
+    def __init__(self, sim: Simulation):
+        fleet, profile = sim.fleet, sim.profile
+        self.tag = sim.tag
+        self.tool_names = list(fleet.tool_names)
+        self.tool_inputs = [TOOL_INPUTS[t] for t in self.tool_names]
+        self.roster_names = list(fleet.roster_names)
+        self.models = list(fleet.model_ids)
+        envs = {e["name"]: e["id"] for e in sim.environment_records()}
+        self.env_of_agent = [envs[a.environment] for a in profile.agents]
+        # One agent snapshot per (agent, version), as the session object embeds it.
+        snap_off, self.snapshots, self.snap_rows = [], [], []
+        for i, (agent, versions) in enumerate(zip(profile.agents, fleet.agent_versions(),
+                                                  strict=True)):
+            snap_off.append(len(self.snapshots))
+            roster = [{"name": e.name, "model": e.model} for e in agent.multiagent]
+            for version, _since, model in versions:
+                snap = {"id": sim.agent_id(i), "version": version, "name": agent.name,
+                        "model": {"id": fleet.model_ids[model], "speed": agent.speed,
+                                  "inference_geo": agent.inference_geo},
+                        "multiagent": {"type": "coordinator", "agents": roster} if roster
+                        else None}
+                self.snapshots.append(_dumps(snap))
+                self.snap_rows.append({
+                    "agent_id": snap["id"], "name": agent.name, "model": fleet.model_ids[model],
+                    "speed": agent.speed, "geo": agent.inference_geo,
+                    "roster": _dumps(roster) if roster else None})
+        self.snap_off = np.array(snap_off, dtype=np.int64)
+        self.metadata = [
+            _dumps({"team": team.name, "project": project.name,
+                    "cost_center": project.cost_center or team.cost_center})
+            for team, project in fleet.projects]
+
+
+def _dict(codes: np.ndarray, values: list[str | None]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(values))
+
+
+def _chunked(table: pa.Table) -> pa.Table:
+    """Row-group sized chunks, so that DuckDB scans (and compresses) them in parallel."""
+    return pa.Table.from_batches(table.to_batches(max_chunksize=ROW_GROUP), table.schema) \
+        if table.num_rows > ROW_GROUP else table
+
+
+def _event_table(kind: str, cols: dict[str, np.ndarray], s: _Strings) -> pa.Table:
+    sess, seq = cols["sess"], cols["seq"]
+    data: dict[str, pa.Array | np.ndarray] = {
+        "sess": sess, "seq": seq, "at_ms": cols["at_ms"], "thr": cols["thr"],
+        "eid": event_ids(s.tag, sess, seq), "sid": session_ids(s.tag, sess),
+        "tid": thread_ids(s.tag, sess, cols["thr"]),
+    }
+    for name, values in cols.items():
+        data.setdefault(name, values)
+    if kind in _REFS:
+        col, out = _REFS[kind]
+        ref = cols[col]
+        ids = event_ids(s.tag, sess, np.maximum(ref, 0))
+        data[out] = ids if (ref >= 0).all() else pa.array(ids, mask=ref < 0)
+    if kind == "user_message":
+        data["text"] = _dict(cols["text"], list(USER_TEXTS))
+    elif kind == "message":
+        data["text"] = _dict(cols["text"], list(AGENT_TEXTS))
+    elif kind == "tool_use":
+        data["name"] = _dict(cols["name"], s.tool_names)
+        data["tool_input"] = _dict(cols["name"], s.tool_inputs)
+    elif kind == "idle":
+        data["stop"] = _dict(cols["stop"], list(STOP_REASONS))
+    elif kind == "error":
+        data["message"] = _dict(cols["error"], [m for _, m in ERRORS])
+        data["error"] = _dict(cols["error"], [t for t, _ in ERRORS])
+        data["retry"] = _dict(cols["retry"], list(RETRY_STATUS))
+    elif kind.startswith("thread_"):
+        data["name"] = _dict(cols["name"], s.roster_names)
+        if kind == "thread_created":
+            data["model"] = _dict(cols["model"], s.models)
+    return pa.table(data)
+
+
+def _with_timestamps(table: pa.Table, columns: dict[str, str]) -> pa.Table:
+    for source, name in columns.items():
+        table = table.append_column(name, timestamps(table[source].to_numpy()))
+    return table
+
+
+def _session_table(cols: dict[str, np.ndarray], s: _Strings) -> pa.Table:
+    snap = s.snap_off[cols["agent"]] + cols["version"] - 1
+    rows = s.snap_rows
+    archived = cols["archived"]
+    return pa.table({
+        "sess": cols["sess"], "sid": session_ids(s.tag, cols["sess"]),
+        "created": cols["created"], "updated": cols["updated"], "archived": archived,
+        "archived_ts": pa.array(timestamps(np.maximum(archived, 0)), mask=archived < 0),
+        "budget": cols["budget"],
+        "status": _dict(cols["status"], list(SESSION_STATUS)),
+        "title": _dict(cols["title"], list(TITLES)),
+        "environment_id": _dict(cols["agent"], s.env_of_agent),
+        "agent_json": _dict(snap, s.snapshots),
+        "agent_id": _dict(snap, [r["agent_id"] for r in rows]),
+        "agent_version": cols["version"],
+        "agent_name": _dict(snap, [r["name"] for r in rows]),
+        "model_id": _dict(snap, [r["model"] for r in rows]),
+        "model_speed": _dict(snap, [r["speed"] for r in rows]),
+        "inference_geo": _dict(snap, [r["geo"] for r in rows]),
+        "roster": _dict(snap, [r["roster"] for r in rows]),
+        "metadata": _dict(cols["project"], s.metadata),
+    })
+
+
+class _Registered:
+    """A group of batches registered on a connection as `k_<kind>` and `k_sessions`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, group: list[Batch], s: _Strings, *,
+                 lines: bool):
+        self.con, self.names, self.kinds = con, [], []
+        tables: dict[str, list[pa.Table]] = {}
+        for batch in group:
+            for kind, cols in batch.events.items():
+                if len(cols["seq"]):
+                    tables.setdefault(kind, []).append(_event_table(kind, cols, s))
+        for kind, parts in tables.items():
+            table = pa.concat_tables(parts, promote_options="permissive")
+            if lines or kind in _OTHER_KINDS:
+                table = _with_timestamps(table, {"at_ms": "ts"})
+            self._register(f"k_{kind}", table)
+            self.kinds.append(kind)
+        sessions = [_session_table(b.sessions, s) for b in group if len(b.sessions["sess"])]
+        self.n_sessions = sum(t.num_rows for t in sessions)
+        if sessions:
+            table = pa.concat_tables(sessions, promote_options="permissive")
+            if lines:
+                table = _with_timestamps(table, {"created": "created_ts", "updated": "updated_ts"})
+            self._register("k_sessions", table)
+
+    def _register(self, name: str, table: pa.Table) -> None:
+        self.con.register(name, _chunked(table))
+        self.names.append(name)
+
+    def close(self) -> None:
+        for name in self.names:
+            self.con.unregister(name)
+
+
+# --- JSONL -------------------------------------------------------------------------------
+
+@dataclass
+class WriteResult:
+    """What a write did: sessions and events written, records, events already stored."""
+
+    sessions: int = 0
+    events: int = 0
+    records: int = 0
+    duplicates: int = 0
+
+
+def record_lines(sim: Simulation) -> list[str]:
+    """Environment and agent records (a handful): one JSON line each."""
+    lines = []
+    for e in sim.environment_records():
+        lines.append(_dumps({"type": "environment", "id": e["id"], "name": e["name"],
+                             "metadata": e["metadata"], "created_at": format_ms(e["created_ms"]),
+                             "updated_at": format_ms(e["updated_ms"])}))
+    for a in sim.agent_records():
+        lines.append(_dumps({
+            "type": "agent", "id": a["id"], "version": a["version"], "name": a["name"],
+            "model": {"id": a["model"], "speed": a["speed"], "inference_geo": a["inference_geo"]},
+            "tools": [{"type": "agent_toolset", "name": t} for t in a["tools"]],
+            "multiagent": {"type": "coordinator", "agents": a["multiagent"]}
+            if a["multiagent"] else None,
+            "environment_id": a["environment_id"], "metadata": a["metadata"],
+            "created_at": format_ms(a["created_ms"]), "updated_at": format_ms(a["updated_ms"])}))
+    return lines
+
+
+def _write_strings(out: BinaryIO, column: pa.ChunkedArray) -> None:
+    """Write the concatenated bytes of a string column (each value ends with a newline)."""
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        _validity, offsets, data = chunk.buffers()
+        offs = np.frombuffer(offsets, dtype=width)[chunk.offset: chunk.offset + len(chunk) + 1]
+        out.write(memoryview(data)[int(offs[0]): int(offs[-1])])
+
+
+def write_jsonl(path: str | Path, sim: Simulation, *,
+                progress: Callable[[int], None] | None = None) -> WriteResult:
+    """Write the run as JSON lines: environments, agents, then day by day each session's
+    record and its events in emission order. Same simulation, same bytes."""
+    result = WriteResult()
+    s = _Strings(sim)
+    con = duckdb.connect()
+    try:
+        with open(path, "wb") as out:
+            head = record_lines(sim)
+            out.write("".join(line + "\n" for line in head).encode())
+            result.records += len(head)
+            for batch in sim.batches():
+                reg = _Registered(con, [batch], s, lines=True)
+                try:
+                    parts = ([f"SELECT sess, -1 AS seq, {_SESSION_LINE} AS line FROM k_sessions"]
+                             if reg.n_sessions else [])
+                    parts += [f"SELECT sess, seq, {_line_sql(k, newline=True)} AS line "
+                              f"FROM k_{k}" for k in reg.kinds]
+                    if parts:
+                        sql = f"SELECT line FROM ({' UNION ALL '.join(parts)}) ORDER BY sess, seq"
+                        _write_strings(out, con.sql(sql).to_arrow_table()["line"])
+                finally:
+                    reg.close()
+                result.sessions += reg.n_sessions
+                result.records += reg.n_sessions
+                result.events += batch.n_events
+                if progress:
+                    progress(batch.n_events)
+    finally:
+        con.close()
+    return result
+
+
+# --- the store ---------------------------------------------------------------------------
+
+def _insert_sql(kind: str, where: str) -> list[str]:
+    """INSERTs of one kind's rows into `events` and into its typed table, as the ingest
+    fills them (see meter.ingest._write_typed_rows)."""
+    table = f"k_{kind}"
+    out = [f"INSERT INTO events SELECT eid, sid, '{EVENT_KINDS[kind]}', at_ms, tid, $ingest "
+           f"FROM {table} {where}"]
+    if kind in _STATUS_KINDS:
+        stop = {"idle": "stop", "thread_idle": "'end_turn'"}.get(kind, "NULL")
+        out.append(f"INSERT INTO status_events SELECT eid, sid, tid, '{_STATUS_KINDS[kind]}', "
+                   f"at_ms, {stop} FROM {table} {where}")
+    elif kind == "request_end":
+        out.append(f"INSERT INTO model_requests SELECT eid, sid, tid, at_ms, input, output, "
+                   f"cache_write, cache_read, CASE WHEN fast THEN 'fast' ELSE 'standard' END, "
+                   f"is_error FROM {table} {where}")
+    elif kind == "usage":
+        out.append(f"INSERT INTO usage_snapshots SELECT eid, sid, at_ms, input, output, "
+                   f"cache_read, cw5, cw1h, searches, 0, active_ms, cents, 'USD' "
+                   f"FROM {table} {where}")
+    elif kind == "tool_use":
+        out.append(f"INSERT INTO tool_uses SELECT eid, sid, tid, at_ms, 'builtin', name "
+                   f"FROM {table} {where}")
+    elif kind == "thread_created":
+        out.append(f"INSERT INTO threads SELECT eid, sid, tid, name, model, at_ms "
+                   f"FROM {table} {where}")
+    elif kind in _OTHER_KINDS:
+        out.append(f"INSERT INTO other_events SELECT eid, sid, '{EVENT_KINDS[kind]}', at_ms, "
+                   f"CAST({_line_sql(kind)} AS JSON) FROM {table} {where}")
+    return out
+
+
+# The ingest's upsert: the latest record wins (meter.ingest._apply_records).
+_SESSIONS_UPSERT = """
+INSERT INTO sessions
+SELECT sid, created, updated, status, title, environment_id, agent_id, agent_version,
+       agent_name, model_id, model_speed, inference_geo, CAST(metadata AS JSON),
+       CAST(roster AS JSON), CASE WHEN archived >= 0 THEN archived END, $ingest
+FROM k_sessions
+ON CONFLICT (session_id) DO UPDATE SET
+    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,
+    status = excluded.status, title = excluded.title,
+    environment_id = excluded.environment_id, agent_id = excluded.agent_id,
+    agent_version = excluded.agent_version, agent_name = excluded.agent_name,
+    model_id = excluded.model_id, model_speed = excluded.model_speed,
+    inference_geo = excluded.inference_geo, metadata = excluded.metadata,
+    roster = excluded.roster, archived_ms = excluded.archived_ms,
+    ingest_id = excluded.ingest_id
+WHERE excluded.updated_ms >= sessions.updated_ms
+"""
+
+_ENVIRONMENTS_UPSERT = """
+INSERT INTO environments VALUES (?, ?, CAST(? AS JSON), ?, ?)
+ON CONFLICT (environment_id) DO UPDATE SET name = excluded.name,
+    metadata = excluded.metadata, updated_ms = excluded.updated_ms,
+    ingest_id = excluded.ingest_id
+WHERE excluded.updated_ms >= environments.updated_ms
+"""
+
+_AGENTS_UPSERT = """
+INSERT INTO agents VALUES (?, ?, ?, ?, ?, ?, CAST(? AS JSON), ?, ?)
+ON CONFLICT (agent_id) DO UPDATE SET version = excluded.version, name = excluded.name,
+    model_id = excluded.model_id, model_speed = excluded.model_speed,
+    inference_geo = excluded.inference_geo, metadata = excluded.metadata,
+    updated_ms = excluded.updated_ms, ingest_id = excluded.ingest_id
+WHERE excluded.updated_ms >= agents.updated_ms
+"""
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> None:
+    """Execute with the parameters the statement names (DuckDB refuses extra ones)."""
+    con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+
+
+def _write_records(con: duckdb.DuckDBPyConnection, sim: Simulation, ingest: int) -> int:
+    envs, agents = sim.environment_records(), sim.agent_records()
+    con.executemany(_ENVIRONMENTS_UPSERT, [
+        [e["id"], e["name"], _dumps(e["metadata"]), e["updated_ms"], ingest] for e in envs])
+    con.executemany(_AGENTS_UPSERT, [
+        [a["id"], a["version"], a["name"], a["model"], a["speed"], a["inference_geo"],
+         _dumps(a["metadata"]), a["updated_ms"], ingest] for a in agents])
+    return len(envs) + len(agents)
+
+
+def _grouped(batches: Iterable[Batch], limit: int) -> Iterator[list[Batch]]:
+    group: list[Batch] = []
+    size = 0
+    for batch in batches:
+        group.append(batch)
+        size += batch.n_events
+        if size >= limit:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def _existing(con: duckdb.DuckDBPyConnection, tag: str, group: list[Batch],
+              reg: _Registered) -> tuple[str, int]:
+    """A WHERE clause skipping ids the store already holds, and how many it skips.
+
+    A group's ids lie between its first and last session's id prefixes, so one range probe
+    usually proves there is nothing to skip and the inserts need no anti-join.
+    """
+    numbers = [c["sess"] for b in group for c in b.events.values() if len(c["sess"])]
+    if not numbers:
+        return "", 0
+    lo = min(int(a.min()) for a in numbers)
+    hi = max(int(a.max()) for a in numbers)
+    bounds = [f"sevt_01{tag}{lo:08d}", f"sevt_01{tag}{hi:08d}~"]
+    if not con.execute("SELECT count(*) FROM events WHERE event_id BETWEEN ? AND ?",
+                       bounds).fetchall()[0][0]:
+        return "", 0
+    con.execute("CREATE OR REPLACE TEMP TABLE _stored_ids AS SELECT event_id FROM events "
+                "WHERE event_id BETWEEN ? AND ?", bounds)
+    found = sum(con.execute(f"SELECT count(*) FROM k_{kind} "
+                            "WHERE eid IN (SELECT event_id FROM _stored_ids)").fetchall()[0][0]
+                for kind in reg.kinds)
+    return "WHERE eid NOT IN (SELECT event_id FROM _stored_ids)", found
+
+
+def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
+                batches: Iterable[Batch] | None = None, source: str | None = None,
+                batch_events: int = BATCH_EVENTS,
+                progress: Callable[[int], None] | None = None) -> WriteResult:
+    """Write the run straight into the store's typed tables: one transaction per group of
+    days, events whose ids the store already holds skipped, one `ingest_log` row.
+
+    `batches` defaults to all of ``sim.batches()`` (the benchmark passes pre-generated ones
+    to time the writing alone).
+    """
+    source = source or (f"simulate:{sim.profile.name}:seed={sim.seed}:"
+                        f"{sim.start.isoformat()}+{sim.days}d")
+    ingest = next_ingest_id(con)
+    con.execute("INSERT INTO ingest_log (ingest_id, source, started_ms) VALUES (?, ?, ?)",
+                [ingest, source, int(time.time() * 1000)])
+    result = WriteResult()
+    s = _Strings(sim)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result.records += _write_records(con, sim, ingest)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    for group in _grouped(sim.batches() if batches is None else batches, batch_events):
+        reg = _Registered(con, group, s, lines=False)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            where, found = _existing(con, sim.tag, group, reg)
+            for kind in reg.kinds:
+                for sql in _insert_sql(kind, where):
+                    _run(con, sql, {"ingest": ingest})
+            if reg.n_sessions:
+                _run(con, _SESSIONS_UPSERT, {"ingest": ingest})
+            con.execute("DROP TABLE IF EXISTS _stored_ids")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            reg.close()
+        events = sum(b.n_events for b in group)
+        result.events += events - found
+        result.duplicates += found
+        result.sessions += reg.n_sessions
+        result.records += reg.n_sessions
+        if progress:
+            for b in group:
+                progress(b.n_events)
+    con.execute(
+        "UPDATE ingest_log SET finished_ms = ?, lines = ?, new_events = ?, duplicates = ?, "
+        "records = ?, quarantined = 0 WHERE ingest_id = ?",
+        [int(time.time() * 1000), result.events + result.duplicates + result.records,
+         result.events, result.duplicates, result.records, ingest])
+    return result

@@ -1,0 +1,567 @@
+"""What-if: re-rate the same metered usage under a scenario, side by side with the baseline.
+
+The rating engine runs in two stages (pricing.rating), and a scenario acts between them:
+
+1. ``prepare_usage`` stages the usage (``usage_lines``, ``search_lines``, ``intervals``); the
+   baseline is priced from it as is and kept in ``whatif_baseline``;
+2. usage levers rewrite the staged tables (move traffic, cache hits, running time, billing
+   granularity), price levers load modified copies of the books, ``price_usage`` prices them;
+3. levers that are not a price of a metered quantity add lines of their own meter to
+   ``whatif_scenario``: ``idle``, ``minimum``, ``sandbox`` (replacing ``runtime``),
+   ``batch_discount``, ``discount``, ``commitment``, ``fixed``; growth scales session lines.
+
+The staged tables, books, ``charges`` and ``unrated`` are restored afterwards, so the
+connection looks as after ``rate()`` and several scenarios can be re-rated from one staging.
+
+Money stays exact: quantities are integers (tokens rounded to the nearest whole token when a
+share of them moves, milliseconds to the nearest ms when running time is cut), amounts are
+DECIMAL(38,18), and factors (a discount, growth, utilisation) are applied in integer
+atto-dollars (1e-18 USD) with one half-even rounding there, never with DOUBLE arithmetic.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from fractions import Fraction
+
+import duckdb
+
+from meter.intervals import split_sql
+from pricing.money import EXACT_SQL_TYPE, install_sql_macros, round_cents
+from pricing.pricebook import PriceBook, canonical_model_id
+from pricing.rating import RatingOptions, load_books, prepare_usage, price_usage
+from pricing.scenario import Scenario
+
+__all__ = [
+    "BASELINE",
+    "SCENARIO",
+    "GROUP_SQL",
+    "Comparison",
+    "ComparisonRow",
+    "WhatIf",
+    "compare",
+    "period_months",
+    "rerate",
+    "run_whatif",
+    "stage_baseline",
+]
+
+BASELINE = "whatif_baseline"
+SCENARIO = "whatif_scenario"
+_STAGED = ("usage_lines", "search_lines", "intervals")
+_ATTO = 10**18
+_PICO = 10**12
+
+# Group-by keys over a charges-shaped table (shared with reports.forecast and reports.budgets).
+GROUP_SQL = {
+    "total": "'total'",
+    "team": "coalesce(tags->>'$.team', '(none)')",
+    "project": "coalesce(tags->>'$.project', '(none)')",
+    "meter": "meter",
+    "model": "coalesce(model, '(' || meter || ')')",
+    "agent": "coalesce(agent_id, '(none)')",
+    "environment": "coalesce(environment_id, '(none)')",
+}
+
+METER_ORDER = ("runtime", "sandbox", "idle", "tokens", "web_search", "minimum",
+               "batch_discount", "discount", "commitment", "fixed")
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """The outcome of a re-rating: where the two sides are, and what the reader should know."""
+
+    scenario: Scenario
+    notes: tuple[str, ...] = ()
+    baseline_table: str = BASELINE
+    scenario_table: str = SCENARIO
+
+
+# --- exact factor arithmetic -------------------------------------------------------------
+
+
+def _install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    install_sql_macros(con)
+    # a // b rounded half-even, for a >= 0 and b > 0 (HUGEINT)
+    con.execute("""
+        CREATE OR REPLACE TEMP MACRO wi_div_half_even(a, b) AS (
+            a // b + CASE WHEN 2 * (a % b) > b OR (2 * (a % b) = b AND (a // b) % 2 = 1)
+                          THEN 1 ELSE 0 END)
+    """)
+    # x * num / den for an exact amount x, rounded half-even to the atto-dollar
+    con.execute(f"""
+        CREATE OR REPLACE TEMP MACRO wi_scale(x, num, den) AS (
+            CAST(sign(x) * wi_div_half_even(
+                     abs(CAST(x * 1000000000000000000 AS HUGEINT)) * CAST(num AS HUGEINT),
+                     CAST(den AS HUGEINT)) AS DECIMAL(38, 0))
+            * CAST(0.000000000000000001 AS {EXACT_SQL_TYPE}))
+    """)
+
+
+def _ratio(value: Fraction | Decimal, note: list[str] | None = None) -> tuple[int, int]:
+    """num/den of a factor, small enough for HUGEINT atto arithmetic (else to 1e-12)."""
+    f = Fraction(value)
+    if f.numerator <= _PICO * 10 and f.denominator <= _PICO:
+        return f.numerator, f.denominator
+    rounded = round(f * _PICO)
+    if note is not None:
+        note.append(f"a factor {float(f):.6g} was applied to 12 decimal places")
+    return rounded, _PICO
+
+
+def _atto_decimal(value: Fraction) -> Decimal:
+    """A rational amount as a Decimal, rounded half-even to 1e-18 (Python's round is half-even)."""
+    return Decimal(round(value * _ATTO)) / Decimal(_ATTO)
+
+
+# --- periods -----------------------------------------------------------------------------
+
+
+def period_months(spec: str | None) -> list[str] | None:
+    """'2026-11' -> ['2026-11']; '2026-Q4' -> its three months; '2026' -> twelve; None or
+    'all' -> None (every period)."""
+    if spec is None or spec == "all":
+        return None
+    text = spec.strip().upper()
+    try:
+        if len(text) == 4:
+            year = int(text)
+            return [f"{year}-{m:02d}" for m in range(1, 13)]
+        if len(text) == 7 and text[4:6] == "-Q":
+            year, quarter = int(text[:4]), int(text[6])
+            if 1 <= quarter <= 4:
+                return [f"{year}-{m:02d}" for m in range(3 * quarter - 2, 3 * quarter + 1)]
+        if len(text) == 7 and text[4] == "-":
+            year, month = int(text[:4]), int(text[5:])
+            if 1 <= month <= 12:
+                return [f"{year}-{month:02d}"]
+    except ValueError:
+        pass
+    raise ValueError(f"--period: expected YYYY-MM, YYYY-Qn, YYYY or all, got {spec!r}")
+
+
+def _month_fraction(period: str, as_of_ms: int) -> Fraction:
+    """How much of month `period` has elapsed at `as_of_ms` (1 for a finished month)."""
+    year, month = int(period[:4]), int(period[5:7])
+    start = int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
+    length = calendar.monthrange(year, month)[1] * 86_400_000
+    elapsed = min(max(as_of_ms - start, 0), length)
+    return Fraction(elapsed, length)
+
+
+# --- staging -----------------------------------------------------------------------------
+
+
+def _copy(con: duckdb.DuckDBPyConnection, source: str, target: str) -> None:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT * FROM {source}")
+
+
+def stage_baseline(
+    con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], options: RatingOptions
+) -> None:
+    """Meter the usage once and price the baseline into ``whatif_baseline`` (and
+    ``whatif_baseline_unrated``); keep the staged usage for :func:`rerate`."""
+    prepare_usage(con, books, options)
+    for table in _STAGED:
+        _copy(con, table, f"wi_staged_{table}")
+    price_usage(con)
+    _copy(con, "charges", BASELINE)
+    _copy(con, "unrated", f"{BASELINE}_unrated")
+    _install_macros(con)
+
+
+def run_whatif(
+    con: duckdb.DuckDBPyConnection,
+    books: Sequence[PriceBook],
+    scenario: Scenario,
+    options: RatingOptions,
+    *,
+    table: str = SCENARIO,
+) -> WhatIf:
+    """Rate the store's usage as of ``options.as_of_ms`` twice: as it is (``whatif_baseline``)
+    and under ``scenario`` (``table``). Leaves ``charges``/``unrated`` as the baseline."""
+    stage_baseline(con, books, options)
+    return rerate(con, books, scenario, options.as_of_ms, table=table)
+
+
+def rerate(
+    con: duckdb.DuckDBPyConnection,
+    books: Sequence[PriceBook],
+    scenario: Scenario,
+    as_of_ms: int,
+    *,
+    table: str = SCENARIO,
+) -> WhatIf:
+    """Re-rate the usage staged by :func:`stage_baseline` under ``scenario`` into ``table``
+    (and ``{table}_unrated``); restores the staging, the books and the baseline charges."""
+    notes: list[str] = []
+    try:
+        _apply_usage(con, books, scenario, notes)
+        if scenario.prices.changes_books:
+            load_books(con, scenario.apply_to_books(list(books)))
+        price_usage(con)
+        _copy(con, "charges", table)
+        _copy(con, "unrated", f"{table}_unrated")
+        _add_lines(con, scenario, table, as_of_ms, notes)
+    finally:
+        for staged in _STAGED:
+            _copy(con, f"wi_staged_{staged}", staged)
+        load_books(con, books)
+        _copy(con, BASELINE, "charges")
+        _copy(con, f"{BASELINE}_unrated", "unrated")
+    _unrated_notes(con, table, notes)
+    if scenario.usage.session_growth_percent_per_month is not None \
+            and scenario.usage.growth_from is None:
+        notes.append(f"growth of {scenario.usage.session_growth_percent_per_month}%/month "
+                     f"applies to forecasts only (set usage.growth_from to grow re-rated usage)")
+    return WhatIf(scenario=scenario, notes=tuple(notes), scenario_table=table)
+
+
+def _model_names(books: Sequence[PriceBook], name: str) -> list[str]:
+    """Every spelling of a model the staged `model_raw` may carry."""
+    names = {name, canonical_model_id(name)}
+    for book in books:
+        model = book.resolve(name)
+        if model is not None:
+            names |= {model.id, *model.aliases}
+    return sorted(names)
+
+
+_MATCHES = ("(list_contains($names, model_raw) OR "
+            "list_contains($names, regexp_replace(model_raw, '-[0-9]{8}$', '')))")
+
+_MOVE = f"""
+CREATE OR REPLACE TEMP TABLE usage_lines AS
+WITH tagged AS (
+    SELECT *, coalesce({_MATCHES}, false) AS hit,
+           CAST(round(quantity * $share) AS BIGINT) AS moved
+    FROM usage_lines
+)
+SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source, token_class,
+       CASE WHEN hit THEN quantity - moved ELSE quantity END AS quantity
+FROM tagged
+UNION ALL
+-- the target model is priced at its standard tier: a long-context premium does not move
+SELECT session_id, thread_id, at_ms, $to AS model_raw, speed, tier, source, token_class,
+       CAST(round(moved * $multiplier) AS BIGINT) AS quantity
+FROM tagged WHERE hit AND tier = 'standard' AND moved <> 0
+"""
+
+# Uncached input becomes cache reads until reads are `$hit` of the prompt (input + reads +
+# writes) of each usage line (a snapshot increase or a request); writes are left as they are.
+_CACHE = f"""
+CREATE OR REPLACE TEMP TABLE usage_lines AS
+WITH lines AS (
+    SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source, token_class,
+           sum(quantity)::BIGINT AS quantity
+    FROM usage_lines GROUP BY ALL
+), keyed AS (
+    SELECT *,
+        sum(CASE WHEN token_class = 'input' THEN quantity ELSE 0 END) OVER k AS q_in,
+        sum(CASE WHEN token_class = 'cache_read' THEN quantity ELSE 0 END) OVER k AS q_read,
+        sum(CASE WHEN token_class <> 'output' THEN quantity ELSE 0 END) OVER k AS prompt,
+        $all_models OR coalesce({_MATCHES}, false) AS in_scope
+    FROM lines
+    WINDOW k AS (PARTITION BY session_id, thread_id, at_ms, model_raw, speed, tier, source)
+), shifted AS (
+    SELECT *, CASE WHEN in_scope AND prompt > 0 THEN greatest(0, least(q_in,
+                   CAST(round(prompt * $hit) AS BIGINT) - q_read)) ELSE 0 END AS shift
+    FROM keyed
+)
+SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source, token_class,
+       quantity + CASE token_class WHEN 'input' THEN -shift WHEN 'cache_read' THEN shift
+                                   ELSE 0 END AS quantity
+FROM shifted
+"""
+
+_CUT = """
+UPDATE intervals SET end_ms = start_ms + CAST(round(duration_ms * $keep) AS BIGINT),
+                     duration_ms = CAST(round(duration_ms * $keep) AS BIGINT)
+WHERE status = 'running'
+"""
+
+# Each continuous running stretch is billed per started unit.
+_GRANULARITY = """
+UPDATE intervals SET end_ms = start_ms + (duration_ms + $unit - 1) // $unit * $unit,
+                     duration_ms = (duration_ms + $unit - 1) // $unit * $unit
+WHERE status = 'running' AND duration_ms > 0
+"""
+
+
+def _apply_usage(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
+                 scenario: Scenario, notes: list[str]) -> None:
+    usage = scenario.usage
+    for move in usage.move:
+        con.execute(_MOVE, {"names": _model_names(books, move.from_model),
+                            "share": move.percent / 100, "to": move.to_model,
+                            "multiplier": move.token_multiplier})
+    if usage.cache_hit_rate_percent is not None:
+        names = sorted({n for m in usage.cache_hit_models for n in _model_names(books, m)})
+        con.execute(_CACHE, {"hit": usage.cache_hit_rate_percent / 100, "names": names,
+                             "all_models": not usage.cache_hit_models})
+    if usage.runtime_cut_percent is not None:
+        con.execute(_CUT, {"keep": 1 - usage.runtime_cut_percent / 100})
+    if scenario.billing.granularity_ms > 1:
+        con.execute(_GRANULARITY, {"unit": scenario.billing.granularity_ms})
+
+
+# --- lines of the scenario's own ---------------------------------------------------------
+
+_DAY = "CAST(make_timestamp(start_ms * 1000) AS DATE)"
+
+_IDLE = f"""
+INSERT INTO {{table}}
+WITH idle AS (
+    SELECT session_id, status, start_ms,
+           start_ms + least(duration_ms, coalesce($cap_ms, duration_ms)) AS end_ms,
+           least(duration_ms, coalesce($cap_ms, duration_ms)) AS duration_ms, provisional
+    FROM intervals WHERE status = 'idle' AND duration_ms > 0
+), idle_days AS ({{split}})
+SELECT strftime(p.day, '%Y-%m'), p.day, p.session_id, s.agent_id, s.environment_id,
+       s.metadata, 'idle', NULL, NULL, 'standard', sum(p.duration_ms)::BIGINT, 'ms',
+       $rate, 'USD per idle session-hour',
+       CAST(sum(runtime_amount(p.duration_ms, $rate)) AS {EXACT_SQL_TYPE}),
+       $book, 'what-if', bool_or(p.provisional)
+FROM (SELECT *, {_DAY} AS day FROM idle_days) p JOIN rating_sessions s USING (session_id)
+GROUP BY ALL
+"""
+
+_MINIMUM = f"""
+INSERT INTO {{table}}
+WITH per AS (
+    SELECT session_id, min(day) AS day, sum(amount_exact) AS total,
+           bool_or(provisional) AS provisional
+    FROM {{table}} WHERE session_id IS NOT NULL GROUP BY session_id
+)
+SELECT strftime(per.day, '%Y-%m'), per.day, per.session_id, s.agent_id, s.environment_id,
+       s.metadata, 'minimum', NULL, NULL, 'standard', 1, 'sessions', $minimum,
+       'USD minimum per session', CAST($minimum - per.total AS {EXACT_SQL_TYPE}),
+       $book, 'what-if', per.provisional
+FROM per JOIN rating_sessions s USING (session_id)
+WHERE per.total < $minimum
+"""
+
+_SANDBOX = f"""
+UPDATE {{table}} SET meter = 'sandbox', unit_price = $rate, price_unit = $price_unit,
+    amount_exact = CAST(wi_scale(runtime_amount(quantity, $rate), $num, $den)
+                        AS {EXACT_SQL_TYPE}),
+    book = $book, book_version = 'what-if'
+WHERE meter = 'runtime'
+"""
+
+# A negative line per (day, session) taking `num/den` of the listed meters' amounts.
+_REBATE = f"""
+INSERT INTO {{table}}
+SELECT period, day, session_id, agent_id, environment_id, tags, $meter, NULL, NULL,
+       'standard', NULL, NULL, NULL, $price_unit,
+       CAST(-wi_scale(sum(amount_exact), $num, $den) AS {EXACT_SQL_TYPE}),
+       $book, 'what-if', bool_or(provisional)
+FROM {{table}}
+WHERE ($all_meters AND meter NOT IN ('discount', 'batch_discount', 'commitment', 'fixed'))
+      OR list_contains($meters, meter)
+GROUP BY period, day, session_id, agent_id, environment_id, tags
+HAVING sum(amount_exact) <> 0
+"""
+
+_GROWTH = f"""
+UPDATE {{table}} SET
+    amount_exact = CAST(wi_scale(amount_exact, g.num, g.den) AS {EXACT_SQL_TYPE}),
+    quantity = CAST(round(quantity * g.factor) AS BIGINT)
+FROM wi_growth g
+WHERE {{table}}.period = g.period AND {{table}}.session_id IS NOT NULL
+"""
+
+_MONTHLY = f"""
+INSERT INTO {{table}}
+SELECT $period, CAST($day AS DATE), NULL, NULL, NULL, NULL, $meter, NULL, NULL, 'standard',
+       NULL, NULL, $unit_price, 'USD per month', CAST($amount AS {EXACT_SQL_TYPE}),
+       $book, 'what-if', $provisional
+"""
+
+
+def _add_lines(con: duckdb.DuckDBPyConnection, scenario: Scenario, table: str,
+               as_of_ms: int, notes: list[str]) -> None:
+    book = f"what-if:{scenario.name}"
+    billing, bvb, prices = scenario.billing, scenario.build_vs_buy, scenario.prices
+    if billing.idle_usd_per_hour is not None:
+        cap = None if billing.idle_max_minutes is None else int(billing.idle_max_minutes * 60_000)
+        con.execute(_IDLE.format(table=table, split=split_sql("idle", "day")),
+                    {"cap_ms": cap, "rate": billing.idle_usd_per_hour, "book": book})
+    if billing.minimum_per_session_usd is not None:
+        con.execute(_MINIMUM.format(table=table),
+                    {"minimum": billing.minimum_per_session_usd, "book": book})
+    if bvb is not None:
+        num, den = _ratio(Fraction(100) / Fraction(bvb.utilisation_percent), notes)
+        con.execute(_SANDBOX.format(table=table), {
+            "rate": bvb.sandbox_usd_per_hour, "num": num, "den": den, "book": book,
+            "price_unit": f"USD per sandbox-hour at {bvb.utilisation_percent}% utilisation"})
+        if bvb.batch_share_percent > 0:
+            share = Fraction(bvb.batch_share_percent) * Fraction(bvb.batch_discount_percent)
+            num, den = _ratio(share / 10_000, notes)
+            con.execute(_REBATE.format(table=table), {
+                "meter": "batch_discount", "num": num, "den": den, "book": book,
+                "all_meters": False, "meters": ["tokens"],
+                "price_unit": f"{bvb.batch_discount_percent}% off {bvb.batch_share_percent}% "
+                              f"of tokens (Batch API)"})
+    growth = scenario.usage.session_growth_percent_per_month
+    if growth is not None and scenario.usage.growth_from is not None:
+        _grow(con, table, Fraction(growth), scenario.usage.growth_from, notes)
+    if prices.discount is not None:
+        num, den = _ratio(Fraction(prices.discount.percent) / 100, notes)
+        con.execute(_REBATE.format(table=table), {
+            "meter": "discount", "num": num, "den": den, "book": book,
+            "all_meters": not prices.discount.meters, "meters": list(prices.discount.meters),
+            "price_unit": f"{prices.discount.percent}% off"})
+    periods = [r[0] for r in con.execute(
+        f"SELECT DISTINCT period FROM {table} WHERE period IS NOT NULL ORDER BY 1").fetchall()]
+    if prices.commitment is not None:
+        totals = dict(con.execute(
+            f"SELECT period, sum(amount_exact) FROM {table} GROUP BY period").fetchall())
+        commit = prices.commitment.usd_per_month
+        for period in periods:
+            fraction = _month_fraction(period, as_of_ms)
+            due = _atto_decimal(Fraction(commit) * fraction)
+            shortfall = due - Decimal(totals.get(period) or 0)
+            if fraction < 1:
+                notes.append(f"commitment for {period} is pro rata: {due.normalize()} of "
+                             f"{commit} (month in progress)")
+            if shortfall > 0:
+                _monthly_line(con, table, period, "commitment", commit, shortfall, book,
+                              fraction < 1)
+    if bvb is not None and bvb.fixed_usd_per_month > 0:
+        for period in periods:
+            fraction = _month_fraction(period, as_of_ms)
+            amount = _atto_decimal(Fraction(bvb.fixed_usd_per_month) * fraction)
+            _monthly_line(con, table, period, "fixed", bvb.fixed_usd_per_month, amount, book,
+                          fraction < 1)
+
+
+def _monthly_line(con: duckdb.DuckDBPyConnection, table: str, period: str, meter: str,
+                  unit_price: Decimal, amount: Decimal, book: str, provisional: bool) -> None:
+    con.execute(_MONTHLY.format(table=table), {
+        "period": period, "day": f"{period}-01", "meter": meter, "unit_price": unit_price,
+        "amount": amount, "book": book, "provisional": provisional})
+
+
+def _grow(con: duckdb.DuckDBPyConnection, table: str, growth: Fraction, start: date,
+          notes: list[str]) -> None:
+    """Sessions grow by `growth` % per month from `start`'s month, compounding monthly:
+    month k after it carries (1 + growth/100)^k times the usage."""
+    periods = [r[0] for r in con.execute(
+        f"SELECT DISTINCT period FROM {table} WHERE period IS NOT NULL").fetchall()]
+    rows = []
+    for period in periods:
+        k = (int(period[:4]) - start.year) * 12 + int(period[5:7]) - start.month
+        if k > 0:
+            factor = (1 + growth / 100) ** k
+            num, den = _ratio(factor, notes)
+            rows.append((period, num, den, Decimal(num) / Decimal(den)))
+    con.execute("CREATE OR REPLACE TEMP TABLE wi_growth (period VARCHAR, num HUGEINT, "
+                "den HUGEINT, factor DECIMAL(38, 12))")
+    if rows:
+        con.executemany("INSERT INTO wi_growth VALUES (?, ?, ?, ?)",
+                        [(p, str(n), str(d), f) for p, n, d, f in rows])
+        con.execute(_GROWTH.format(table=table))
+
+
+def _unrated_notes(con: duckdb.DuckDBPyConnection, table: str, notes: list[str]) -> None:
+    rows = con.execute(f"""
+        SELECT s.model, s.unit, s.reason, sum(s.quantity)::BIGINT FROM {table}_unrated s
+        GROUP BY ALL
+        EXCEPT
+        SELECT b.model, b.unit, b.reason, sum(b.quantity)::BIGINT FROM {BASELINE}_unrated b
+        GROUP BY ALL
+        ORDER BY 1 NULLS FIRST
+    """).fetchall()
+    for model, unit, reason, quantity in rows:
+        notes.append(f"the scenario leaves {quantity:,} {unit} of {model or 'usage'} unrated "
+                     f"({reason}); they are in neither total")
+
+
+# --- side by side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    group: str | None
+    meter: str
+    baseline: Decimal
+    scenario: Decimal
+
+    @property
+    def delta(self) -> Decimal:
+        return self.scenario - self.baseline
+
+    @property
+    def delta_percent(self) -> Decimal | None:
+        if self.baseline == 0:
+            return None
+        return (self.delta * 100 / self.baseline).quantize(Decimal("0.1"))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Baseline vs scenario per (group, meter), each line rounded half-even to the cent once;
+    totals are sums of rounded lines, as on an invoice."""
+
+    scenario: str
+    period: str | None
+    by: str | None
+    rows: list[ComparisonRow]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def baseline_total(self) -> Decimal:
+        return sum((r.baseline for r in self.rows), Decimal("0.00"))
+
+    @property
+    def scenario_total(self) -> Decimal:
+        return sum((r.scenario for r in self.rows), Decimal("0.00"))
+
+    def by_meter(self) -> list[ComparisonRow]:
+        """Rows summed over groups, one per meter (sums of the rounded group lines)."""
+        merged: dict[str, list[Decimal]] = {}
+        for row in self.rows:
+            pair = merged.setdefault(row.meter, [Decimal("0.00"), Decimal("0.00")])
+            pair[0] += row.baseline
+            pair[1] += row.scenario
+        return [ComparisonRow(None, m, b, s) for m, (b, s) in merged.items()]
+
+
+def _meter_rank(meter: str) -> int:
+    return METER_ORDER.index(meter) if meter in METER_ORDER else len(METER_ORDER)
+
+
+def compare(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    by: str | None = None,
+    period: str | None = None,
+    what_if: WhatIf | None = None,
+) -> Comparison:
+    """Baseline and scenario amounts per meter (and per ``by`` group: a key of GROUP_SQL)
+    in ``period`` (YYYY-MM, YYYY-Qn, YYYY, or None/'all')."""
+    if by is not None and by not in GROUP_SQL:
+        raise ValueError(f"--by: unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
+    baseline = what_if.baseline_table if what_if else BASELINE
+    scenario = what_if.scenario_table if what_if else SCENARIO
+    group = GROUP_SQL[by] if by else "NULL"
+    months = period_months(period)
+    rows = con.execute(f"""
+        WITH b AS (SELECT {group} AS grp, meter, sum(amount_exact) AS amount FROM {baseline}
+                   WHERE $all OR list_contains($months, period) GROUP BY ALL),
+             s AS (SELECT {group} AS grp, meter, sum(amount_exact) AS amount FROM {scenario}
+                   WHERE $all OR list_contains($months, period) GROUP BY ALL)
+        SELECT coalesce(b.grp, s.grp), coalesce(b.meter, s.meter), b.amount, s.amount
+        FROM b FULL JOIN s ON b.grp IS NOT DISTINCT FROM s.grp AND b.meter = s.meter
+    """, {"all": months is None, "months": months or []}).fetchall()
+    out = [ComparisonRow(g, m, round_cents(Decimal(b or 0)), round_cents(Decimal(s or 0)))
+           for g, m, b, s in rows]
+    out.sort(key=lambda r: (r.group or "", _meter_rank(r.meter), r.meter))
+    return Comparison(scenario=what_if.scenario.name if what_if else "scenario",
+                      period=period, by=by, rows=out,
+                      notes=what_if.notes if what_if else ())

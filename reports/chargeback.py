@@ -1,0 +1,377 @@
+"""Chargeback and showback: the period's cost per team (or any tag), to the cent of the invoice.
+
+Each charge line gets its group from the allocation rules (tag precedence, renames); in
+chargeback mode the shared pools are then re-assigned to their targets. Money is apportioned
+once per invoice line (meter x model x token class) in whole cents by largest remainder, so
+the groups add up to the invoice total exactly: every dollar lands in exactly one group.
+Showback is the same report without the re-assignment.
+
+The JSON form (`Chargeback.to_json`) is a stable contract:
+{"period", "as_of", "mode", "by", "currency", "provisional",
+ "groups": [{"group": {<key>: <value>}, "cost": {"runtime", "tokens": {<model>: ...},
+             "web_search"}, "shared", "total", "share_pct", "sessions", "running_hours",
+             "tokens", "cost_per_session", "cost_per_running_hour"}],
+ "total", "invoice_total", "warnings"}
+Money is a decimal string; `shared` is the part of `total` received from shared pools.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+import duckdb
+
+from pricing.money import CENT, install_sql_macros, round_cents
+from reports.allocation import (
+    AllocationRules,
+    apportion_cents,
+    install_allocation_macros,
+    json_path,
+)
+from reports.invoice import build_invoice
+
+__all__ = ["Chargeback", "ChargebackGroup", "MODES", "build_chargeback", "resolve_groups"]
+
+MODES = ("chargeback", "showback")
+LINE_KEYS = ("meter", "model", "token_class")
+_MS_PER_HOUR = Decimal(3_600_000)
+
+_SOURCE_SQL = {
+    "session": "nullif(trim(json_extract_string(c.tags, {p})), '')",
+    "agent": "nullif(trim(json_extract_string(a.metadata, {p})), '')",
+    "environment": "nullif(trim(json_extract_string(e.metadata, {p})), '')",
+}
+
+_DRIVER_SQL = {
+    "running_time": "sum(quantity) FILTER (WHERE meter = 'runtime')",
+    # long-context lines repeat their tokens as a premium: count each token once
+    "tokens": "sum(quantity) FILTER (WHERE meter = 'tokens' AND tier = 'standard')",
+    "cost": "floordiv(sum(atto(amount_exact)), 1000000000000)",  # micro-dollars
+}
+
+
+@dataclass(frozen=True)
+class ChargebackGroup:
+    group: dict[str, str]
+    runtime: Decimal
+    tokens: dict[str, Decimal]
+    web_search: Decimal
+    shared: Decimal
+    sessions: int
+    running_ms: int
+    token_count: int
+    share_pct: Decimal | None = None
+
+    @property
+    def total(self) -> Decimal:
+        return self.runtime + sum(self.tokens.values(), Decimal("0.00")) + self.web_search
+
+    @property
+    def running_hours(self) -> Decimal:
+        return (Decimal(self.running_ms) / _MS_PER_HOUR).quantize(CENT, ROUND_HALF_EVEN)
+
+    @property
+    def cost_per_session(self) -> Decimal | None:
+        if not self.sessions:
+            return None
+        return (self.total / self.sessions).quantize(CENT, ROUND_HALF_EVEN)
+
+    @property
+    def cost_per_running_hour(self) -> Decimal | None:
+        if not self.running_ms:
+            return None
+        return (self.total * _MS_PER_HOUR / self.running_ms).quantize(CENT, ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class Chargeback:
+    period: str
+    as_of: str
+    mode: str
+    by: tuple[str, ...]
+    currency: str
+    provisional: bool
+    groups: list[ChargebackGroup]
+    invoice_total: Decimal
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((g.total for g in self.groups), Decimal("0.00"))
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({m for g in self.groups for m in g.tokens})
+
+    def columns(self) -> list[str]:
+        return [*self.by, "sessions", "running_hours", "tokens", "cost_runtime",
+                *[f"cost_tokens:{m}" for m in self.models], "cost_web_search", "shared",
+                "total", "share_pct", "cost_per_session", "cost_per_running_hour"]
+
+    def rows(self, *, with_total: bool = True) -> list[list[Any]]:
+        """Wide rows for tables, CSV and Parquet; the last row is the TOTAL unless asked not."""
+        zero = Decimal("0.00")
+        out = [[*(g.group[k] for k in self.by), g.sessions, g.running_hours, g.token_count,
+                g.runtime, *[g.tokens.get(m, zero) for m in self.models], g.web_search,
+                g.shared, g.total, g.share_pct, g.cost_per_session, g.cost_per_running_hour]
+               for g in self.groups]
+        if with_total:
+            whole = ChargebackGroup(
+                group={}, runtime=sum((g.runtime for g in self.groups), zero),
+                tokens={m: sum((g.tokens.get(m, zero) for g in self.groups), zero)
+                        for m in self.models},
+                web_search=sum((g.web_search for g in self.groups), zero),
+                shared=sum((g.shared for g in self.groups), zero),
+                sessions=sum(g.sessions for g in self.groups),
+                running_ms=sum(g.running_ms for g in self.groups),
+                token_count=sum(g.token_count for g in self.groups))
+            out.append(["TOTAL", *[None] * (len(self.by) - 1), whole.sessions,
+                        whole.running_hours, whole.token_count, whole.runtime,
+                        *whole.tokens.values(), whole.web_search, whole.shared, whole.total,
+                        Decimal("100.00") if whole.total else None, whole.cost_per_session,
+                        whole.cost_per_running_hour])
+        return out
+
+    def to_json(self) -> str:
+        def money(value: Decimal | None) -> str | None:
+            return None if value is None else str(value)
+
+        groups = [{
+            "group": g.group,
+            "cost": {"runtime": money(g.runtime),
+                     "tokens": {m: money(v) for m, v in sorted(g.tokens.items())},
+                     "web_search": money(g.web_search)},
+            "shared": money(g.shared), "total": money(g.total), "share_pct": money(g.share_pct),
+            "sessions": g.sessions, "running_hours": money(g.running_hours),
+            "tokens": g.token_count, "cost_per_session": money(g.cost_per_session),
+            "cost_per_running_hour": money(g.cost_per_running_hour),
+        } for g in self.groups]
+        return json.dumps({
+            "period": self.period, "as_of": self.as_of, "mode": self.mode, "by": list(self.by),
+            "currency": self.currency, "provisional": self.provisional, "groups": groups,
+            "total": money(self.total), "invoice_total": money(self.invoice_total),
+            "warnings": self.warnings,
+        }, indent=2)
+
+
+def resolve_groups(
+    con: duckdb.DuckDBPyConnection,
+    period: str,
+    keys: Sequence[str],
+    rules: AllocationRules,
+    *,
+    table: str = "cb_rows",
+) -> None:
+    """Temp table `table`: the period's charges with columns g0..gN, the value of each key.
+
+    Each key is read from the sources in the rules' precedence order (session metadata, the
+    agent's, the environment's), falls back to the default, then goes through the renames.
+    """
+    con.execute("CREATE OR REPLACE TEMP TABLE cb_renames "
+                "(key VARCHAR, from_value VARCHAR, to_value VARCHAR)")
+    renames = [(k, f, t) for k, mapping in rules.renames.items() for f, t in mapping.items()]
+    if renames:
+        con.executemany("INSERT INTO cb_renames VALUES (?, ?, ?)", renames)
+    params: dict[str, Any] = {"period": period, "default": rules.tags.default}
+    raw, joins, final = [], [], []
+    for i, key in enumerate(keys):
+        params[f"p{i}"] = json_path(key)
+        params[f"k{i}"] = key
+        sources = [_SOURCE_SQL[s].format(p=f"$p{i}") for s in rules.tags.precedence]
+        raw.append(f"coalesce({', '.join(sources)}, $default) AS raw{i}")
+        joins.append(f"LEFT JOIN cb_renames r{i} ON r{i}.key = $k{i} "
+                     f"AND r{i}.from_value = b.raw{i}")
+        final.append(f"coalesce(r{i}.to_value, b.raw{i}) AS g{i}")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        WITH b AS (
+            SELECT c.day, c.session_id, c.agent_id, c.environment_id, c.meter, c.model,
+                   c.token_class, c.tier, c.quantity, c.amount_exact, {', '.join(raw)}
+            FROM charges c
+            LEFT JOIN agents a ON a.agent_id = c.agent_id
+            LEFT JOIN environments e ON e.environment_id = c.environment_id
+            WHERE c.period = $period
+        )
+        SELECT b.* EXCLUDE ({', '.join(f'raw{i}' for i in range(len(keys)))}),
+               {', '.join(final)}
+        FROM b {' '.join(joins)}
+    """, params)
+
+
+def _assign_pools(con: duckdb.DuckDBPyConnection, keys: list[str], rules: AllocationRules,
+                  mode: str) -> dict[str, Any]:
+    """Adds column `pool` (index of the first matching shared rule, or NULL) to cb_rows."""
+    params: dict[str, Any] = {}
+    cases = []
+    if mode == "chargeback":
+        for j, rule in enumerate(rules.shared):
+            preds = []
+            if rule.environment:
+                params[f"r{j}_env"] = list(rule.environment)
+                preds.append(f"list_contains($r{j}_env, environment_id)")
+            if rule.agent:
+                params[f"r{j}_agent"] = list(rule.agent)
+                preds.append(f"list_contains($r{j}_agent, agent_id)")
+            for key, values in rule.tags.items():
+                params[f"r{j}_t{keys.index(key)}"] = list(values)
+                preds.append(f"list_contains($r{j}_t{keys.index(key)}, g{keys.index(key)})")
+            cases.append(f"WHEN {' AND '.join(preds)} THEN {j}")
+    pool = f"CASE {' '.join(cases)} END" if cases else "NULL"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cb_rows AS "
+                f"SELECT *, CAST({pool} AS INTEGER) AS pool FROM cb_rows", params)
+    return params
+
+
+def _weights(con: duckdb.DuckDBPyConnection, keys: list[str], rules: AllocationRules,
+             params: dict[str, Any]) -> None:
+    """Temp table cb_weights (pool, rule_name, key_idx, target, w): integer driver weights."""
+    con.execute("CREATE OR REPLACE TEMP TABLE cb_weights (pool INTEGER, rule_name VARCHAR, "
+                "key_idx INTEGER, target VARCHAR, w HUGEINT)")
+    for j, rule in enumerate(rules.shared):
+        ki = keys.index(rule.key)
+        if rule.driver == "fixed":
+            con.executemany("INSERT INTO cb_weights VALUES (?, ?, ?, ?, ?)", [
+                (j, rule.name, ki, target, int(pct * 10_000))
+                for target, pct in rule.percentages.items()])
+            continue
+        where = ["pool IS NULL"]
+        local = {"rule": j, "name": rule.name, "ki": ki}
+        if rule.scope == "match":
+            for name in ("env", "agent"):
+                if f"r{j}_{name}" in params:
+                    col = "environment_id" if name == "env" else "agent_id"
+                    where.append(f"list_contains($r{j}_{name}, {col})")
+                    local[f"r{j}_{name}"] = params[f"r{j}_{name}"]
+        if rule.targets:
+            where.append(f"list_contains($targets, g{ki})")
+            local["targets"] = list(rule.targets)
+        if rule.key in rule.tags:  # the pool's own values never receive their own cost
+            where.append(f"NOT list_contains($own, g{ki})")
+            local["own"] = list(rule.tags[rule.key])
+        con.execute(f"""
+            INSERT INTO cb_weights
+            SELECT $rule, $name, $ki, g{ki}, CAST(coalesce({_DRIVER_SQL[rule.driver]}, 0)
+                                                   AS HUGEINT) AS w
+            FROM cb_rows WHERE {' AND '.join(where)}
+            GROUP BY g{ki} HAVING w > 0
+        """, local)
+
+
+def build_chargeback(
+    con: duckdb.DuckDBPyConnection,
+    period: str,
+    *,
+    by: Sequence[str],
+    rules: AllocationRules | None = None,
+    mode: str = "chargeback",
+    as_of: str = "",
+) -> Chargeback:
+    """The chargeback (or showback) of `period` from the temp table `charges` on `con`."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    by = tuple(dict.fromkeys(k.strip() for k in by if k.strip()))
+    if not by:
+        raise ValueError("--by: name at least one tag key, e.g. team")
+    rules = rules or AllocationRules()
+    keys = rules.keys_needed(by)
+    install_sql_macros(con)
+    install_allocation_macros(con)
+    resolve_groups(con, period, keys, rules)
+    params = _assign_pools(con, keys, rules, mode)
+    _weights(con, keys, rules, params)
+
+    gb = [f"g{i}" for i in range(len(by))]
+    keyed = ", ".join(
+        f"CASE WHEN w.key_idx = {i} THEN w.target ELSE p.g{i} END AS g{i}" for i in range(len(by)))
+    all_g = ", ".join(f"g{i}" for i in range(len(keys)))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cb_parts AS
+        SELECT meter, model, token_class, {', '.join(gb)}, '' AS origin,
+               sum(atto(amount_exact)) AS atto
+        FROM cb_rows WHERE pool IS NULL OR pool NOT IN (SELECT pool FROM cb_weights)
+        GROUP BY ALL
+        UNION ALL
+        SELECT p.meter, p.model, p.token_class, {keyed}, w.rule_name AS origin,
+               sum(floordiv(p.atto * w.w, t.total_w)) AS atto
+        FROM (SELECT meter, model, token_class, pool, {all_g}, sum(atto(amount_exact)) AS atto
+              FROM cb_rows WHERE pool IS NOT NULL GROUP BY ALL) p
+        JOIN cb_weights w USING (pool)
+        JOIN (SELECT pool, sum(w) AS total_w FROM cb_weights GROUP BY pool) t USING (pool)
+        GROUP BY ALL
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE cb_lines AS
+        SELECT meter, model, token_class,
+               CAST(cents_half_even(sum(amount_exact)) * 100 AS HUGEINT) AS cents
+        FROM cb_rows GROUP BY ALL
+    """)
+    apportion_cents(con, parts="cb_parts", lines="cb_lines", line_keys=LINE_KEYS,
+                    part_keys=[*gb, "origin"], out="cb_alloc")
+
+    money = con.execute(f"""
+        SELECT {', '.join(gb)}, meter, model, sum(cents)::BIGINT,
+               (sum(cents) FILTER (WHERE origin <> ''))::BIGINT
+        FROM cb_alloc GROUP BY ALL
+    """).fetchall()
+    usage = con.execute(f"""
+        SELECT {', '.join(gb)}, count(DISTINCT session_id),
+               coalesce(sum(quantity) FILTER (WHERE meter = 'runtime'), 0)::BIGINT,
+               coalesce(sum(quantity) FILTER (WHERE meter = 'tokens' AND tier = 'standard'),
+                        0)::BIGINT
+        FROM cb_rows GROUP BY ALL
+    """).fetchall()
+    unsplit = con.execute("""
+        SELECT pool, sum(amount_exact) FROM cb_rows
+        WHERE pool IS NOT NULL AND pool NOT IN (SELECT pool FROM cb_weights) GROUP BY pool
+    """).fetchall()
+
+    n = len(by)
+    acc: dict[tuple, dict[str, Any]] = {}
+
+    def slot(key: tuple) -> dict[str, Any]:
+        return acc.setdefault(key, {"runtime": 0, "tokens": {}, "web_search": 0, "shared": 0,
+                                    "usage": (0, 0, 0)})
+
+    for row in money:
+        key, (meter, model, cents, shared) = tuple(row[:n]), row[n:]
+        s = slot(key)
+        if meter == "tokens":
+            s["tokens"][model] = s["tokens"].get(model, 0) + cents
+        else:
+            s[meter] += cents
+        s["shared"] += shared or 0
+    for row in usage:
+        slot(tuple(row[:n]))["usage"] = tuple(row[n:])
+
+    def dollars(cents: int) -> Decimal:
+        return Decimal(cents).scaleb(-2)
+
+    groups = [ChargebackGroup(
+        group=dict(zip(by, key, strict=True)), runtime=dollars(s["runtime"]),
+        tokens={m: dollars(c) for m, c in s["tokens"].items()},
+        web_search=dollars(s["web_search"]), shared=dollars(s["shared"]),
+        sessions=s["usage"][0], running_ms=s["usage"][1], token_count=s["usage"][2],
+    ) for key, s in acc.items()]
+    grand = sum((g.total for g in groups), Decimal("0.00"))
+    groups = sorted(
+        (replace(g, share_pct=(g.total * 100 / grand).quantize(CENT, ROUND_HALF_EVEN)
+                 if grand else None) for g in groups),
+        key=lambda g: (-g.total, [g.group[k] for k in by]))
+
+    invoice = build_invoice(con, period, as_of=as_of)
+    if grand != invoice.total:  # cannot happen by construction; never print a wrong report
+        raise AssertionError(f"chargeback {grand} differs from invoice {invoice.total}")
+    warnings = [
+        f"shared rule {rules.shared[pool].name!r}: no {rules.shared[pool].driver.replace('_', ' ')}"
+        f" among its targets; its ${round_cents(Decimal(amount))} stays with its own group"
+        for pool, amount in unsplit]
+    if invoice.unrated:
+        warnings.append(f"{len(invoice.unrated)} unrated usage line(s) are in no total; "
+                        "see `agenttally invoice`")
+    return Chargeback(period=period, as_of=as_of, mode=mode, by=by, currency=invoice.currency,
+                      provisional=invoice.provisional, groups=groups,
+                      invoice_total=invoice.total, warnings=warnings)

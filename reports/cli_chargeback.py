@@ -1,0 +1,200 @@
+"""Verbs for finance: chargeback (and showback), export, reconcile."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from meter.store import open_store
+from reports.allocation import load_rules
+from reports.chargeback import build_chargeback
+from reports.cli import iso_ms
+from reports.cli_pricing import _rating_args, current_period, rate_store
+from reports.exports import EXPORT_FORMATS, export_charges, export_unrated, write_rows
+from reports.focus import FocusOptions, period_bounds, write_focus
+from reports.invoice import build_invoice, invoice_table
+from reports.provider import ADMIN_KEY_ENV, ProviderData, fetch_reports, load_into, load_reports
+from reports.reconcile import reconcile
+from reports.render import render
+
+EXPORTS = ("charges", "unrated", "focus", "invoice", "chargeback")
+
+
+def _decimal(text: str, option: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{option}: expected a number, got {text!r}") from None
+
+
+def _chargeback(con, args: argparse.Namespace, as_of: int, period: str):
+    rules = load_rules(args.rules)
+    return build_chargeback(con, period, by=args.by.split(","), rules=rules,
+                            mode="showback" if args.showback else "chargeback",
+                            as_of=iso_ms(as_of))
+
+
+def cmd_chargeback(args: argparse.Namespace) -> int:
+    with open_store(args.db, read_only=True) as con:
+        as_of = rate_store(con, args)
+        period = args.period or current_period(as_of)
+        report = _chargeback(con, args, as_of, period)
+    if args.output:
+        n = write_rows(report.columns(), report.rows(), args.output, fmt=args.to)
+        print(f"{args.output}: {n:,} rows", file=sys.stderr)
+    elif args.format == "json":
+        print(report.to_json())
+    elif args.format == "csv":
+        print(render(report.columns(), report.rows(), "csv").rstrip("\n"))
+    else:
+        state = "PROVISIONAL (sessions still running)" if report.provisional else "final"
+        print(f"{report.mode.capitalize()} {period} by {', '.join(report.by)}  as of "
+              f"{report.as_of}  {report.currency}  {state}")
+        print(render(report.columns(), report.rows()))
+        print(f"\ninvoice total {report.invoice_total}; "
+              + ("shared costs redistributed" if report.mode == "chargeback"
+                 else "shared costs shown where they fall (showback)"))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with open_store(args.db, read_only=True) as con:
+        as_of = rate_store(con, args)
+        period = args.period or current_period(as_of)
+        if args.what == "charges":
+            n = export_charges(con, args.output, period=period, fmt=args.to)
+        elif args.what == "unrated":
+            n = export_unrated(con, args.output, period=period, fmt=args.to)
+        elif args.what == "focus":
+            n = write_focus(con, period, args.output, fmt=args.to, options=FocusOptions(
+                args.billing_account_id, args.billing_account_name))
+        elif args.what == "invoice":
+            invoice = build_invoice(con, period, as_of=iso_ms(as_of))
+            columns, rows = invoice_table(invoice)
+            n = write_rows(columns, rows, args.output, fmt=args.to)
+        else:
+            report = _chargeback(con, args, as_of, period)
+            n = write_rows(report.columns(), report.rows(), args.output, fmt=args.to)
+    print(f"{args.output}: {n:,} {args.what} rows for {period}")
+    return 0
+
+
+def _provider_data(args: argparse.Namespace, start: datetime, end: datetime) -> ProviderData:
+    data = load_reports(args.provider or [])
+    if args.fetch:
+        key = os.environ.get(ADMIN_KEY_ENV)
+        if not key:
+            raise ValueError(f"--fetch needs an Admin API key in ${ADMIN_KEY_ENV}")
+        data.extend(fetch_reports(key, start, end, save_to=args.save_provider))
+    if not data.sources:
+        raise ValueError("no provider data: pass --provider FILE (the Admin API's cost "
+                         f"report) or --fetch with ${ADMIN_KEY_ENV} set")
+    return data
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    tolerance = _decimal(args.tolerance, "--tolerance")
+    tolerance_pct = _decimal(args.tolerance_pct, "--tolerance-pct")
+    with open_store(args.db, read_only=True) as con:
+        as_of = rate_store(con, args)
+        period = args.period or current_period(as_of)
+        start, end = period_bounds(period)
+        until = min(end, datetime.fromtimestamp(as_of / 1000, UTC))
+        through: date = (until - timedelta(milliseconds=1)).date()
+        data = _provider_data(args, start, until)
+        load_into(con, data)
+        result = reconcile(con, period, through=through, tolerance_usd=tolerance,
+                           tolerance_pct=tolerance_pct, detail=args.detail,
+                           workspace=args.workspace, sources=data.sources)
+    rows = result.table_rows(only_flagged=args.only_flagged)
+    if args.output:
+        write_rows(result.COLUMNS, rows, args.output, fmt=args.to)
+        print(f"{args.output}: {len(rows):,} rows", file=sys.stderr)
+    elif args.format == "json":
+        print(result.to_json(only_flagged=args.only_flagged))
+    else:
+        print(render(result.COLUMNS, rows, args.format).rstrip("\n"))
+    for line in result.summary():
+        print(line, file=sys.stderr)
+    return 1 if args.strict and result.flagged else 0
+
+
+def _verb(sub: argparse._SubParsersAction, name: str, help_: str, description: str,
+          example: str) -> argparse.ArgumentParser:
+    from reports.cli import _add_common
+
+    p = sub.add_parser(name, help=help_, description=description,
+                       epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=name != "export")
+    _rating_args(p)
+    p.add_argument("--period", help="YYYY-MM (default: the month of --as-of)")
+    return p
+
+
+def _allocation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--by", default="team",
+                   help="comma list of tag keys to group by (default: team), e.g. team,project")
+    p.add_argument("--rules", help="allocation rules TOML (tag precedence, renames, shared "
+                                   "costs); see data/allocation.toml")
+    p.add_argument("--showback", action="store_true",
+                   help="leave shared costs where they fall instead of redistributing them")
+
+
+def _output_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument("-o", "--output", required=required,
+                   help="write to this file instead of printing (.csv or .parquet)")
+    p.add_argument("--to", choices=EXPORT_FORMATS,
+                   help="file format when the name does not say")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = _verb(sub, "chargeback", "cost per team (or any tag), to the cent of the invoice",
+              "Cost per group split by meter (runtime, tokens by model, web search), with share "
+              "of total, sessions, running hours, tokens, cost per session and per running "
+              "hour. The groups add up to the invoice total exactly.",
+              "agenttally chargeback --period 2026-11 --by team,project "
+              "--rules data/allocation.toml --format csv")
+    _allocation_args(p)
+    _output_args(p)
+    p.set_defaults(func=cmd_chargeback)
+
+    p = _verb(sub, "export", "write charges, FOCUS 1.2 or a report to CSV / Parquet",
+              "Export for other tools: the charge lines, the unrated usage, a FOCUS 1.2 "
+              "dataset (Sum of BilledCost = the invoice total), the invoice or the chargeback.",
+              "agenttally export focus --period 2026-11 -o focus-2026-11.parquet")
+    p.add_argument("what", choices=EXPORTS)
+    _output_args(p, required=True)
+    _allocation_args(p)
+    p.add_argument("--billing-account-id", default=FocusOptions.billing_account_id,
+                   help="FOCUS BillingAccountId (your Anthropic organization id)")
+    p.add_argument("--billing-account-name", default=FocusOptions.billing_account_name,
+                   help="FOCUS BillingAccountName")
+    p.set_defaults(func=cmd_export)
+
+    p = _verb(sub, "reconcile", "compare metered cost with the provider's cost report",
+              "Metered vs provider cost per day x model x cost type (session_usage = runtime, "
+              "tokens, web_search), with absolute and relative variance; rows beyond both "
+              "tolerances are flagged, days the provider's report lacks are listed.",
+              "agenttally reconcile --period 2026-11 --provider "
+              "data/samples/provider_cost_report_2026-11.json")
+    p.add_argument("--provider", nargs="+", metavar="FILE",
+                   help="Admin API cost (and usage) report JSON files")
+    p.add_argument("--fetch", action="store_true",
+                   help=f"fetch both reports over the Admin API with ${ADMIN_KEY_ENV}")
+    p.add_argument("--save-provider", metavar="FILE",
+                   help="with --fetch: keep the fetched cost report as JSON")
+    p.add_argument("--workspace", help="only the provider's costs of this workspace id")
+    p.add_argument("--tolerance", default="0.01", help="USD variance to tolerate (0.01)")
+    p.add_argument("--tolerance-pct", default="1", help="relative variance to tolerate, % (1)")
+    p.add_argument("--detail", action="store_true", help="one row per token type too")
+    p.add_argument("--only-flagged", action="store_true", help="show flagged rows only")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any row is flagged")
+    _output_args(p)
+    p.set_defaults(func=cmd_reconcile)
+

@@ -1,0 +1,193 @@
+"""`agenttally simulate`: a workload profile in, Managed Agents events out (file or store).
+
+This is where price books meet the simulator: `meter` may not import `pricing`, so the
+rates the simulator needs (for `list_cost` and budgets) are built here from the books in
+force over the simulated window and passed in as a plain `RateSchedule`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from meter.simulator import (
+    ModelRates,
+    RateCard,
+    RateSchedule,
+    Simulation,
+    TokenPrices,
+    load_profile,
+)
+from meter.simulator.writers import WriteResult, write_jsonl, write_store
+from pricing.pricebook import TOKEN_CLASSES, PriceBook, TokenRates, load_pricebooks
+
+DEFAULT_BOOK = "anthropic-list"
+DEMO_PROFILE = Path(__file__).resolve().parent.parent / "data" / "profiles" / "demo.toml"
+
+EXAMPLES = """\
+examples:
+  agenttally simulate --profile data/profiles/demo.toml --start 2026-10-01 --days 60 \\
+      --seed 7 --out demo.jsonl
+  agenttally simulate --profile data/profiles/large.toml --start 2026-10-01 --days 30 \\
+      --into data/large.duckdb
+  agenttally simulate --profile data/profiles/demo.toml --days 60 --until-now
+"""
+
+
+def _prices(rates: TokenRates) -> TokenPrices:
+    return TokenPrices(*(rates.rate(c) for c in TOKEN_CLASSES))
+
+
+def card_from_book(book: PriceBook) -> RateCard:
+    """The simulator's view of a price book: rates by model id and alias."""
+    models: dict[str, ModelRates] = {}
+    for m in book.models:
+        rates = ModelRates(
+            standard=_prices(m.standard),
+            fast=_prices(m.fast) if m.fast else None,
+            long_context=_prices(m.long_context) if m.long_context else None,
+            long_context_threshold=m.long_context.threshold_tokens if m.long_context else None,
+            data_residency_multiplier=m.data_residency_multiplier,
+        )
+        for model_id in (m.id, *m.aliases):
+            models[model_id] = rates
+    return RateCard(
+        usd_per_session_hour=book.runtime.usd_per_session_hour,
+        usd_per_1000_searches=book.web_search.usd_per_1000,
+        models=models,
+        fast_mode_applies=book.modifiers.fast_mode_applies,
+        data_residency_applies=book.modifiers.data_residency_applies,
+        label=f"price book {book.name} {book.version}",
+    )
+
+
+def schedule_for(start_ms: int, end_ms: int, *, books: list[PriceBook] | None = None,
+                 name: str = DEFAULT_BOOK) -> RateSchedule:
+    """The books named `name` in force at some point of [start_ms, end_ms), as cards by the
+    instant each takes effect (a window spanning two books gets both, split where they
+    change)."""
+    books = load_pricebooks() if books is None else books
+    chosen = [b for b in books if b.name == name
+              and b.effective_from_ms < end_ms
+              and (b.effective_to_ms is None or b.effective_to_ms > start_ms)]
+    if not chosen:
+        raise ValueError(
+            f"no price book named {name!r} is in force between "
+            f"{_day(start_ms)} and {_day(end_ms)}; see data/pricebooks/")
+    chosen.sort(key=lambda b: b.effective_from_ms)
+    return RateSchedule(tuple((b.effective_from_ms, card_from_book(b)) for b in chosen))
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
+def _window_ms(start: date, days: int) -> tuple[int, int]:
+    begin = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1000)
+    return begin, begin + days * 86_400_000
+
+
+def build_simulation(profile_path: str | Path, *, start: date, days: int, seed: int,
+                     as_of_ms: int | None = None, book: str = DEFAULT_BOOK) -> Simulation:
+    profile = load_profile(profile_path)
+    begin, end = _window_ms(start, days)
+    # Sessions created on the last day may run past the window: rate a week beyond it.
+    schedule = schedule_for(begin, end + 7 * 86_400_000, name=book)
+    return Simulation(profile, schedule, start=start, days=days, seed=seed, as_of_ms=as_of_ms)
+
+
+def seed_demo(con: duckdb.DuckDBPyConnection, *, days: int = 60, end: date | None = None,
+              seed: int = 7) -> WriteResult:
+    """Fill an open store with the demo profile for the `days` days ending `end` (default:
+    today, UTC), cut at the present instant so that nothing lies in the future."""
+    now_ms = int(time.time() * 1000)
+    end = end or datetime.now(UTC).date()
+    start = end - timedelta(days=days - 1)
+    sim = build_simulation(DEMO_PROFILE, start=start, days=days, seed=seed, as_of_ms=now_ms)
+    return write_store(con, sim)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from meter.store import default_db_path, open_store
+
+    start = date.fromisoformat(args.start) if args.start else \
+        datetime.now(UTC).date() - timedelta(days=args.days - 1)
+    as_of = int(time.time() * 1000) if args.until_now else None
+    sim = build_simulation(args.profile, start=start, days=args.days, seed=args.seed,
+                           as_of_ms=as_of, book=args.book)
+    progress = _Progress(args.days)
+    began = time.perf_counter()
+    if args.out:
+        result = write_jsonl(args.out, sim, progress=progress)
+        target = args.out
+    else:
+        target = str(args.into or args.db or default_db_path())
+        with open_store(target) as con:
+            result = write_store(con, sim, progress=progress)
+    progress.close()
+    seconds = time.perf_counter() - began
+    rate = result.events / seconds if seconds > 0 else 0.0
+    print(f"{sim.profile.name}: {result.sessions:,} sessions, {result.events:,} events "
+          f"({start} + {args.days} days, seed {args.seed}) -> {target} "
+          f"in {seconds:.1f} s ({rate:,.0f} events/s)")
+    if result.duplicates:
+        print(f"  {result.duplicates:,} events were already in the store and were skipped")
+    return 0
+
+
+class _Progress:
+    """Days done, on one line of stderr when it is a terminal."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.enabled = total, 0, sys.stderr.isatty()
+
+    def __call__(self, events: int) -> None:
+        self.done += 1
+        if self.enabled:
+            print(f"\rsimulating: day {self.done}/{self.total}", end="", file=sys.stderr,
+                  flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            print(file=sys.stderr)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from reports.cli import _add_common
+
+    p = sub.add_parser(
+        "simulate", help="generate a realistic workload from a profile",
+        description="Simulate Managed Agents sessions from a workload profile: the same "
+                    "events and records the API returns, seeded and reproducible.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p)
+    p.add_argument("--profile", required=True, help="a profile TOML (see data/profiles/)")
+    p.add_argument("--start", help="first day, YYYY-MM-DD (default: the last --days up to "
+                                   "today)")
+    p.add_argument("--days", type=int, default=60, help="days to simulate (60)")
+    p.add_argument("--seed", type=int, default=7, help="random seed; same seed, same bytes (7)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--out", help="write JSONL to this file instead of a store")
+    target.add_argument("--into", help="write into this store (default: --db)")
+    p.add_argument("--until-now", action="store_true",
+                   help="stop at the present instant (no events in the future)")
+    p.add_argument("--book", default=DEFAULT_BOOK,
+                   help=f"price book name for list_cost and budgets ({DEFAULT_BOOK})")
+    p.set_defaults(func=cmd_simulate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports.cli_simulate")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

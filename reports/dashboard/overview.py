@@ -1,0 +1,283 @@
+"""Overview numbers: month-to-date spend, spend per day by meter, top spenders, utilisation.
+
+Money follows the invoice's rule (reports.invoice): a line is the exact sum of one meter x
+model x token class, rounded once half-even to the cent, and a total is the sum of its rounded
+lines, so the month-to-date total here equals `agenttally invoice` for the same period.
+Chart values are rounded to the cent per bar segment, for display only.
+
+The period's charges are scanned twice per batch, into two small temp tables (`stage`): lines
+per day x meter x model x token class (this month and last) and one row per session. Every
+number of the page is then a query over those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import duckdb
+import pandas as pd
+
+from meter.intervals import INTERVALS_SQL, split_sql
+from reports.dashboard.filters import Filters, filtered_charges, period_bounds
+
+__all__ = ["MonthToDate", "Utilisation", "daily_by_meter", "month_to_date", "previous_period",
+           "stage", "top_spenders", "utilisation", "utilisation_size"]
+
+
+def previous_period(period: str) -> str:
+    start, _ = period_bounds(period)
+    prev = start - timedelta(days=1)
+    return f"{prev.year:04d}-{prev.month:02d}"
+
+
+def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
+    """Aggregate the filtered charges of `f.period` (and the month before) into temp tables.
+
+    `dash_lines`: period, day, meter, model, token_class, exact, quantity, provisional;
+    for this period only, `dash_sessions` (session_id, agent_id, exact) and `dash_tags`
+    (tags, exact). Idempotent per filter: a second call with the same filters on the same
+    connection does nothing.
+    """
+    if not f.period:
+        raise ValueError("the overview needs a period")
+    key = f.key()
+    done = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
+                       "AND table_name = 'dash_stage_key'").fetchall()[0][0]
+    if done and con.execute("SELECT any_value(k) FROM dash_stage_key").fetchall()[0][0] == key:
+        return
+    sub, params = filtered_charges(f, periods=(f.period, previous_period(f.period)))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE dash_lines AS
+        SELECT period, day, meter, model, token_class, sum(amount_exact) AS exact,
+               sum(quantity)::BIGINT AS quantity, bool_or(provisional) AS provisional
+        FROM {sub} GROUP BY ALL
+    """, params)
+    sub, params = filtered_charges(f)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE dash_sessions AS
+        SELECT session_id, agent_id, sum(amount_exact) AS exact FROM {sub} GROUP BY ALL
+    """, params)
+    # Team totals: tags repeat across lines, so grouping by the JSON value is cheap and the
+    # JSON is read once per distinct value.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE dash_tags AS
+        SELECT tags, sum(amount_exact) AS exact FROM {sub} GROUP BY tags
+    """, params)
+    con.execute("CREATE OR REPLACE TEMP TABLE dash_stage_key AS SELECT $k AS k", {"k": key})
+
+
+@dataclass(frozen=True)
+class MonthToDate:
+    period: str
+    total: Decimal  # sum of the rounded invoice lines
+    runtime: Decimal
+    tokens: Decimal
+    web_search: Decimal
+    sessions: int
+    running_ms: int
+    tokens_count: int
+    provisional: bool
+    through: date | None  # last day with charges
+    previous_total: Decimal | None  # previous month, up to the same day of the month
+    previous_period: str
+
+
+# Invoice lines (meter x model x token class) of one period up to a day, each rounded once.
+_LINES = """
+SELECT meter, cents_half_even(sum(exact)) AS amount
+FROM dash_lines WHERE period = $period AND day <= $through
+GROUP BY meter, model, token_class
+"""
+
+
+def month_to_date(con: duckdb.DuckDBPyConnection, f: Filters) -> MonthToDate:
+    """Spend of `f.period` so far, by meter, and last month's up to the same day."""
+    stage(con, f)
+    through = con.execute("SELECT max(day) FROM dash_lines WHERE period = $p",
+                          {"p": f.period}).fetchall()[0][0]
+    start, _ = period_bounds(f.period)
+    lines = {"period": f.period, "through": through or start}
+    total, runtime, tokens, search = con.execute(f"""
+        SELECT coalesce(sum(amount), 0), coalesce(sum(amount) FILTER (WHERE meter = 'runtime'), 0),
+               coalesce(sum(amount) FILTER (WHERE meter = 'tokens'), 0),
+               coalesce(sum(amount) FILTER (WHERE meter = 'web_search'), 0)
+        FROM ({_LINES})
+    """, lines).fetchall()[0]
+    sessions = con.execute("SELECT count(*) FROM dash_sessions").fetchall()[0][0]
+    running_ms, n_tokens, provisional = con.execute("""
+        SELECT coalesce(sum(quantity) FILTER (WHERE meter = 'runtime'), 0),
+               coalesce(sum(quantity) FILTER (WHERE meter = 'tokens'), 0),
+               coalesce(bool_or(provisional), false)
+        FROM dash_lines WHERE period = $p""", {"p": f.period}).fetchall()[0]
+    prev = previous_period(f.period)
+    previous = None
+    if through is not None:
+        prev_start, prev_end = period_bounds(prev)
+        same_day = min(prev_start + (through - start), prev_end - timedelta(days=1))
+        row = con.execute(f"SELECT count(*), sum(amount) FROM ({_LINES})",
+                          {"period": prev, "through": same_day}).fetchall()[0]
+        previous = Decimal(row[1]) if row[0] else None
+    return MonthToDate(
+        period=f.period, total=Decimal(total), runtime=Decimal(runtime), tokens=Decimal(tokens),
+        web_search=Decimal(search), sessions=int(sessions), running_ms=int(running_ms),
+        tokens_count=int(n_tokens), provisional=bool(provisional), through=through,
+        previous_total=previous, previous_period=prev,
+    )
+
+
+def daily_by_meter(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Spend per day and series (Runtime, Tokens · model, Web search), cents per cell.
+
+    Columns: day (date), series, meter, amount (float dollars rounded to the cent).
+    """
+    stage(con, f)
+    return con.execute("""
+        SELECT day, series, meter, CAST(cents_half_even(exact) AS DOUBLE) AS amount
+        FROM (SELECT day, meter,
+                     CASE meter WHEN 'runtime' THEN 'Runtime' WHEN 'web_search' THEN 'Web search'
+                                ELSE 'Tokens · ' || coalesce(model, '?') END AS series,
+                     sum(exact) AS exact
+              FROM dash_lines WHERE period = $p GROUP BY 1, 2, 3)
+        ORDER BY day, CASE meter WHEN 'runtime' THEN 0 WHEN 'tokens' THEN 1 ELSE 2 END, series
+    """, {"p": f.period}).fetch_df()
+
+
+# Group keys over dash_sessions. Tags repeat across sessions, so the JSON is read once per
+# distinct value rather than once per row.
+_TOP = {
+    "team": """
+        SELECT t.key, NULL AS label, t.exact, coalesce(n.sessions, 0) AS sessions, NULL AS team
+        FROM (SELECT coalesce(tags->>'$.team', '(untagged)') AS key, sum(exact) AS exact
+              FROM dash_tags GROUP BY 1) t
+        LEFT JOIN (SELECT coalesce(s.metadata->>'$.team', '(untagged)') AS key,
+                          count(*) AS sessions
+                   FROM dash_sessions d LEFT JOIN sessions s USING (session_id) GROUP BY 1) n
+        USING (key)""",
+    "agent": """
+        SELECT coalesce(s.agent_id, '(none)') AS key, any_value(a.name) AS label,
+               sum(s.exact) AS exact, count(*) AS sessions, NULL AS team
+        FROM dash_sessions s LEFT JOIN agents a USING (agent_id) GROUP BY 1""",
+    "session": """
+        SELECT d.session_id AS key, NULL AS label, d.exact, 1 AS sessions,
+               coalesce(s.metadata->>'$.team', '(untagged)') AS team
+        FROM (SELECT * FROM dash_sessions ORDER BY exact DESC, session_id LIMIT $n) d
+        LEFT JOIN sessions s USING (session_id)""",
+}
+
+
+def top_spenders(con: duckdb.DuckDBPyConnection, f: Filters, by: str,
+                 n: int = 10) -> pd.DataFrame:
+    """The `n` largest teams, agents or sessions of the period.
+
+    Columns: key, label (agent name, else the key), amount (exact sum rounded half-even to
+    the cent, float), share (of the filtered total), sessions, team (sessions only).
+    """
+    if by not in _TOP:
+        raise ValueError(f"top_spenders: by must be one of {', '.join(_TOP)}, got {by!r}")
+    stage(con, f)
+    params = {"n": n} if by == "session" else {}
+    df = con.execute(f"""
+        WITH t AS ({_TOP[by]}), tot AS (SELECT sum(exact) AS total FROM dash_tags)
+        SELECT key, coalesce(label, key) AS label,
+               CAST(cents_half_even(exact) AS DOUBLE) AS amount,
+               CASE WHEN tot.total > 0 THEN CAST(exact / tot.total AS DOUBLE) END AS share,
+               sessions, team
+        FROM t CROSS JOIN tot ORDER BY exact DESC, key LIMIT {int(n)}
+    """, params).fetch_df()
+    return df
+
+
+@dataclass(frozen=True)
+class Utilisation:
+    """Running and idle time of the sessions with spend in the period, and billing savings.
+
+    `idle_between_ms` is idle time followed by more work (waiting for a user or a tool);
+    `idle_parked_ms` is idle time after a session's last turn, up to the end of the period
+    (or the rating's as-of). Neither is billed. `per_hour_cost` is what the same running
+    spans would cost billed per started hour (each span rounded up to whole hours, spans
+    split at month boundaries), at the period's runtime rate.
+    """
+
+    running_ms: int
+    idle_between_ms: int
+    idle_parked_ms: int
+    rescheduling_ms: int
+    spans: int
+    runtime_cost: Decimal  # exact, from the charges
+    per_hour_cost: Decimal  # exact
+
+    @property
+    def saved(self) -> Decimal:
+        return self.per_hour_cost - self.runtime_cost
+
+
+def _period_ms(period: str) -> tuple[int, int]:
+    start, end = period_bounds(period)
+    return tuple(int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
+                 for d in (start, end))  # type: ignore[return-value]
+
+
+def utilisation_size(con: duckdb.DuckDBPyConnection, f: Filters) -> int:
+    """How many status events `utilisation` would read: pages ask before running it."""
+    stage(con, f)
+    _, p1 = _period_ms(f.period or "")
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    return int(con.execute(f"""
+        SELECT count(*) FROM "{db}".main.status_events
+        WHERE at_ms < $p1 AND session_id IN (SELECT session_id FROM dash_sessions)
+    """, {"p1": p1}).fetchall()[0][0])
+
+
+def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Utilisation:
+    """Running vs idle time in `f.period` for the sessions with spend there (as of `as_of_ms`).
+
+    Intervals come from meter.intervals (the rules the rating uses), computed over the status
+    events of those sessions only. This is the one query of the dashboard that grows with
+    the number of events rather than of charge lines (about 1 s per million status events).
+    """
+    stage(con, f)
+    p0, p1 = _period_ms(f.period or "")
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    # INTERVALS_SQL reads `status_events`; a temp table of that name shadows the store's on
+    # this connection, holding only the events of the period's sessions.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE status_events AS
+        SELECT * FROM "{db}".main.status_events
+        WHERE at_ms < $p1 AND session_id IN (SELECT session_id FROM dash_sessions)
+    """, {"p1": p1})
+    try:
+        row = con.execute(f"""
+            WITH iv AS ({INTERVALS_SQL}),
+            tagged AS (
+                SELECT *, status = 'idle' AND start_ms > coalesce(max(
+                              CASE WHEN status = 'running' THEN start_ms END)
+                              OVER (PARTITION BY session_id), -1) AS last_idle
+                FROM iv),
+            pieces AS ({split_sql('tagged', 'month')})
+            SELECT coalesce(sum(duration_ms) FILTER (WHERE status = 'running'), 0)::BIGINT,
+                   coalesce(sum(duration_ms) FILTER (WHERE status = 'idle' AND NOT last_idle),
+                            0)::BIGINT,
+                   coalesce(sum(duration_ms) FILTER (WHERE status = 'idle' AND last_idle),
+                            0)::BIGINT,
+                   coalesce(sum(duration_ms) FILTER (WHERE status = 'rescheduling'), 0)::BIGINT,
+                   count(*) FILTER (WHERE status = 'running'),
+                   coalesce(sum((duration_ms + 3599999) // 3600000)
+                            FILTER (WHERE status = 'running'), 0)::BIGINT
+            FROM pieces WHERE period_start_ms = $p0
+        """, {"as_of": min(as_of_ms, p1), "p0": p0}).fetchall()[0]
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.main.status_events")
+    running, idle_between, idle_parked, resched, spans, started_hours = row
+    runtime_exact, runtime_ms = con.execute(
+        "SELECT coalesce(sum(exact), 0), coalesce(sum(quantity), 0) FROM dash_lines "
+        "WHERE period = $p AND meter = 'runtime'", {"p": f.period}).fetchall()[0]
+    runtime_exact = Decimal(runtime_exact)
+    # The period's runtime rate per hour: what one billed millisecond cost in the charges.
+    rate = runtime_exact * 3_600_000 / int(runtime_ms) if runtime_ms else Decimal(0)
+    return Utilisation(
+        running_ms=int(running), idle_between_ms=int(idle_between),
+        idle_parked_ms=int(idle_parked), rescheduling_ms=int(resched), spans=int(spans),
+        runtime_cost=runtime_exact, per_hour_cost=rate * int(started_hours),
+    )

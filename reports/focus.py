@@ -1,0 +1,257 @@
+"""FOCUS 1.2 export: the period's charges as a FinOps Open Cost and Usage Specification dataset.
+
+One row per charge line (day x session x SKU x price), every Mandatory column and the
+Conditional ones that apply to Claude Managed Agents, then our own columns prefixed `x_`.
+
+Costs, and why they differ by at most a cent per row:
+- ListCost = ContractedCost = the exact amount (DECIMAL(38,18)), so ListUnitPrice x
+  PricingQuantity gives ListCost as the spec requires (tokens and searches exactly; runtime to
+  1e-17 USD, its hours being ms / 3,600,000 at 18 decimals). No negotiated prices: the
+  contracted unit price is the list price.
+- BilledCost = EffectiveCost = whole cents: each invoice line's rounded amount (meter x model
+  x token class, half-even, as `agenttally invoice` prints it) apportioned over the line's rows
+  by largest remainder. So the sum of BilledCost is the invoice total to the cent, and each
+  row's BilledCost is within a cent of its ListCost.
+
+Units follow FOCUS' UnitFormat: runtime is priced in `Hours` and consumed in `Milliseconds`,
+tokens in `1000000 Tokens` / `Tokens`, web searches in `1000 Requests` / `Requests`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from pricing.money import install_sql_macros
+from reports.allocation import apportion_cents, install_allocation_macros
+from reports.exports import copy_query, format_of
+
+__all__ = ["FOCUS_COLUMNS", "FOCUS_VERSION", "FocusOptions", "build_focus", "period_bounds",
+           "write_focus"]
+
+FOCUS_VERSION = "1.2"
+
+# (column, feature level in FOCUS 1.2, FOCUS data type), in output order.
+FOCUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("BilledCost", "Mandatory", "Decimal"),
+    ("BillingAccountId", "Mandatory", "String"),
+    ("BillingAccountName", "Mandatory", "String"),
+    ("BillingCurrency", "Mandatory", "String"),
+    ("BillingPeriodEnd", "Mandatory", "Date/Time"),
+    ("BillingPeriodStart", "Mandatory", "Date/Time"),
+    ("ChargeCategory", "Mandatory", "String"),
+    ("ChargeClass", "Mandatory", "String"),
+    ("ChargeDescription", "Mandatory", "String"),
+    ("ChargeFrequency", "Recommended", "String"),
+    ("ChargePeriodEnd", "Mandatory", "Date/Time"),
+    ("ChargePeriodStart", "Mandatory", "Date/Time"),
+    ("ConsumedQuantity", "Conditional", "Decimal"),
+    ("ConsumedUnit", "Conditional", "String"),
+    ("ContractedCost", "Mandatory", "Decimal"),
+    ("ContractedUnitPrice", "Conditional", "Decimal"),
+    ("EffectiveCost", "Mandatory", "Decimal"),
+    ("InvoiceIssuerName", "Mandatory", "String"),
+    ("ListCost", "Mandatory", "Decimal"),
+    ("ListUnitPrice", "Conditional", "Decimal"),
+    ("PricingCategory", "Conditional", "String"),
+    ("PricingQuantity", "Mandatory", "Decimal"),
+    ("PricingUnit", "Mandatory", "String"),
+    ("ProviderName", "Mandatory", "String"),
+    ("PublisherName", "Mandatory", "String"),
+    ("ResourceId", "Conditional", "String"),
+    ("ResourceName", "Conditional", "String"),
+    ("ResourceType", "Conditional", "String"),
+    ("ServiceCategory", "Mandatory", "String"),
+    ("ServiceName", "Mandatory", "String"),
+    ("ServiceSubcategory", "Recommended", "String"),
+    ("SkuId", "Conditional", "String"),
+    ("SkuMeter", "Conditional", "String"),
+    ("SkuPriceDetails", "Conditional", "JSON"),
+    ("SkuPriceId", "Conditional", "String"),
+    ("Tags", "Conditional", "JSON"),
+)
+EXTRA_COLUMNS = ("x_Meter", "x_Model", "x_TokenClass", "x_Tier", "x_AgentId",
+                 "x_EnvironmentId", "x_PriceBook", "x_PriceBookVersion", "x_Provisional")
+
+_ATTO = "CAST(0.000000000000000001 AS DECIMAL(38, 18))"
+_CLASS_NAMES = ("CASE c.token_class WHEN 'input' THEN 'Input' WHEN 'output' THEN 'Output' "
+                "WHEN 'cache_write_5m' THEN 'Cache Write 5m' WHEN 'cache_write_1h' "
+                "THEN 'Cache Write 1h' WHEN 'cache_read' THEN 'Cache Read' "
+                "ELSE c.token_class END")
+
+# Tags are finalized, i.e. inherited: the environment's metadata, overridden by the agent's,
+# overridden by the session's (the default precedence of reports.allocation).
+_OBJECT = "CASE WHEN json_type({x}) = 'OBJECT' THEN CAST({x} AS JSON) ELSE '{{}}'::JSON END"
+
+# Every row of `focus_rows` (charges + rid) as a FOCUS row; the cents come from focus_alloc.
+_FOCUS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE focus AS
+SELECT
+    c.rid,
+    CAST(CAST(a.cents AS DECIMAL(36, 0)) * CAST(0.01 AS DECIMAL(2, 2)) AS DECIMAL(38, 2))
+        AS BilledCost,
+    $account_id AS BillingAccountId,
+    $account_name AS BillingAccountName,
+    'USD' AS BillingCurrency,
+    $period_end AS BillingPeriodEnd,
+    $period_start AS BillingPeriodStart,
+    'Usage' AS ChargeCategory,
+    CAST(NULL AS VARCHAR) AS ChargeClass,
+    CASE c.meter
+        WHEN 'runtime' THEN 'Claude Managed Agents session runtime'
+        WHEN 'web_search' THEN 'Claude Managed Agents web search'
+        ELSE c.model || ' ' || lower({_CLASS_NAMES}) || ' tokens'
+             || CASE WHEN c.tier = 'standard' THEN '' ELSE ' (' || replace(c.tier, '_', ' ')
+                     || ' premium)' END
+    END AS ChargeDescription,
+    'Usage-Based' AS ChargeFrequency,
+    timezone('UTC', CAST(c.day + INTERVAL 1 DAY AS TIMESTAMP)) AS ChargePeriodEnd,
+    timezone('UTC', CAST(c.day AS TIMESTAMP)) AS ChargePeriodStart,
+    CAST(c.quantity AS DECIMAL(38, 0)) AS ConsumedQuantity,
+    CASE c.meter WHEN 'runtime' THEN 'Milliseconds' WHEN 'tokens' THEN 'Tokens'
+                 ELSE 'Requests' END AS ConsumedUnit,
+    CAST(c.amount_exact AS DECIMAL(38, 18)) AS ContractedCost,
+    CAST(c.unit_price AS DECIMAL(38, 12)) AS ContractedUnitPrice,
+    CAST(CAST(a.cents AS DECIMAL(36, 0)) * CAST(0.01 AS DECIMAL(2, 2)) AS DECIMAL(38, 2))
+        AS EffectiveCost,
+    'Anthropic' AS InvoiceIssuerName,
+    CAST(c.amount_exact AS DECIMAL(38, 18)) AS ListCost,
+    CAST(c.unit_price AS DECIMAL(38, 12)) AS ListUnitPrice,
+    'Standard' AS PricingCategory,
+    CAST(CAST(CASE c.meter
+        WHEN 'runtime' THEN (CAST(c.quantity AS HUGEINT) * 1000000000000000000 + 1800000)
+                            // 3600000
+        WHEN 'tokens' THEN CAST(c.quantity AS HUGEINT) * 1000000000000
+        ELSE CAST(c.quantity AS HUGEINT) * 1000000000000000 END AS DECIMAL(38, 0)) * {_ATTO}
+        AS DECIMAL(38, 18)) AS PricingQuantity,
+    CASE c.meter WHEN 'runtime' THEN 'Hours' WHEN 'tokens' THEN '1000000 Tokens'
+                 ELSE '1000 Requests' END AS PricingUnit,
+    'Anthropic' AS ProviderName,
+    'Anthropic' AS PublisherName,
+    c.session_id AS ResourceId,
+    coalesce(nullif(s.title, ''), c.session_id) AS ResourceName,
+    'Session' AS ResourceType,
+    'AI and Machine Learning' AS ServiceCategory,
+    'Claude Managed Agents' AS ServiceName,
+    'Generative AI' AS ServiceSubcategory,
+    c.sku AS SkuId,
+    CASE c.meter WHEN 'runtime' THEN 'Session Runtime' WHEN 'web_search'
+                 THEN 'Web Search Requests'
+         ELSE {_CLASS_NAMES} || ' Tokens'
+              || CASE WHEN c.tier = 'standard' THEN '' ELSE ' (' || replace(c.tier, '_', ' ')
+                      || ')' END
+    END AS SkuMeter,
+    CAST(CASE WHEN c.meter = 'tokens' THEN json_object(
+             'Model', c.model, 'TokenClass', c.token_class, 'Tier', c.tier,
+             'PriceBook', c.book, 'PriceBookVersion', c.book_version)
+         ELSE json_object('PriceBook', c.book, 'PriceBookVersion', c.book_version) END
+         AS VARCHAR) AS SkuPriceDetails,
+    c.sku || '@' || c.book || ':' || c.book_version || ':'
+        || CAST(CAST(c.unit_price AS DECIMAL(38, 12)) AS VARCHAR) AS SkuPriceId,
+    nullif(CAST(json_merge_patch(
+        {_OBJECT.format(x='e.metadata')}, {_OBJECT.format(x='ag.metadata')},
+        {_OBJECT.format(x='c.tags')}) AS VARCHAR), '{{}}') AS Tags,
+    c.meter AS x_Meter,
+    c.model AS x_Model,
+    c.token_class AS x_TokenClass,
+    c.tier AS x_Tier,
+    c.agent_id AS x_AgentId,
+    c.environment_id AS x_EnvironmentId,
+    c.book AS x_PriceBook,
+    c.book_version AS x_PriceBookVersion,
+    c.provisional AS x_Provisional
+FROM focus_rows c
+JOIN focus_alloc a USING (rid)
+LEFT JOIN sessions s USING (session_id)
+LEFT JOIN agents ag ON ag.agent_id = c.agent_id
+LEFT JOIN environments e ON e.environment_id = c.environment_id
+"""
+
+
+@dataclass(frozen=True)
+class FocusOptions:
+    """Who the bill is for: the FOCUS billing account (Anthropic organization)."""
+
+    billing_account_id: str = "anthropic-organization"
+    billing_account_name: str = "Anthropic organization"
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    """A YYYY-MM billing period as [first instant, first instant of the next month) in UTC."""
+    try:
+        start = datetime.strptime(period + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"--period: expected YYYY-MM, got {period!r}") from None
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else \
+        start.replace(month=start.month + 1)
+    return start, end
+
+
+def build_focus(
+    con: duckdb.DuckDBPyConnection, period: str, options: FocusOptions = FocusOptions()
+) -> int:
+    """Temp table `focus` (plus an ordering column `rid`) from the temp table `charges`.
+
+    Returns the number of rows. BilledCost is apportioned by `reports.allocation`.
+    """
+    start, end = period_bounds(period)
+    install_sql_macros(con)
+    install_allocation_macros(con)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE focus_rows AS
+        SELECT row_number() OVER (ORDER BY day, session_id, meter, model NULLS FIRST,
+                                  token_class NULLS FIRST, tier, book, book_version,
+                                  unit_price) AS rid,
+               *,
+               CASE meter WHEN 'runtime' THEN 'session-runtime'
+                          WHEN 'web_search' THEN 'web-search'
+                          ELSE model || '/' || token_class
+                               || CASE WHEN tier = 'standard' THEN '' ELSE '/' || tier END
+               END AS sku
+        FROM charges WHERE period = $period
+    """, {"period": period})
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE focus_lines AS
+        SELECT meter, model, token_class,
+               CAST(cents_half_even(sum(amount_exact)) * 100 AS HUGEINT) AS cents
+        FROM focus_rows GROUP BY ALL
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE focus_parts AS
+        SELECT meter, model, token_class, rid, atto(amount_exact) AS atto FROM focus_rows
+    """)
+    apportion_cents(con, parts="focus_parts", lines="focus_lines",
+                    line_keys=("meter", "model", "token_class"), part_keys=("rid",),
+                    out="focus_alloc")
+    con.execute(_FOCUS_SQL, {"account_id": options.billing_account_id,
+                             "account_name": options.billing_account_name,
+                             "period_start": start, "period_end": end})
+    return int(con.execute("SELECT count(*) FROM focus").fetchall()[0][0])
+
+
+def focus_select(fmt: str) -> str:
+    """The export query: FOCUS columns, then x_ columns; CSV gets ISO 8601 'Z' date/times."""
+    cols = []
+    for name, _, kind in FOCUS_COLUMNS:
+        if kind == "Date/Time" and fmt == "csv":
+            cols.append(f"strftime(timezone('UTC', {name}), '%Y-%m-%dT%H:%M:%SZ') AS {name}")
+        else:
+            cols.append(name)
+    return f"SELECT {', '.join([*cols, *EXTRA_COLUMNS])} FROM focus ORDER BY rid"
+
+
+def write_focus(
+    con: duckdb.DuckDBPyConnection,
+    period: str,
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    options: FocusOptions = FocusOptions(),
+) -> int:
+    """Build the FOCUS rows of `period` and write them to `path` (CSV or Parquet)."""
+    fmt = format_of(path, fmt)
+    build_focus(con, period, options)
+    return copy_query(con, focus_select(fmt), path, fmt=fmt)
