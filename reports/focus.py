@@ -150,7 +150,8 @@ SELECT
          ELSE json_object('PriceBook', c.book, 'PriceBookVersion', c.book_version) END
          AS VARCHAR) AS SkuPriceDetails,
     c.sku || '@' || c.book || ':' || c.book_version || ':'
-        || CAST(CAST(c.unit_price AS DECIMAL(38, 12)) AS VARCHAR) AS SkuPriceId,
+        || rtrim(rtrim(CAST(CAST(c.unit_price AS DECIMAL(38, 12)) AS VARCHAR), '0'), '.')
+        AS SkuPriceId,
     nullif(CAST(json_merge_patch(
         {_OBJECT.format(x='e.metadata')}, {_OBJECT.format(x='ag.metadata')},
         {_OBJECT.format(x='c.tags')}) AS VARCHAR), '{{}}') AS Tags,

@@ -16,7 +16,7 @@ FORMATS = ("table", "json", "csv")
 def plain_decimal(value: Decimal) -> str:
     """A decimal as people write it: no exponent, no trailing zeros past the cent."""
     text = format(value.normalize(), "f")
-    if "." in text and len(text.split(".")[1]) < 2:
+    if "." not in text or len(text.split(".")[1]) < 2:
         text = f"{value:.2f}"
     return text
 
