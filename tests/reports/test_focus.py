@@ -202,7 +202,7 @@ def test_charges_and_reports_export_to_csv_and_parquet(con, tmp_path):
     assert back.schema.field("cost").type == pa.decimal128(38, 2)
     assert back.to_pylist()[1] == {"team": "TOTAL", "n": 3, "cost": D("0.25"), "x": D("7")}
     write_rows(["team", "n", "cost", "x"], rows, tmp_path / "r.csv")
-    assert (tmp_path / "r.csv").read_text() == "team,n,cost,x\na,3,1.50,\nTOTAL,3,0.25,7\n"
+    assert (tmp_path / "r.csv").read_text() == "team,n,cost,x\na,3,1.50,\nTOTAL,3,0.25,7.00\n"
 
 
 def test_an_unknown_export_suffix_is_refused(con, tmp_path):
