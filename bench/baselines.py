@@ -25,7 +25,6 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -487,8 +486,9 @@ def litellm_available() -> str | None:
     """LiteLLM's version if it can be imported (offline, with its bundled price map)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
-        import litellm  # noqa: F401
         from importlib.metadata import version
+
+        import litellm  # noqa: F401
         return version("litellm")
     except Exception:  # noqa: BLE001 - any import failure means "not available"
         return None

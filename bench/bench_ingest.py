@@ -27,6 +27,7 @@ from bench.baselines import executemany_ingest
 from bench.common import (
     TimedConnection,
     fmt_rate,
+    load_line,
     machine_line,
     out_dir,
     peak_rss_gib,
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("== bench_ingest: JSONL -> store (issue 2) ==")
     print(machine_line())
+    print(load_line())
     path, expected, gen_s = generate(args.events, force=args.regenerate)
     size_mb = path.stat().st_size / 1e6
     made = f"generated in {gen_s:.1f} s" if gen_s else "cached"
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"read_json: {json_rows:,} rows (ignore_errors=true, schema auto-detected)")
     print(f"\nwhere AgentTally's {ours_s:.2f} s go (top statements):")
     print(timed_con.timings.report(ours_s))
-    print(f"peak RSS {peak_rss_gib():.1f} GiB")
+    print(f"peak RSS {peak_rss_gib():.1f} GiB; {load_line()}")
     if not counts_ok:
         print(f"count mismatch: got {got}, expected {expected}", file=sys.stderr)
         return 1

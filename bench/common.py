@@ -85,6 +85,18 @@ def machine_line() -> str:
     )
 
 
+def load_line() -> str:
+    """The load average: other work on the machine slows every contender, unevenly."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load average: unknown"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = " (other processes compete for the cores: absolute times are pessimistic)" \
+        if one > 0.5 * (cores or 1) else ""
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {cores} cores{busy}"
+
+
 def peak_rss_gib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

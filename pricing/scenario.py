@@ -1,4 +1,4 @@
-"""What-if scenarios: a TOML file that changes prices, billing policy or usage, validated by pydantic.
+"""What-if scenarios: a TOML file that changes prices, billing policy or usage (pydantic).
 
 A scenario is data (``data/scenarios/*.toml``), like a price book. Every section is optional
 and an empty file is the identity scenario (the baseline, to the cent). Sections:
@@ -40,6 +40,8 @@ __all__ = [
     "ScenarioError",
     "TokenPriceChange",
     "UsageChanges",
+    "describe_error",
+    "exact_decimal",
     "load_scenario",
     "parse_scenario",
 ]
@@ -53,7 +55,9 @@ class ScenarioError(ValueError):
     """A scenario that cannot be used; the message names the file, the field and the fix."""
 
 
-def _exact(value: Any) -> Any:
+def exact_decimal(value: Any) -> Any:
+    """Pydantic before-validator: an exact Decimal from a TOML string or integer; floats are
+    refused with the fix."""
     if isinstance(value, bool):
         raise ValueError("expected a number as a string or an integer, got a boolean")
     if isinstance(value, float):
@@ -73,10 +77,10 @@ def _exact(value: Any) -> Any:
     return value
 
 
-Money = Annotated[Decimal, BeforeValidator(_exact), Field(ge=0)]
-PositiveMoney = Annotated[Decimal, BeforeValidator(_exact), Field(gt=0)]
-Percent = Annotated[Decimal, BeforeValidator(_exact), Field(gt=0, le=100)]
-Multiplier = Annotated[Decimal, BeforeValidator(_exact), Field(gt=0, le=1000)]
+Money = Annotated[Decimal, BeforeValidator(exact_decimal), Field(ge=0)]
+PositiveMoney = Annotated[Decimal, BeforeValidator(exact_decimal), Field(gt=0)]
+Percent = Annotated[Decimal, BeforeValidator(exact_decimal), Field(gt=0, le=100)]
+Multiplier = Annotated[Decimal, BeforeValidator(exact_decimal), Field(gt=0, le=1000)]
 ModelId = Annotated[str, Field(min_length=1, pattern=r"^\S+$")]
 TokenClass = Literal["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"]
 
@@ -183,9 +187,9 @@ class UsageChanges(_Strict):
     move: tuple[MoveTraffic, ...] = ()
     cache_hit_rate_percent: Percent | None = None  # cache reads / all prompt tokens
     cache_hit_models: tuple[ModelId, ...] = ()  # empty: every model
-    runtime_cut_percent: Annotated[Decimal, BeforeValidator(_exact),
+    runtime_cut_percent: Annotated[Decimal, BeforeValidator(exact_decimal),
                                    Field(gt=0, lt=100)] | None = None
-    session_growth_percent_per_month: Annotated[Decimal, BeforeValidator(_exact),
+    session_growth_percent_per_month: Annotated[Decimal, BeforeValidator(exact_decimal),
                                                 Field(gt=-100, le=1000)] | None = None
     growth_from: date | None = None  # re-rated usage grows from this month; forecasts from as-of
 
@@ -205,7 +209,7 @@ class BuildVsBuy(_Strict):
     sandbox_usd_per_hour: Money
     utilisation_percent: Percent
     fixed_usd_per_month: Money = Decimal(0)
-    batch_share_percent: Annotated[Decimal, BeforeValidator(_exact),
+    batch_share_percent: Annotated[Decimal, BeforeValidator(exact_decimal),
                                    Field(ge=0, le=100)] = Decimal(0)
     batch_discount_percent: Percent = Decimal(50)
 
@@ -257,7 +261,7 @@ class Scenario(_Strict):
                 raw["runtime"]["usd_per_session_hour"] = p.runtime_usd_per_hour
             if p.web_search_usd_per_1000 is not None:
                 raw["web_search"]["usd_per_1000"] = p.web_search_usd_per_1000
-            models = raw["models"]
+            models = raw["models"] = list(raw["models"])
             for i, change in enumerate(p.tokens):
                 target = None if change.model == "*" else book.resolve(change.model)
                 for model in models:
@@ -314,7 +318,8 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return text
 
 
-def _describe(error: Any) -> str:
+def describe_error(error: Any) -> str:
+    """One pydantic error as `field.path: message`."""
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "value_error":
@@ -333,7 +338,8 @@ def parse_scenario(raw: dict[str, Any], *, source: str = "<scenario>") -> Scenar
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioError("\n".join(f"{source}: {_describe(e)}" for e in exc.errors())) from None
+        lines = [f"{source}: {describe_error(e)}" for e in exc.errors()]
+        raise ScenarioError("\n".join(lines)) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

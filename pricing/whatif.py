@@ -92,12 +92,17 @@ def _install_macros(con: duckdb.DuckDBPyConnection) -> None:
             a // b + CASE WHEN 2 * (a % b) > b OR (2 * (a % b) = b AND (a // b) % 2 = 1)
                           THEN 1 ELSE 0 END)
     """)
+    # an exact amount in integer atto-dollars (x * 1e18 as DECIMAL would overflow at $100)
+    con.execute("""
+        CREATE OR REPLACE TEMP MACRO wi_atto(x) AS (
+            CAST(floor(x) AS HUGEINT) * 1000000000000000000
+            + CAST((x - floor(x)) * 1000000000000000000 AS HUGEINT))
+    """)
     # x * num / den for an exact amount x, rounded half-even to the atto-dollar
     con.execute(f"""
         CREATE OR REPLACE TEMP MACRO wi_scale(x, num, den) AS (
-            CAST(sign(x) * wi_div_half_even(
-                     abs(CAST(x * 1000000000000000000 AS HUGEINT)) * CAST(num AS HUGEINT),
-                     CAST(den AS HUGEINT)) AS DECIMAL(38, 0))
+            CAST(sign(x) * wi_div_half_even(abs(wi_atto(x)) * CAST(num AS HUGEINT),
+                                            CAST(den AS HUGEINT)) AS DECIMAL(38, 0))
             * CAST(0.000000000000000001 AS {EXACT_SQL_TYPE}))
     """)
 
@@ -427,7 +432,7 @@ def _add_lines(con: duckdb.DuckDBPyConnection, scenario: Scenario, table: str,
             due = _atto_decimal(Fraction(commit) * fraction)
             shortfall = due - Decimal(totals.get(period) or 0)
             if fraction < 1:
-                notes.append(f"commitment for {period} is pro rata: {due.normalize()} of "
+                notes.append(f"commitment for {period} is pro rata: {round_cents(due)} of "
                              f"{commit} (month in progress)")
             if shortfall > 0:
                 _monthly_line(con, table, period, "commitment", commit, shortfall, book,

@@ -9,11 +9,11 @@ days; so do the baselines:
 
 Scores per method: MAPE and sMAPE of the daily forecasts (the model's daily point forecast is
 the median of its sample paths, which is what an absolute-percentage error rewards on skewed
-daily costs; days with zero actual cost are left out of MAPE, and counted), the MAPE of the month-end total forecast made at each origin
-(actual month-to-date + forecast of the rest of the month, the model's being the mean of the
-summed paths, an unbiased total; origins whose month end lies
-beyond the data are left out), and, for the model, how often the actual day fell inside its
-80% and 95% intervals (target: 75-85% and ~95%).
+daily costs; days with zero actual cost are left out of MAPE, and counted); the MAPE of the
+month-end total forecast made at each origin (actual month-to-date + forecast of the rest of
+the month, the model's being the mean of the summed paths, an unbiased total; origins whose
+month end lies beyond the data are left out); and, for the model, how often the actual day
+fell inside its 80% and 95% intervals (target: 75-85% and ~95%).
 
 ``synthetic_series`` draws daily costs the way the simulator builds them (Poisson sessions
 with a weekly cycle, compounding growth, a lognormal daily factor, lognormal session costs),

@@ -204,15 +204,19 @@ def forecast(
     growth_per_month: float | None = None,
     min_history: int = MIN_HISTORY,
     group: str | None = None,
+    origin: date | None = None,
 ) -> Forecast:
     """Forecast the ``horizon`` days after the last day of ``series`` (daily USD, complete
-    days, consecutive). ``growth_per_month`` (percent, e.g. from a scenario) compounds on top
-    of the fitted model from the first forecast day."""
+    days, consecutive), or from ``origin``. ``growth_per_month`` (percent, e.g. from a
+    scenario) compounds on top of the fitted model from the first forecast day."""
     if horizon < 1:
         raise ValueError(f"--horizon must be at least 1 day, got {horizon}")
     series = series.astype(float)
     name = group if group is not None else str(series.name or "total")
-    origin = (series.index[-1] + pd.Timedelta(days=1)).date() if len(series) else date.today()
+    if origin is None:
+        if not len(series):
+            raise ValueError("an empty series needs an explicit origin (the first day to forecast)")
+        origin = (series.index[-1] + pd.Timedelta(days=1)).date()
     y = series.to_numpy()
     nonzero = np.flatnonzero(y > 0)
     y = y[nonzero[0]:] if len(nonzero) else y[:0]

@@ -154,7 +154,7 @@ class ClientStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class SseFrame:
     """One server-sent event: the `event:` name and the joined `data:` lines."""
 
@@ -168,10 +168,32 @@ def iso_ms(epoch_ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
+_MINUTE_MS: dict[str, int] = {}
+
+
 def parse_ms(text: object) -> int | None:
-    """RFC 3339 text as epoch milliseconds (None when missing or unreadable)."""
+    """RFC 3339 text as epoch milliseconds (None when missing or unreadable).
+
+    The API's own shape (`2026-11-03T09:00:00.123Z`) takes a fast path with a per-minute
+    cache: the collector parses one timestamp per event.
+    """
     if not isinstance(text, str) or not text:
         return None
+    if len(text) == 24 and text[-1] == "Z" and text[19] == "." and text[16] == ":":
+        base = _MINUTE_MS.get(text[:16])
+        if base is None:
+            base = _slow_parse_ms(text[:16] + ":00Z")
+            if base is not None:
+                if len(_MINUTE_MS) > 100_000:
+                    _MINUTE_MS.clear()
+                _MINUTE_MS[text[:16]] = base
+        sec, ms = text[17:19], text[20:23]
+        if base is not None and sec.isdigit() and ms.isdigit() and sec < "60":
+            return base + int(sec) * 1000 + int(ms)
+    return _slow_parse_ms(text)
+
+
+def _slow_parse_ms(text: str) -> int | None:
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -226,7 +248,8 @@ class ApiClient:
         retry: RetryPolicy | None = None,
         timeout_s: float = 30.0,
         heartbeat_timeout_s: float = 60.0,
-        max_connections: int = 128,
+        max_connections: int = 32,
+        max_streams: int = 128,
         beta: str = BETA,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
@@ -243,7 +266,9 @@ class ApiClient:
         self.timeout_s = timeout_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.stats = ClientStats()
-        self._http = httpx.AsyncClient(
+        # Two pools: httpcore scans every connection of a pool per request, and a hundred
+        # long-lived streams would make each listing pay for them.
+        common = dict(
             base_url=self.base_url,
             auth=_ApiKeyAuth(key.strip()),
             headers={
@@ -253,16 +278,19 @@ class ApiClient:
                 "user-agent": "agenttally-collector/0.1",
             },
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
             transport=transport,
         )
+        self._http = httpx.AsyncClient(**common, limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections))
+        self._streams = httpx.AsyncClient(**common, limits=httpx.Limits(
+            max_connections=max_streams, max_keepalive_connections=max_streams))
 
     def __repr__(self) -> str:
         return f"<ApiClient {self.base_url}>"
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._streams.aclose()
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -398,12 +426,12 @@ class ApiClient:
         """
         path = f"/v1/sessions/{session_id}/events/stream"
         await self.limiter.acquire()
-        request = self._http.build_request(
+        request = self._streams.build_request(
             "GET", path, params=[("beta", "true")], headers={"accept": "text/event-stream"},
             timeout=httpx.Timeout(self.timeout_s, read=self.heartbeat_timeout_s),
         )
         try:
-            resp = await self._http.send(request, stream=True)
+            resp = await self._streams.send(request, stream=True)
         except httpx.TransportError:
             self.stats.requests += 1
             self.stats.transport_errors += 1
@@ -418,24 +446,43 @@ class ApiClient:
             await resp.aclose()
 
 
-async def _sse_frames(resp: httpx.Response) -> AsyncIterator[SseFrame]:
-    """Parse `text/event-stream`: `event:`/`data:` fields, blank line ends a frame."""
+def _sse_block(block: str) -> SseFrame | None:
+    """One frame's lines: `event:` and `data:` fields; comments and other fields ignored."""
     event: str | None = None
     data: list[str] = []
-    async for line in resp.aiter_lines():
-        if not line:
-            if data or event:
-                yield SseFrame(event or "message", "\n".join(data))
-            event, data = None, []
-            continue
-        if line.startswith(":"):
+    for line in block.split("\n"):
+        if not line or line[0] == ":":
             continue
         name, _, value = line.partition(":")
-        if value.startswith(" "):
+        if value[:1] == " ":
             value = value[1:]
         if name == "event":
             event = value
         elif name == "data":
             data.append(value)
-    if data:
-        yield SseFrame(event or "message", "\n".join(data))
+    if data or event:
+        return SseFrame(event or "message", "\n".join(data))
+    return None
+
+
+async def _sse_frames(resp: httpx.Response) -> AsyncIterator[SseFrame]:
+    """Parse `text/event-stream`; frames end at a blank line (any of \\n, \\r\\n, \\r).
+
+    Splits whole chunks on the frame separator rather than going line by line: the stream
+    parser is the collector's hot loop.
+    """
+    buf = ""
+    async for chunk in resp.aiter_text():
+        buf += chunk
+        if "\r" in buf:  # keep a trailing \r: its \n may be in the next chunk
+            tail = "\r" if buf.endswith("\r") else ""
+            buf = buf[: len(buf) - len(tail)].replace("\r\n", "\n").replace("\r", "\n") + tail
+        if "\n\n" not in buf:
+            continue
+        *blocks, buf = buf.split("\n\n")
+        for block in blocks:
+            frame = _sse_block(block)
+            if frame is not None:
+                yield frame
+    # A frame cut off by the end of the body is not dispatched (as the SSE spec says): it
+    # would be a truncated event, and the reconnect's back-fill brings it whole.

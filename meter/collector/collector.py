@@ -56,6 +56,8 @@ REFETCH_EVENTS = frozenset({
     "session.status_terminated", "session.updated",
 })
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 _UPSERT_CURSOR = """
     INSERT INTO collector_cursors (session_id, last_at_ms, last_event, updated_ms)
     VALUES (?, ?, ?, ?)
@@ -74,6 +76,7 @@ class CollectorConfig:
     since_ms: int | None = None          # only sessions created at or after this instant
     poll_interval_s: float = 5.0         # new and running sessions are listed this often
     sweep_interval_s: float = 300.0      # all sessions are listed this often (catches idle ones)
+    full_sweep_every: int = 12           # ... and every Nth sweep back-fills every live session
     flush_events: int = 1000
     flush_interval_s: float = 1.0
     max_streams: int = 100               # concurrent SSE streams
@@ -105,6 +108,7 @@ class CollectStats:
     streams_opened: int = 0
     reconnects: int = 0
     backfills: int = 0
+    evictions: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def summary(self) -> str:
@@ -123,6 +127,7 @@ class _Session:
 
     def __init__(self, session_id: str, *, new: bool):
         self.id = session_id
+        self.json_prefix = '{"session_id":' + json.dumps(session_id) + ","
         self.new = new                        # first seen after the initial sweep
         self.status: str | None = None
         self.created_ms: int | None = None
@@ -216,8 +221,8 @@ class Collector:
         self.stats.started = time.monotonic()
         if self._stop_requested.is_set():
             self._stop_event.set()
-        signals = self._install_signals() if handle_signals else []
         await asyncio.to_thread(self._load_state)
+        signals = self._install_signals() if handle_signals else []
         flusher = asyncio.create_task(self._flush_loop())
         loops: list[asyncio.Task] = []
         receiver = None
@@ -341,7 +346,7 @@ class Collector:
             obj = {**obj, "type": "session"}
         s = self._session(sid)
         updated = parse_ms(obj.get("updated_at")) or parse_ms(obj.get("created_at"))
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        text = _encode(obj)
         if text != s.record_text:
             unchanged = s.record_text is None and s.stored_key == (obj.get("status"), updated)
             if not unchanged:
@@ -358,8 +363,12 @@ class Collector:
             self._max_created = s.created_ms
         return s
 
-    def _accept(self, s: _Session, event: Any, via: str) -> None:
-        """Take one event (stream or listing): de-duplicate, buffer, move the cursor."""
+    def _accept(self, s: _Session, event: Any, via: str, raw: str | None = None) -> None:
+        """Take one event (stream or listing): de-duplicate, buffer, move the cursor.
+
+        `raw` is the event's JSON text when there is one (a stream frame): the line is then
+        spliced rather than re-encoded, which is most of the per-event cost.
+        """
         if not isinstance(event, dict):
             self._events.append(json.dumps(event))  # quarantined by ingest with the reason
             return
@@ -373,8 +382,13 @@ class Collector:
                 self.stats.skipped_duplicates += 1
                 return
             s.seen[eid] = at if at is not None else 0
-        line = {"session_id": s.id, **{k: v for k, v in event.items() if k != "session_id"}}
-        self._events.append(json.dumps(line, separators=(",", ":"), ensure_ascii=False))
+        if raw is not None and raw.startswith("{\"") and '"session_id"' not in raw:
+            self._events.append(s.json_prefix + raw[1:])
+        else:
+            line = {"session_id": s.id}
+            line.update(event)
+            line["session_id"] = s.id
+            self._events.append(_encode(line))
         self.stats.received += 1
         if via == "stream":
             self.stats.from_stream += 1
@@ -400,7 +414,7 @@ class Collector:
 
     def _prune_seen(self, s: _Session) -> None:
         """Forget ids older than any listing can return again (cursor minus 2x overlap)."""
-        if len(s.seen) < 64 or s.cursor_ms is None:
+        if len(s.seen) < 512 or s.cursor_ms is None:
             return
         horizon = s.cursor_ms - 2 * self.config.backfill_overlap_ms
         while s.seen and next(iter(s.seen.values())) < horizon:
@@ -424,21 +438,34 @@ class Collector:
             if s.backfill is None:
                 s.backfill = self._spawn(self._backfill_once(s))
 
-    async def _sweep(self) -> None:
-        """List every session (archived too) since `since`; back-fill what moved."""
+    async def _sweep(self, *, full: bool = False) -> None:
+        """List every session (archived too) since `since`; back-fill what moved.
+
+        "Moved" means `updated_at` changed. A `full` sweep also back-fills every session that
+        is not terminated, in case the API appends events without touching `updated_at` [U].
+        """
         async for obj in self.client.list_sessions(
             created_gte=self.config.since_ms, include_archived=True, order="asc",
             limit=self.config.sessions_page_limit,
         ):
             s = self._accept_record(obj)
             if s is not None:
-                self._activate(s)
+                self._activate(s, forced=full and not s.terminal)
         self._initial_sweep_done = True
 
     async def _sweep_loop(self) -> None:
+        sweeps = 0
         while True:
-            await self._sweep()
-            if await self._sleep(self.config.sweep_interval_s):
+            try:
+                every = self.config.full_sweep_every
+                await self._sweep(full=sweeps > 0 and every > 0 and sweeps % every == 0)
+                sweeps += 1
+            except AuthenticationError:
+                raise
+            except CollectorError as exc:  # the API is down for longer than the retries
+                log.warning("listing sessions failed; trying again: %s", self.client.redact(exc))
+            interval = self.config.sweep_interval_s
+            if await self._sleep(interval if self._initial_sweep_done else min(interval, 5.0)):
                 return
 
     async def _discover(self) -> None:
@@ -470,7 +497,13 @@ class Collector:
         while True:
             if await self._sleep(self.config.poll_interval_s):
                 return
-            await self._discover()
+            try:
+                await self._discover()
+            except AuthenticationError:
+                raise
+            except CollectorError as exc:
+                log.warning("listing new sessions failed; trying again: %s",
+                            self.client.redact(exc))
 
     async def _poke(self, s: _Session) -> None:
         try:
@@ -532,7 +565,9 @@ class Collector:
                 if x.follower is not None and x.connected and x.idle_since is not None]
         if idle:
             victim = min(idle, key=lambda x: x.idle_since)
+            victim.synced_updated_ms = victim.updated_ms  # everything up to now was received
             victim.follower.cancel()
+            self.stats.evictions += 1
 
     async def _follow(self, s: _Session) -> None:
         """Stream one session's events, reconnecting (and back-filling) until it settles."""
@@ -549,8 +584,11 @@ class Collector:
         cfg = self.config
         attempt = 0
         s.idle_since = time.monotonic() if s.status == "idle" else None
+        first = True
         while not self._stopping:
-            got = 0
+            if not first and self._settled(s):  # do not reconnect just to linger
+                return
+            first, got = False, 0
             try:
                 async with self.client.stream_events(s.id) as frames:
                     self.stats.streams_opened += 1
@@ -570,7 +608,7 @@ class Collector:
                             continue
                         if isinstance(event, dict) and "type" not in event:
                             event["type"] = frame.event
-                        self._accept(s, event, "stream")
+                        self._accept(s, event, "stream", frame.data)
                         got += 1
                         if isinstance(event, dict) and event.get("type") in TERMINAL_EVENTS:
                             s.synced_updated_ms = s.updated_ms
@@ -713,7 +751,7 @@ def collect(
         client = ApiClient(base_url or DEFAULT_BASE_URL, api_key=api_key,
                            read_rpm=read_rpm or DEFAULT_READ_RPM,
                            heartbeat_timeout_s=heartbeat_timeout_s,
-                           max_connections=cfg.max_streams + cfg.max_requests + 4)
+                           max_connections=cfg.max_requests + 4, max_streams=cfg.max_streams + 4)
         async with client:
             collector = Collector(client, db, cfg, webhook_listen=webhook_listen,
                                   webhook_secret=webhook_secret)

@@ -175,7 +175,7 @@ class _Collector:
                 cols["start_seq"] = uid_pos[cols["uid"]] - base
             cols.pop("uid", None)
             cols["sess"] = sess_no[local]
-            order = np.argsort(local * (1 << 24) + cols["seq"], kind="stable")
+            order = np.argsort((local << 27) + cols["seq"], kind="stable")  # seq < 10**8
             out[kind] = {name: v[order] for name, v in cols.items()}
         return out
 

@@ -80,15 +80,22 @@ class Simulation:
         self.tag = run_tag(profile.name, seed, start, days)
         self.fleet = Fleet(profile, self.start_dt)
         self.rates = CompiledRates.compile(self.schedule, self.fleet.model_ids)
+        self.rates.require_window_priced(self.fleet.model_ids, self.start_ms, self.end_ms)
         self._arrivals()
 
     # --- arrivals ------------------------------------------------------------------------
 
+    def _stream(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence([self.seed, *key]))
+
     def _arrivals(self) -> None:
-        """Sessions per (team, UTC hour) over the window, and the runaway sessions."""
+        """Sessions per (team, UTC hour) over the window, and the runaway sessions.
+
+        Each (team, day) draws from its own stream, so that a day's arrivals do not depend on
+        the length of the window.
+        """
         p, cal = self.profile, self.profile.calendar
         hours = np.arange(self.days * 24, dtype=np.int64)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0]))
         weekly = np.array(cal.weekly) / np.mean(cal.weekly)
         hourly = np.array(cal.hourly) / np.mean(cal.hourly)
         growth = (1.0 + cal.growth_per_month) ** (hours / 24.0 / 30.4375)
@@ -99,7 +106,8 @@ class Simulation:
             local_day = np.floor_divide(local, 24)
             dow = (self.start.weekday() + local_day) % 7
             # A mean-one factor per local day: busy days and quiet days.
-            noise = rng.lognormal(-(sigma**2) / 2, sigma, self.days + 2)
+            noise = np.array([self._stream(0, ti, day + 1).lognormal(-(sigma**2) / 2, sigma)
+                              for day in range(-1, self.days + 1)])
             rate = (team.sessions_per_day / 24.0) * weekly[dow] * hourly[local % 24] * growth \
                 * noise[local_day + 1]
             for inc in p.incidents:
@@ -108,7 +116,9 @@ class Simulation:
                     overlap = np.clip(np.minimum(hours + 1, b0 + inc.hours)
                                       - np.maximum(hours, b0), 0, 1)
                     rate = rate * (1 + (inc.multiplier - 1) * overlap)
-            self.hour_counts[ti] = rng.poisson(rate)
+            for d in range(self.days):
+                day = slice(d * 24, (d + 1) * 24)
+                self.hour_counts[ti, day] = self._stream(1, ti, d).poisson(rate[day])
         runaways = []
         for inc in p.incidents:
             if isinstance(inc, Runaway):
@@ -141,7 +151,7 @@ class Simulation:
             yield self.day(d)
 
     def day(self, d: int) -> Batch:
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 1, d]))
+        rng = self._stream(2, d)
         fleet = self.fleet
         counts = self.hour_counts[:, d * 24:(d + 1) * 24]
         n_teams = counts.shape[0]

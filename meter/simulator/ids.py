@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["event_ids", "session_ids", "thread_ids", "timestamps", "format_ms"]
+__all__ = ["event_ids", "format_ms", "session_ids", "thread_ids", "timestamps", "with_nulls"]
 
 TAG_LENGTH = 5
 MAX_SESSIONS = 10**8
@@ -67,9 +67,13 @@ def _fill(prefix: str, groups: list[tuple[np.ndarray, int]]) -> np.ndarray:
     col = len(head)
     for values, ndigits in groups:
         v = np.asarray(values, dtype=np.int64)
-        for k in range(ndigits // 4 - 1, -1, -1):
-            words[:, col] = _DIGITS4[(v // 10 ** (4 * k)) % 10_000]
-            col += 1
+        if ndigits == 4:
+            words[:, col] = _DIGITS4[v]
+        else:  # 8 digits: two 4-digit groups
+            high, low = np.divmod(v, 10_000)
+            words[:, col] = _DIGITS4[high]
+            words[:, col + 1] = _DIGITS4[low]
+        col += ndigits // 4
     return words
 
 
@@ -78,13 +82,20 @@ def _check_tag(tag: str) -> None:
         raise ValueError(f"run tag must be {TAG_LENGTH} ASCII letters or digits, got {tag!r}")
 
 
+def _check_range(values: np.ndarray, limit: int, what: str) -> None:
+    if len(values) and (values.min() < 0 or values.max() >= limit):
+        raise ValueError(f"{what} out of the id range [0, {limit})")
+
+
 def event_ids(tag: str, sess: np.ndarray, seq: np.ndarray) -> pa.StringArray:
     _check_tag(tag)
+    _check_range(seq, MAX_SEQ, "event number")
     return _strings(_fill(f"sevt_01{tag}", [(sess, 8), (seq, 8)]))
 
 
 def session_ids(tag: str, sess: np.ndarray) -> pa.StringArray:
     _check_tag(tag)
+    _check_range(sess, MAX_SESSIONS, "session number")
     return _strings(_fill(f"sesn_01{tag}", [(sess, 8)]))
 
 
@@ -92,19 +103,24 @@ def thread_ids(tag: str, sess: np.ndarray, thr: np.ndarray) -> pa.Array:
     """Thread ids, null where `thr` < 0 (events that belong to no thread)."""
     _check_tag(tag)
     thr = np.asarray(thr)
-    ids = _strings(_fill(f"sthr_01{tag}", [(sess, 8), (np.maximum(thr, 0), 4)]))
-    if (thr >= 0).all():
-        return ids
-    return pa.Array.from_buffers(ids.type, len(ids), [pa.array(thr >= 0).buffers()[1],
-                                                      *ids.buffers()[1:]])
+    valid = thr >= 0
+    if not valid.any():
+        return pa.nulls(len(thr), pa.string())
+    _check_range(thr[valid], MAX_THREADS, "thread number")
+    return with_nulls(_strings(_fill(f"sthr_01{tag}", [(sess, 8), (np.maximum(thr, 0), 4)])),
+                      valid)
 
 
-def timestamps(at_ms: np.ndarray) -> pa.StringArray:
-    """Epoch milliseconds as 2026-11-03T09:00:00.123Z (proleptic Gregorian, UTC)."""
-    at = np.asarray(at_ms, dtype=np.int64)
-    secs, milli = np.divmod(at, 1000)
-    days, sod = np.divmod(secs, 86_400)
-    # Civil date from days since 1970-01-01 (H. Hinnant's algorithm), vectorised.
+def with_nulls(strings: pa.Array, valid: np.ndarray) -> pa.Array:
+    """The same strings, null where `valid` is false."""
+    if valid.all():
+        return strings
+    bitmap = pa.py_buffer(np.packbits(np.asarray(valid, dtype=bool), bitorder="little"))
+    return pa.Array.from_buffers(strings.type, len(strings), [bitmap, *strings.buffers()[1:]])
+
+
+def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(year, month, day) of days since 1970-01-01, proleptic Gregorian (H. Hinnant)."""
     z = days + 719_468
     era = np.floor_divide(z, 146_097)
     doe = z - era * 146_097
@@ -113,13 +129,26 @@ def timestamps(at_ms: np.ndarray) -> pa.StringArray:
     mp = (5 * doy + 2) // 153
     day = doy - (153 * mp + 2) // 5 + 1
     month = np.where(mp < 10, mp + 3, mp - 9)
-    year = yoe + era * 400 + (month <= 2)
-    hour, rem = np.divmod(sod, 3600)
-    minute, sec = np.divmod(rem, 60)
+    return yoe + era * 400 + (month <= 2), month, day
+
+
+def timestamps(at_ms: np.ndarray) -> pa.StringArray:
+    """Epoch milliseconds as 2026-11-03T09:00:00.123Z (UTC). Dates are computed once per
+    distinct day; the time of day is four table lookups."""
+    at = np.asarray(at_ms, dtype=np.int64)
     words = np.empty((len(at), 6), dtype=np.uint32)
-    words[:, 0] = _DIGITS4[year % 10_000]
-    words[:, 1] = _MONTH[month]
-    words[:, 2] = _DAY_HOUR[day * 10 + hour // 10]
+    if len(at) == 0:
+        return _strings(words)
+    days, ms_of_day = np.divmod(at, 86_400_000)
+    first = int(days.min())
+    year, month, day = _civil(np.arange(first, int(days.max()) + 1, dtype=np.int64))
+    offset = days - first
+    hour, ms_of_hour = np.divmod(ms_of_day, 3_600_000)
+    minute, ms_of_minute = np.divmod(ms_of_hour, 60_000)
+    sec, milli = np.divmod(ms_of_minute, 1000)
+    words[:, 0] = _DIGITS4[year % 10_000][offset]
+    words[:, 1] = _MONTH[month][offset]
+    words[:, 2] = _DAY_HOUR[day[offset] * 10 + hour // 10]
     words[:, 3] = _HOUR_MIN[(hour % 10) * 60 + minute]
     words[:, 4] = _SEC[sec]
     words[:, 5] = _MILLI[milli]

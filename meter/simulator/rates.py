@@ -232,6 +232,15 @@ class CompiledRates:
                 f"{when}); pick a model the price book lists, or simulate a later period"
             )
 
+    def require_window_priced(self, model_ids: Sequence[str], start_ms: int, end_ms: int) -> None:
+        """Every model priced by every card in force at some point of [start_ms, end_ms)."""
+        ends = list(self.change_ms[1:]) + [2**62]
+        for q, (begin, end) in enumerate(zip(self.change_ms, ends, strict=True)):
+            if begin < end_ms and end > start_ms and q < len(self.priced):
+                missing = np.flatnonzero(~self.priced[q])
+                if missing.size:
+                    self.require_priced(model_ids, missing[:1], np.array([q]))
+
     def runtime_units(self, start_ms: np.ndarray, end_ms: np.ndarray) -> np.ndarray:
         """Exact runtime cost of running intervals [start, end), split where cards change."""
         if len(self.change_ms) == 1:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from meter.simulator._arrays import (
+    beta_mean,
     first_flagged,
     layout,
     lognormal_ms,
@@ -28,7 +29,6 @@ from meter.simulator._arrays import (
     seg_cumsum,
     seg_sum,
 )
-from meter.simulator._arrays import beta_mean as _beta_mean
 from meter.simulator.fleet import Fleet
 from meter.simulator.rates import CompiledRates
 
@@ -89,7 +89,7 @@ def _tokens(fleet: Fleet, rng: np.random.Generator, agent: np.ndarray,
     n = len(agent)
     prompt = np.clip(np.rint(rng.lognormal(np.log(b["prompt_med"][agent]),
                                            b["prompt_sig"][agent])), 200, 900_000)
-    read = np.floor(prompt * _beta_mean(rng, b["hit"][agent]))
+    read = np.floor(prompt * beta_mean(rng, b["hit"][agent]))
     rest = prompt - read
     write = np.floor(rest * b["write_share"][agent])
     out = np.clip(np.rint(rng.lognormal(np.log(b["out_med"][agent]), b["out_sig"][agent])),
@@ -155,7 +155,8 @@ def plan_day(fleet: Fleet, rates: CompiledRates, rng: np.random.Generator, *,
     R = Cols(turn=owner(k), j=rank(k))
     n_r = len(R.turn)
     ra_ = R["agent"] = ta[R.turn]
-    err = (rng.random(n_r) < b["err"][ra_]) & ~T.multi[R.turn]
+    # Multi-agent turns and runaway sessions (which by definition keep going) never fail.
+    err = (rng.random(n_r) < b["err"][ra_]) & ~T.multi[R.turn] & ~runaway[T.sess][R.turn]
     u = rng.random(n_r)
     etype = np.where(u < b["exh"][ra_], EXHAUSTED,
                      np.where(u < b["exh"][ra_] + b["term"][ra_], TERMINAL_ERROR, RETRYING))

@@ -31,13 +31,20 @@ from meter.simulator.events import (
     USER_TEXTS,
 )
 from meter.simulator.generate import Batch, Simulation
-from meter.simulator.ids import event_ids, format_ms, session_ids, thread_ids, timestamps
+from meter.simulator.ids import (
+    event_ids,
+    format_ms,
+    session_ids,
+    thread_ids,
+    timestamps,
+    with_nulls,
+)
 from meter.store import next_ingest_id
 
 __all__ = ["WriteResult", "record_lines", "write_jsonl", "write_store"]
 
 SESSION_STATUS = ("idle", "running", "rescheduling", "terminated")
-BATCH_EVENTS = 1_000_000  # events per store transaction (days are grouped up to this)
+BATCH_EVENTS = 4_000_000  # events per store transaction (days are grouped up to this)
 ROW_GROUP = 122_880  # DuckDB's row group: Arrow chunks of this size scan in parallel
 
 # Per kind: (column holding an event number of the same session, id column it becomes).
@@ -197,7 +204,7 @@ def _event_table(kind: str, cols: dict[str, np.ndarray], s: _Strings) -> pa.Tabl
         col, out = _REFS[kind]
         ref = cols[col]
         ids = event_ids(s.tag, sess, np.maximum(ref, 0))
-        data[out] = ids if (ref >= 0).all() else pa.array(ids, mask=ref < 0)
+        data[out] = with_nulls(ids, ref >= 0)
     if kind == "user_message":
         data["text"] = _dict(cols["text"], list(USER_TEXTS))
     elif kind == "message":
@@ -231,7 +238,7 @@ def _session_table(cols: dict[str, np.ndarray], s: _Strings) -> pa.Table:
     return pa.table({
         "sess": cols["sess"], "sid": session_ids(s.tag, cols["sess"]),
         "created": cols["created"], "updated": cols["updated"], "archived": archived,
-        "archived_ts": pa.array(timestamps(np.maximum(archived, 0)), mask=archived < 0),
+        "archived_ts": with_nulls(timestamps(np.maximum(archived, 0)), archived >= 0),
         "budget": cols["budget"],
         "status": _dict(cols["status"], list(SESSION_STATUS)),
         "title": _dict(cols["title"], list(TITLES)),
@@ -360,34 +367,41 @@ def write_jsonl(path: str | Path, sim: Simulation, *,
 
 # --- the store ---------------------------------------------------------------------------
 
-def _insert_sql(kind: str, where: str) -> list[str]:
-    """INSERTs of one kind's rows into `events` and into its typed table, as the ingest
-    fills them (see meter.ingest._write_typed_rows)."""
-    table = f"k_{kind}"
-    out = [f"INSERT INTO events SELECT eid, sid, '{EVENT_KINDS[kind]}', at_ms, tid, $ingest "
-           f"FROM {table} {where}"]
+def _selects(kind: str) -> dict[str, str]:
+    """Per target table, the SELECT of one kind's rows, as the ingest fills the tables
+    (meter.ingest._write_typed_rows): every event in `events`, and in its typed table."""
+    type_ = EVENT_KINDS[kind]
+    out = {"events": f"SELECT eid, sid, '{type_}', at_ms, tid, $ingest FROM k_{kind}"}
     if kind in _STATUS_KINDS:
-        stop = {"idle": "stop", "thread_idle": "'end_turn'"}.get(kind, "NULL")
-        out.append(f"INSERT INTO status_events SELECT eid, sid, tid, '{_STATUS_KINDS[kind]}', "
-                   f"at_ms, {stop} FROM {table} {where}")
+        stop = {"idle": "stop", "thread_idle": "'end_turn'"}.get(kind, "NULL::VARCHAR")
+        out["status_events"] = (f"SELECT eid, sid, tid, '{_STATUS_KINDS[kind]}', at_ms, {stop} "
+                                f"FROM k_{kind}")
     elif kind == "request_end":
-        out.append(f"INSERT INTO model_requests SELECT eid, sid, tid, at_ms, input, output, "
-                   f"cache_write, cache_read, CASE WHEN fast THEN 'fast' ELSE 'standard' END, "
-                   f"is_error FROM {table} {where}")
+        out["model_requests"] = (
+            f"SELECT eid, sid, tid, at_ms, input, output, cache_write, cache_read, "
+            f"CASE WHEN fast THEN 'fast' ELSE 'standard' END, is_error FROM k_{kind}")
     elif kind == "usage":
-        out.append(f"INSERT INTO usage_snapshots SELECT eid, sid, at_ms, input, output, "
-                   f"cache_read, cw5, cw1h, searches, 0, active_ms, cents, 'USD' "
-                   f"FROM {table} {where}")
+        out["usage_snapshots"] = (
+            f"SELECT eid, sid, at_ms, input, output, cache_read, cw5, cw1h, searches, 0, "
+            f"active_ms, cents, 'USD' FROM k_{kind}")
     elif kind == "tool_use":
-        out.append(f"INSERT INTO tool_uses SELECT eid, sid, tid, at_ms, 'builtin', name "
-                   f"FROM {table} {where}")
+        out["tool_uses"] = f"SELECT eid, sid, tid, at_ms, 'builtin', name FROM k_{kind}"
     elif kind == "thread_created":
-        out.append(f"INSERT INTO threads SELECT eid, sid, tid, name, model, at_ms "
-                   f"FROM {table} {where}")
+        out["threads"] = f"SELECT eid, sid, tid, name, model, at_ms FROM k_{kind}"
     elif kind in _OTHER_KINDS:
-        out.append(f"INSERT INTO other_events SELECT eid, sid, '{EVENT_KINDS[kind]}', at_ms, "
-                   f"CAST({_line_sql(kind)} AS JSON) FROM {table} {where}")
+        out["other_events"] = (f"SELECT eid, sid, '{type_}', at_ms, "
+                               f"CAST({_line_sql(kind)} AS JSON) FROM k_{kind}")
     return out
+
+
+def _inserts(kinds: list[str], where: str) -> list[str]:
+    """One INSERT per table for all kinds (one partial row group per table, not per kind)."""
+    by_table: dict[str, list[str]] = {}
+    for kind in kinds:
+        for table, select in _selects(kind).items():
+            by_table.setdefault(table, []).append(f"{select} {where}")
+    return [f"INSERT INTO {table} " + " UNION ALL ".join(selects)
+            for table, selects in by_table.items()]
 
 
 # The ingest's upsert: the latest record wins (meter.ingest._apply_records).
@@ -496,6 +510,26 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
                 [ingest, source, int(time.time() * 1000)])
     result = WriteResult()
     s = _Strings(sim)
+    # Row order inside the tables means nothing (every reader sorts); letting DuckDB insert
+    # out of order lets it compress row groups in parallel. Restored afterwards.
+    preserve = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        _write_groups(con, sim, s, ingest, result,
+                      sim.batches() if batches is None else batches, batch_events, progress)
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
+    con.execute(
+        "UPDATE ingest_log SET finished_ms = ?, lines = ?, new_events = ?, duplicates = ?, "
+        "records = ?, quarantined = 0 WHERE ingest_id = ?",
+        [int(time.time() * 1000), result.events + result.duplicates + result.records,
+         result.events, result.duplicates, result.records, ingest])
+    return result
+
+
+def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings, ingest: int,
+                  result: WriteResult, batches: Iterable[Batch], batch_events: int,
+                  progress: Callable[[int], None] | None) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         result.records += _write_records(con, sim, ingest)
@@ -503,14 +537,13 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    for group in _grouped(sim.batches() if batches is None else batches, batch_events):
+    for group in _grouped(batches, batch_events):
         reg = _Registered(con, group, s, lines=False)
         con.execute("BEGIN TRANSACTION")
         try:
             where, found = _existing(con, sim.tag, group, reg)
-            for kind in reg.kinds:
-                for sql in _insert_sql(kind, where):
-                    _run(con, sql, {"ingest": ingest})
+            for sql in _inserts(reg.kinds, where):
+                _run(con, sql, {"ingest": ingest})
             if reg.n_sessions:
                 _run(con, _SESSIONS_UPSERT, {"ingest": ingest})
             con.execute("DROP TABLE IF EXISTS _stored_ids")
@@ -528,9 +561,3 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
         if progress:
             for b in group:
                 progress(b.n_events)
-    con.execute(
-        "UPDATE ingest_log SET finished_ms = ?, lines = ?, new_events = ?, duplicates = ?, "
-        "records = ?, quarantined = 0 WHERE ingest_id = ?",
-        [int(time.time() * 1000), result.events + result.duplicates + result.records,
-         result.events, result.duplicates, result.records, ingest])
-    return result

@@ -15,8 +15,8 @@ from typing import Any
 
 import duckdb
 
-__all__ = ["Filters", "FilterOptions", "TEAM_SQL", "filter_options", "filtered_charges",
-           "period_bounds"]
+__all__ = ["AGENT_NAMES", "Filters", "FilterOptions", "TEAM_SQL", "filter_options",
+           "filtered_charges", "period_bounds"]
 
 UNTAGGED = "(untagged)"
 TEAM_SQL = f"coalesce(tags->>'$.team', '{UNTAGGED}')"
@@ -80,6 +80,17 @@ def filtered_charges(f: Filters, *, source: str = "charges",
     return f"(SELECT * FROM {source} WHERE {where})", params
 
 
+# An agent's name: its own record's, else the name sessions gave it (agents embedded in
+# session records have no record of their own).
+AGENT_NAMES = """
+SELECT agent_id, coalesce(any_value(a.name), any_value(s.agent_name)) AS name
+FROM (SELECT agent_id, any_value(agent_name) AS agent_name FROM sessions
+      WHERE agent_id IS NOT NULL GROUP BY agent_id) s
+FULL JOIN agents a USING (agent_id)
+GROUP BY agent_id
+"""
+
+
 @dataclass(frozen=True)
 class FilterOptions:
     """The values each filter can take, from the rated charges."""
@@ -97,12 +108,13 @@ def filter_options(con: duckdb.DuckDBPyConnection) -> FilterOptions:
     teams = tuple(r[0] for r in con.execute(
         f"SELECT DISTINCT {TEAM_SQL} AS team FROM (SELECT DISTINCT tags FROM charges) "
         "ORDER BY team").fetchall())
-    agents = tuple((r[0], r[1]) for r in con.execute("""
-        WITH ids AS (SELECT DISTINCT agent_id FROM charges WHERE agent_id IS NOT NULL)
+    agents = tuple((r[0], r[1]) for r in con.execute(f"""
+        WITH ids AS (SELECT DISTINCT agent_id FROM charges WHERE agent_id IS NOT NULL),
+        names AS ({AGENT_NAMES})
         SELECT ids.agent_id,
-               CASE WHEN a.name IS NULL OR a.name = ids.agent_id THEN ids.agent_id
-                    ELSE a.name || ' (' || ids.agent_id || ')' END
-        FROM ids LEFT JOIN agents a USING (agent_id) ORDER BY 2
+               CASE WHEN n.name IS NULL OR n.name = ids.agent_id THEN ids.agent_id
+                    ELSE n.name || ' (' || ids.agent_id || ')' END AS label
+        FROM ids LEFT JOIN names n USING (agent_id) ORDER BY label
     """).fetchall())
     models = tuple(r[0] for r in con.execute(
         "SELECT DISTINCT model FROM charges WHERE model IS NOT NULL ORDER BY model").fetchall())

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 
 from meter.intervals import INTERVALS_SQL, split_sql
-from reports.dashboard.filters import Filters, filtered_charges, period_bounds
+from reports.dashboard.filters import AGENT_NAMES, Filters, filtered_charges, period_bounds
 
 __all__ = ["MonthToDate", "Utilisation", "daily_by_meter", "month_to_date", "previous_period",
            "stage", "top_spenders", "utilisation", "utilisation_size"]
@@ -79,7 +79,7 @@ class MonthToDate:
     running_ms: int
     tokens_count: int
     provisional: bool
-    through: date | None  # last day with charges
+    through: date | None  # the day the comparison runs to (as-of day, or month end)
     previous_total: Decimal | None  # previous month, up to the same day of the month
     previous_period: str
 
@@ -92,12 +92,19 @@ GROUP BY meter, model, token_class
 """
 
 
-def month_to_date(con: duckdb.DuckDBPyConnection, f: Filters) -> MonthToDate:
-    """Spend of `f.period` so far, by meter, and last month's up to the same day."""
+def month_to_date(con: duckdb.DuckDBPyConnection, f: Filters,
+                  as_of_ms: int | None = None) -> MonthToDate:
+    """Spend of `f.period` so far, by meter, and last month's up to the same day of the
+    month: the as-of day when the period is the as-of month, else the period's last day."""
     stage(con, f)
-    through = con.execute("SELECT max(day) FROM dash_lines WHERE period = $p",
-                          {"p": f.period}).fetchall()[0][0]
-    start, _ = period_bounds(f.period)
+    start, end = period_bounds(f.period or "")
+    last = con.execute("SELECT max(day) FROM dash_lines WHERE period = $p",
+                       {"p": f.period}).fetchall()[0][0]
+    through = None if last is None else end - timedelta(days=1)
+    if last is not None and as_of_ms is not None:
+        as_of = datetime.fromtimestamp(as_of_ms / 1000, UTC).date()
+        if start <= as_of < end:
+            through = max(as_of, last)
     lines = {"period": f.period, "through": through or start}
     total, runtime, tokens, search = con.execute(f"""
         SELECT coalesce(sum(amount), 0), coalesce(sum(amount) FILTER (WHERE meter = 'runtime'), 0),
@@ -155,10 +162,10 @@ _TOP = {
                           count(*) AS sessions
                    FROM dash_sessions d LEFT JOIN sessions s USING (session_id) GROUP BY 1) n
         USING (key)""",
-    "agent": """
-        SELECT coalesce(s.agent_id, '(none)') AS key, any_value(a.name) AS label,
+    "agent": f"""
+        SELECT coalesce(s.agent_id, '(none)') AS key, any_value(n.name) AS label,
                sum(s.exact) AS exact, count(*) AS sessions, NULL AS team
-        FROM dash_sessions s LEFT JOIN agents a USING (agent_id) GROUP BY 1""",
+        FROM dash_sessions s LEFT JOIN ({AGENT_NAMES}) n USING (agent_id) GROUP BY 1""",
     "session": """
         SELECT d.session_id AS key, NULL AS label, d.exact, 1 AS sessions,
                coalesce(s.metadata->>'$.team', '(untagged)') AS team

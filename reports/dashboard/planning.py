@@ -2,19 +2,23 @@
 
 The statistics are reports.forecast, reports.backtest and reports.budgets; this module feeds
 them the filtered daily series (complete UTC days before the rating's as-of) and turns their
-results into small frames for the charts. Forecasts start on the as-of day: the day in
-progress is forecast, not extrapolated from a partial day.
+results into small frames for the charts. Forecasts start on the as-of day; the month's
+outlook is reports.budgets.outlook's (spend to the as-of instant, the rest of the as-of day
+pro rata), so the Overview's forecast card and the budgets table agree.
 """
 
 from __future__ import annotations
 
 import calendar
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from reports.dashboard.chargeback import narrow_charges
@@ -45,7 +49,7 @@ class MonthEnd:
     """The as-of month's spend at its end: actual so far plus the forecast of the rest."""
 
     period: str
-    actual: Decimal  # complete days before the as-of day, exact sum rounded to the cent
+    actual: Decimal  # spend to the as-of instant, exact sum rounded to the cent
     mean: Decimal
     lo80: Decimal
     hi80: Decimal
@@ -56,57 +60,60 @@ class MonthEnd:
     history_days: int
 
 
+N_PATHS = 1000  # sample paths per forecast: the budgets table uses the same, so they agree
+
+
 def forecast_frame(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
                    horizon: int | None = None, by: str = "total",
                    growth_per_month: float | None = None) -> dict[str, Any]:
-    """History and forecast of the daily total: {"history": day, usd; "forecast": day, mean,
-    lo95, lo80, hi80, hi95; "method", "note", "history_days", "month_end": MonthEnd,
-    "paths": the sample paths (for budgets)}. The horizon defaults to the end of the month
-    after the as-of month, so the chart always shows the next period too."""
-    from reports.forecast import Interval, forecast
+    """History, forecast and the as-of month's outlook of the daily total.
+
+    Returns {"history": (day, usd), "forecast": (day, mean, lo95, lo80, hi80, hi95, ...),
+    "month_cum": cumulative spend of the month from the as-of day on (day, mean, lo95, lo80,
+    hi80, hi95), "month_actual", "month_end": MonthEnd, "method", "note", "history_days"}.
+    The month's numbers are reports.budgets.outlook's (spend to the as-of instant plus the
+    paths of the rest, the as-of day pro rata), exactly as the budgets table reads them. The
+    horizon defaults to the end of the month after the as-of month.
+    """
+    from reports.budgets import outlook
+    from reports.forecast import LEVELS, forecast
 
     history = daily_history(con, f, as_of_ms, by)
     series = history.sum(axis=1) if len(history.columns) else pd.Series(
         0.0, index=history.index)
+    series = series.rename("total")
     day = as_of_day(as_of_ms)
     if horizon is None:
-        nxt = month_end_day(day) + timedelta(days=1)
-        horizon = (month_end_day(nxt) - day).days + 1
-    fc = forecast(series.rename("total"), horizon, growth_per_month=growth_per_month)
-    # Forecast days start the day after the last history day; align to the as-of day.
-    period = f"{day.year:04d}-{day.month:02d}"
-    in_month = series[(series.index >= pd.Timestamp(day.replace(day=1)))
-                      & (series.index < pd.Timestamp(day))]
-    actual = _exact_before(con, period, day)
-    rest = (month_end_day(day) - day).days + 1
-    offset_days = max((day - fc.origin).days, 0) if len(series) else 0
-    window = fc.paths[:, offset_days:offset_days + rest].sum(axis=1)
-    total = Interval.of(window, float(actual))
-    month_end = MonthEnd(period=period, actual=actual, mean=total.mean, lo80=total.lo80,
-                         hi80=total.hi80, lo95=total.lo95, hi95=total.hi95, method=fc.method,
-                         note=fc.note, history_days=fc.history_days)
-    hist = series.rename("usd").rename_axis("day").reset_index()
-    fcf = fc.daily.reset_index()
-    _ = in_month
-    return {"history": hist, "forecast": fcf, "method": fc.method, "note": fc.note,
-            "history_days": fc.history_days, "month_end": month_end, "paths": fc.paths,
-            "origin": fc.origin}
-
-
-def _exact_before(con: duckdb.DuckDBPyConnection, period: str, day: date) -> Decimal:
-    """The period's spend on days before `day`: invoice lines rounded once, then summed."""
-    value = con.execute("""
-        SELECT coalesce(sum(cents_half_even(amount)), 0) FROM (
-            SELECT sum(amount_exact) AS amount FROM charges
-            WHERE period = $period AND day < $day GROUP BY meter, model, token_class)
-    """, {"period": period, "day": day}).fetchall()[0][0]
-    return Decimal(value)
+        horizon = (month_end_day(month_end_day(day) + timedelta(days=1)) - day).days + 1
+    fc = forecast(series, horizon, n_paths=N_PATHS, growth_per_month=growth_per_month,
+                  origin=day)
+    out = outlook(con, "total", "total", as_of_ms, "monthly", history=series.to_frame(),
+                  n_paths=N_PATHS, growth_per_month=growth_per_month)
+    total = out.total()
+    running = out.cumulative
+    month_cum = pd.DataFrame({"day": pd.to_datetime(out.days), "mean": running.mean(axis=0)})
+    for name, q in LEVELS.items():
+        month_cum[name] = np.percentile(running, q, axis=0) if running.size else []
+    month_end = MonthEnd(period=out.label, actual=out.actual, mean=total.mean, lo80=total.lo80,
+                         hi80=total.hi80, lo95=total.lo95, hi95=total.hi95,
+                         method=out.forecast.method, note=out.forecast.note,
+                         history_days=out.forecast.history_days)
+    invoiced = con.execute("""
+        SELECT coalesce(sum(amount), 0) FROM (
+            SELECT cents_half_even(sum(amount_exact)) AS amount FROM charges
+            WHERE period = $period GROUP BY meter, model, token_class)
+    """, {"period": out.label}).fetchall()[0][0]
+    return {"history": series.rename("usd").rename_axis("day").reset_index(),
+            "forecast": fc.daily.reset_index(), "month_cum": month_cum,
+            "month_actual": float(out.actual_exact), "month_end": month_end,
+            "month_invoiced": Decimal(invoiced),
+            "method": fc.method, "note": fc.note, "history_days": fc.history_days}
 
 
 def month_end(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> MonthEnd:
     """Just the month-end forecast (the Overview's card)."""
     day = as_of_day(as_of_ms)
-    return forecast_frame(con, f, as_of_ms, horizon=(month_end_day(day) - day).days + 1
+    return forecast_frame(con, f, as_of_ms, horizon=(month_end_day(day) - day).days + 1,
                           )["month_end"]
 
 
@@ -128,17 +135,91 @@ def backtest(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[
             "horizon": result.horizon, "improvement": result.improvement}
 
 
+BUDGETS_ENV = "AGENTTALLY_BUDGETS"
+DEFAULT_BUDGETS = Path("data") / "budgets.toml"
+
+
+def budgets_path() -> Path | None:
+    """$AGENTTALLY_BUDGETS, else data/budgets.toml (as `agenttally budgets`) when present."""
+    env = os.environ.get(BUDGETS_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_BUDGETS if DEFAULT_BUDGETS.exists() else None
+
+
+def _selected(statuses: list[Any], f: Filters) -> Any | None:
+    """The budget that matches the selection: the total when nothing is filtered, a team's
+    when exactly that team is; monthly before quarterly."""
+    if f.agents or f.models or len(f.teams) > 1:
+        return None
+    group, value = ("team", f.teams[0]) if f.teams else ("total", None)
+    matches = [s for s in statuses if s.budget.group == group and s.budget.value == value]
+    matches.sort(key=lambda s: s.budget.period != "monthly")
+    return matches[0] if matches else None
+
+
 def budgets(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[str, Any] | None:
-    """Budget status from reports.budgets, or None while that module is not there."""
+    """Every budget's status as of the rating (reports.budgets, on all charges: a budget is
+    for its own group, whatever the filters), and the one matching the selection.
+
+    None when there is no budgets file (or no reports.budgets). Returns {"file", "table"
+    (one row per budget), "selected": {"label", "delta", "help", "caption", "lines":
+    [{"label", "amount"}], "period"} or None}.
+    """
     try:
-        import reports.budgets  # noqa: F401
+        from reports.budgets import budget_status, load_budgets
     except ModuleNotFoundError as exc:
         if exc.name != "reports.budgets":
             raise
         return None
-    return _budget_status(con, f, as_of_ms)
+    path = budgets_path()
+    if path is None:
+        return None
+    narrow_charges(con, Filters())
+    statuses = budget_status(con, load_budgets(path), as_of_ms, n_paths=N_PATHS)
+    rows = []
+    for s in statuses:
+        cross = s.crossing
+        if cross is None:
+            crossing = ""
+        elif cross.crossed_on:
+            crossing = f"crossed {cross.crossed_on:%d %b}"
+        elif cross.median:
+            crossing = (f"{cross.median:%d %b} (80%: {_day(cross.p10)} – {_day(cross.p90)})")
+        else:
+            crossing = f"not before {s.end:%d %b} ({cross.probability:.0%} chance)"
+        rows.append({
+            "budget": s.budget.name,
+            "group": "total" if s.budget.group == "total" else
+                     f"{s.budget.group}: {s.budget.value}",
+            "period": s.period, "amount": float(s.budget.amount), "actual": float(s.actual),
+            "used %": float(s.used_percent), "forecast": float(s.forecast_end.mean),
+            "forecast 80%": f"{s.forecast_end.lo80:,.0f} – {s.forecast_end.hi80:,.0f}",
+            "overrun odds": s.p_overrun, "100% crossed": crossing,
+        })
+    chosen = _selected(statuses, f)
+    selected = None
+    if chosen is not None:
+        amount = chosen.budget.amount
+        cross = chosen.crossing
+        if cross is not None and cross.crossed_on:
+            when = f"exceeded on {cross.crossed_on:%d %b}"
+        elif cross is not None and cross.median:
+            when = f"likely exceeded {cross.median:%d %b}"
+        else:
+            when = "not expected to be exceeded"
+        selected = {
+            "label": f"{chosen.used_percent}% used",
+            "delta": f"{float(chosen.forecast_end.mean / amount):.0%} forecast",
+            "help": f"{chosen.budget.name}: {chosen.budget.period} budget of ${amount:,.0f} "
+                    f"for {chosen.period}. {chosen.note}.",
+            "caption": f"of ${amount:,.0f} · {chosen.p_overrun:.0%} chance of overrun · {when}",
+            "period": chosen.period, "monthly": chosen.budget.period == "monthly",
+            "lines": [{"label": f"{t.percent}% of budget", "amount": float(t.amount)}
+                      for t in chosen.thresholds],
+        }
+    return {"file": str(path), "table": pd.DataFrame(rows), "selected": selected}
 
 
-def _budget_status(con: duckdb.DuckDBPyConnection, f: Filters,
-                   as_of_ms: int) -> dict[str, Any] | None:  # pragma: no cover - wired later
-    return None
+def _day(value: date | None) -> str:
+    return "after the period" if value is None else f"{value:%d %b}"

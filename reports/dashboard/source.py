@@ -62,15 +62,23 @@ def store_version(path: str | Path) -> tuple[int, int, int, int]:
 def read_store(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection for one batch of queries, closed right after.
 
-    Installs the money macros (temp objects, allowed on a read-only store) and turns the
-    progress bar off. Raises StoreError when there is no store at `path`.
+    Installs the money macros (temp objects, allowed on a read-only store), names the stored
+    unrated usage `unrated` as the rating leaves it (reports read that name), and turns the
+    progress bar off. Raises StoreError when there is no store at `path`, or when it predates
+    the persisted charges (schema v2) and so cannot be migrated read-only.
     """
     if not Path(path).exists():
         raise StoreError(f"{path}: no store here yet")
     con = connect(path, read_only=True)
     try:
         con.execute("SET enable_progress_bar = false")
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+        if not {"events", "charges", "unrated_usage", "rating_runs"} <= tables:
+            raise StoreError(f"{path}: this store predates the dashboard's tables; run "
+                             "`agenttally rate` once to upgrade it")
         install_sql_macros(con)
+        con.execute("CREATE TEMP VIEW unrated AS SELECT * FROM unrated_usage")
         yield con
     finally:
         con.close()

@@ -130,7 +130,9 @@ def _collect(url, db, *, until=None, timeout_s=20.0, once=False, after=None, **o
     return asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_day_collected_live_equals_the_day_ingested_directly(emulator, direct, tmp_path):
+    """~4 s: the day is replayed in 3 s of wall time so that it is collected live."""
     server, replay = emulator(speed=(END_MS - START_MS) / 3000)  # the day in ~3 s
     db = tmp_path / "live.duckdb"
 
@@ -144,10 +146,12 @@ def test_a_day_collected_live_equals_the_day_ingested_directly(emulator, direct,
     assert _tables(db) == direct
 
 
+@pytest.mark.slow
 def test_faults_and_restarts_lose_nothing_and_double_nothing(
     emulator, direct, tmp_path, caplog
 ):
-    """Faults on every path, a kill -9 and a SIGTERM mid-run, then a third run to the end.
+    """Faults on every path, 6 streams for 24 sessions, a kill -9 and a SIGTERM mid-run, then
+    a third run to the end.
 
     Slowest test here (~10 s): two collector processes start (imports) while the day replays.
     """
@@ -165,7 +169,7 @@ def test_faults_and_restarts_lose_nothing_and_double_nothing(
     assert 0 < before < N_EVENTS, "the restarts should fall mid-run"
 
     caplog.set_level(logging.DEBUG)
-    stats = _collect(server.url, db, timeout_s=25,
+    stats = _collect(server.url, db, timeout_s=25, max_streams=6,
                      until=lambda c: c.stats.stored >= N_EVENTS - before and replay.done,
                      after=lambda _: asyncio.sleep(0.6))
     ids = _stored_ids(db)
@@ -175,6 +179,7 @@ def test_faults_and_restarts_lose_nothing_and_double_nothing(
     with open_store(db, read_only=True) as con:
         refused = con.execute("SELECT sum(duplicates) FROM ingest_log").fetchone()[0]
     assert stats.skipped_duplicates + refused > 0  # duplicates did arrive, and were dropped
+    assert stats.evictions > 0  # 6 streams for 24 sessions: idle ones made room
 
     logs.append(caplog.text)
     assert caplog.text and all(KEY not in text for text in logs)
@@ -186,16 +191,21 @@ def _run_process(url: str, db: Path, sig: int, logs: list[str]) -> subprocess.Co
     env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "reports.cli_collect", "--db", str(db), "collect",
            "--base-url", url, "--poll-interval", "0.1", "--sweep-interval", "0.5",
-           "--flush-interval", "0.2", "--heartbeat-timeout", "1", "--read-rpm", "60000", "-v"]
+           "--flush-interval", "0.2", "--heartbeat-timeout", "1", "--read-rpm", "60000",
+           "--max-streams", "6", "-v"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
     deadline = time.monotonic() + 15
-    while not any(re.search(r"flushed \d+ lines: [1-9][\d,]* new", x) for x in lines):
-        assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-        time.sleep(0.02)
+    try:
+        while not any(re.search(r"flushed \d+ lines: [1-9][\d,]* new", x) for x in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.02)
+    except BaseException:
+        proc.kill()
+        raise
     proc.send_signal(sig)
     proc.wait(timeout=15)
     reader.join(5)  # the reader owns stderr; communicate() would race it for lines
@@ -328,3 +338,44 @@ def test_the_collector_never_imports_the_emulator():
             "sys.exit(any(m.startswith('meter.emulator') for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode == 0
+
+
+def test_sse_frames_parse_across_chunk_boundaries_and_line_endings():
+    from meter.collector.client import _sse_frames
+
+    wire = (b": comment\r\nevent: session.status_idle\r\ndata: {\"a\":\r\n"
+            b"data: 1}\r\n\r\nevent: ping\ndata: {}\n\n\n"
+            b"data: {\"type\":\"agent.message\"}\r\r"
+            b"event: session.usage\ndata: {\"cut\"")  # cut off: never dispatched
+    chunks = [wire[i:i + 5] for i in range(0, len(wire), 5)]
+
+    async def body():
+        for chunk in chunks:
+            yield chunk
+
+    async def frames():
+        resp = httpx.Response(200, content=body())
+        return [(f.event, f.data) async for f in _sse_frames(resp)]
+
+    assert asyncio.run(frames()) == [
+        ("session.status_idle", '{"a":\n1}'), ("ping", "{}"),
+        ("message", '{"type":"agent.message"}')]
+
+
+def test_cli_takes_db_before_or_after_the_verb_and_reads_since():
+    import argparse
+
+    from reports.cli_collect import parse_since, register
+
+    parser = argparse.ArgumentParser(prog="agenttally")
+    parser.add_argument("--db", default=None)
+    register(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["--db", "a.duckdb", "collect", "--once"]).db == "a.duckdb"
+    assert parser.parse_args(["collect", "--db", "b.duckdb"]).db == "b.duckdb"
+    args = parser.parse_args(["emulate", "--sample", "--speed", "instant", "--fault", "dup=3"])
+    assert (args.speed, args.fault, args.port) == (None, ["dup=3"], 8765)
+    assert parse_since("2026-11-01") == parse_ms("2026-11-01T00:00:00.000Z")
+    assert parse_since("2026-11-01T09:00:00Z") == parse_ms("2026-11-01T09:00:00.000Z")
+    assert parse_since("36h", now=1_000_000) == (1_000_000 - 36 * 3600) * 1000
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a date"):
+        parse_since("last tuesday")

@@ -1,0 +1,100 @@
+"""Chargeback: who spent what, by team, project or any tag, to the cent of the invoice."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from reports.dashboard import ui
+
+state, f = ui.current()
+ui.page_header("Chargeback", f"{ui.period_label(f.period)} · {ui.filters_note(f)}")
+
+try:
+    import reports.chargeback  # noqa: F401
+except ModuleNotFoundError:
+    st.info("Chargeback reports are not available in this build.", icon=":material/info:")
+    st.stop()
+
+keys = ui.batch("chargeback_keys")
+c1, c2, c3 = st.columns([2, 2, 3])
+by = c1.selectbox("Group by", keys, key="cb_by",
+                  format_func=lambda k: k.replace("_", " ").capitalize(),
+                  help="A tag key of the sessions (team, project, cost center, ...). Tags are "
+                       "read from the session, else its agent, else its environment.")
+mode = c2.segmented_control("Mode", ["chargeback", "showback"], default="chargeback",
+                            key="cb_mode", format_func=str.capitalize,
+                            help="Chargeback re-assigns shared costs by the allocation rules; "
+                                 "showback leaves them where they fall.") or "chargeback"
+chart_kind = c3.segmented_control("Chart", ["Treemap", "Sunburst"], default="Treemap",
+                                  key="cb_chart") or "Treemap"
+
+with st.spinner("Allocating the period's charges…"):
+    report = ui.batch("chargeback", f=f, by=by, mode=mode)
+table, tree = report["table"], report["tree"]
+
+m1, m2, m3 = st.columns(3)
+m1.metric("Allocated", ui.usd(report["total"]), border=True,
+          help="Every dollar lands in exactly one group; the groups add up to the invoice.")
+m2.metric("Invoice total", ui.usd(report["invoice_total"]), border=True)
+m3.metric("Groups", f"{len(table):,}", border=True)
+st.caption("Allocation rules: " + (f"`{report['rules']}`" if report["rules"] else
+           "defaults (session tag, else agent, else environment; nothing shared) — set "
+           "`AGENTTALLY_ALLOCATION` to a rules file to change them")
+           + (" · provisional: sessions still running" if report["provisional"] else ""))
+for warning in report["warnings"]:
+    st.warning(warning, icon=":material/warning:")
+
+if tree.empty:
+    st.info("No charges in this period under the current filters.", icon=":material/filter_alt:")
+else:
+    names = ui.series_order(list(tree["series"].unique()))
+    colours = ui.series_colours(names)
+    colours["(?)"] = "#EEEEEE"
+    tree = tree.assign(root="All")
+    maker = px.treemap if chart_kind == "Treemap" else px.sunburst
+    fig = maker(tree, path=["root", "group", "series"], values="amount", color="series",
+                color_discrete_map={**colours, "(?)": "#E8E8E8"})
+    fig.update_traces(hovertemplate="<b>%{label}</b><br>%{value:$,.2f}"
+                                    "<br>%{percentRoot:.1%} of all<extra></extra>",
+                      texttemplate="<b>%{label}</b><br>%{value:$,.0f}")
+    if chart_kind == "Treemap":
+        fig.update_traces(root_color="rgba(0,0,0,0)", marker={"cornerradius": 4})
+    st.plotly_chart(ui.style(fig, height=460, legend=False), width="stretch",
+                    key="cb_chart_fig")
+
+st.subheader("By " + by.replace("_", " "), anchor=False)
+money_cols = [c for c in table.columns if c.startswith("cost_") or c in ("shared", "total")]
+config = {c: st.column_config.NumberColumn(
+    c.replace("cost_tokens:", "").replace("cost_", "").replace("_", " "), format="dollar")
+    for c in money_cols}
+config.update({
+    "share_pct": st.column_config.ProgressColumn("share", format="%.1f%%", min_value=0,
+                                                 max_value=100),
+    "sessions": st.column_config.NumberColumn(format="localized"),
+    "running_hours": st.column_config.NumberColumn("running h", format="%.1f"),
+    "tokens": st.column_config.NumberColumn(format="compact"),
+    "cost_per_session": st.column_config.NumberColumn("per session", format="dollar"),
+    "cost_per_running_hour": st.column_config.NumberColumn("per running h", format="dollar"),
+})
+st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+
+st.subheader("Download", anchor=False)
+st.caption("Built when you click, from the same charges: the table above, the charge lines "
+           "(one per day × session × SKU), or FOCUS 1.2 rows for FinOps tools.")
+period = f.period or "all"
+cols = st.columns(3)
+for col, (what, title) in zip(cols, (("chargeback", "Chargeback table"),
+                                     ("charges", "Charge lines"), ("focus", "FOCUS 1.2")),
+                              strict=True):
+    col.markdown(f"**{title}**")
+    left, right = col.columns(2)
+    for box, fmt in ((left, "csv"), (right, "parquet")):
+        box.download_button(
+            "CSV" if fmt == "csv" else "Parquet",
+            data=lambda w=what, x=fmt: ui.fresh("export", f=f, what=w, fmt=x, by=by, mode=mode),
+            file_name=(f"agenttally-{what}-{period}"
+                       f"{'-' + by if what == 'chargeback' else ''}.{fmt}"),
+            mime="text/csv" if fmt == "csv" else "application/vnd.apache.parquet",
+            icon=":material/download:", on_click="ignore", width="stretch",
+            key=f"dl_{what}_{fmt}")

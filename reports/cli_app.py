@@ -1,0 +1,94 @@
+"""`agenttally serve`: the dashboard on the local store, with something to show at first start.
+
+It opens (or creates) the store, seeds two months of the demo profile when the store holds no
+event, rates the usage and stores the charges exactly as `agenttally rate` does, then replaces
+itself with `streamlit run app.py` bound to 127.0.0.1, the store passed as AGENTTALLY_DB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from meter.store import default_db_path, open_store
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def prepare_store(path: Path, *, demo: bool = True, demo_days: int = 60, rate: bool = True,
+                  pricebooks: str | None = None) -> None:
+    """Create the store if needed, seed the demo into an empty one, and rate it."""
+    with open_store(path) as con:
+        events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        if events == 0 and demo:
+            try:
+                from reports.cli_simulate import seed_demo
+            except ImportError:
+                print("the simulator is not available: starting on an empty store",
+                      file=sys.stderr)
+            else:
+                print(f"{path}: empty store, seeding {demo_days} days of the demo profile...",
+                      file=sys.stderr)
+                result = seed_demo(con, days=demo_days)
+                print(f"seeded {getattr(result, 'sessions', 0):,} sessions, "
+                      f"{getattr(result, 'events', 0):,} events", file=sys.stderr)
+                events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    if rate and events:
+        from reports.cli_pricing import cmd_rate
+
+        cmd_rate(argparse.Namespace(db=str(path), as_of=None, pricebooks=pricebooks,
+                                    span_cache_ttl=None))
+
+
+def streamlit_command(address: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address,
+            "--server.port", str(port), "--server.headless", "true"]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    path = Path(args.db or default_db_path()).resolve()
+    if not APP.exists():
+        raise FileNotFoundError(f"{APP}: the dashboard ships with the source tree; run "
+                                "`agenttally serve` from a clone of the repository")
+    prepare_store(path, demo=not args.no_demo, demo_days=args.demo_days,
+                  rate=not args.no_rate, pricebooks=args.pricebooks)
+    env = dict(os.environ, AGENTTALLY_DB=str(path))
+    command = streamlit_command(args.address, args.port)
+    print(f"dashboard: http://{args.address}:{args.port}  (store {path})", file=sys.stderr)
+    # The app's .streamlit/config.toml and data/ (scenarios, budgets) are read from the
+    # repository root.
+    os.chdir(APP.parent)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, env)
+    return 0  # not reached
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from reports.cli import _add_common
+
+    p = sub.add_parser(
+        "serve", help="open the dashboard (seeds the demo into an empty store, rates it)",
+        description="Prepare the store (demo data when empty, fresh charges) and run the "
+                    "Streamlit dashboard on 127.0.0.1.",
+        epilog="examples:\n  agenttally serve\n"
+               "  agenttally serve --db data/prod.duckdb --port 8502 --no-demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p)
+    p.add_argument("--port", type=int, default=8501, help="port to listen on (8501)")
+    p.add_argument("--address", default="127.0.0.1",
+                   help="address to bind (127.0.0.1: this machine only)")
+    p.add_argument("--no-demo", action="store_true",
+                   help="do not seed the demo profile into an empty store")
+    p.add_argument("--demo-days", type=int, default=60, help="days of demo data to seed (60)")
+    p.add_argument("--no-rate", action="store_true",
+                   help="serve the charges as last rated (skip `agenttally rate`)")
+    p.add_argument("--pricebooks", help="folder of price book TOML files (default: "
+                                        "data/pricebooks)")
+    p.set_defaults(func=cmd_serve)
+
+
+__all__ = ["cmd_serve", "prepare_store", "register", "streamlit_command"]
+

@@ -1,0 +1,339 @@
+"""Verbs of the planning side: forecast, budgets, whatif."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from meter.store import open_store
+from pricing.pricebook import default_pricebook_dir, load_pricebooks
+from pricing.rating import RatingOptions
+from pricing.scenario import Scenario, load_scenario
+from pricing.whatif import GROUP_SQL, Comparison, compare, run_whatif
+from reports.backtest import run_backtest
+from reports.budgets import budget_status, load_budgets, outlook
+from reports.cli import iso_ms, parse_instant
+from reports.cli_pricing import _rating_args, current_period, rate_store
+from reports.forecast import Interval, daily_series, forecast
+from reports.render import render
+
+DEFAULT_BUDGETS = "data/budgets.toml"
+
+
+def _rated_table(con, args: argparse.Namespace, *, for_forecast: bool) -> tuple[int, str, Any]:
+    """Rate the store (under --scenario when given); returns (as_of, table, scenario)."""
+    if not getattr(args, "scenario", None):
+        return rate_store(con, args), "charges", None
+    scenario = load_scenario(args.scenario)
+    if for_forecast:
+        # Forecasts grow from the as-of day; growth of the history would be counted twice.
+        scenario = scenario.model_copy(
+            update={"usage": scenario.usage.model_copy(update={"growth_from": None})})
+    as_of = parse_instant(args.as_of)
+    books = load_pricebooks(args.pricebooks or default_pricebook_dir())
+    what_if = run_whatif(con, books, scenario, RatingOptions(as_of_ms=as_of,
+                                                             span_cache_ttl=args.span_cache_ttl))
+    return as_of, what_if.scenario_table, scenario
+
+
+def _growth(scenario: Scenario | None) -> float | None:
+    if scenario is None or scenario.usage.session_growth_percent_per_month is None:
+        return None
+    return float(scenario.usage.session_growth_percent_per_month)
+
+
+def _interval_cells(i: Interval) -> list[Decimal]:
+    return [i.mean, i.lo80, i.hi80, i.lo95, i.hi95]
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None or value != value else f"{value:.1f}"
+
+
+# --- forecast ----------------------------------------------------------------------------
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    with open_store(args.db, read_only=True) as con:
+        as_of, table, scenario = _rated_table(con, args, for_forecast=True)
+        as_of_day = datetime.fromtimestamp(as_of / 1000, UTC).date()
+        history = daily_series(con, args.by, table=table, end=as_of_day)
+        groups = list(history.columns) or ["total"]
+        growth = _growth(scenario)
+        rows, daily_rows, backtests = [], [], []
+        for group in groups:
+            series = history[group] if group in history.columns else history.iloc[:, :0].sum(1)
+            if args.horizon in ("month", "quarter"):
+                view = outlook(con, args.by, group, as_of, args.horizon + "ly", table=table,
+                               history=history, n_paths=args.paths, seed=args.seed,
+                               growth_per_month=growth)
+                fc, total = view.forecast, view.total()
+                rows.append([group, view.label, view.actual, *_interval_cells(total),
+                             fc.history_days, fc.method])
+                days = view.cumulative.shape[1]
+            else:
+                horizon = int(args.horizon)
+                fc = forecast(series, horizon, n_paths=args.paths, seed=args.seed,
+                              growth_per_month=growth, group=group, origin=as_of_day)
+                last = as_of_day + timedelta(days=horizon - 1)
+                rows.append([group, f"{as_of_day}..{last}", *_interval_cells(fc.total()),
+                             fc.history_days, fc.method])
+                days = horizon
+            for day, r in fc.daily.iloc[:days].iterrows():
+                daily_rows.append([day.date(), group, *[round(float(r[c]), 2) for c in
+                                                        ("median", "mean", "lo80", "hi80",
+                                                         "lo95", "hi95")]])
+            if fc.method.startswith(("fallback", "none")):
+                print(f"note: {group}: {fc.note}")
+            if args.backtest:
+                backtests.append(run_backtest(series, horizon=args.backtest_horizon,
+                                              n_origins=args.origins, group=group,
+                                              seed=args.seed))
+    head = ["group", "period", "actual_to_date"] if args.horizon in ("month", "quarter") \
+        else ["group", "days"]
+    columns = head + ["forecast", "lo80", "hi80", "lo95", "hi95", "history_days", "method"]
+    title = f"Forecast by {args.by} as of {iso_ms(as_of)}" + \
+        (f" under scenario {scenario.name}" if scenario else "") + \
+        " (USD; 80% and 95% prediction intervals)"
+    _emit(args, title, columns, rows)
+    if args.daily:
+        _emit(args, "\nDaily", ["day", "group", "median", "mean", "lo80", "hi80", "lo95",
+                                "hi95"], daily_rows)
+    if backtests:
+        bt_rows = []
+        for bt in backtests:
+            for s in bt.scores:
+                bt_rows.append([bt.group, s.method, _pct(s.mape), _pct(s.smape),
+                                _pct(s.period_end_mape), _pct(s.coverage80),
+                                _pct(s.coverage95), s.points])
+        _emit(args, f"\nBacktest: rolling origin, {args.origins} origins, "
+                    f"{args.backtest_horizon}-day horizon (percent)",
+              ["group", "method", "MAPE", "sMAPE", "month_end_MAPE", "coverage80",
+               "coverage95", "points"], bt_rows)
+        if args.format == "table":
+            for bt in backtests:
+                if bt.improvement is not None and bt.origins:
+                    print(f"{bt.group}: model MAPE {bt.improvement:.1f}% lower than the better "
+                          f"baseline (target >= 20%); 80% interval coverage "
+                          f"{_pct(bt.score('model').coverage80)}% (target 75-85%)")
+                for note in bt.notes:
+                    print(f"{bt.group}: {note}")
+    return 0
+
+
+def _emit(args: argparse.Namespace, title: str, columns: list[str], rows: list[list]) -> None:
+    if args.format == "table":
+        print(title)
+    print(render(columns, rows, args.format).rstrip("\n"))
+
+
+# --- budgets -----------------------------------------------------------------------------
+
+
+def _day(d: date | None) -> str:
+    return d.isoformat()[5:] if d else "after"
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
+    budgets = load_budgets(args.budgets)
+    with open_store(args.db, read_only=True) as con:
+        as_of, table, scenario = _rated_table(con, args, for_forecast=True)
+        statuses = budget_status(con, budgets, as_of, table=table, n_paths=args.paths,
+                                 seed=args.seed, growth_per_month=_growth(scenario))
+    if args.format == "json":
+        print(json.dumps([_status_json(s) for s in statuses], indent=2))
+        return 0
+    rows = []
+    for s in statuses:
+        c = s.crossing
+        crossing = ""
+        if c is not None:
+            crossing = (f"crossed {c.crossed_on}" if c.crossed_on else
+                        f"{_day(c.median)} ({_day(c.p10)}..{_day(c.p90)})")
+        rows.append([s.budget.name, s.period, s.budget.amount, s.actual, str(s.used_percent),
+                     s.forecast_end.mean, f"{s.forecast_end.lo80}..{s.forecast_end.hi80}",
+                     f"{100 * s.p_overrun:.0f}%", crossing, _thresholds(s)])
+    columns = ["budget", "period", "amount", "actual", "used_%", "forecast_end", "80%_range",
+               "p_overrun", "crosses_100%", "thresholds"]
+    title = f"Budgets as of {iso_ms(as_of)}" + (f" under scenario {scenario.name}"
+                                                 if scenario else "")
+    _emit(args, title, columns, rows)
+    if args.format == "table":
+        for s in statuses:
+            for note in s.notes + ([s.note] if s.method.startswith(("fallback", "none"))
+                                   else []):
+                print(f"note: {s.budget.name}: {note}")
+    return 0
+
+
+def _thresholds(s) -> str:
+    parts = []
+    for t in s.thresholds:
+        if t.crossed_on:
+            parts.append(f"{t.percent}% crossed {_day(t.crossed_on)}")
+        else:
+            parts.append(f"{t.percent}% p={100 * t.probability:.0f}% ~{_day(t.median)}")
+    return "; ".join(parts)
+
+
+def _status_json(s) -> dict:
+    def d(x: date | None) -> str | None:
+        return x.isoformat() if x else None
+
+    f = s.forecast_end
+    return {
+        "budget": s.budget.name, "group": s.budget.group, "value": s.budget.value,
+        "period": s.period, "start": d(s.start), "end": d(s.end - timedelta(days=1)),
+        "amount": str(s.budget.amount), "actual": str(s.actual),
+        "used_percent": str(s.used_percent),
+        "forecast_end": {"mean": str(f.mean), "lo80": str(f.lo80), "hi80": str(f.hi80),
+                         "lo95": str(f.lo95), "hi95": str(f.hi95)},
+        "p_overrun": round(s.p_overrun, 4), "method": s.method, "note": s.note,
+        "thresholds": [{"percent": t.percent, "amount": str(t.amount),
+                        "crossed_on": d(t.crossed_on), "probability": round(t.probability, 4),
+                        "median": d(t.median), "p10": d(t.p10), "p90": d(t.p90)}
+                       for t in s.thresholds],
+        "notes": s.notes,
+    }
+
+
+# --- whatif ------------------------------------------------------------------------------
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario_file)
+    as_of = parse_instant(args.as_of)
+    books = load_pricebooks(args.pricebooks or default_pricebook_dir())
+    with open_store(args.db, read_only=True) as con:
+        what_if = run_whatif(con, books, scenario,
+                             RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
+        period = args.period or current_period(as_of)
+        comparison = compare(con, by=args.by, period=period, what_if=what_if)
+    if args.format == "json":
+        print(_comparison_json(comparison, scenario))
+        return 0
+    meter_rows = [[r.meter, r.baseline, r.scenario, r.delta, _signed(r.delta_percent)]
+                  for r in comparison.by_meter()]
+    b, s = comparison.baseline_total, comparison.scenario_total
+    meter_rows.append(["TOTAL", b, s, s - b,
+                       _signed((s - b) * 100 / b if b else None)])
+    if args.format == "csv":
+        cols = ["group", "meter", "baseline", "scenario", "delta", "delta_percent"]
+        rows = [[r.group, r.meter, r.baseline, r.scenario, r.delta, _signed(r.delta_percent)]
+                for r in comparison.rows]
+        print(render(cols, rows, "csv").rstrip("\n"))
+        return 0
+    print(f"What-if {scenario.name} vs baseline, period {period}, as of {iso_ms(as_of)} (USD)")
+    if scenario.description:
+        print(scenario.description.strip())
+    print(render(["meter", "baseline", "scenario", "delta", "delta_%"], meter_rows))
+    if args.by:
+        groups: dict[str, list[Decimal]] = {}
+        for r in comparison.rows:
+            pair = groups.setdefault(r.group or "", [Decimal("0.00"), Decimal("0.00")])
+            pair[0] += r.baseline
+            pair[1] += r.scenario
+        print(f"\nby {args.by}:")
+        print(render([args.by, "baseline", "scenario", "delta", "delta_%"],
+                     [[g, gb, gs, gs - gb, _signed((gs - gb) * 100 / gb if gb else None)]
+                      for g, (gb, gs) in groups.items()]))
+    for note in comparison.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _signed(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    value = Decimal(value).quantize(Decimal("0.1"))
+    return f"+{value}" if value > 0 else str(value)
+
+
+def _comparison_json(c: Comparison, scenario: Scenario) -> str:
+    def row(r) -> dict:
+        return {"group": r.group, "meter": r.meter, "baseline": str(r.baseline),
+                "scenario": str(r.scenario), "delta": str(r.delta),
+                "delta_percent": None if r.delta_percent is None else str(r.delta_percent)}
+
+    return json.dumps({
+        "scenario": scenario.name, "description": scenario.description, "period": c.period,
+        "by": c.by, "rows": [row(r) for r in c.rows],
+        "by_meter": [row(r) for r in c.by_meter()],
+        "baseline_total": str(c.baseline_total), "scenario_total": str(c.scenario_total),
+        "delta": str(c.scenario_total - c.baseline_total), "notes": list(c.notes),
+    }, indent=2)
+
+
+# --- registration ------------------------------------------------------------------------
+
+
+def _horizon(text: str) -> str:
+    if text in ("month", "quarter"):
+        return text
+    if text.isdigit() and int(text) > 0:
+        return text
+    raise argparse.ArgumentTypeError(f"expected a number of days, month or quarter, got {text!r}")
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", help="forecast under a what-if scenario TOML (its growth "
+                                      "applies from --as-of on)")
+    p.add_argument("--paths", type=int, default=2000, help="simulated sample paths (2000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sample paths (0)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from reports.cli import _add_common
+
+    p = sub.add_parser(
+        "forecast", help="forecast daily cost with 80%%/95%% prediction intervals",
+        description="Forecast cost per group: ETS with weekly seasonality on log daily cost "
+                    "(a flat fallback under 14 days of history, which says so).",
+        epilog="examples:\n  agenttally forecast --by team --horizon 30 --backtest\n"
+               "  agenttally forecast --horizon month --scenario data/scenarios/"
+               "opus-to-sonnet.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=True)
+    _rating_args(p)
+    p.add_argument("--by", default="total", choices=list(GROUP_SQL), help="group (total)")
+    p.add_argument("--horizon", type=_horizon, default="30",
+                   help="days ahead, or month / quarter for the period-end total (30)")
+    p.add_argument("--daily", action="store_true", help="also print the daily forecasts")
+    p.add_argument("--backtest", action="store_true",
+                   help="score the model against seasonal-naive and run-rate baselines")
+    p.add_argument("--backtest-horizon", type=int, default=14, help="days per origin (14)")
+    p.add_argument("--origins", type=int, default=12, help="backtest origins (12)")
+    _sampling_args(p)
+    p.set_defaults(func=cmd_forecast)
+
+    p = sub.add_parser(
+        "budgets", help="budgets: actual, forecast at period end, overrun odds, crossing dates",
+        description="Each budget's period: actual to date, forecast at period end with its "
+                    "80%% range, probability of overrun, and when each threshold is crossed "
+                    "(median day and 80%% range over simulated paths).",
+        epilog="example:\n  agenttally budgets --budgets data/budgets.toml --as-of 2026-11-20",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=True)
+    _rating_args(p)
+    p.add_argument("--budgets", default=DEFAULT_BUDGETS, help=f"budgets TOML ({DEFAULT_BUDGETS})")
+    _sampling_args(p)
+    p.set_defaults(func=cmd_budgets)
+
+    p = sub.add_parser(
+        "whatif", help="re-rate the same usage under a scenario, side by side with the baseline",
+        description="Baseline vs scenario per meter (and group) with deltas; money exact, "
+                    "each line rounded half-even to the cent.",
+        epilog="examples:\n  agenttally whatif data/scenarios/opus-to-sonnet.toml --by team\n"
+               "  agenttally whatif data/scenarios/build-vs-buy.toml --period 2026-Q4 "
+               "--format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=True)
+    _rating_args(p)
+    p.add_argument("scenario_file", metavar="SCENARIO.toml", help="the scenario")
+    p.add_argument("--period", help="YYYY-MM, YYYY-Qn, YYYY or all (default: the month of "
+                                    "--as-of)")
+    p.add_argument("--by", choices=list(GROUP_SQL), help="also compare per group")
+    p.set_defaults(func=cmd_whatif)

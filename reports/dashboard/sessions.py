@@ -1,0 +1,118 @@
+"""Sessions page data: the period's sessions by cost, and one session's timeline and bill.
+
+The list is the rated charges grouped by session (the top `limit` only leave DuckDB). A
+session's timeline is read live from its events: its running/idle intervals come from
+meter.intervals (the rating's rules; DuckDB pushes the session filter into the windows, so
+one session costs milliseconds on any store), thread lanes and model requests from the raw
+tables. Its bill is its charge lines, each rounded half-even to the cent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from meter.intervals import INTERVALS_SQL
+from reports.dashboard.filters import TEAM_SQL, Filters, filtered_charges
+
+__all__ = ["session_detail", "session_list"]
+
+
+def session_list(con: duckdb.DuckDBPyConnection, f: Filters, search: str = "",
+                 limit: int = 200) -> pd.DataFrame:
+    """The `limit` costliest sessions of `f.period` under the filters; `search` matches the
+    session id, its title or its agent's name (case-insensitive substring).
+
+    Columns: session_id, title, team, project, agent, model, status, created (UTC
+    timestamp), cost (float, cents), running_h, tokens, provisional.
+    """
+    sub, params = filtered_charges(f)
+    params["limit"] = limit
+    where = ""
+    if search.strip():
+        params["q"] = f"%{search.strip()}%"
+        where = ("WHERE s.session_id ILIKE $q OR coalesce(d.title, '') ILIKE $q "
+                 "OR coalesce(d.agent_name, '') ILIKE $q")
+    return con.execute(f"""
+        WITH s AS (
+            SELECT session_id, any_value(agent_id) AS agent_id, sum(amount_exact) AS exact,
+                   coalesce(sum(quantity) FILTER (WHERE meter = 'runtime'), 0) AS running_ms,
+                   coalesce(sum(quantity) FILTER (WHERE meter = 'tokens' AND tier = 'standard'),
+                            0) AS tokens,
+                   bool_or(provisional) AS provisional
+            FROM {sub} GROUP BY session_id)
+        SELECT s.session_id, d.title,
+               coalesce(d.metadata->>'$.team', '(untagged)') AS team,
+               d.metadata->>'$.project' AS project,
+               coalesce(d.agent_name, s.agent_id) AS agent, d.model_id AS model,
+               d.status, make_timestamp(d.created_ms * 1000) AS created,
+               CAST(cents_half_even(s.exact) AS DOUBLE) AS cost,
+               s.running_ms / 3600000.0 AS running_h, s.tokens::BIGINT AS tokens,
+               s.provisional
+        FROM s LEFT JOIN sessions d USING (session_id)
+        {where}
+        ORDER BY s.exact DESC, s.session_id LIMIT $limit
+    """, params).fetch_df()
+
+
+def session_detail(con: duckdb.DuckDBPyConnection, session_id: str,
+                   as_of_ms: int) -> dict[str, Any]:
+    """One session: {"info": dict or None, "intervals", "threads", "requests", "bill"}.
+
+    intervals: status, start_ms, end_ms, duration_ms, provisional (session level, as of
+    `as_of_ms`); threads: thread lanes (thread_id, agent_name, status, start_ms, end_ms);
+    requests: at_ms, thread_id, input/output/cache tokens, speed, is_error; bill: meter,
+    model, token_class, tier, quantity, unit, unit_price, price_unit, amount (cents).
+    """
+    info_rows = con.execute(f"""
+        SELECT session_id, title, status, agent_id, agent_name, model_id, model_speed,
+               inference_geo, environment_id, created_ms, updated_ms,
+               CAST(metadata AS VARCHAR) AS metadata, {TEAM_SQL.replace('tags', 'metadata')}
+                   AS team
+        FROM sessions WHERE session_id = $sid
+    """, {"sid": session_id}).fetchall()
+    cols = ["session_id", "title", "status", "agent_id", "agent_name", "model_id",
+            "model_speed", "inference_geo", "environment_id", "created_ms", "updated_ms",
+            "metadata", "team"]
+    info = dict(zip(cols, info_rows[0], strict=True)) if info_rows else None
+    intervals = con.execute(f"""
+        SELECT status, start_ms, end_ms, duration_ms, provisional
+        FROM ({INTERVALS_SQL}) WHERE session_id = $sid ORDER BY start_ms
+    """, {"as_of": as_of_ms, "sid": session_id}).fetch_df()
+    threads = con.execute("""
+        WITH ev AS (
+            SELECT thread_id, status, at_ms,
+                   lead(at_ms) OVER (PARTITION BY thread_id ORDER BY at_ms, event_id) AS next_ms
+            FROM status_events
+            WHERE session_id = $sid AND thread_id IS NOT NULL AND at_ms <= $as_of)
+        SELECT ev.thread_id, any_value(t.agent_name) AS agent_name, ev.status,
+               ev.at_ms AS start_ms,
+               CASE WHEN ev.status = 'terminated' THEN ev.at_ms
+                    ELSE coalesce(ev.next_ms, $as_of) END AS end_ms
+        FROM ev LEFT JOIN threads t ON t.session_id = $sid AND t.thread_id = ev.thread_id
+        GROUP BY ALL ORDER BY ev.thread_id, start_ms
+    """, {"sid": session_id, "as_of": as_of_ms}).fetch_df()
+    requests = con.execute("""
+        SELECT at_ms, thread_id, input_tokens, output_tokens, cache_write_tokens,
+               cache_read_tokens, speed, is_error
+        FROM model_requests WHERE session_id = $sid AND at_ms <= $as_of ORDER BY at_ms
+    """, {"sid": session_id, "as_of": as_of_ms}).fetch_df()
+    bill = con.execute("""
+        SELECT meter, model, token_class, tier, sum(quantity)::BIGINT AS quantity, unit,
+               CASE WHEN count(DISTINCT unit_price) = 1 THEN any_value(unit_price) END
+                   AS unit_price,
+               any_value(price_unit) AS price_unit,
+               CAST(cents_half_even(sum(amount_exact)) AS DOUBLE) AS amount,
+               bool_or(provisional) AS provisional
+        FROM charges WHERE session_id = $sid
+        GROUP BY meter, model, token_class, tier, unit
+        ORDER BY CASE meter WHEN 'runtime' THEN 0 WHEN 'tokens' THEN 1 ELSE 2 END, model,
+                 CASE token_class WHEN 'input' THEN 0 WHEN 'output' THEN 1
+                      WHEN 'cache_write_5m' THEN 2 WHEN 'cache_write_1h' THEN 3 ELSE 4 END, tier
+    """, {"sid": session_id}).fetch_df()
+    if not bill.empty:
+        bill["unit_price"] = bill["unit_price"].astype(float)
+    return {"info": info, "intervals": intervals, "threads": threads, "requests": requests,
+            "bill": bill}

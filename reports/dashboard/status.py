@@ -1,0 +1,73 @@
+"""Data page: what the store holds, how it got there, what was refused and why, which prices.
+
+Everything here is metadata-sized: table counts, the ingest log, quarantine grouped by
+reason, rating runs and the price books (read from their TOML files, not from the store).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from meter.store import table_counts
+
+__all__ = ["data_status", "price_books"]
+
+
+def price_books(at_ms: int) -> pd.DataFrame:
+    """The price books on disk: which is in force at `at_ms`, and their headline rates."""
+    from pricing.pricebook import default_pricebook_dir, load_pricebooks
+
+    books = load_pricebooks(default_pricebook_dir())
+    return pd.DataFrame([{
+        "book": b.name, "version": b.version,
+        "from": b.effective_from.date(), "to": b.effective_to.date() if b.effective_to else None,
+        "in force": b.covers(at_ms),
+        "runtime $/session-hour": float(b.runtime.usd_per_session_hour),
+        "web search $/1,000": float(b.web_search.usd_per_1000),
+        "models": len(b.models), "fast mode": b.modifiers.fast_mode_applies,
+        "US residency": b.modifiers.data_residency_applies, "source": b.source,
+    } for b in books])
+
+
+def data_status(con: duckdb.DuckDBPyConnection, path: str | Path) -> dict[str, Any]:
+    """{"counts", "ingests", "quarantine" (by reason), "quarantined" (latest rows),
+    "rating_runs", "unrated" (by reason), "size_bytes", "wal_bytes"}."""
+    counts = pd.DataFrame(sorted(table_counts(con).items()), columns=["table", "rows"])
+    ingests = con.execute("""
+        SELECT ingest_id, source, make_timestamp(started_ms * 1000) AS started,
+               (finished_ms - started_ms) / 1000.0 AS seconds, lines, new_events, duplicates,
+               records, quarantined
+        FROM ingest_log ORDER BY ingest_id DESC LIMIT 20
+    """).fetch_df()
+    by_reason = con.execute("""
+        SELECT error AS reason, count(*) AS lines, count(DISTINCT source) AS sources,
+               make_timestamp(max(quarantined_ms) * 1000) AS latest
+        FROM quarantine GROUP BY error ORDER BY lines DESC, reason LIMIT 50
+    """).fetch_df()
+    latest = con.execute("""
+        SELECT make_timestamp(quarantined_ms * 1000) AS quarantined, source, line_no,
+               error AS reason, left(raw, 300) AS raw
+        FROM quarantine ORDER BY quarantined_ms DESC, line_no DESC LIMIT 100
+    """).fetch_df()
+    runs = con.execute("""
+        SELECT make_timestamp(rated_ms * 1000) AS rated, make_timestamp(as_of_ms * 1000) AS as_of,
+               books, charges AS charge_lines, unrated AS unrated_lines
+        FROM rating_runs ORDER BY rated_ms DESC LIMIT 10
+    """).fetch_df()
+    unrated = con.execute("""
+        SELECT reason, meter, model, sum(quantity)::BIGINT AS quantity, any_value(unit) AS unit,
+               count(DISTINCT session_id) AS sessions
+        FROM unrated_usage GROUP BY ALL ORDER BY sessions DESC, reason LIMIT 50
+    """).fetch_df()
+    p = Path(path)
+    wal = Path(f"{path}.wal")
+    return {
+        "counts": counts, "ingests": ingests, "quarantine": by_reason, "quarantined": latest,
+        "rating_runs": runs, "unrated": unrated,
+        "size_bytes": p.stat().st_size if p.exists() else 0,
+        "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+    }

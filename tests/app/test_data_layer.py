@@ -1,0 +1,244 @@
+"""The dashboard's data layer on the tiny store: every number checked by hand (see conftest)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from decimal import Decimal
+
+import pytest
+
+from meter.store import StoreError, connect
+from reports.dashboard import batches, chargeback, overview, sessions, status, whatif
+from reports.dashboard.filters import Filters, filter_options, filtered_charges
+from reports.dashboard.source import read_store, store_state, store_version
+from reports.invoice import build_invoice
+from tests.app.conftest import build_tiny_store
+from tests.conftest import ms
+
+NOV = Filters(period="2026-11")
+D = Decimal
+
+
+def test_state_names_what_the_store_holds(tiny_store):
+    with read_store(tiny_store) as con:
+        s = store_state(con, tiny_store)
+    assert s.periods == ("2026-10", "2026-11")
+    assert s.sessions == 4 and s.rated and not s.empty
+    assert s.rated_as_of_ms == ms("2026-11-20T00:00:00.000Z")
+    assert s.events_since_rating == 0
+
+
+def test_filter_options_come_from_the_charges(tiny_store):
+    with read_store(tiny_store) as con:
+        opts = filter_options(con)
+    assert opts.periods == ("2026-11", "2026-10")
+    assert opts.teams == ("platform", "search")
+    assert opts.agents == (("agent_01", "coder (agent_01)"), ("agent_02", "researcher (agent_02)"))
+    assert opts.models == ("claude-opus-5", "claude-sonnet-4-6")
+
+
+def test_month_to_date_is_the_invoice_total_not_the_rounded_exact_sum(tiny_store):
+    with read_store(tiny_store) as con:
+        mtd = overview.month_to_date(con, NOV, ms("2026-11-20T00:00:00.000Z"))
+        invoice = build_invoice(con, "2026-11", as_of="x")
+        exact = con.execute("SELECT sum(amount_exact) FROM charges WHERE period = '2026-11'"
+                            ).fetchall()[0][0]
+    assert exact == D("1.245")
+    assert mtd.total == invoice.total == D("1.25")
+    assert (mtd.runtime, mtd.tokens, mtd.web_search) == (D("0.14"), D("1.08"), D("0.03"))
+    assert (mtd.sessions, mtd.running_ms) == (2, 6_300_000)
+    assert mtd.tokens_count == 50_000 + 15_000 + 100_000 + 10_000
+    assert mtd.previous_period == "2026-10" and mtd.previous_total == D("1.08")
+
+
+def test_filters_narrow_every_line(tiny_store):
+    with read_store(tiny_store) as con:
+        search = overview.month_to_date(con, Filters("2026-11", teams=("search",)))
+        coder = overview.month_to_date(con, Filters("2026-11", agents=("agent_01",)),
+                                       ms("2026-11-20T00:00:00.000Z"))
+        early = overview.month_to_date(con, Filters("2026-11", agents=("agent_01",)),
+                                       ms("2026-11-10T00:00:00.000Z"))
+        # the model filter keeps the model's tokens and its sessions' runtime
+        opus = overview.month_to_date(con, Filters("2026-11", models=("claude-opus-5",)))
+    assert search.total == D("0.50")
+    assert coder.total == D("0.75") and coder.previous_total == D("1.08")
+    assert early.previous_total is None  # nothing in October up to the 10th
+    assert (opus.runtime, opus.tokens, opus.web_search) == (D("0.12"), D("0.63"), D("0"))
+
+
+def test_filtered_charges_binds_every_value():
+    sql, params = filtered_charges(Filters("2026-11", teams=("it's",), models=("m",)))
+    assert "it's" not in sql and "2026-11" not in sql
+    assert params == {"period": "2026-11", "teams": ["it's"], "models": ["m"]}
+
+
+def test_daily_spend_per_meter_and_model(tiny_store):
+    with read_store(tiny_store) as con:
+        daily = overview.daily_by_meter(con, NOV)
+    rows = {(str(r.day.date()), r.series): r.amount for r in daily.itertuples()}
+    # per bar segment: Opus 0.25 + 0.375 = 0.625 -> 0.62 (half-even)
+    assert rows == {("2026-11-03", "Runtime"): 0.12, ("2026-11-03", "Tokens · claude-opus-5"): 0.62,
+                    ("2026-11-05", "Runtime"): 0.02,
+                    ("2026-11-05", "Tokens · claude-sonnet-4-6"): 0.45,
+                    ("2026-11-05", "Web search"): 0.03}
+
+
+@pytest.mark.parametrize(("by", "expected"), [
+    ("team", [("platform", 0.74, 1), ("search", 0.50, 1)]),  # 0.745 -> 0.74 half-even
+    ("agent", [("agent_01", 0.74, 1), ("agent_02", 0.50, 1)]),
+    ("session", [("sesn_A", 0.74, 1), ("sesn_B", 0.50, 1)]),
+])
+def test_top_spenders(tiny_store, by, expected):
+    with read_store(tiny_store) as con:
+        top = overview.top_spenders(con, NOV, by)
+    assert list(zip(top["key"], top["amount"], top["sessions"], strict=True)) == expected
+    assert top["share"].round(4).tolist() == [round(0.745 / 1.245, 4), round(0.5 / 1.245, 4)]
+
+
+def test_utilisation_running_idle_and_per_hour_savings(tiny_store):
+    with read_store(tiny_store) as con:
+        u = overview.utilisation(con, NOV, ms("2026-11-20T00:00:00.000Z"))
+    assert u.running_ms == 6_300_000  # 1 h + 30 min + 15 min
+    assert u.idle_between_ms == 3_600_000  # A: 10:00-11:00
+    # parked: A from Nov 3 11:30, B from Nov 5 12:15, both to the as-of (Nov 20 00:00)
+    assert u.idle_parked_ms == (396 * 60 + 30 + 347 * 60 + 45) * 60_000
+    assert u.spans == 3
+    assert u.runtime_cost == D("0.14")
+    assert u.per_hour_cost == D("0.24")  # three started hours at $0.08
+    assert u.saved == D("0.10")
+
+
+def test_chargeback_adds_up_to_the_invoice(tiny_store):
+    with read_store(tiny_store) as con:
+        report = chargeback.chargeback_report(con, NOV, "team")
+        narrowed = chargeback.chargeback_report(con, Filters("2026-11", teams=("search",)),
+                                                "project")
+    assert report["total"] == report["invoice_total"] == D("1.25")
+    assert dict(zip(report["table"]["team"], report["table"]["total"], strict=True)) == {
+        "platform": 0.75, "search": 0.50}
+    assert narrowed["total"] == D("0.50") and list(narrowed["table"]["project"]) == ["scan"]
+
+
+@pytest.mark.parametrize(("what", "fmt"), [("chargeback", "csv"), ("charges", "parquet"),
+                                           ("focus", "csv")])
+def test_downloads(tiny_store, what, fmt):
+    with read_store(tiny_store) as con:
+        data = chargeback.export_bytes(con, NOV, what, fmt)
+    if fmt == "parquet":
+        assert data[:4] == b"PAR1"
+    else:
+        header = data.decode().splitlines()[0]
+        assert {"chargeback": "team,", "focus": "BilledCost,"}[what] in header
+
+
+def test_sessions_list_and_one_session(tiny_store):
+    with read_store(tiny_store) as con:
+        listed = sessions.session_list(con, NOV)
+        found = sessions.session_list(con, NOV, search="market")
+        detail = sessions.session_detail(con, "sesn_A", ms("2026-11-20T00:00:00.000Z"))
+    assert list(listed["session_id"]) == ["sesn_A", "sesn_B"]
+    assert list(listed["cost"]) == [0.74, 0.50]
+    assert list(found["session_id"]) == ["sesn_B"]
+    iv = detail["intervals"]
+    assert list(iv["status"]) == ["running", "idle", "running", "idle"]
+    assert list(iv["duration_ms"][:3]) == [3_600_000, 3_600_000, 1_800_000]
+    assert detail["info"]["team"] == "platform"
+    assert len(detail["requests"]) == 1
+    bill = detail["bill"]
+    assert list(zip(bill["meter"], bill["token_class"].fillna(""), bill["amount"],
+                    strict=True)) == [("runtime", "", 0.12), ("tokens", "input", 0.25),
+                                      ("tokens", "output", 0.38)]
+
+
+def test_data_page_numbers(tiny_store):
+    with read_store(tiny_store) as con:
+        data = status.data_status(con, tiny_store)
+    counts = dict(zip(data["counts"]["table"], data["counts"]["rows"], strict=True))
+    assert counts["charges"] == 9 and counts["quarantine"] == 1
+    assert data["quarantine"]["lines"].tolist() == [1]
+    assert data["rating_runs"]["charge_lines"].tolist() == [9]
+    books = status.price_books(ms("2026-11-20T00:00:00.000Z"))
+    assert books["in force"].sum() == 1
+
+
+def test_identity_scenario_equals_the_baseline_and_the_invoice(tiny_store):
+    from pricing.scenario import Scenario
+
+    with read_store(tiny_store) as con:
+        result = whatif.run_scenario(con, NOV, Scenario(), ms("2026-11-20T00:00:00.000Z"))
+    assert result["baseline_total"] == result["scenario_total"] == D("1.25")
+    assert result["sessions"] == 2
+
+
+def test_runtime_price_lever(tiny_store):
+    scenario = whatif.build_scenario(None, whatif.Levers(runtime_usd_per_hour=D("0.16")))
+    with read_store(tiny_store) as con:
+        result = whatif.run_scenario(con, NOV, scenario, ms("2026-11-20T00:00:00.000Z"))
+    meters = dict(zip(result["meters"]["meter"], result["meters"]["delta"], strict=True))
+    assert meters == {"runtime": 0.14, "tokens": 0.0, "web_search": 0.0}
+    assert result["scenario_total"] == D("1.39")
+
+
+def test_scenario_toml_reads_back(tmp_path):
+    from pricing.scenario import load_scenario
+
+    scenario = whatif.build_scenario(None, whatif.Levers(
+        runtime_usd_per_hour=D("0.10"), move_from="claude-opus-5", move_to="claude-sonnet-5",
+        move_percent=D(40), move_multiplier=D("1.2"), cache_hit_rate_percent=D(70),
+        growth_percent_per_month=D(5), runtime_granularity="minute"), name="mine")
+    path = tmp_path / "mine.toml"
+    path.write_text(whatif.scenario_toml(scenario))
+    assert load_scenario(path) == scenario
+
+
+def test_batches_are_cache_friendly(tiny_store):
+    text = batches.encode(f=NOV, scenario={"name": "x"}, n=D("1.5"))
+    assert batches.decode(text) == {"f": NOV, "scenario": {"name": "x"}, "n": "1.5"}
+    assert batches.run("overview", tiny_store, f=NOV)["mtd"].total == D("1.25")
+
+
+# --- live data ---------------------------------------------------------------------------
+
+
+def test_a_write_changes_the_version_so_a_refresh_shows_new_data(tmp_path):
+    path = build_tiny_store(tmp_path / "live.duckdb")
+    before = store_version(path)
+    with read_store(path) as con:
+        assert store_state(con, path).sessions == 4
+    con = connect(path)
+    con.execute("INSERT INTO sessions (session_id) VALUES ('sesn_new')")
+    con.close()
+    assert store_version(path) != before
+    with read_store(path) as con:
+        assert store_state(con, path).sessions == 5
+
+
+def _hold_write_lock(path: str, seconds: float, ready) -> None:
+    con = connect(path)
+    ready.set()
+    time.sleep(seconds)
+    con.close()
+
+
+def test_reader_waits_for_a_writer_in_another_process(tmp_path):
+    path = build_tiny_store(tmp_path / "locked.duckdb")
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    writer = ctx.Process(target=_hold_write_lock, args=(str(path), 1.0, ready))
+    writer.start()
+    try:
+        assert ready.wait(30)
+        started = time.monotonic()
+        with read_store(path) as con:  # retries until the writer lets go
+            assert store_state(con, path).sessions == 4
+        assert time.monotonic() - started > 0.2
+    finally:
+        writer.join(30)
+
+
+def test_reading_a_missing_store_never_creates_it(tmp_path):
+    with pytest.raises(StoreError):
+        with read_store(tmp_path / "none.duckdb"):
+            pass
+    assert not (tmp_path / "none.duckdb").exists()
