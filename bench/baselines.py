@@ -164,9 +164,11 @@ class PandasRating:
     def total(self, session_ids: Sequence[str] | None = None) -> Decimal:
         tok, run = self.token_lines, self.runtime_lines
         if session_ids is not None:
-            wanted = set(session_ids)
-            tok = tok[np.isin(self.token_sessions[tok["sess"].to_numpy()], list(wanted))]
-            run = run[np.isin(self.runtime_sessions[run["sess"].to_numpy()], list(wanted))]
+            ids = pd.Index(list(session_ids))
+            tok_codes = pd.Index(self.token_sessions).get_indexer(ids)
+            run_codes = pd.Index(self.runtime_sessions).get_indexer(ids)
+            tok = tok[np.isin(tok["sess"].to_numpy(), tok_codes[tok_codes >= 0])]
+            run = run[np.isin(run["sess"].to_numpy(), run_codes[run_codes >= 0])]
         pico = sum(int(x) for x in tok["pico"].to_numpy())
         atto = sum(int(x) for x in run["atto"].to_numpy())
         return Decimal(pico * 10**6 + atto).scaleb(-18)

@@ -36,11 +36,11 @@ c1, c2, c3 = st.columns(3)
 c1.metric(f"{ui.period_label(me.period)} so far", ui.usd(fc["month_invoiced"]), border=True,
           help="The month's invoice lines to the rating's as-of instant, each rounded "
                "half-even to the cent (as on the Overview and `agenttally invoice`).")
-c2.metric("Forecast at month end", ui.usd(me.mean, cents=False), border=True,
+c2.metric("Forecast at month end", ui.usd(me.mean), border=True,
           help="Actual so far plus the forecast of the remaining days.")
-c3.metric("80% interval", f"{ui.usd(me.lo80, cents=False)} – {ui.usd(me.hi80, cents=False)}",
-          border=True, help=f"95%: {ui.usd(me.lo95, cents=False)} – "
-                            f"{ui.usd(me.hi95, cents=False)}")
+c3.metric("80% interval", f"{ui.usd(me.lo80)} – {ui.usd(me.hi80)}",
+          border=True, help=f"95%: {ui.usd(me.lo95)} – "
+                            f"{ui.usd(me.hi95)}")
 st.caption(f"Model: {fc['note']}.")
 
 budgets = ui.batch("budgets", f=f, as_of_ms=as_of)
@@ -65,7 +65,9 @@ if not future.empty:
 day = as_of_day(as_of)
 fig.add_vline(x=pd.Timestamp(day), line={"color": "rgba(128,128,128,0.6)", "dash": "dash",
                                           "width": 1})
-fig.update_yaxes(tickprefix="$", tickformat=",.0f", rangemode="tozero")
+fig.update_yaxes(rangemode="tozero")
+ui.money_axis(fig, max([float(history["usd"].max()) if len(history) else 0.0,
+                        float(future["hi95"].max()) if len(future) else 0.0]))
 fig.update_traces(mode="lines")
 st.subheader("Daily spend", anchor=False)
 st.plotly_chart(ui.style(fig, height=400), width="stretch", key="fc_daily")
@@ -101,9 +103,11 @@ if chosen and chosen["monthly"]:
         cum.add_hline(y=line["amount"], line={"color": "#B3261E" if full else "#9E9E9E",
                                               "dash": "solid" if full else "dash",
                                               "width": 1.5 if full else 1},
-                      annotation_text=f"{line['label']} ({ui.usd(line['amount'], cents=False)})",
+                      annotation_text=f"{line['label']} ({ui.usd(line['amount'])})",
                       annotation_position="top left", annotation_font_size=11)
-cum.update_yaxes(tickprefix="$", tickformat=",.0f", rangemode="tozero")
+cum.update_yaxes(rangemode="tozero")
+ui.money_axis(cum, max([float(actual_cum.max()) if len(actual_cum) else 0.0,
+                        float(mc["hi95"].max()) if len(mc) else 0.0]))
 cum.update_xaxes(range=[month_start - timedelta(hours=12), end + timedelta(hours=12)])
 cum.update_traces(mode="lines")
 st.plotly_chart(ui.style(cum, height=360), width="stretch", key="fc_cum")

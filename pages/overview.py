@@ -47,12 +47,12 @@ with c2:
             st.metric("Forecast at month end", "–", border=True)
             st.caption("Forecasts are not available in this build.")
         else:
-            st.metric("Forecast at month end", ui.usd(me.mean, cents=False), border=True,
+            st.metric("Forecast at month end", ui.usd(me.mean), border=True,
                       help=f"{me.note}. Actual complete days plus the forecast of the rest "
                            "of the month, read from simulated sample paths.")
-            st.caption(f"80%: {ui.usd(me.lo80, cents=False)} – {ui.usd(me.hi80, cents=False)}"
-                       f" · 95%: {ui.usd(me.lo95, cents=False)} – "
-                       f"{ui.usd(me.hi95, cents=False)}")
+            st.caption(f"80%: {ui.usd(me.lo80)} – {ui.usd(me.hi80)}"
+                       f" · 95%: {ui.usd(me.lo95)} – "
+                       f"{ui.usd(me.hi95)}")
     else:
         st.metric("Month closed", ui.usd(mtd.total), border=True)
         st.caption("Forecasts are made for the current month.")
@@ -84,7 +84,7 @@ else:
                  labels={"amount": "USD", "day": "", "series": ""},
                  hover_data={"amount": ":$,.2f", "meter": False})
     fig.update_layout(barmode="stack", bargap=0.15)
-    fig.update_yaxes(tickprefix="$", tickformat=",.0f")
+    ui.money_axis(fig, float(daily.groupby("day")["amount"].sum().max()))
     st.plotly_chart(ui.style(fig, height=380), width="stretch", key="daily_chart")
 
 # --- top spenders ----------------------------------------------------------------------------
@@ -148,7 +148,7 @@ elif as_of is not None:
                      marker_color=colour, hovertemplate="%{x:,.1f} h<extra>" + name + "</extra>")
     bars.update_layout(barmode="stack")
     bars.update_yaxes(visible=False)
-    bars.update_xaxes(ticksuffix=" h", tickformat=",.0f")
+    bars.update_xaxes(ticksuffix=" h", tickformat=",.1~f")
     st.plotly_chart(ui.style(bars, height=130), width="stretch", key="util_chart")
     st.caption(
         f"Billed per millisecond: **{ui.usd(round_cents(u.runtime_cost))}**. "

@@ -117,13 +117,14 @@ if lanes:
     # Plotly's horizontal bars take x as a duration in ms on a date axis with `base`.
     fig.update_xaxes(type="date", range=[pd.to_datetime(first - pad, unit="ms", utc=True),
                                          pd.to_datetime(last + pad, unit="ms", utc=True)])
-    if span_end > last + pad:
-        st.caption(f"Then idle until {ui.when(int(span_end))} "
-                   f"({ui.hours(span_end - last)}, free); zoom out on the chart to see it.")
+    tail = (f"Then idle until {ui.when(int(span_end))} ({ui.hours(span_end - last)}, free): "
+            "zoom out on the chart to see it." if span_end > last + pad else None)
     fig.update_yaxes(categoryorder="array", categoryarray=lanes[::-1])
     fig.update_layout(barmode="overlay", bargap=0.35)
     st.plotly_chart(ui.style(fig, height=140 + 38 * len(lanes)), width="stretch",
                     key="s_gantt")
+    if tail:
+        st.caption(tail)
 else:
     st.caption("No status events for this session.")
 

@@ -145,7 +145,8 @@ with left:
     fig.add_bar(x=labels, y=meters["scenario"], name="Scenario", marker_color=ui.RUNTIME_COLOUR,
                 hovertemplate="%{x}: %{y:$,.2f}<extra>scenario</extra>")
     fig.update_layout(barmode="group", bargap=0.3)
-    fig.update_yaxes(tickprefix="$", tickformat=",.0f")
+    ui.money_axis(fig, float(max(meters["baseline"].max(), meters["scenario"].max())
+                             if len(meters) else 0))
     st.plotly_chart(ui.style(fig, height=340), width="stretch", key="wi_meters")
 with right:
     table = meters.assign(meter=labels)
@@ -172,7 +173,8 @@ if len(daily):
                       line={"color": "#9FB3C8", "width": 2})
     lines.add_scatter(x=daily["day"], y=daily["usd_scenario"], name="Scenario",
                       line={"color": ui.RUNTIME_COLOUR, "width": 2})
-    lines.update_yaxes(tickprefix="$", tickformat=",.0f", rangemode="tozero")
+    lines.update_yaxes(rangemode="tozero")
+    ui.money_axis(lines, float(daily[["usd_baseline", "usd_scenario"]].max().max()))
     st.subheader("Per day", anchor=False)
     st.plotly_chart(ui.style(lines, height=300), width="stretch", key="wi_daily")
 

@@ -236,15 +236,19 @@ def _model_names(books: Sequence[PriceBook], name: str) -> list[str]:
     return sorted(names)
 
 
+_CLASSES = "['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cache_read']"
 _MATCHES = ("(list_contains($names, model_raw) OR "
             "list_contains($names, regexp_replace(model_raw, '-[0-9]{8}$', '')))")
 
 _MOVE = f"""
 CREATE OR REPLACE TEMP TABLE usage_lines AS
-WITH tagged AS (
-    SELECT *, coalesce({_MATCHES}, false) AS hit,
-           CAST(round(quantity * $share) AS BIGINT) AS moved
-    FROM usage_lines
+WITH models AS (
+    SELECT model_raw, coalesce({_MATCHES}, false) AS hit
+    FROM (SELECT DISTINCT model_raw FROM usage_lines)
+), tagged AS (
+    SELECT u.*, coalesce(m.hit, false) AS hit,
+           CAST(round(u.quantity * $share) AS BIGINT) AS moved
+    FROM usage_lines u LEFT JOIN models m USING (model_raw)
 )
 SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source, token_class,
        CASE WHEN hit THEN quantity - moved ELSE quantity END AS quantity
@@ -260,26 +264,27 @@ FROM tagged WHERE hit AND tier = 'standard' AND moved <> 0
 # writes) of each usage line (a snapshot increase or a request); writes are left as they are.
 _CACHE = f"""
 CREATE OR REPLACE TEMP TABLE usage_lines AS
-WITH lines AS (
-    SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source, token_class,
-           sum(quantity)::BIGINT AS quantity
+WITH models AS (
+    SELECT model_raw, $all_models OR coalesce({_MATCHES}, false) AS in_scope
+    FROM (SELECT DISTINCT model_raw FROM usage_lines)
+), lines AS (
+    SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source,
+        coalesce(sum(quantity) FILTER (WHERE token_class = 'input'), 0) AS q_in,
+        coalesce(sum(quantity) FILTER (WHERE token_class = 'output'), 0) AS q_out,
+        coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_write_5m'), 0) AS q_5m,
+        coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_write_1h'), 0) AS q_1h,
+        coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_read'), 0) AS q_read
     FROM usage_lines GROUP BY ALL
-), keyed AS (
-    SELECT *,
-        sum(CASE WHEN token_class = 'input' THEN quantity ELSE 0 END) OVER k AS q_in,
-        sum(CASE WHEN token_class = 'cache_read' THEN quantity ELSE 0 END) OVER k AS q_read,
-        sum(CASE WHEN token_class <> 'output' THEN quantity ELSE 0 END) OVER k AS prompt,
-        $all_models OR coalesce({_MATCHES}, false) AS in_scope
-    FROM lines
-    WINDOW k AS (PARTITION BY session_id, thread_id, at_ms, model_raw, speed, tier, source)
 ), shifted AS (
-    SELECT *, CASE WHEN in_scope AND prompt > 0 THEN greatest(0, least(q_in,
-                   CAST(round(prompt * $hit) AS BIGINT) - q_read)) ELSE 0 END AS shift
-    FROM keyed
+    SELECT l.*, CASE WHEN m.in_scope AND q_in + q_5m + q_1h + q_read > 0
+                     THEN greatest(0, least(q_in, CAST(round((q_in + q_5m + q_1h + q_read)
+                                                             * $hit) AS BIGINT) - q_read))
+                     ELSE 0 END AS shift
+    FROM lines l LEFT JOIN models m USING (model_raw)
 )
-SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source, token_class,
-       quantity + CASE token_class WHEN 'input' THEN -shift WHEN 'cache_read' THEN shift
-                                   ELSE 0 END AS quantity
+SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source,
+       unnest({_CLASSES}) AS token_class,
+       unnest([q_in - shift, q_out, q_5m, q_1h, q_read + shift])::BIGINT AS quantity
 FROM shifted
 """
 

@@ -21,9 +21,11 @@ from meter.simulator import (
     RateSchedule,
     Simulation,
     TokenPrices,
+    WriteResult,
     load_profile,
+    write_jsonl,
+    write_store,
 )
-from meter.simulator.writers import WriteResult, write_jsonl, write_store
 from pricing.pricebook import TOKEN_CLASSES, PriceBook, TokenRates, load_pricebooks
 
 DEFAULT_BOOK = "anthropic-list"

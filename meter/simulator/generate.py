@@ -54,7 +54,7 @@ class Batch:
     events: dict[str, dict[str, np.ndarray]]
     sessions: dict[str, np.ndarray]
     n_events: int
-    plan: DayPlan | None = None  # kept on request, for tests
+    plan: DayPlan | None = None  # the day's turns and requests (keep_plan=True), to inspect
 
 
 class Simulation:

@@ -139,16 +139,27 @@ def filters_note(f: Filters) -> str:
 # --- formats ------------------------------------------------------------------------------
 
 
-def usd(value: Decimal | float | int | None, *, cents: bool = True) -> str:
+def usd(value: Decimal | float | int | None, *, cents: bool | None = None) -> str:
     """$1,234.57 from an amount already rounded half-even (money is rounded in SQL or by
-    pricing.money, never here); `cents=False` drops the cents of large round figures."""
+    pricing.money, never here). `cents=None` drops the cents from $10,000 up (forecasts and
+    budgets, where they are noise); True or False forces them on or off."""
     if value is None:
         return "–"
     if not isinstance(value, Decimal):
         value = Decimal(repr(float(value)))
+    if cents is None:
+        cents = abs(value) < 10_000
     sign = "-" if value < 0 else ""
     text = f"{abs(value):,.2f}" if cents else f"{abs(value):,.0f}"
     return f"{sign}${text}"
+
+
+def money_axis(fig: Any, top: float, axis: str = "y") -> Any:
+    """Dollar ticks with cents only when the axis is small enough to need them."""
+    fmt = ",.2f" if top < 10 else ",.0f"
+    update = fig.update_yaxes if axis == "y" else fig.update_xaxes
+    update(tickprefix="$", tickformat=fmt)
+    return fig
 
 
 def hours(ms: int | float) -> str:
