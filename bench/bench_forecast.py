@@ -1,6 +1,6 @@
 """Forecast accuracy: rolling-origin backtests of the model against the two baselines.
 
-    python -m bench.bench_forecast                       # synthetic profiles (~1 min)
+    python -m bench.bench_forecast [--quick]             # synthetic profiles (~2 min)
     python -m bench.bench_forecast --db STORE --as-of 2026-12-10 --by team
     python -m bench.bench_forecast --profile data/profiles/demo.toml --days 130
 
@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=int, default=2)
     p.add_argument("--paths", type=int, default=800)
     p.add_argument("--seeds", type=int, default=2, help="synthetic draws per profile (2)")
+    p.add_argument("--quick", action="store_true", help="one draw, 10 origins: a smoke run")
     args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.origins, args.days, args.paths = 1, 10, 100, 400
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             db = str(Path(tmp) / "sim.duckdb")

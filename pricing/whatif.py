@@ -371,7 +371,7 @@ SELECT period, day, session_id, agent_id, environment_id, tags, $meter, NULL, NU
        CAST(-wi_scale(sum(amount_exact), $num, $den) AS {EXACT_SQL_TYPE}),
        $book, 'what-if', bool_or(provisional)
 FROM {{table}}
-WHERE ($all_meters AND meter NOT IN ('discount', 'batch_discount', 'commitment', 'fixed'))
+WHERE ($all_meters AND meter NOT IN ('discount', 'commitment', 'fixed'))
       OR list_contains($meters, meter)
 GROUP BY period, day, session_id, agent_id, environment_id, tags
 HAVING sum(amount_exact) <> 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,9 +18,10 @@ from reports.backtest import run_backtest
 from reports.budgets import budget_status, load_budgets, outlook
 from reports.cli import iso_ms, parse_instant
 from reports.cli_pricing import _rating_args, current_period, rate_store
-from reports.forecast import Interval, daily_series, forecast
+from reports.forecast import Interval, daily_series, forecast, to_cents
 from reports.render import render
 
+BUDGETS_ENV = "AGENTTALLY_BUDGETS"
 DEFAULT_BUDGETS = "data/budgets.toml"
 
 
@@ -63,7 +65,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         history = daily_series(con, args.by, table=table, end=as_of_day)
         groups = list(history.columns) or ["total"]
         growth = _growth(scenario)
-        rows, daily_rows, backtests = [], [], []
+        rows, daily_rows, backtests, notes = [], [], [], []
         for group in groups:
             series = history[group] if group in history.columns else history.iloc[:, :0].sum(1)
             if args.horizon in ("month", "quarter"):
@@ -83,11 +85,11 @@ def cmd_forecast(args: argparse.Namespace) -> int:
                              fc.history_days, fc.method])
                 days = horizon
             for day, r in fc.daily.iloc[:days].iterrows():
-                daily_rows.append([day.date(), group, *[round(float(r[c]), 2) for c in
+                daily_rows.append([day.date(), group, *[to_cents(r[c]) for c in
                                                         ("median", "mean", "lo80", "hi80",
                                                          "lo95", "hi95")]])
             if fc.method.startswith(("fallback", "none")):
-                print(f"note: {group}: {fc.note}")
+                notes.append(f"{group}: {fc.note}")
             if args.backtest:
                 backtests.append(run_backtest(series, horizon=args.backtest_horizon,
                                               n_origins=args.origins, group=group,
@@ -95,39 +97,52 @@ def cmd_forecast(args: argparse.Namespace) -> int:
     head = ["group", "period", "actual_to_date"] if args.horizon in ("month", "quarter") \
         else ["group", "days"]
     columns = head + ["forecast", "lo80", "hi80", "lo95", "hi95", "history_days", "method"]
-    title = f"Forecast by {args.by} as of {iso_ms(as_of)}" + \
-        (f" under scenario {scenario.name}" if scenario else "") + \
-        " (USD; 80% and 95% prediction intervals)"
-    _emit(args, title, columns, rows)
+    daily_columns = ["day", "group", "median", "mean", "lo80", "hi80", "lo95", "hi95"]
+    bt_columns = ["group", "method", "MAPE", "sMAPE", "month_end_MAPE", "coverage80",
+                  "coverage95", "points"]
+    bt_rows = [[bt.group, s.method, _num(s.mape), _num(s.smape), _num(s.period_end_mape),
+                _num(s.coverage80), _num(s.coverage95), s.points]
+               for bt in backtests for s in bt.scores]
+    if args.format == "json":
+        out: dict[str, Any] = {"as_of": iso_ms(as_of), "by": args.by,
+                               "scenario": scenario.name if scenario else None,
+                               "forecast": json.loads(render(columns, rows, "json"))}
+        if args.daily:
+            out["daily"] = json.loads(render(daily_columns, daily_rows, "json"))
+        if backtests:
+            out["backtest"] = json.loads(render(bt_columns, bt_rows, "json"))
+        print(json.dumps(out, indent=2))
+        return 0
+    if args.format == "csv":  # one table: the backtest, else the daily rows, else the summary
+        table = (bt_columns, bt_rows) if backtests else \
+            (daily_columns, daily_rows) if args.daily else (columns, rows)
+        print(render(*table, "csv").rstrip("\n"))
+        return 0
+    print(f"Forecast by {args.by} as of {iso_ms(as_of)}"
+          + (f" under scenario {scenario.name}" if scenario else "")
+          + " (USD; 80% and 95% prediction intervals)")
+    print(render(columns, rows))
+    for note in notes:
+        print(f"note: {note}")
     if args.daily:
-        _emit(args, "\nDaily", ["day", "group", "median", "mean", "lo80", "hi80", "lo95",
-                                "hi95"], daily_rows)
+        print("\nDaily")
+        print(render(daily_columns, daily_rows))
     if backtests:
-        bt_rows = []
+        print(f"\nBacktest: rolling origin, up to {args.origins} origins, "
+              f"{args.backtest_horizon}-day horizon (percent)")
+        print(render(bt_columns, bt_rows))
         for bt in backtests:
-            for s in bt.scores:
-                bt_rows.append([bt.group, s.method, _pct(s.mape), _pct(s.smape),
-                                _pct(s.period_end_mape), _pct(s.coverage80),
-                                _pct(s.coverage95), s.points])
-        _emit(args, f"\nBacktest: rolling origin, {args.origins} origins, "
-                    f"{args.backtest_horizon}-day horizon (percent)",
-              ["group", "method", "MAPE", "sMAPE", "month_end_MAPE", "coverage80",
-               "coverage95", "points"], bt_rows)
-        if args.format == "table":
-            for bt in backtests:
-                if bt.improvement is not None and bt.origins:
-                    print(f"{bt.group}: model MAPE {bt.improvement:.1f}% lower than the better "
-                          f"baseline (target >= 20%); 80% interval coverage "
-                          f"{_pct(bt.score('model').coverage80)}% (target 75-85%)")
-                for note in bt.notes:
-                    print(f"{bt.group}: {note}")
+            if bt.improvement is not None and bt.origins:
+                print(f"{bt.group}: model MAPE {bt.improvement:.1f}% lower than the better "
+                      f"baseline (target >= 20%); 80% interval coverage "
+                      f"{_pct(bt.score('model').coverage80)}% (target 75-85%)")
+            for note in bt.notes:
+                print(f"{bt.group}: {note}")
     return 0
 
 
-def _emit(args: argparse.Namespace, title: str, columns: list[str], rows: list[list]) -> None:
-    if args.format == "table":
-        print(title)
-    print(render(columns, rows, args.format).rstrip("\n"))
+def _num(value: float | None) -> float | None:
+    return None if value is None or value != value else round(value, 1)
 
 
 # --- budgets -----------------------------------------------------------------------------
@@ -158,14 +173,15 @@ def cmd_budgets(args: argparse.Namespace) -> int:
                      f"{100 * s.p_overrun:.0f}%", crossing, _thresholds(s)])
     columns = ["budget", "period", "amount", "actual", "used_%", "forecast_end", "80%_range",
                "p_overrun", "crosses_100%", "thresholds"]
-    title = f"Budgets as of {iso_ms(as_of)}" + (f" under scenario {scenario.name}"
-                                                 if scenario else "")
-    _emit(args, title, columns, rows)
-    if args.format == "table":
-        for s in statuses:
-            for note in s.notes + ([s.note] if s.method.startswith(("fallback", "none"))
-                                   else []):
-                print(f"note: {s.budget.name}: {note}")
+    if args.format == "csv":
+        print(render(columns, rows, "csv").rstrip("\n"))
+        return 0
+    print(f"Budgets as of {iso_ms(as_of)}" + (f" under scenario {scenario.name}"
+                                               if scenario else ""))
+    print(render(columns, rows))
+    for s in statuses:
+        for note in s.notes + ([s.note] if s.method.startswith(("fallback", "none")) else []):
+            print(f"note: {s.budget.name}: {note}")
     return 0
 
 
@@ -301,9 +317,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--by", default="total", choices=list(GROUP_SQL), help="group (total)")
     p.add_argument("--horizon", type=_horizon, default="30",
                    help="days ahead, or month / quarter for the period-end total (30)")
-    p.add_argument("--daily", action="store_true", help="also print the daily forecasts")
+    p.add_argument("--daily", action="store_true",
+                   help="also print the daily forecasts (with --format csv: only them)")
     p.add_argument("--backtest", action="store_true",
-                   help="score the model against seasonal-naive and run-rate baselines")
+                   help="score the model against seasonal-naive and run-rate baselines "
+                        "(with --format csv, only this table is printed)")
     p.add_argument("--backtest-horizon", type=int, default=14, help="days per origin (14)")
     p.add_argument("--origins", type=int, default=12, help="backtest origins (12)")
     _sampling_args(p)
@@ -318,7 +336,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p, fmt=True)
     _rating_args(p)
-    p.add_argument("--budgets", default=DEFAULT_BUDGETS, help=f"budgets TOML ({DEFAULT_BUDGETS})")
+    p.add_argument("--budgets", default=os.environ.get(BUDGETS_ENV, DEFAULT_BUDGETS),
+                   help=f"budgets TOML (${BUDGETS_ENV} or {DEFAULT_BUDGETS})")
     _sampling_args(p)
     p.set_defaults(func=cmd_budgets)
 
