@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"written: {fmt_rate(rate)} events/s (target {fmt_rate(TARGET_WRITTEN_PER_S)}: "
           f"{verdict}); end to end {fmt_rate(events / (gen_s + write_s))} events/s")
 
+    for scratch in ("simulate.duckdb", "simulate.jsonl", "simulate_ingest.duckdb"):
+        _fresh(out_dir() / scratch)  # nothing here is worth keeping: runs regenerate it
+
     ok = stored == written.events == events and ingested.quarantined == 0 \
         and ingested.new_events == as_file.events
     if not ok:

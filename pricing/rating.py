@@ -96,10 +96,12 @@ FROM ids LEFT JOIN sessions s USING (session_id)
 _THREAD_MODELS = """
 CREATE OR REPLACE TEMP TABLE thread_models AS
 WITH roster AS (
+    -- a roster may list the same agent more than once ("copies allowed"): one row per name
     SELECT session_id, e->>'$.name' AS agent_name,
-           coalesce(e->>'$.model.id', e->>'$.model') AS model_id
+           min(coalesce(e->>'$.model.id', e->>'$.model')) AS model_id
     FROM (SELECT session_id, unnest(CAST(roster AS JSON[])) AS e
           FROM sessions WHERE roster IS NOT NULL AND json_type(roster) = 'ARRAY')
+    GROUP BY ALL
 )
 SELECT t.session_id, t.thread_id, coalesce(t.model_id, r.model_id) AS model_id
 FROM threads t LEFT JOIN roster r USING (session_id, agent_name)

@@ -117,9 +117,12 @@ def seed_demo(con: duckdb.DuckDBPyConnection, *, days: int = 60, end: date | Non
 def cmd_simulate(args: argparse.Namespace) -> int:
     from meter.store import default_db_path, open_store
 
+    if args.days < 1:
+        raise ValueError(f"--days must be at least 1, got {args.days}")
     start = date.fromisoformat(args.start) if args.start else \
         datetime.now(UTC).date() - timedelta(days=args.days - 1)
-    as_of = int(time.time() * 1000) if args.until_now else None
+    # Without --start the window ends today: stop at the present, as a live store would.
+    as_of = int(time.time() * 1000) if args.until_now or not args.start else None
     sim = build_simulation(args.profile, start=start, days=args.days, seed=args.seed,
                            as_of_ms=as_of, book=args.book)
     progress = _Progress(args.days)
@@ -169,8 +172,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
     p.add_argument("--profile", required=True, help="a profile TOML (see data/profiles/)")
-    p.add_argument("--start", help="first day, YYYY-MM-DD (default: the last --days up to "
-                                   "today)")
+    p.add_argument("--start", help="first day, YYYY-MM-DD (default: the last --days days, "
+                                   "up to the present instant)")
     p.add_argument("--days", type=int, default=60, help="days to simulate (60)")
     p.add_argument("--seed", type=int, default=7, help="random seed; same seed, same bytes (7)")
     target = p.add_mutually_exclusive_group()

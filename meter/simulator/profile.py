@@ -93,29 +93,33 @@ class LogNormal(_Strict):
 
 
 class Behavior(_Strict):
-    """How an agent's sessions unfold: turns, span lengths, tokens, errors, endings."""
+    """How an agent's sessions unfold: turns, span lengths, tokens, errors, endings.
 
-    turns_mean: float = Field(default=4.0, ge=1, le=200)
-    running_s: LogNormal = LogNormal(median=40, sigma=1.0)
-    idle_s: LogNormal = LogNormal(median=120, sigma=1.5)
+    A session is a run of turns (a running span, then an idle gap waiting for the user);
+    a running span holds model requests alternating with tool work.
+    """
+
+    turns_mean: float = Field(default=4.0, ge=1, le=200)  # turns per session (geometric)
+    running_s: LogNormal = LogNormal(median=40, sigma=1.0)  # one running span
+    idle_s: LogNormal = LogNormal(median=120, sigma=1.5)  # the gap between two turns
     long_share: Share = 0.02  # sessions whose first turn is a long autonomous run...
     long_running_s: LogNormal = LogNormal(median=5400, sigma=0.5)  # ...this long
-    seconds_per_request: float = Field(default=12.0, gt=0.5)
-    prompt_tokens: LogNormal = LogNormal(median=20_000, sigma=0.8)
+    seconds_per_request: float = Field(default=12.0, gt=0.5)  # running seconds per request
+    prompt_tokens: LogNormal = LogNormal(median=20_000, sigma=0.8)  # all input of a request
     output_tokens: LogNormal = LogNormal(median=600, sigma=1.0)
-    cache_hit_rate: Share = 0.75
-    cache_write_share: Share = 0.5
-    cache_1h_share: Share = 0.1
-    searches_per_request: float = Field(default=0.0, ge=0, le=20)
-    requires_action_share: Share = 0.1
-    error_rate: Share = 0.005
-    exhausted_share: Share = 0.1
-    terminal_share: Share = 0.02
-    reschedule_s: LogNormal = LogNormal(median=6, sigma=0.6)
-    archive_share: Share = 0.3
-    archive_after_s: LogNormal = LogNormal(median=3600, sigma=1.0)
-    threads_per_turn: float = Field(default=2.0, ge=0, le=MAX_THREADS_PER_TURN)
-    thread_running_s: LogNormal = LogNormal(median=60, sigma=0.8)
+    cache_hit_rate: Share = 0.75  # share of prompt tokens read from the cache (mean)
+    cache_write_share: Share = 0.5  # of the prompt not read from cache, share written to it
+    cache_1h_share: Share = 0.1  # requests whose cache writes use the 1 h TTL (else 5 min)
+    searches_per_request: float = Field(default=0.0, ge=0, le=20)  # needs tool web_search
+    requires_action_share: Share = 0.1  # turns that end waiting for a tool confirmation
+    error_rate: Share = 0.005  # requests that fail; a failure is retried (rescheduling)...
+    exhausted_share: Share = 0.1  # ...or ends its turn (retries_exhausted)...
+    terminal_share: Share = 0.02  # ...or ends the session (terminated)
+    reschedule_s: LogNormal = LogNormal(median=6, sigma=0.6)  # rescheduling before a retry
+    archive_share: Share = 0.3  # sessions archived (terminated) after their last turn;
+    archive_after_s: LogNormal = LogNormal(median=3600, sigma=1.0)  # the rest stay idle
+    threads_per_turn: float = Field(default=2.0, ge=0, le=MAX_THREADS_PER_TURN)  # rosters
+    thread_running_s: LogNormal = LogNormal(median=60, sigma=0.8)  # one thread's run
 
     @model_validator(mode="after")
     def _shares_fit(self) -> Behavior:

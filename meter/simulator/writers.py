@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import duckdb
 import numpy as np
@@ -42,6 +43,9 @@ from meter.simulator.ids import (
 from meter.store import next_ingest_id
 
 __all__ = ["WriteResult", "record_lines", "write_jsonl", "write_store"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 SESSION_STATUS = ("idle", "running", "rescheduling", "terminated")
 BATCH_EVENTS = 4_000_000  # events per store transaction (days are grouped up to this)
@@ -255,38 +259,58 @@ def _session_table(cols: dict[str, np.ndarray], s: _Strings) -> pa.Table:
     })
 
 
+def _tables(group: list[Batch], s: _Strings, *, lines: bool) -> dict[str, pa.Table]:
+    """A group of batches as Arrow tables `k_<kind>` and `k_sessions` (no connection used,
+    so this can run in another thread while DuckDB writes the previous group)."""
+    parts: dict[str, list[pa.Table]] = {}
+    for batch in group:
+        for kind, cols in batch.events.items():
+            if len(cols["seq"]):
+                parts.setdefault(kind, []).append(_event_table(kind, cols, s))
+    out = {}
+    for kind, tables in parts.items():
+        table = pa.concat_tables(tables, promote_options="permissive")
+        if lines or kind in _OTHER_KINDS:
+            table = _with_timestamps(table, {"at_ms": "ts"})
+        out[f"k_{kind}"] = _chunked(table)
+    sessions = [_session_table(b.sessions, s) for b in group if len(b.sessions["sess"])]
+    if sessions:
+        table = pa.concat_tables(sessions, promote_options="permissive")
+        if lines:
+            table = _with_timestamps(table, {"created": "created_ts", "updated": "updated_ts"})
+        out["k_sessions"] = _chunked(table)
+    return out
+
+
 class _Registered:
-    """A group of batches registered on a connection as `k_<kind>` and `k_sessions`."""
+    """Tables registered on a connection for the length of one group's writes."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, group: list[Batch], s: _Strings, *,
-                 lines: bool):
-        self.con, self.names, self.kinds = con, [], []
-        tables: dict[str, list[pa.Table]] = {}
-        for batch in group:
-            for kind, cols in batch.events.items():
-                if len(cols["seq"]):
-                    tables.setdefault(kind, []).append(_event_table(kind, cols, s))
-        for kind, parts in tables.items():
-            table = pa.concat_tables(parts, promote_options="permissive")
-            if lines or kind in _OTHER_KINDS:
-                table = _with_timestamps(table, {"at_ms": "ts"})
-            self._register(f"k_{kind}", table)
-            self.kinds.append(kind)
-        sessions = [_session_table(b.sessions, s) for b in group if len(b.sessions["sess"])]
-        self.n_sessions = sum(t.num_rows for t in sessions)
-        if sessions:
-            table = pa.concat_tables(sessions, promote_options="permissive")
-            if lines:
-                table = _with_timestamps(table, {"created": "created_ts", "updated": "updated_ts"})
-            self._register("k_sessions", table)
-
-    def _register(self, name: str, table: pa.Table) -> None:
-        self.con.register(name, _chunked(table))
-        self.names.append(name)
+    def __init__(self, con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]):
+        self.con, self.names = con, list(tables)
+        for name, table in tables.items():
+            con.register(name, table)
+        self.kinds = [n[2:] for n in tables if n != "k_sessions"]
+        self.n_sessions = tables["k_sessions"].num_rows if "k_sessions" in tables else 0
 
     def close(self) -> None:
         for name in self.names:
             self.con.unregister(name)
+
+
+def _one_ahead(items: Iterable[T], prepare: Callable[[T], R]) -> Iterator[tuple[T, R]]:
+    """(item, prepare(item)) pairs, producing and preparing the next item in a worker thread
+    while the caller works on the current one (DuckDB releases the GIL while it writes)."""
+    source = iter(items)
+
+    def step() -> tuple[T, R] | None:
+        item = next(source, None)
+        return None if item is None else (item, prepare(item))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate") as pool:
+        pending = pool.submit(step)
+        while (ready := pending.result()) is not None:
+            pending = pool.submit(step)
+            yield ready
 
 
 # --- JSONL -------------------------------------------------------------------------------
@@ -343,8 +367,9 @@ def write_jsonl(path: str | Path, sim: Simulation, *,
             head = record_lines(sim)
             out.write("".join(line + "\n" for line in head).encode())
             result.records += len(head)
-            for batch in sim.batches():
-                reg = _Registered(con, [batch], s, lines=True)
+            for batch, tables in _one_ahead(sim.batches(),
+                                            lambda b: _tables([b], s, lines=True)):
+                reg = _Registered(con, tables)
                 try:
                     parts = ([f"SELECT sess, -1 AS seq, {_SESSION_LINE} AS line FROM k_sessions"]
                              if reg.n_sessions else [])
@@ -537,8 +562,9 @@ def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings, 
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    for group in _grouped(batches, batch_events):
-        reg = _Registered(con, group, s, lines=False)
+    for group, tables in _one_ahead(_grouped(batches, batch_events),
+                                    lambda g: _tables(g, s, lines=False)):
+        reg = _Registered(con, tables)
         con.execute("BEGIN TRANSACTION")
         try:
             where, found = _existing(con, sim.tag, group, reg)
