@@ -257,3 +257,25 @@ def test_rating_is_independent_of_ingest_order():
     for seed in range(3):
         random.Random(seed).shuffle(events)
         assert total(rated(events)) == expected
+
+
+def test_thread_spans_use_the_thread_model_and_count_once_with_roster_copies():
+    roster = [{"name": "lead", "model": "claude-opus-5"},
+              {"name": "researcher", "model": {"id": "claude-haiku-4-5"}},
+              {"name": "researcher", "model": {"id": "claude-haiku-4-5"}}]  # copies allowed
+    session = session_record("s", agent={**agent("claude-opus-5"),
+                                         "multiagent": {"type": "coordinator",
+                                                        "agents": roster}})
+    con = rated([
+        session,
+        {"session_id": "s", "type": "session.thread_created", "id": "t1",
+         "processed_at": "2026-11-03T09:00:00Z", "session_thread_id": "sthr_r",
+         "agent_name": "researcher"},
+        span("s", "e1", "2026-11-03T09:00:01Z", input=1_000_000, session_thread_id="sthr_r"),
+        span("s", "e2", "2026-11-03T09:00:02Z", input=1_000_000),  # the lead thread
+        snapshot("s", "e3", "2026-11-03T09:00:03Z", input=2_000_000, searches=1),
+    ])
+    # a multi-model session: spans priced at each thread's model, searches from the snapshot
+    assert total(con, "model = 'claude-haiku-4-5'") == Decimal("1")
+    assert total(con, "model = 'claude-opus-5'") == Decimal("5")
+    assert total(con) == Decimal("6.01")
