@@ -102,7 +102,7 @@ def build_invoice(
     for needed in ("meter", "model", "token_class"):
         if needed not in group_by:
             keys.append(f"NULL AS {needed}")
-    order = [sql for col, sql in _ORDER if col in group_by] + [f"{g} NULLS FIRST" for g in group_by]
+    order = [dict(_ORDER).get(g, f"{g} NULLS FIRST") for g in group_by]
     rows = con.execute(f"""
         SELECT * FROM (
             SELECT {', '.join(keys)}, sum(quantity)::BIGINT AS quantity,
