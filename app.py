@@ -45,4 +45,7 @@ except StoreError as exc:
     st.sidebar.warning(f"Store unavailable: {exc}")
 st.session_state["_state"] = state
 st.session_state["_filters"] = filters
-page.run()
+try:
+    page.run()
+except StoreError as exc:  # a writer held the store longer than the reader waits
+    ui.store_error(exc)

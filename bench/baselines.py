@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,19 +27,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.common import Clock, stopwatch
 from pricing.pricebook import TOKEN_CLASSES, PriceBook
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 PICO = 10**12
-ATTO = 10**18
 TERMINAL = ("terminated", "deleted")
 
 
 # --- ingest -----------------------------------------------------------------------------------
 
 
-def executemany_ingest(path: Path, sample: int, db: Path) -> tuple[float, int]:
+def executemany_ingest(path: Path, sample: int, db: Path) -> tuple[Clock, int]:
     """Row-by-row: json.loads each line, then one parameterised INSERT per event.
 
     A generous baseline: it only stores the common columns of `events`, checks nothing
@@ -52,25 +51,24 @@ def executemany_ingest(path: Path, sample: int, db: Path) -> tuple[float, int]:
     with open(path, encoding="utf-8") as f:
         lines = list(itertools.islice(f, sample))
     con = connect(db)
-    start = time.perf_counter()
-    rows = []
-    for line in lines:
-        try:
-            obj = json.loads(line)
-            if obj.get("type") == "session":
+    with stopwatch() as clock:
+        rows = []
+        for line in lines:
+            try:
+                obj = json.loads(line)
+                if obj.get("type") == "session":
+                    continue
+                at = datetime.fromisoformat(obj["processed_at"].replace("Z", "+00:00"))
+                rows.append((obj["id"], obj["session_id"], obj["type"],
+                             int(at.timestamp() * 1000), obj.get("session_thread_id"), 1))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            at = datetime.fromisoformat(obj["processed_at"].replace("Z", "+00:00"))
-            rows.append((obj["id"], obj["session_id"], obj["type"],
-                         int(at.timestamp() * 1000), obj.get("session_thread_id"), 1))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-    con.execute("BEGIN TRANSACTION")
-    con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
-    con.execute("COMMIT")
-    con.execute("CHECKPOINT")
-    seconds = time.perf_counter() - start
+        con.execute("BEGIN TRANSACTION")
+        con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
     con.close()
-    return seconds, len(lines)
+    return clock, len(lines)
 
 
 # --- rating: shared price tables ---------------------------------------------------------------
@@ -181,14 +179,16 @@ def pandas_rate(
     books: Sequence[PriceBook],
     as_of_ms: int,
     span_cache_ttl: str | None = None,
+    other_usage: dict[str, int] | None = None,
 ) -> PandasRating:
     """The engine's rules on DataFrames shaped like the store's tables.
 
     status: session_id, thread_id, status, at_ms, event_id; spans: model_requests columns;
-    sessions: session_id, model_id, model_speed, inference_geo.
+    sessions: session_id, model_id, model_speed, inference_geo. `other_usage` counts the rows
+    of tables this baseline does not price (usage snapshots, threads): they must be zero.
     """
     books = _books_in_order(books)
-    _refuse_unsupported(status, spans, {})
+    _refuse_unsupported(status, spans, other_usage or {})
     token_lines, token_sessions = _pandas_tokens(spans, sessions, books, as_of_ms, span_cache_ttl)
     runtime_lines, runtime_sessions, provisional = _pandas_runtime(status, books, as_of_ms)
     return PandasRating(token_lines, runtime_lines, token_sessions, runtime_sessions, provisional)
@@ -505,8 +505,10 @@ def litellm_rate(span_rows: Sequence[tuple],
     input + cache read + cache write is passed; it has no price history, no runtime, and
     prices cache writes at its own TTL assumption, so its total is shown, not asserted.
     """
+    import litellm
     from litellm import cost_per_token
 
+    litellm.suppress_debug_info = True  # else it prints a banner for every unknown model
     total, priced, unknown = 0.0, 0, 0
     for sid, _at, inp, out, cw, cr, _speed in span_rows:
         model = sessions.get(sid, (None,))[0]

@@ -1,6 +1,6 @@
 """Collector throughput against the emulator: events/s stored from 100 concurrent streams.
 
-    python -m bench.bench_collect [--sessions 100] [--events 2000] [--json]
+    python -m bench.bench_collect [--sessions 100] [--events 2000] [--quick] [--json]
 
 The emulator runs as its own process (`agenttally emulate`), so that on a 2-core machine the
 emulator and the collector each get a core, as they would against the real API. Two runs:
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.common import fmt_rate, load_line, machine_line, table
 from meter.collector import ApiClient, Collector, CollectorConfig
 from meter.emulator.replay import iso_ms, parse_ms
 from meter.store import open_store
@@ -181,22 +182,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--events", type=int, default=2000, help="events per session")
     parser.add_argument("--streams", type=int, default=100, help="max concurrent streams")
+    parser.add_argument("--quick", action="store_true", help="100 sessions x 200 events")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    results = run(args.sessions, args.events, args.streams)
+    events = 200 if args.quick else args.events
+    results = run(args.sessions, events, args.streams)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"collect bench: {results['sessions']} sessions x {args.events:,} events = "
-          f"{results['events']:,} events, {results['cpus']} CPUs, emulator in its own process")
-    for name in ("live", "backfill"):
+    print(f"collect benchmark: {results['sessions']} sessions x {events:,} events = "
+          f"{results['events']:,} events; the emulator runs in its own process")
+    print(machine_line())
+    print(load_line())
+    rows = []
+    runs = (("live", f"live, {args.streams} streams"), ("backfill", "back-fill --once"))
+    for name, label in runs:
         r = results[name]
-        via = (f"{r['from_stream'] / max(r['events'], 1):.0%} via {r['streams']} streams"
-               if name == "live" else f"{r['requests']:,} requests")
-        print(f"  {name:<9} {r['events']:>9,} events in {r['seconds']:6.2f} s = "
-              f"{r['events_per_s']:>8,} events/s  ({via}, {r['flushes']} flushes); "
-              f"collector CPU {r['collector_cpu_s']:.1f} s = {r['events_per_cpu_s']:,} "
-              f"events/CPU-s, emulator CPU {r['emulator_cpu_s']:.1f} s")
+        via = (f"{r['from_stream'] / max(r['events'], 1):.0%} streamed" if name == "live"
+               else f"{r['requests']:,} requests")
+        rows.append((label, f"{r['events']:,}", f"{r['seconds']:.2f}",
+                     fmt_rate(r["events_per_s"] or 0), f"{r['collector_cpu_s']:.1f}",
+                     fmt_rate(r["events_per_cpu_s"] or 0), f"{r['emulator_cpu_s']:.1f}",
+                     r["flushes"], via))
+    print(table(["run", "events", "seconds", "events/s", "collector CPU s", "events/CPU-s",
+                 "emulator CPU s", "flushes", "how"], rows))
+    print("events/s: first event received to last event committed; CPU-s: the collector's "
+          "process CPU time (incl. DuckDB) over the run")
     return 0
 
 

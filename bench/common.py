@@ -34,15 +34,33 @@ def timed(fn: Callable[[], T]) -> tuple[float, T]:
     return time.perf_counter() - start, result
 
 
+@dataclass
+class Clock:
+    """Wall seconds and this process's CPU seconds (all threads) of a timed block.
+
+    On a machine shared with other work, wall time is inflated by waiting for a core while
+    CPU time is not, so a report shows both.
+    """
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @contextmanager
-def stopwatch() -> Iterator[list[float]]:
-    """`with stopwatch() as t: ...` then `t[0]` holds the wall seconds of the block."""
-    box = [0.0]
-    start = time.perf_counter()
+def stopwatch() -> Iterator[Clock]:
+    """`with stopwatch() as t: ...` then `t.wall` and `t.cpu` hold the block's seconds."""
+    clock = Clock()
+    wall, cpu = time.perf_counter(), _cpu_seconds()
     try:
-        yield box
+        yield clock
     finally:
-        box[0] = time.perf_counter() - start
+        clock.wall = time.perf_counter() - wall
+        clock.cpu = _cpu_seconds() - cpu
 
 
 def _cpu_model() -> str:
@@ -116,9 +134,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
-        ).rstrip()
+        pairs = enumerate(zip(row, widths, strict=True))
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])

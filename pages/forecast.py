@@ -36,11 +36,10 @@ c1, c2, c3 = st.columns(3)
 c1.metric(f"{ui.period_label(me.period)} so far", ui.usd(fc["month_invoiced"]), border=True,
           help="The month's invoice lines to the rating's as-of instant, each rounded "
                "half-even to the cent (as on the Overview and `agenttally invoice`).")
-c2.metric("Forecast at month end", ui.usd(me.mean), border=True,
+c2.metric("Forecast at month end", ui.approx(me.mean), border=True,
           help="Actual so far plus the forecast of the remaining days.")
-c3.metric("80% interval", f"{ui.usd(me.lo80)} – {ui.usd(me.hi80)}",
-          border=True, help=f"95%: {ui.usd(me.lo95)} – "
-                            f"{ui.usd(me.hi95)}")
+c3.metric("80% interval", f"{ui.approx(me.lo80)} – {ui.approx(me.hi80)}",
+          border=True, help=f"95%: {ui.approx(me.lo95)} – {ui.approx(me.hi95)}")
 st.caption(f"Model: {fc['note']}.")
 
 budgets = ui.batch("budgets", f=f, as_of_ms=as_of)
@@ -103,7 +102,7 @@ if chosen and chosen["monthly"]:
         cum.add_hline(y=line["amount"], line={"color": "#B3261E" if full else "#9E9E9E",
                                               "dash": "solid" if full else "dash",
                                               "width": 1.5 if full else 1},
-                      annotation_text=f"{line['label']} ({ui.usd(line['amount'])})",
+                      annotation_text=f"{line['label']} ({ui.approx(line['amount'])})",
                       annotation_position="top left", annotation_font_size=11)
 cum.update_yaxes(rangemode="tozero")
 ui.money_axis(cum, max([float(actual_cum.max()) if len(actual_cum) else 0.0,

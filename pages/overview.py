@@ -11,9 +11,9 @@ from pricing.money import round_cents
 from reports.dashboard import ui
 from reports.dashboard.planning import as_of_day
 
-# Above this many status events the utilisation panel waits for a click (about 1 s per
-# million events; the rest of the page never reads events).
-AUTO_UTILISATION_EVENTS = 500_000
+# Above this many sessions the utilisation panel waits for a click: it reads their status
+# events (about 1 s per 100,000 sessions; the rest of the page never reads events).
+AUTO_UTILISATION_SESSIONS = 50_000
 
 state, f = ui.current()
 ui.page_header("Overview", f"{ui.period_label(f.period)} · {ui.filters_note(f)}")
@@ -47,18 +47,18 @@ with c2:
             st.metric("Forecast at month end", "–", border=True)
             st.caption("Forecasts are not available in this build.")
         else:
-            st.metric("Forecast at month end", ui.usd(me.mean), border=True,
+            st.metric("Forecast at month end", ui.approx(me.mean), border=True,
                       help=f"{me.note}. Actual complete days plus the forecast of the rest "
                            "of the month, read from simulated sample paths.")
-            st.caption(f"80%: {ui.usd(me.lo80)} – {ui.usd(me.hi80)}"
-                       f" · 95%: {ui.usd(me.lo95)} – "
-                       f"{ui.usd(me.hi95)}")
+            st.caption(f"80%: {ui.approx(me.lo80)} – {ui.approx(me.hi80)}"
+                       f" · 95%: {ui.approx(me.lo95)} – {ui.approx(me.hi95)}")
     else:
         st.metric("Month closed", ui.usd(mtd.total), border=True)
         st.caption("Forecasts are made for the current month.")
 
 with c3:
-    budgets = ui.batch("budgets", f=f, as_of_ms=as_of) if as_of and current_month else None
+    budgets = (ui.batch("budgets", f=f, as_of_ms=as_of, only_selected=True)
+               if as_of and current_month else None)
     chosen = budgets["selected"] if budgets else None
     if chosen is None:
         st.metric("Budget", "–", border=True)
@@ -117,10 +117,10 @@ for col, key, title, label in ((cols[0], "top_team", "Teams", "Team"),
 st.subheader("Runtime utilisation", anchor=False)
 st.caption("Runtime is billed per millisecond while a session is running; idle time costs "
            "nothing. Hours of the sessions with spend in this period.")
-n_events = data["status_events"]
-show_util = n_events <= AUTO_UTILISATION_EVENTS or st.session_state.get("util_on")
+n_sessions = data["utilisation_sessions"]
+show_util = n_sessions <= AUTO_UTILISATION_SESSIONS or st.session_state.get("util_on")
 if not show_util:
-    st.button(f"Compute utilisation ({n_events:,} status events)",
+    st.button(f"Measure running and idle time of {n_sessions:,} sessions (several seconds)",
               on_click=lambda: st.session_state.update(util_on=True),
               icon=":material/timer:")
 elif as_of is not None:

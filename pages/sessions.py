@@ -56,8 +56,9 @@ st.caption(" · ".join(str(x) for x in (
 running = int(iv.loc[iv["status"] == "running", "duration_ms"].sum()) if len(iv) else 0
 idle = int(iv.loc[iv["status"] == "idle", "duration_ms"].sum()) if len(iv) else 0
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Cost", ui.usd(bill["amount"].sum() if len(bill) else 0), border=True,
-          help="Sum of the session's lines below, each rounded to the cent.")
+m1.metric("Cost", ui.usd(detail["cost"]), border=True,
+          help="The session's invoice lines (meter × model × token class), each rounded "
+               "half-even to the cent, summed. Rows below are rounded one by one.")
 m2.metric("Running (billed)", ui.hours(running), border=True)
 m3.metric("Idle (free)", ui.hours(idle), border=True)
 m4.metric("Model requests", f"{len(requests):,}", border=True)

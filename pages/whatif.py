@@ -22,6 +22,7 @@ try:
         build_scenario,
         levers_of,
         list_scenarios,
+        sample_percent_for,
         scenario_toml,
     )
 except ModuleNotFoundError:
@@ -115,8 +116,18 @@ except (ScenarioError, ValueError) as exc:
     st.error(str(exc), icon=":material/error:")
     st.stop()
 
+# Re-rating reads every event of the selected sessions: beyond a few tens of thousands of
+# sessions that takes minutes, so a big selection is estimated from a sample unless asked.
+sample = sample_percent_for(ctx["sessions"])
+if sample is not None:
+    exact = st.toggle(f"Re-rate all {ctx['sessions']:,} sessions exactly (minutes)",
+                      key="wi_exact",
+                      help=f"Off: a {sample}% sample of the sessions is re-rated and scaled to "
+                           "the selection's actual spend (seconds).")
+    sample = None if exact else sample
 with st.spinner("Re-rating the selected sessions under the scenario…"):
-    result = ui.batch("whatif", f=f, as_of_ms=as_of, scenario=scenario.model_dump(mode="json"))
+    result = ui.batch("whatif", f=f, as_of_ms=as_of, scenario=scenario.model_dump(mode="json"),
+                      sample_percent=sample)
 
 # --- baseline vs scenario --------------------------------------------------------------------
 base_total, scen_total = result["baseline_total"], result["scenario_total"]
@@ -130,7 +141,9 @@ c3.metric("Difference", ui.usd(diff),
           delta=f"{diff / base_total * 100:+.1f}%" if base_total and diff else None,
           delta_color="inverse", border=True)
 st.caption(f"{result['sessions']:,} sessions with spend in {ui.period_label(f.period)} "
-           "re-rated from their events, as of the rating.")
+           "re-rated from their events, as of the rating"
+           + (" (a sample: the scenario's numbers are estimates)." if result["estimated"]
+              else "."))
 for note in result["notes"]:
     st.caption(f":material/info: {note}")
 

@@ -4,7 +4,8 @@
     stats = collect("data/agenttally.duckdb", once=True)   # key from ANTHROPIC_API_KEY
 
 `ApiClient` is the HTTP layer (auth, retries, rate limit, SSE); `Collector` decides what to
-follow and writes through `meter.ingest`; `webhooks` verifies and receives webhook calls.
+follow; `writer` batches what it receives into the store through `meter.ingest`; `webhooks`
+verifies and receives webhook calls.
 """
 
 from meter.collector.client import (
@@ -16,7 +17,8 @@ from meter.collector.client import (
     RateLimiter,
     RetryPolicy,
 )
-from meter.collector.collector import Collector, CollectorConfig, CollectStats, collect
+from meter.collector.collector import Collector, collect
+from meter.collector.state import CollectorConfig, CollectStats
 
 __all__ = [
     "ApiClient",

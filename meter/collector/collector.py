@@ -9,11 +9,8 @@ listing shows their `updated_at` moved. Cursors only ever name events that were 
 How nothing is doubled: each event id is taken once in memory (a small per-session window)
 and the store de-duplicates by event id on ingest, across restarts.
 
-Writes: events and session records are buffered and flushed through `meter.ingest.ingest_lines`
-(the one way into the store) every `flush_events` events or `flush_interval_s`; each flush then
-advances `collector_cursors`. The store is opened for the length of a flush only, so readers
-can share the file. A crash between the batch commit and the cursor update only makes the
-next run re-read a few events, which ingest drops as duplicates.
+Writes go through `meter.collector.writer.BatchWriter`: batches through `meter.ingest`, then
+the cursors of what each batch committed.
 """
 
 from __future__ import annotations
@@ -24,9 +21,7 @@ import logging
 import signal
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +37,9 @@ from meter.collector.client import (
     describe,
     parse_ms,
 )
-from meter.ingest import IngestResult, ingest_lines
-from meter.store import default_db_path, open_store
+from meter.collector.state import CollectorConfig, CollectStats, SessionState
+from meter.collector.writer import BatchWriter, read_resume_points
+from meter.store import default_db_path
 
 log = logging.getLogger("agenttally.collector")
 
@@ -58,97 +54,6 @@ REFETCH_EVENTS = frozenset({
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
-_UPSERT_CURSOR = """
-    INSERT INTO collector_cursors (session_id, last_at_ms, last_event, updated_ms)
-    VALUES (?, ?, ?, ?)
-    ON CONFLICT (session_id) DO UPDATE SET
-        last_event = CASE WHEN excluded.last_at_ms >= collector_cursors.last_at_ms
-                          THEN excluded.last_event ELSE collector_cursors.last_event END,
-        last_at_ms = greatest(collector_cursors.last_at_ms, excluded.last_at_ms),
-        updated_ms = excluded.updated_ms
-"""
-
-
-@dataclass
-class CollectorConfig:
-    """Knobs of a collector run; the defaults suit the real API's documented limits."""
-
-    since_ms: int | None = None          # only sessions created at or after this instant
-    poll_interval_s: float = 5.0         # new and running sessions are listed this often
-    sweep_interval_s: float = 300.0      # all sessions are listed this often (catches idle ones)
-    full_sweep_every: int = 12           # ... and every Nth sweep back-fills every live session
-    flush_events: int = 1000
-    flush_interval_s: float = 1.0
-    max_streams: int = 100               # concurrent SSE streams
-    max_requests: int = 16               # concurrent listings / retrievals besides streams
-    idle_linger_s: float = 300.0         # keep following an idle session this long
-    backfill_overlap_ms: int = 1000      # re-read this much history before the cursor [U]
-    discovery_overlap_ms: int = 60_000
-    events_page_limit: int = 1000
-    sessions_page_limit: int = 100
-    max_buffer_events: int = 200_000     # streams pause while this many events wait
-    progress_interval_s: float = 10.0
-    source: str = "collector"
-
-
-@dataclass
-class CollectStats:
-    """What a run did. `stored` counts events the store did not have before."""
-
-    sessions: int = 0
-    received: int = 0
-    from_stream: int = 0
-    from_backfill: int = 0
-    skipped_duplicates: int = 0
-    stored: int = 0
-    store_duplicates: int = 0
-    records: int = 0
-    quarantined: int = 0
-    flushes: int = 0
-    streams_opened: int = 0
-    reconnects: int = 0
-    backfills: int = 0
-    evictions: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    def summary(self) -> str:
-        secs = max(time.monotonic() - self.started, 1e-9)
-        return (
-            f"{self.stored:,} new events stored ({self.store_duplicates:,} already stored, "
-            f"{self.skipped_duplicates:,} duplicates skipped, {self.quarantined:,} quarantined), "
-            f"{self.records:,} session records, {self.sessions:,} sessions in {secs:.1f} s "
-            f"({self.streams_opened:,} streams, {self.reconnects:,} reconnects, "
-            f"{self.backfills:,} back-fills)"
-        )
-
-
-class _Session:
-    """What the collector knows of one session during a run."""
-
-    def __init__(self, session_id: str, *, new: bool):
-        self.id = session_id
-        self.json_prefix = '{"session_id":' + json.dumps(session_id) + ","
-        self.new = new                        # first seen after the initial sweep
-        self.status: str | None = None
-        self.created_ms: int | None = None
-        self.updated_ms: int | None = None
-        self.archived = False
-        self.gone = False                     # 404 or session.deleted
-        self.record_text: str | None = None
-        self.stored_key: tuple[Any, Any] | None = None   # (status, updated_ms) in the store
-        self.cursor_ms: int | None = None     # processed_at of the latest event received
-        self.synced_updated_ms: int | None = None  # updated_at we last back-filled up to
-        self.seen: OrderedDict[str, int] = OrderedDict()
-        self.follower: asyncio.Task | None = None
-        self.backfill: asyncio.Task | None = None
-        self.refetch: asyncio.Task | None = None
-        self.refetch_again = False
-        self.idle_since: float | None = None
-        self.connected = False
-
-    @property
-    def terminal(self) -> bool:
-        return self.gone or self.archived or self.status == "terminated"
 
 
 class Collector:
@@ -174,21 +79,21 @@ class Collector:
         self.webhook_listen = webhook_listen
         self._webhook_secret = webhook_secret
         self.webhook_port: int | None = None
-        self._sessions: dict[str, _Session] = {}
-        self._events: list[str] = []
-        self._records: list[str] = []
-        self._pending_cursors: dict[str, tuple[int, str]] = {}
+        self._sessions: dict[str, SessionState] = {}
+        self._out = BatchWriter(self.db, source=self.config.source,
+                                flush_events=self.config.flush_events,
+                                flush_interval_s=self.config.flush_interval_s,
+                                stats=self.stats, redact=client.redact)
+        self._last_progress = time.monotonic()
         self._max_created: int | None = None
         self._initial_sweep_done = False
         self._once = False
         self._stopping = False
-        self._closing = False
         self._stop_requested = threading.Event()
         self._fatal: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stop_event: asyncio.Event | None = None
-        self._flush_now: asyncio.Event | None = None
         self._slots: asyncio.Semaphore | None = None
         self._requests: asyncio.Semaphore | None = None
 
@@ -215,7 +120,6 @@ class Collector:
         self._loop = asyncio.get_running_loop()
         self._once = once
         self._stop_event = asyncio.Event()
-        self._flush_now = asyncio.Event()
         self._slots = asyncio.Semaphore(self.config.max_streams)
         self._requests = asyncio.Semaphore(self.config.max_requests)
         self.stats.started = time.monotonic()
@@ -223,7 +127,7 @@ class Collector:
             self._stop_event.set()
         await asyncio.to_thread(self._load_state)
         signals = self._install_signals() if handle_signals else []
-        flusher = asyncio.create_task(self._flush_loop())
+        flusher = asyncio.create_task(self._out.run(on_tick=self._progress))
         loops: list[asyncio.Task] = []
         receiver = None
         try:
@@ -246,8 +150,7 @@ class Collector:
             await asyncio.gather(*pending, return_exceptions=True)
             if receiver is not None:
                 await self._receiver_task
-            self._closing = True
-            self._flush_now.set()
+            self._out.close()
             await flusher
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
@@ -255,6 +158,12 @@ class Collector:
         if self._fatal is not None:
             raise self._fatal
         return self.stats
+
+    def _progress(self) -> None:
+        if time.monotonic() - self._last_progress >= self.config.progress_interval_s:
+            self._last_progress = time.monotonic()
+            following = sum(1 for x in self._sessions.values() if x.connected)
+            log.info("collecting: streaming %d sessions; %s", following, self.stats.summary())
 
     def _install_signals(self) -> list[int]:
         installed = []
@@ -312,13 +221,9 @@ class Collector:
 
     def _load_state(self) -> None:
         """Cursors and stored session heads, so that a restart resumes where it stopped."""
-        with open_store(self.db) as con:
-            cursors = dict(con.execute(
-                "SELECT session_id, last_at_ms FROM collector_cursors").fetchall())
-            stored = con.execute(
-                "SELECT session_id, status, updated_ms FROM sessions").fetchall()
+        cursors, stored = read_resume_points(self.db)
         for sid, at in cursors.items():
-            self._session(sid).cursor_ms = int(at)
+            self._session(sid).cursor_ms = at
         for sid, status, updated in stored:
             s = self._session(sid)
             s.stored_key = (status, updated)
@@ -326,21 +231,20 @@ class Collector:
             if status == "terminated" and s.cursor_ms is not None and updated is not None \
                     and s.cursor_ms >= updated:
                 s.synced_updated_ms = updated
-        self.stats.sessions = 0
         if cursors:
             log.info("resuming from cursors of %d sessions", len(cursors))
 
-    def _session(self, session_id: str) -> _Session:
+    def _session(self, session_id: str) -> SessionState:
         s = self._sessions.get(session_id)
         if s is None:
-            s = self._sessions[session_id] = _Session(session_id, new=self._initial_sweep_done)
+            s = self._sessions[session_id] = SessionState(session_id, new=self._initial_sweep_done)
         return s
 
-    def _accept_record(self, obj: dict) -> _Session | None:
+    def _accept_record(self, obj: dict) -> SessionState | None:
         """Take a session object from a listing or retrieval; buffer it if it changed."""
         sid = obj.get("id") if isinstance(obj, dict) else None
         if not isinstance(sid, str) or not sid:
-            self._records.append(json.dumps(obj))  # ingest quarantines it with the reason
+            self._out.records.append(json.dumps(obj))  # ingest quarantines it with the reason
             return None
         if obj.get("type") != "session":
             obj = {**obj, "type": "session"}
@@ -350,7 +254,7 @@ class Collector:
         if text != s.record_text:
             unchanged = s.record_text is None and s.stored_key == (obj.get("status"), updated)
             if not unchanged:
-                self._records.append(text)
+                self._out.records.append(text)
             if s.record_text is None:
                 self.stats.sessions += 1
             s.record_text = text
@@ -363,14 +267,14 @@ class Collector:
             self._max_created = s.created_ms
         return s
 
-    def _accept(self, s: _Session, event: Any, via: str, raw: str | None = None) -> None:
+    def _accept(self, s: SessionState, event: Any, via: str, raw: str | None = None) -> None:
         """Take one event (stream or listing): de-duplicate, buffer, move the cursor.
 
         `raw` is the event's JSON text when there is one (a stream frame): the line is then
         spliced rather than re-encoded, which is most of the per-event cost.
         """
         if not isinstance(event, dict):
-            self._events.append(json.dumps(event))  # quarantined by ingest with the reason
+            self._out.events.append(json.dumps(event))  # quarantined by ingest with the reason
             return
         kind = event.get("type")
         if kind in STREAM_ONLY_EVENTS or event.get("processed_at") is None:
@@ -383,12 +287,12 @@ class Collector:
                 return
             s.seen[eid] = at if at is not None else 0
         if raw is not None and raw.startswith("{\"") and '"session_id"' not in raw:
-            self._events.append(s.json_prefix + raw[1:])
+            self._out.events.append(s.json_prefix + raw[1:])
         else:
             line = {"session_id": s.id}
             line.update(event)
             line["session_id"] = s.id
-            self._events.append(_encode(line))
+            self._out.events.append(_encode(line))
         self.stats.received += 1
         if via == "stream":
             self.stats.from_stream += 1
@@ -397,9 +301,7 @@ class Collector:
         if at is not None:
             if s.cursor_ms is None or at >= s.cursor_ms:
                 s.cursor_ms = at
-            pending = self._pending_cursors.get(s.id)
-            if pending is None or at >= pending[0]:
-                self._pending_cursors[s.id] = (at, eid if isinstance(eid, str) else "")
+            self._out.cursor(s.id, at, eid if isinstance(eid, str) else "")
             self._prune_seen(s)
         if kind == "session.status_idle":
             s.idle_since = time.monotonic()
@@ -409,10 +311,10 @@ class Collector:
             s.gone = True
         if kind in REFETCH_EVENTS and not self._once and not s.gone:
             self._schedule_refetch(s)
-        if len(self._events) >= self.config.flush_events:
-            self._flush_now.set()
+        if len(self._out.events) >= self.config.flush_events:
+            self._out.wake()
 
-    def _prune_seen(self, s: _Session) -> None:
+    def _prune_seen(self, s: SessionState) -> None:
         """Forget ids older than any listing can return again (cursor minus 2x overlap)."""
         if len(s.seen) < 512 or s.cursor_ms is None:
             return
@@ -422,18 +324,25 @@ class Collector:
 
     async def _room(self) -> None:
         """Back-pressure: wait while the buffer is over `max_buffer_events`."""
-        while len(self._events) > self.config.max_buffer_events and not self._stopping:
-            self._flush_now.set()
+        while len(self._out.events) > self.config.max_buffer_events and not self._stopping:
+            self._out.wake()
             await asyncio.sleep(0.05)
 
     # -- discovery -------------------------------------------------------------------------
 
-    def _activate(self, s: _Session, *, forced: bool = False) -> None:
-        """Decide how a listed session is kept up to date: follow, back-fill once, or not."""
-        if self._stopping or s.follower is not None or s.gone:
+    def _activate(self, s: SessionState, *, forced: bool = False) -> None:
+        """Decide how a listed session is kept up to date: follow, back-fill once, or not.
+
+        Running sessions (and new ones, from birth) are followed; a follower still waiting
+        for a stream slot does not stop listings from back-filling the session meanwhile.
+        """
+        if self._stopping or s.gone:
             return
-        if not self._once and not s.terminal and (s.status in ACTIVE_STATUSES or s.new):
+        follow = not self._once and not s.terminal and (s.status in ACTIVE_STATUSES or s.new)
+        if follow and s.follower is None:
             s.follower = self._spawn(self._follow(s))
+        elif s.follower is not None and s.connected:
+            return
         elif forced or s.synced_updated_ms is None or s.synced_updated_ms != s.updated_ms:
             if s.backfill is None:
                 s.backfill = self._spawn(self._backfill_once(s))
@@ -505,7 +414,7 @@ class Collector:
                 log.warning("listing new sessions failed; trying again: %s",
                             self.client.redact(exc))
 
-    async def _poke(self, s: _Session) -> None:
+    async def _poke(self, s: SessionState) -> None:
         try:
             async with self._requests:
                 obj = await self.client.get_session(s.id)
@@ -515,13 +424,13 @@ class Collector:
         self._accept_record(obj)
         self._activate(s, forced=True)
 
-    def _schedule_refetch(self, s: _Session) -> None:
+    def _schedule_refetch(self, s: SessionState) -> None:
         if s.refetch is not None and not s.refetch.done():
             s.refetch_again = True
         else:
             s.refetch = self._spawn(self._refetch(s))
 
-    async def _refetch(self, s: _Session) -> None:
+    async def _refetch(self, s: SessionState) -> None:
         """Fetch the session object again; one request in flight per session, in order."""
         while True:
             s.refetch_again = False
@@ -537,7 +446,7 @@ class Collector:
 
     # -- events --------------------------------------------------------------------------------
 
-    async def _backfill(self, s: _Session) -> None:
+    async def _backfill(self, s: SessionState) -> None:
         """List the session's history from its cursor (minus the overlap) into the buffer."""
         start = None if s.cursor_ms is None else s.cursor_ms - self.config.backfill_overlap_ms
         async with self._requests:
@@ -545,11 +454,11 @@ class Collector:
                 s.id, after_gte=start, limit=self.config.events_page_limit
             ):
                 self._accept(s, event, "backfill")
-                if len(self._events) > self.config.max_buffer_events:
+                if len(self._out.events) > self.config.max_buffer_events:
                     await self._room()
         self.stats.backfills += 1
 
-    async def _backfill_once(self, s: _Session) -> None:
+    async def _backfill_once(self, s: SessionState) -> None:
         try:
             updated = s.updated_ms
             await self._backfill(s)
@@ -559,28 +468,49 @@ class Collector:
         finally:
             s.backfill = None
 
-    def _evict_idle(self) -> None:
+    def _evict_idle(self) -> bool:
         """Free a stream slot: stop following the session that has been idle the longest."""
         idle = [x for x in self._sessions.values()
                 if x.follower is not None and x.connected and x.idle_since is not None]
-        if idle:
-            victim = min(idle, key=lambda x: x.idle_since)
-            victim.synced_updated_ms = victim.updated_ms  # everything up to now was received
-            victim.follower.cancel()
-            self.stats.evictions += 1
+        if not idle:
+            return False
+        victim = min(idle, key=lambda x: x.idle_since)
+        self._caught_up(victim)
+        victim.connected = False
+        victim.follower.cancel()
+        self.stats.evictions += 1
+        return True
 
-    async def _follow(self, s: _Session) -> None:
-        """Stream one session's events, reconnecting (and back-filling) until it settles."""
+    async def _follow(self, s: SessionState) -> None:
+        """Stream one session's events, reconnecting (and back-filling) until it settles.
+
+        With every slot taken, an idle follower makes room; if none is idle, a running
+        session waits for a slot while an idle one is back-filled instead of followed.
+        """
+        acquired = False
         try:
-            if self._slots.locked():
-                self._evict_idle()
-            async with self._slots:
+            while not self._stopping:
+                if not self._slots.locked():
+                    await self._slots.acquire()  # free: returns without yielding
+                    acquired = True
+                    break
+                if not self._evict_idle() and s.status not in ACTIVE_STATUSES:
+                    s.new = False  # no room to follow it from birth: listings take over
+                    s.follower = None
+                    if s.backfill is None:
+                        s.backfill = self._spawn(self._backfill_once(s))
+                    return
+                await asyncio.sleep(0.1)  # an evicted follower releases its slot as it ends
+            if acquired:
                 await self._follow_connected(s)
         finally:
+            if acquired:
+                self._slots.release()
             s.connected = False
-            s.follower = None
+            if s.follower is asyncio.current_task():
+                s.follower = None
 
-    async def _follow_connected(self, s: _Session) -> None:
+    async def _follow_connected(self, s: SessionState) -> None:
         cfg = self.config
         attempt = 0
         s.idle_since = time.monotonic() if s.status == "idle" else None
@@ -604,18 +534,18 @@ class Collector:
                         try:
                             event = json.loads(frame.data)
                         except ValueError:
-                            self._events.append(frame.data)  # quarantined with the reason
+                            self._out.events.append(frame.data)  # quarantined with the reason
                             continue
                         if isinstance(event, dict) and "type" not in event:
                             event["type"] = frame.event
                         self._accept(s, event, "stream", frame.data)
                         got += 1
                         if isinstance(event, dict) and event.get("type") in TERMINAL_EVENTS:
-                            s.synced_updated_ms = s.updated_ms
+                            self._caught_up(s)
                             return
                         if self._settled(s):
                             return
-                        if len(self._events) > cfg.max_buffer_events:
+                        if len(self._out.events) > cfg.max_buffer_events:
                             await self._room()
                 reason: BaseException | str = "stream closed by the server"
             except NotFoundError:
@@ -643,77 +573,21 @@ class Collector:
             if await self._sleep(delay):
                 return
 
-    def _settled(self, s: _Session) -> bool:
+    def _settled(self, s: SessionState) -> bool:
         """Idle past the linger time: stop following; listings pick the session up again."""
         if s.idle_since is not None and time.monotonic() - s.idle_since > \
                 self.config.idle_linger_s:
-            s.synced_updated_ms = s.updated_ms
+            self._caught_up(s)
             return True
         return False
 
-    # -- writing -------------------------------------------------------------------------------
-
-    async def _flush_loop(self) -> None:
-        last_progress = time.monotonic()
-        while True:
-            closing = self._closing
-            await self._flush(final=closing)
-            if closing:
-                return
-            try:
-                await asyncio.wait_for(self._flush_now.wait(), self.config.flush_interval_s)
-            except TimeoutError:
-                pass
-            self._flush_now.clear()
-            if time.monotonic() - last_progress >= self.config.progress_interval_s:
-                last_progress = time.monotonic()
-                following = sum(1 for x in self._sessions.values() if x.follower is not None)
-                log.info("collecting: following %d sessions; %s", following,
-                         self.stats.summary())
-
-    async def _flush(self, *, final: bool = False) -> None:
-        if not self._events and not self._records:
-            return
-        records, events, cursors = self._records, self._events, self._pending_cursors
-        self._records, self._events, self._pending_cursors = [], [], {}
-        try:
-            result = await asyncio.to_thread(self._write, records + events, cursors)
-        except Exception as exc:
-            self._records[:0] = records
-            self._events[:0] = events
-            for sid, cur in cursors.items():
-                if sid not in self._pending_cursors or cur[0] > self._pending_cursors[sid][0]:
-                    self._pending_cursors[sid] = cur
-            if final:
-                raise
-            log.error("store write failed, %d lines kept for the next flush: %s",
-                      len(records) + len(events), self.client.redact(exc))
-            await asyncio.sleep(min(self.config.flush_interval_s, 1.0))
-            return
-        self.stats.flushes += 1
-        self.stats.stored += result.new_events
-        self.stats.store_duplicates += result.duplicates
-        self.stats.records += result.records
-        self.stats.quarantined += result.quarantined
-        log.debug("flushed %s", result.summary())
-        for error in result.errors:
-            log.warning("quarantined: %s", self.client.redact(error))
-
-    def _write(self, lines: list[str], cursors: dict[str, tuple[int, str]]) -> IngestResult:
-        """One flush: the batch through ingest, then the cursors of what it committed."""
-        with open_store(self.db) as con:
-            result = ingest_lines(con, lines, source=self.config.source)
-            if cursors:
-                now = int(time.time() * 1000)
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    con.executemany(_UPSERT_CURSOR, [
-                        (sid, at, eid, now) for sid, (at, eid) in cursors.items()])
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-        return result
+    @staticmethod
+    def _caught_up(s: SessionState) -> None:
+        """A follower stops: the session needs no back-fill only if the events received
+        reach its last known `updated_at`; otherwise the next listing back-fills it (the
+        record may be newer than what the stream had delivered)."""
+        if s.cursor_ms is not None and s.updated_ms is not None and s.cursor_ms >= s.updated_ms:
+            s.synced_updated_ms = s.updated_ms
 
     # -- webhooks ------------------------------------------------------------------------------
 

@@ -124,7 +124,9 @@ def create_app(
     """The API over `replay`. `api_key=None` accepts any non-empty `x-api-key`."""
     faults = faults or Faults()
     state = {"requests": 0, "streams": 0, "streams_open": 0, "started_wall": None}
-    logging.getLogger("uvicorn.error").addFilter(_HideInjectedAborts())
+    errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _HideInjectedAborts) for f in errors.filters):
+        errors.addFilter(_HideInjectedAborts())
     if not start_on_first_request:
         replay.clock.start()
 

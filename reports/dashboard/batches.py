@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ def _overview(con: duckdb.DuckDBPyConnection, path: str, f: Filters,
         "top_team": overview.top_spenders(con, f, "team"),
         "top_agent": overview.top_spenders(con, f, "agent"),
         "top_session": overview.top_spenders(con, f, "session"),
-        "status_events": overview.utilisation_size(con, f),
+        "utilisation_sessions": overview.utilisation_size(con, f),
     }
 
 
@@ -45,10 +45,10 @@ def _planning(con: duckdb.DuckDBPyConnection, path: str, f: Filters, as_of_ms: i
 
 
 def _whatif(con: duckdb.DuckDBPyConnection, path: str, f: Filters, as_of_ms: int,
-            scenario: dict[str, Any]) -> dict[str, Any]:
+            scenario: dict[str, Any], sample_percent: int | None = None) -> dict[str, Any]:
     from pricing.scenario import parse_scenario
 
-    return whatif.run_scenario(con, f, parse_scenario(scenario), as_of_ms)
+    return whatif.run_scenario(con, f, parse_scenario(scenario), as_of_ms, sample_percent)
 
 
 BATCHES: dict[str, Callable[..., Any]] = {
@@ -57,7 +57,8 @@ BATCHES: dict[str, Callable[..., Any]] = {
     "overview": _overview,
     "utilisation": lambda con, path, f, as_of_ms: overview.utilisation(con, f, as_of_ms),
     "month_end": lambda con, path, f, as_of_ms: planning.month_end(con, f, as_of_ms),
-    "budgets": lambda con, path, f, as_of_ms: planning.budgets(con, f, as_of_ms),
+    "budgets": lambda con, path, f, as_of_ms, only_selected=False: planning.budgets(
+        con, f, as_of_ms, only_selected),
     "chargeback_keys": lambda con, path: chargeback.group_keys(con),
     "chargeback": lambda con, path, f, by, mode: chargeback.chargeback_report(con, f, by, mode),
     "export": lambda con, path, f, what, fmt, by, mode: chargeback.export_bytes(
@@ -103,8 +104,9 @@ def run(name: str, path: str | Path, **kwargs: Any) -> Any:
         return fn(con, str(path), **kwargs)
 
 
-def bench_plan(db: str | Path) -> Iterator[tuple[str, str, Callable[[], Any]]]:
-    """(page, batch, thunk) for every batch a page runs, on the store's latest period."""
+def bench_plan(db: str | Path) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(page, label, batch name, arguments) for every batch the pages run, on the store's
+    latest period: what `bench/bench_dashboard.py` times."""
     state = run("state", db)
     period = state.periods[-1] if state.periods else None
     as_of = state.rated_as_of_ms or int(time.time() * 1000)
@@ -113,28 +115,32 @@ def bench_plan(db: str | Path) -> Iterator[tuple[str, str, Callable[[], Any]]]:
     narrowed = Filters(period=period, teams=opts.teams[:1], models=opts.models[:1])
     top = run("sessions", db, f=f, limit=1)
     sid = str(top["session_id"].iloc[0]) if len(top) else ""
-    identity_plus = whatif.build_scenario(None, whatif.Levers(
+    # what the What-if page offers on a big selection: about 10,000 sessions re-rated
+    sessions = run("whatif_context", db, f=f, as_of_ms=as_of)["sessions"]
+    sample = whatif.sample_percent_for(sessions)
+    lever = whatif.build_scenario(None, whatif.Levers(
         runtime_usd_per_hour=Decimal("0.10"), cache_hit_rate_percent=Decimal(60)))
-    plan: list[tuple[str, str, dict[str, Any]]] = [
-        ("all pages", "state", {}),
-        ("all pages", "options", {}),
-        ("Overview", "overview", {"f": f, "as_of_ms": as_of}),
-        ("Overview", "overview (team+model filter)", {"f": narrowed, "as_of_ms": as_of}),
-        ("Overview", "month_end", {"f": f, "as_of_ms": as_of}),
-        ("Overview", "utilisation", {"f": f, "as_of_ms": as_of}),
-        ("Chargeback", "chargeback_keys", {}),
-        ("Chargeback", "chargeback", {"f": f, "by": "team", "mode": "chargeback"}),
-        ("Forecast & budgets", "planning", {"f": f, "as_of_ms": as_of}),
-        ("Forecast & budgets", "backtest", {"f": f, "as_of_ms": as_of}),
-        ("Sessions", "sessions", {"f": f}),
-        ("Sessions", "session", {"session_id": sid, "as_of_ms": as_of}),
-        ("Data", "data", {}),
-        ("What-if", "whatif", {"f": f, "as_of_ms": as_of,
-                               "scenario": identity_plus.model_dump(mode="json")}),
+    return [
+        ("all pages", "state", "state", {}),
+        ("all pages", "options", "options", {}),
+        ("Overview", "overview", "overview", {"f": f, "as_of_ms": as_of}),
+        ("Overview", "overview (team+model filter)", "overview",
+         {"f": narrowed, "as_of_ms": as_of}),
+        ("Overview", "month_end", "month_end", {"f": f, "as_of_ms": as_of}),
+        ("Overview", "budget card", "budgets", {"f": f, "as_of_ms": as_of,
+                                                "only_selected": True}),
+        ("Forecast & budgets", "budgets", "budgets", {"f": f, "as_of_ms": as_of}),
+        ("Overview", "utilisation (on click)", "utilisation", {"f": f, "as_of_ms": as_of}),
+        ("Chargeback", "chargeback_keys", "chargeback_keys", {}),
+        ("Chargeback", "chargeback", "chargeback", {"f": f, "by": "team",
+                                                    "mode": "chargeback"}),
+        ("Forecast & budgets", "planning", "planning", {"f": f, "as_of_ms": as_of}),
+        ("Forecast & budgets", "backtest (on click)", "backtest", {"f": f, "as_of_ms": as_of}),
+        ("Sessions", "sessions", "sessions", {"f": f}),
+        ("Sessions", "session", "session", {"session_id": sid, "as_of_ms": as_of}),
+        ("Data", "data", "data", {}),
+        ("What-if", "whatif_context", "whatif_context", {"f": f, "as_of_ms": as_of}),
+        ("What-if", f"whatif ({sample}% sample)" if sample else "whatif", "whatif",
+         {"f": f, "as_of_ms": as_of, "sample_percent": sample,
+          "scenario": lever.model_dump(mode="json")}),
     ]
-    for page, label, kwargs in plan:
-        name = label.split(" (")[0]
-        yield page, label, (lambda n=name, k=kwargs: run(n, db, **k))
-
-
-

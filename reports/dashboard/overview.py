@@ -36,9 +36,9 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
     """Aggregate the filtered charges of `f.period` (and the month before) into temp tables.
 
     `dash_lines`: period, day, meter, model, token_class, exact, quantity, provisional;
-    for this period only, `dash_sessions` (session_id, agent_id, exact) and `dash_tags`
-    (tags, exact). Idempotent per filter: a second call with the same filters on the same
-    connection does nothing.
+    for this period only, `dash_sessions` (session_id, agent_id, exact) and `dash_groups`
+    (tags, agent_id, meter, model, token_class, exact). Idempotent per filter: a second call
+    with the same filters on the same connection does nothing.
     """
     if not f.period:
         raise ValueError("the overview needs a period")
@@ -59,11 +59,12 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
         CREATE OR REPLACE TEMP TABLE dash_sessions AS
         SELECT session_id, agent_id, sum(amount_exact) AS exact FROM {sub} GROUP BY ALL
     """, params)
-    # Team totals: tags repeat across lines, so grouping by the JSON value is cheap and the
-    # JSON is read once per distinct value.
+    # Team and agent totals by invoice line: tags repeat across lines, so grouping by the
+    # JSON value is cheap and the JSON is read once per distinct value.
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE dash_tags AS
-        SELECT tags, sum(amount_exact) AS exact FROM {sub} GROUP BY tags
+        CREATE OR REPLACE TEMP TABLE dash_groups AS
+        SELECT tags, agent_id, meter, model, token_class, sum(amount_exact) AS exact
+        FROM {sub} GROUP BY ALL
     """, params)
     con.execute("CREATE OR REPLACE TEMP TABLE dash_stage_key AS SELECT $k AS k", {"k": key})
 
@@ -151,25 +152,44 @@ def daily_by_meter(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """, {"p": f.period}).fetch_df()
 
 
-# Group keys over dash_sessions. Tags repeat across sessions, so the JSON is read once per
-# distinct value rather than once per row.
+# A group's amount follows the invoice's rule within the group: its lines (meter x model x
+# token class) each rounded once, then summed. Teams and agents come from dash_groups (the
+# team's JSON read once per distinct tags value), session counts from dash_sessions.
 _TOP = {
     "team": """
-        SELECT t.key, NULL AS label, t.exact, coalesce(n.sessions, 0) AS sessions, NULL AS team
-        FROM (SELECT coalesce(tags->>'$.team', '(untagged)') AS key, sum(exact) AS exact
-              FROM dash_tags GROUP BY 1) t
+        SELECT t.key, NULL AS label, t.exact, t.cents, coalesce(n.sessions, 0) AS sessions,
+               NULL AS team
+        FROM (SELECT key, sum(exact) AS exact, sum(cents_half_even(exact)) AS cents
+              FROM (SELECT coalesce(tags->>'$.team', '(untagged)') AS key, meter, model,
+                           token_class, sum(exact) AS exact
+                    FROM dash_groups GROUP BY ALL)
+              GROUP BY key) t
         LEFT JOIN (SELECT coalesce(s.metadata->>'$.team', '(untagged)') AS key,
                           count(*) AS sessions
                    FROM dash_sessions d LEFT JOIN sessions s USING (session_id) GROUP BY 1) n
         USING (key)""",
     "agent": f"""
-        SELECT coalesce(s.agent_id, '(none)') AS key, any_value(n.name) AS label,
-               sum(s.exact) AS exact, count(*) AS sessions, NULL AS team
-        FROM dash_sessions s LEFT JOIN ({AGENT_NAMES}) n USING (agent_id) GROUP BY 1""",
+        SELECT t.key, n.name AS label, t.exact, t.cents, coalesce(c.sessions, 0) AS sessions,
+               NULL AS team
+        FROM (SELECT key, sum(exact) AS exact, sum(cents_half_even(exact)) AS cents
+              FROM (SELECT coalesce(agent_id, '(none)') AS key, meter, model, token_class,
+                           sum(exact) AS exact
+                    FROM dash_groups GROUP BY ALL)
+              GROUP BY key) t
+        LEFT JOIN (SELECT coalesce(agent_id, '(none)') AS key, count(*) AS sessions
+                   FROM dash_sessions GROUP BY 1) c USING (key)
+        LEFT JOIN ({AGENT_NAMES}) n ON n.agent_id = t.key""",
     "session": """
-        SELECT d.session_id AS key, NULL AS label, d.exact, 1 AS sessions,
+        SELECT d.session_id AS key, NULL AS label, d.exact, l.cents, 1 AS sessions,
                coalesce(s.metadata->>'$.team', '(untagged)') AS team
         FROM (SELECT * FROM dash_sessions ORDER BY exact DESC, session_id LIMIT $n) d
+        JOIN (SELECT session_id, sum(cents) AS cents FROM (
+                  SELECT session_id, cents_half_even(sum(amount_exact)) AS cents
+                  FROM {charges}
+                  WHERE session_id IN (SELECT session_id FROM dash_sessions
+                                       ORDER BY exact DESC, session_id LIMIT $n)
+                  GROUP BY session_id, meter, model, token_class)
+              GROUP BY session_id) l USING (session_id)
         LEFT JOIN sessions s USING (session_id)""",
 }
 
@@ -178,22 +198,26 @@ def top_spenders(con: duckdb.DuckDBPyConnection, f: Filters, by: str,
                  n: int = 10) -> pd.DataFrame:
     """The `n` largest teams, agents or sessions of the period.
 
-    Columns: key, label (agent name, else the key), amount (exact sum rounded half-even to
-    the cent, float), share (of the filtered total), sessions, team (sessions only).
+    Columns: key, label (agent name, else the key), amount (the group's invoice lines, each
+    rounded half-even to the cent, summed; float), share (of the filtered exact total),
+    sessions, team (sessions only). Ranked by exact amount.
     """
     if by not in _TOP:
         raise ValueError(f"top_spenders: by must be one of {', '.join(_TOP)}, got {by!r}")
     stage(con, f)
-    params = {"n": n} if by == "session" else {}
-    df = con.execute(f"""
-        WITH t AS ({_TOP[by]}), tot AS (SELECT sum(exact) AS total FROM dash_tags)
-        SELECT key, coalesce(label, key) AS label,
-               CAST(cents_half_even(exact) AS DOUBLE) AS amount,
+    params: dict = {}
+    query = _TOP[by]
+    if by == "session":
+        sub, params = filtered_charges(f)
+        params["n"] = n
+        query = query.format(charges=sub)
+    return con.execute(f"""
+        WITH t AS ({query}), tot AS (SELECT sum(exact) AS total FROM dash_groups)
+        SELECT key, coalesce(label, key) AS label, CAST(cents AS DOUBLE) AS amount,
                CASE WHEN tot.total > 0 THEN CAST(exact / tot.total AS DOUBLE) END AS share,
                sessions, team
         FROM t CROSS JOIN tot ORDER BY exact DESC, key LIMIT {int(n)}
     """, params).fetch_df()
-    return df
 
 
 @dataclass(frozen=True)
@@ -227,14 +251,10 @@ def _period_ms(period: str) -> tuple[int, int]:
 
 
 def utilisation_size(con: duckdb.DuckDBPyConnection, f: Filters) -> int:
-    """How many status events `utilisation` would read: pages ask before running it."""
+    """How many sessions `utilisation` would measure: pages ask before running it (its cost
+    grows with their status events, about 5 per session)."""
     stage(con, f)
-    _, p1 = _period_ms(f.period or "")
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
-    return int(con.execute(f"""
-        SELECT count(*) FROM "{db}".main.status_events
-        WHERE at_ms < $p1 AND session_id IN (SELECT session_id FROM dash_sessions)
-    """, {"p1": p1}).fetchall()[0][0])
+    return int(con.execute("SELECT count(*) FROM dash_sessions").fetchall()[0][0])
 
 
 def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Utilisation:

@@ -63,30 +63,29 @@ class MonthEnd:
 N_PATHS = 1000  # sample paths per forecast: the budgets table uses the same, so they agree
 
 
-def forecast_frame(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
-                   horizon: int | None = None, by: str = "total",
-                   growth_per_month: float | None = None) -> dict[str, Any]:
-    """History, forecast and the as-of month's outlook of the daily total.
-
-    Returns {"history": (day, usd), "forecast": (day, mean, lo95, lo80, hi80, hi95, ...),
-    "month_cum": cumulative spend of the month from the as-of day on (day, mean, lo95, lo80,
-    hi80, hi95), "month_actual", "month_end": MonthEnd, "method", "note", "history_days"}.
-    The month's numbers are reports.budgets.outlook's (spend to the as-of instant plus the
-    paths of the rest, the as-of day pro rata), exactly as the budgets table reads them. The
-    horizon defaults to the end of the month after the as-of month.
-    """
-    from reports.budgets import outlook
-    from reports.forecast import LEVELS, forecast
-
+def _series(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
+            by: str = "total") -> pd.Series:
     history = daily_history(con, f, as_of_ms, by)
     series = history.sum(axis=1) if len(history.columns) else pd.Series(
         0.0, index=history.index)
-    series = series.rename("total")
-    day = as_of_day(as_of_ms)
-    if horizon is None:
-        horizon = (month_end_day(month_end_day(day) + timedelta(days=1)) - day).days + 1
-    fc = forecast(series, horizon, n_paths=N_PATHS, growth_per_month=growth_per_month,
-                  origin=day)
+    return series.rename("total")
+
+
+def month_outlook(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
+                  series: pd.Series | None = None,
+                  growth_per_month: float | None = None) -> dict[str, Any]:
+    """The as-of month's outlook: {"month_end": MonthEnd, "month_cum": cumulative spend from
+    the as-of day on (day, mean, lo95, lo80, hi80, hi95), "month_actual" (float),
+    "month_invoiced" (Decimal: the month's invoice lines so far)}.
+
+    The numbers are reports.budgets.outlook's (spend to the as-of instant plus the sample
+    paths of the rest, the as-of day pro rata), exactly as the budgets table reads them.
+    """
+    from reports.budgets import outlook
+    from reports.forecast import LEVELS
+
+    if series is None:
+        series = _series(con, f, as_of_ms)
     out = outlook(con, "total", "total", as_of_ms, "monthly", history=series.to_frame(),
                   n_paths=N_PATHS, growth_per_month=growth_per_month)
     total = out.total()
@@ -94,27 +93,47 @@ def forecast_frame(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
     month_cum = pd.DataFrame({"day": pd.to_datetime(out.days), "mean": running.mean(axis=0)})
     for name, q in LEVELS.items():
         month_cum[name] = np.percentile(running, q, axis=0) if running.size else []
-    month_end = MonthEnd(period=out.label, actual=out.actual, mean=total.mean, lo80=total.lo80,
-                         hi80=total.hi80, lo95=total.lo95, hi95=total.hi95,
-                         method=out.forecast.method, note=out.forecast.note,
-                         history_days=out.forecast.history_days)
     invoiced = con.execute("""
         SELECT coalesce(sum(amount), 0) FROM (
             SELECT cents_half_even(sum(amount_exact)) AS amount FROM charges
             WHERE period = $period GROUP BY meter, model, token_class)
     """, {"period": out.label}).fetchall()[0][0]
-    return {"history": series.rename("usd").rename_axis("day").reset_index(),
-            "forecast": fc.daily.reset_index(), "month_cum": month_cum,
-            "month_actual": float(out.actual_exact), "month_end": month_end,
-            "month_invoiced": Decimal(invoiced),
-            "method": fc.method, "note": fc.note, "history_days": fc.history_days}
+    return {
+        "month_end": MonthEnd(period=out.label, actual=out.actual, mean=total.mean,
+                              lo80=total.lo80, hi80=total.hi80, lo95=total.lo95,
+                              hi95=total.hi95, method=out.forecast.method,
+                              note=out.forecast.note, history_days=out.forecast.history_days),
+        "month_cum": month_cum, "month_actual": float(out.actual_exact),
+        "month_invoiced": Decimal(invoiced),
+    }
+
+
+def forecast_frame(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
+                   horizon: int | None = None, by: str = "total",
+                   growth_per_month: float | None = None) -> dict[str, Any]:
+    """History and forecast of the daily total, with the as-of month's outlook.
+
+    Returns month_outlook's keys plus {"history": (day, usd), "forecast": (day, mean, lo95,
+    lo80, hi80, hi95, ...), "method", "note", "history_days"}. The horizon defaults to the
+    end of the month after the as-of month.
+    """
+    from reports.forecast import forecast
+
+    series = _series(con, f, as_of_ms, by)
+    day = as_of_day(as_of_ms)
+    if horizon is None:
+        horizon = (month_end_day(month_end_day(day) + timedelta(days=1)) - day).days + 1
+    fc = forecast(series, horizon, n_paths=N_PATHS, growth_per_month=growth_per_month,
+                  origin=day)
+    return {**month_outlook(con, f, as_of_ms, series, growth_per_month),
+            "history": series.rename("usd").rename_axis("day").reset_index(),
+            "forecast": fc.daily.reset_index(), "method": fc.method, "note": fc.note,
+            "history_days": fc.history_days}
 
 
 def month_end(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> MonthEnd:
     """Just the month-end forecast (the Overview's card)."""
-    day = as_of_day(as_of_ms)
-    return forecast_frame(con, f, as_of_ms, horizon=(month_end_day(day) - day).days + 1,
-                          )["month_end"]
+    return month_outlook(con, f, as_of_ms)["month_end"]
 
 
 def backtest(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[str, Any]:
@@ -147,20 +166,22 @@ def budgets_path() -> Path | None:
     return DEFAULT_BUDGETS if DEFAULT_BUDGETS.exists() else None
 
 
-def _selected(statuses: list[Any], f: Filters) -> Any | None:
+def _selected(budgets: list[Any], f: Filters) -> Any | None:
     """The budget that matches the selection: the total when nothing is filtered, a team's
     when exactly that team is; monthly before quarterly."""
     if f.agents or f.models or len(f.teams) > 1:
         return None
     group, value = ("team", f.teams[0]) if f.teams else ("total", None)
-    matches = [s for s in statuses if s.budget.group == group and s.budget.value == value]
-    matches.sort(key=lambda s: s.budget.period != "monthly")
+    matches = [b for b in budgets if b.group == group and b.value == value]
+    matches.sort(key=lambda b: b.period != "monthly")
     return matches[0] if matches else None
 
 
-def budgets(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[str, Any] | None:
+def budgets(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
+            only_selected: bool = False) -> dict[str, Any] | None:
     """Every budget's status as of the rating (reports.budgets, on all charges: a budget is
-    for its own group, whatever the filters), and the one matching the selection.
+    for its own group, whatever the filters), and the one matching the selection;
+    `only_selected` computes that one alone (the Overview's card).
 
     None when there is no budgets file (or no reports.budgets). Returns {"file", "table"
     (one row per budget), "selected": {"label", "delta", "help", "caption", "lines":
@@ -176,7 +197,11 @@ def budgets(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[s
     if path is None:
         return None
     narrow_charges(con, Filters())
-    statuses = budget_status(con, load_budgets(path), as_of_ms, n_paths=N_PATHS)
+    every = load_budgets(path)
+    wanted = _selected(every, f)
+    if only_selected:
+        every = [wanted] if wanted is not None else []
+    statuses = budget_status(con, every, as_of_ms, n_paths=N_PATHS)
     rows = []
     for s in statuses:
         cross = s.crossing
@@ -197,7 +222,7 @@ def budgets(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[s
             "forecast 80%": f"{s.forecast_end.lo80:,.0f} – {s.forecast_end.hi80:,.0f}",
             "overrun odds": s.p_overrun, "100% crossed": crossing,
         })
-    chosen = _selected(statuses, f)
+    chosen = next((s for s in statuses if s.budget == wanted), None)
     selected = None
     if chosen is not None:
         amount = chosen.budget.amount

@@ -9,6 +9,7 @@ tables. Its bill is its charge lines, each rounded half-even to the cent.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -26,40 +27,56 @@ def session_list(con: duckdb.DuckDBPyConnection, f: Filters, search: str = "",
     session id, its title or its agent's name (case-insensitive substring).
 
     Columns: session_id, title, team, project, agent, model, status, created (UTC
-    timestamp), cost (float, cents), running_h, tokens, provisional.
+    timestamp), cost (its invoice lines, each rounded to the cent, summed; float),
+    running_h, tokens, provisional.
     """
     sub, params = filtered_charges(f)
     params["limit"] = limit
-    where = ""
+    where = join = ""
     if search.strip():
+        join = "LEFT JOIN sessions d USING (session_id)"  # titles and names, to search
         params["q"] = f"%{search.strip()}%"
         where = ("WHERE s.session_id ILIKE $q OR coalesce(d.title, '') ILIKE $q "
                  "OR coalesce(d.agent_name, '') ILIKE $q")
+    # Two passes: the costliest sessions by one sum (the cheap aggregate over every line),
+    # then their running time and tokens from their own lines only. The subquery is written
+    # twice rather than as a CTE, which DuckDB would materialise whole.
     return con.execute(f"""
-        WITH s AS (
-            SELECT session_id, any_value(agent_id) AS agent_id, sum(amount_exact) AS exact,
+        WITH top AS (
+            SELECT s.session_id, s.exact FROM (
+                SELECT session_id, sum(amount_exact) AS exact FROM {sub} GROUP BY session_id) s
+            {join} {where}
+            ORDER BY s.exact DESC, s.session_id LIMIT $limit),
+        lines AS (
+            SELECT session_id, meter, model, token_class, sum(amount_exact) AS exact,
+                   sum(quantity) FILTER (WHERE tier = 'standard') AS quantity,
+                   bool_or(provisional) AS provisional, any_value(agent_id) AS agent_id
+            FROM {sub} WHERE session_id IN (SELECT session_id FROM top)
+            GROUP BY ALL),
+        detail AS (
+            SELECT session_id, sum(cents_half_even(exact)) AS cents,
                    coalesce(sum(quantity) FILTER (WHERE meter = 'runtime'), 0) AS running_ms,
-                   coalesce(sum(quantity) FILTER (WHERE meter = 'tokens' AND tier = 'standard'),
-                            0) AS tokens,
-                   bool_or(provisional) AS provisional
-            FROM {sub} GROUP BY session_id)
-        SELECT s.session_id, d.title,
+                   coalesce(sum(quantity) FILTER (WHERE meter = 'tokens'), 0) AS tokens,
+                   bool_or(provisional) AS provisional, any_value(agent_id) AS agent_id
+            FROM lines GROUP BY session_id)
+        SELECT t.session_id, d.title,
                coalesce(d.metadata->>'$.team', '(untagged)') AS team,
                d.metadata->>'$.project' AS project,
-               coalesce(d.agent_name, s.agent_id) AS agent, d.model_id AS model,
+               coalesce(d.agent_name, x.agent_id) AS agent, d.model_id AS model,
                d.status, make_timestamp(d.created_ms * 1000) AS created,
-               CAST(cents_half_even(s.exact) AS DOUBLE) AS cost,
-               s.running_ms / 3600000.0 AS running_h, s.tokens::BIGINT AS tokens,
-               s.provisional
-        FROM s LEFT JOIN sessions d USING (session_id)
-        {where}
-        ORDER BY s.exact DESC, s.session_id LIMIT $limit
+               CAST(x.cents AS DOUBLE) AS cost,
+               x.running_ms / 3600000.0 AS running_h, x.tokens::BIGINT AS tokens,
+               x.provisional
+        FROM top t JOIN detail x USING (session_id) LEFT JOIN sessions d USING (session_id)
+        ORDER BY t.exact DESC, t.session_id
     """, params).fetch_df()
 
 
 def session_detail(con: duckdb.DuckDBPyConnection, session_id: str,
                    as_of_ms: int) -> dict[str, Any]:
-    """One session: {"info": dict or None, "intervals", "threads", "requests", "bill"}.
+    """One session: {"info": dict or None, "intervals", "threads", "requests", "bill",
+    "cost"}. `cost` follows the invoice's rule (lines of meter x model x token class per
+    month, each rounded once), so it matches the session's row in the list.
 
     intervals: status, start_ms, end_ms, duration_ms, provisional (session level, as of
     `as_of_ms`); threads: thread lanes (thread_id, agent_name, status, start_ms, end_ms);
@@ -114,5 +131,10 @@ def session_detail(con: duckdb.DuckDBPyConnection, session_id: str,
     """, {"sid": session_id}).fetch_df()
     if not bill.empty:
         bill["unit_price"] = bill["unit_price"].astype(float)
+    cost = con.execute("""
+        SELECT coalesce(sum(cents), 0) FROM (
+            SELECT cents_half_even(sum(amount_exact)) AS cents FROM charges
+            WHERE session_id = $sid GROUP BY period, meter, model, token_class)
+    """, {"sid": session_id}).fetchall()[0][0]
     return {"info": info, "intervals": intervals, "threads": threads, "requests": requests,
-            "bill": bill}
+            "bill": bill, "cost": Decimal(cost)}

@@ -80,7 +80,8 @@ def require(st_state: StoreState, *, rated: bool = True, allow_empty: bool = Fal
 
 
 def store_error(exc: Exception) -> None:
-    st.warning(f"The store cannot be read right now: {exc}", icon=":material/lock_clock:")
+    st.warning(f"The store is busy or unreadable right now; refresh in a moment. ({exc})",
+               icon=":material/lock_clock:")
     st.stop()
 
 
@@ -139,10 +140,10 @@ def filters_note(f: Filters) -> str:
 # --- formats ------------------------------------------------------------------------------
 
 
-def usd(value: Decimal | float | int | None, *, cents: bool | None = None) -> str:
+def usd(value: Decimal | float | int | None, *, cents: bool | None = True) -> str:
     """$1,234.57 from an amount already rounded half-even (money is rounded in SQL or by
-    pricing.money, never here). `cents=None` drops the cents from $10,000 up (forecasts and
-    budgets, where they are noise); True or False forces them on or off."""
+    pricing.money, never here). `cents=None` drops the cents from $10,000 up (forecasts,
+    where they are noise); an actual amount always shows them."""
     if value is None:
         return "–"
     if not isinstance(value, Decimal):
@@ -152,6 +153,11 @@ def usd(value: Decimal | float | int | None, *, cents: bool | None = None) -> st
     sign = "-" if value < 0 else ""
     text = f"{abs(value):,.2f}" if cents else f"{abs(value):,.0f}"
     return f"{sign}${text}"
+
+
+def approx(value: Decimal | float | int | None) -> str:
+    """A forecast or an estimate: cents only below $10,000."""
+    return usd(value, cents=None)
 
 
 def money_axis(fig: Any, top: float, axis: str = "y") -> Any:

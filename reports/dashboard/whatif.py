@@ -20,7 +20,7 @@ import pandas as pd
 from reports.dashboard.filters import Filters, filtered_charges
 
 __all__ = ["Levers", "SCENARIO_DIR", "build_scenario", "list_scenarios", "levers_of",
-           "run_scenario", "scenario_toml"]
+           "run_scenario", "sample_percent_for", "scenario_toml"]
 
 SCENARIO_DIR = Path("data") / "scenarios"
 # The tables pricing.rating.prepare_usage reads.
@@ -39,6 +39,17 @@ class Levers:
     cache_hit_rate_percent: Decimal | None = None
     growth_percent_per_month: Decimal | None = None
     runtime_granularity: str | None = None
+
+
+EXACT_UP_TO = 20_000  # sessions re-rated without asking (a few seconds)
+SAMPLE_TARGET = 10_000  # sessions a sampled estimate re-rates
+
+
+def sample_percent_for(sessions: int) -> int | None:
+    """The sample that re-rates about SAMPLE_TARGET sessions, or None (re-rate them all)."""
+    if sessions <= EXACT_UP_TO:
+        return None
+    return max(1, min(99, -(-SAMPLE_TARGET * 100 // sessions)))
 
 
 def list_scenarios(folder: Path = SCENARIO_DIR) -> list[Path]:
@@ -118,13 +129,19 @@ def _strings(value: Any) -> Any:
     return value
 
 
-def _shadow_events(con: duckdb.DuckDBPyConnection, f: Filters) -> int:
-    """Temp copies of the event tables holding only the selected sessions; returns how many."""
+def _shadow_events(con: duckdb.DuckDBPyConnection, f: Filters,
+                   sample_percent: int | None = None) -> int:
+    """Temp copies of the event tables holding only the selected sessions (a deterministic
+    `sample_percent` of them, by a hash of the id, when given); returns how many."""
     db = con.execute("SELECT current_database()").fetchall()[0][0]
     catalog = '"' + db.replace('"', '""') + '".main.'
     sub, params = filtered_charges(f, source=catalog + "charges")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE wi_ids AS SELECT DISTINCT session_id FROM {sub}",
-                params)
+    where = ""
+    if sample_percent is not None:
+        where = "WHERE hash(session_id) % 100 < $pct"
+        params["pct"] = sample_percent
+    con.execute(f"CREATE OR REPLACE TEMP TABLE wi_ids AS SELECT DISTINCT session_id "
+                f"FROM {sub} {where}", params)
     for table in _EVENT_TABLES:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE {table} AS
             SELECT * FROM {catalog}{table} WHERE session_id IN (SELECT session_id FROM wi_ids)""")
@@ -173,38 +190,62 @@ def _deltas(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def run_scenario(con: duckdb.DuckDBPyConnection, f: Filters, scenario: Any,
-                 as_of_ms: int) -> dict[str, Any]:
+def run_scenario(con: duckdb.DuckDBPyConnection, f: Filters, scenario: Any, as_of_ms: int,
+                 sample_percent: int | None = None) -> dict[str, Any]:
     """Baseline vs scenario for `f.period`, per meter and per model, with deltas.
 
     Both sides are invoice lines (meter x model x token class) rounded once half-even to the
-    cent, so the baseline total equals the invoice of the same sessions. Returns {"meters",
-    "models" (frames: key, baseline, scenario, delta, delta_pct), "baseline_total",
-    "scenario_total" (Decimal), "notes", "sessions", "baseline_daily", "scenario_daily"
-    (day, usd), "scenario_name"}.
+    cent, so the baseline total equals the invoice of the same sessions. With
+    `sample_percent`, only that share of the sessions (chosen by a hash of their id) is
+    re-rated and both sides are scaled by the selection's actual spend over the sample's
+    baseline: the baseline total is then exact and the scenario an estimate, as the notes say.
+
+    Returns {"meters", "models" (frames: key, baseline, scenario, delta, delta_pct),
+    "baseline_total", "scenario_total" (Decimal), "notes", "sessions", "baseline_daily",
+    "scenario_daily" (day, usd), "scenario_name", "estimated"}.
     """
+    from pricing.money import round_cents
     from pricing.pricebook import default_pricebook_dir, load_pricebooks
     from pricing.rating import RatingOptions
     from pricing.whatif import run_whatif
 
     if not f.period:
         raise ValueError("a what-if needs a period")
+    if sample_percent is not None and not 1 <= sample_percent < 100:
+        raise ValueError(f"sample_percent must be 1-99, got {sample_percent}")
+    actual = None
+    if sample_percent is not None:
+        sub, params = filtered_charges(f)
+        actual = Decimal(con.execute(f"""
+            SELECT coalesce(sum(amount), 0) FROM (
+                SELECT cents_half_even(sum(amount_exact)) AS amount FROM {sub}
+                GROUP BY meter, model, token_class)""", params).fetchall()[0][0])
     con.execute("DROP VIEW IF EXISTS temp.main.unrated")  # the rating makes its own table
-    sessions = _shadow_events(con, f)
+    sessions = _shadow_events(con, f, sample_percent)
     books = load_pricebooks(default_pricebook_dir())
     result = run_whatif(con, books, scenario, RatingOptions(as_of_ms=as_of_ms))
     lines = _side_by_side(con, result.baseline_table, result.scenario_table, f.period)
+    notes = list(result.notes)
     daily = {}
     for side, table in (("baseline", result.baseline_table),
                         ("scenario", result.scenario_table)):
         daily[side] = con.execute(f"""
             SELECT day, sum(amount_exact)::DOUBLE AS usd FROM {table}
             WHERE period = $p GROUP BY day ORDER BY day""", {"p": f.period}).fetch_df()
+    if actual is not None:
+        sample_base = sum(lines["baseline"], Decimal(0))
+        factor = actual / sample_base if sample_base else Decimal(0)
+        for side in ("baseline", "scenario"):
+            lines[side] = [round_cents(v * factor) for v in lines[side]]
+            daily[side]["usd"] = daily[side]["usd"] * float(factor)
+        notes.insert(0, f"estimated from a {sample_percent}% sample of the sessions "
+                        f"({sessions:,} re-rated), scaled to the selection's actual spend")
     return {
         "meters": _deltas(lines, "meter"), "models": _deltas(lines, "model"),
-        "baseline_total": sum(lines["baseline"], Decimal("0.00")),
+        "baseline_total": actual if actual is not None else sum(lines["baseline"],
+                                                                Decimal("0.00")),
         "scenario_total": sum(lines["scenario"], Decimal("0.00")),
-        "notes": list(result.notes), "sessions": sessions,
+        "notes": notes, "sessions": sessions, "estimated": actual is not None,
         "baseline_daily": daily["baseline"], "scenario_daily": daily["scenario"],
         "scenario_name": scenario.name,
     }
@@ -221,6 +262,8 @@ def context(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[s
         SELECT model FROM {sub} WHERE meter = 'tokens' AND model IS NOT NULL
         GROUP BY model ORDER BY sum(amount_exact) DESC
     """, params).fetchall()]
+    sessions = con.execute(f"SELECT count(DISTINCT session_id) FROM {sub}",
+                           params).fetchall()[0][0]
     prompt, reads = con.execute(f"""
         SELECT coalesce(sum(quantity) FILTER (WHERE token_class <> 'output'), 0),
                coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_read'), 0)
@@ -234,4 +277,5 @@ def context(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[s
         "models_known": sorted({m.id for b in books for m in b.models}),
         "cache_hit_rate": float(reads) / float(prompt) if prompt else None,
         "book": f"{book.name} {book.version}" if book else None,
+        "sessions": int(sessions),
     }

@@ -100,7 +100,11 @@ def test_overview_shows_the_month_to_date_total(dashboard, browser):
         assert value.inner_text().strip() == NOVEMBER_TOTAL
         # the page is complete once the last section has drawn
         page.get_by_text("Saved by per-ms billing").wait_for(timeout=60_000)
-        page.wait_for_timeout(1500)  # let the charts finish their first paint
+        # tables are canvas grids that paint after their data arrives
+        page.wait_for_function("() => document.querySelectorAll("
+                               "'[data-testid=stDataFrame] canvas').length >= 3",
+                               timeout=60_000)
+        page.wait_for_timeout(2500)  # let the charts and grids finish their first paint
         ARTIFACTS.mkdir(exist_ok=True)
         shot = ARTIFACTS / "overview.png"
         page.screenshot(path=str(shot), full_page=True)

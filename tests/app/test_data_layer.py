@@ -84,10 +84,12 @@ def test_daily_spend_per_meter_and_model(tiny_store):
                     ("2026-11-05", "Web search"): 0.03}
 
 
+# A group is its own invoice lines, each rounded once: platform is 0.12 + 0.25 + 0.38 =
+# 0.75 (the chargeback's figure too), not its exact 0.745 rounded half-even (0.74).
 @pytest.mark.parametrize(("by", "expected"), [
-    ("team", [("platform", 0.74, 1), ("search", 0.50, 1)]),  # 0.745 -> 0.74 half-even
-    ("agent", [("agent_01", 0.74, 1), ("agent_02", 0.50, 1)]),
-    ("session", [("sesn_A", 0.74, 1), ("sesn_B", 0.50, 1)]),
+    ("team", [("platform", 0.75, 1), ("search", 0.50, 1)]),
+    ("agent", [("agent_01", 0.75, 1), ("agent_02", 0.50, 1)]),
+    ("session", [("sesn_A", 0.75, 1), ("sesn_B", 0.50, 1)]),
 ])
 def test_top_spenders(tiny_store, by, expected):
     with read_store(tiny_store) as con:
@@ -138,12 +140,12 @@ def test_sessions_list_and_one_session(tiny_store):
         found = sessions.session_list(con, NOV, search="market")
         detail = sessions.session_detail(con, "sesn_A", ms("2026-11-20T00:00:00.000Z"))
     assert list(listed["session_id"]) == ["sesn_A", "sesn_B"]
-    assert list(listed["cost"]) == [0.74, 0.50]
+    assert list(listed["cost"]) == [0.75, 0.50]  # as the session's own invoice lines
     assert list(found["session_id"]) == ["sesn_B"]
     iv = detail["intervals"]
     assert list(iv["status"]) == ["running", "idle", "running", "idle"]
     assert list(iv["duration_ms"][:3]) == [3_600_000, 3_600_000, 1_800_000]
-    assert detail["info"]["team"] == "platform"
+    assert detail["info"]["team"] == "platform" and detail["cost"] == D("0.75")
     assert len(detail["requests"]) == 1
     bill = detail["bill"]
     assert list(zip(bill["meter"], bill["token_class"].fillna(""), bill["amount"],
@@ -242,3 +244,23 @@ def test_reading_a_missing_store_never_creates_it(tmp_path):
         with read_store(tmp_path / "none.duckdb"):
             pass
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_a_sampled_estimate_is_scaled_to_the_actual_spend(demo_store):
+    from pricing.scenario import Scenario
+
+    with read_store(demo_store) as con:
+        state = store_state(con, demo_store)
+        f = Filters(period=state.periods[-1])
+        actual = overview.month_to_date(con, f).total
+        result = whatif.run_scenario(con, f, Scenario(), state.rated_as_of_ms,
+                                     sample_percent=30)
+    assert result["estimated"] and "30% sample" in result["notes"][0]
+    assert result["baseline_total"] == actual
+    assert abs(result["scenario_total"] - actual) <= D("0.05")  # identity, cents of rounding
+
+
+def test_sample_size_targets_ten_thousand_sessions():
+    assert whatif.sample_percent_for(5_000) is None
+    assert whatif.sample_percent_for(688_198) == 2
+    assert whatif.sample_percent_for(25_000) == 40

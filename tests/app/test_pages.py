@@ -130,3 +130,20 @@ def test_sessions_page_shows_the_costliest_sessions_timeline(monkeypatch, tiny_s
     assert metrics["Cost"] == "$0.75"  # 0.12 + 0.25 + 0.38 rounded per line
     assert metrics["Running (billed)"] == "1.5 h"
     assert metrics["Model requests"] == "1"
+
+
+@pytest.mark.parametrize("page", [PAGES[0], "pages/data.py"])
+def test_a_store_locked_too_long_shows_a_message_not_a_traceback(monkeypatch, tiny_store, page):
+    import streamlit as st
+
+    from meter.store import StoreError
+
+    def locked(*args, **kwargs):
+        raise StoreError(f"{tiny_store}: Could not set lock on file")
+
+    st.cache_data.clear()
+    monkeypatch.setattr("reports.dashboard.ui.run", locked)
+    at = open_page(monkeypatch, tiny_store, page)
+    assert not at.exception
+    assert "cannot be read right now" in texts(at)
+    st.cache_data.clear()

@@ -132,17 +132,20 @@ def _collect(url, db, *, until=None, timeout_s=20.0, once=False, after=None, **o
 
 @pytest.mark.slow
 def test_a_day_collected_live_equals_the_day_ingested_directly(emulator, direct, tmp_path):
-    """~4 s: the day is replayed in 3 s of wall time so that it is collected live."""
+    """~4 s: the day is replayed in 3 s of wall time so that it is collected live; only 4
+    streams for 24 sessions, so that followers must make room for each other."""
     server, replay = emulator(speed=(END_MS - START_MS) / 3000)  # the day in ~3 s
     db = tmp_path / "live.duckdb"
 
     async def settle(_):
         await asyncio.sleep(0.6)  # final session objects: one refetch + one flush
 
+    # 4 streams for 24 sessions: new sessions are followed from birth, idle ones give way
     stats = _collect(server.url, db, until=lambda c: c.stats.stored >= N_EVENTS and replay.done,
-                     after=settle)
+                     after=settle, max_streams=4)
     assert stats.stored == N_EVENTS
     assert stats.from_stream > 0 and stats.streams_opened > 0  # live, not only back-filled
+    assert stats.evictions > 0
     assert _tables(db) == direct
 
 
