@@ -38,7 +38,7 @@ from bench.common import (
 from meter.ingest import IngestResult, ingest_path
 from meter.store import connect
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 TARGET_EVENTS_PER_S = 500_000
 TARGET_SHARE_OF_CEILING = 0.5
 
