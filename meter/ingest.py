@@ -195,7 +195,7 @@ def _validation_sql() -> str:
     CREATE OR REPLACE TEMP TABLE stage AS
     WITH parsed AS (
         SELECT line_no, line, json_valid(line) AS ok FROM batch_lines
-        WHERE line IS NOT NULL AND trim(line) <> ''
+        WHERE line <> '' AND (json_valid(line) OR trim(line) <> '')
     ), structured AS (
         SELECT line_no, line, ok, CASE WHEN ok THEN json_transform(line, $shape) END AS s
         FROM parsed

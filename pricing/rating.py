@@ -79,6 +79,27 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
     for name in ("books", "rates", "aliases"):
         con.execute(f"CREATE OR REPLACE TEMP TABLE pb_{name} AS SELECT * FROM _{name}")
         con.unregister(f"_{name}")
+    # Integer money guard: the fast path prices tokens in whole pico-dollars (1e-12 USD) per
+    # token, exact only if every effective rate (with the residency multiplier too) is a whole
+    # number of them; otherwise `price_usage` takes the exact DECIMAL path.
+    con.execute("CREATE OR REPLACE TEMP TABLE pb_money AS SELECT $ok AS pico_exact",
+                {"ok": _pico_exact(rates)})
+
+
+_PICO_PER_TOKEN = Decimal(1_000_000)  # USD per million tokens -> pico-dollars per token
+
+
+def _pico_exact(rates: Sequence[dict]) -> bool:
+    """Whether every rate, alone and times its geo multiplier, is whole pico-dollars/token."""
+    for r in rates:
+        if r["usd_per_mtok"] is None:
+            continue
+        price = Decimal(r["usd_per_mtok"]) * _PICO_PER_TOKEN
+        multiplier = Decimal(r["geo_multiplier"]) if r["geo_multiplier"] is not None else 1
+        for value in (price, price * multiplier):
+            if value != value.to_integral_value() or abs(value) >= 2**62:
+                return False
+    return True
 
 
 _SESSIONS = """
@@ -112,6 +133,7 @@ _CLASSES = "['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cache_read'
 # Token quantities before pricing: (session, thread, time, raw model, speed, tier, class, qty).
 _USAGE_LINES = f"""
 CREATE OR REPLACE TEMP TABLE usage_lines AS
+SELECT * FROM (
 WITH multi AS (
     SELECT DISTINCT tm.session_id FROM thread_models tm
     JOIN rating_sessions s USING (session_id)
@@ -169,6 +191,7 @@ FROM (
          ON lc.book_id = st.book_id AND lc.model_id = a.model_id
     WHERE st.input_tokens + st.cache_read_tokens + st.cache_write_tokens > lc.threshold_tokens
 )
+) WHERE quantity <> 0  -- zero quantities are never priced nor reported
 """
 
 _TOKEN_CHARGES = """
@@ -202,6 +225,71 @@ LEFT JOIN pb_rates rf ON rf.book_id = u.book_id AND rf.model_id = u.model_id
      AND u.speed = 'fast' AND u.fast_applies AND u.tier = 'standard'
 LEFT JOIN pb_rates rl ON rl.book_id = u.book_id AND rl.model_id = u.model_id
      AND rl.tier = 'long_context' AND rl.token_class = u.token_class
+"""
+
+# Fast path (integer money): each (book, model spelling, fast?, tier, class, US?) combination
+# is priced once, by the same rules as `_TOKEN_CHARGES`, into the small `token_prices`.
+_TOKEN_PRICES = f"""
+CREATE OR REPLACE TEMP TABLE token_prices AS
+WITH books AS (
+    SELECT book_id, fast_applies, geo_applies FROM pb_books
+    UNION ALL SELECT -1, NULL, NULL  -- no book in force
+), keys AS (
+    SELECT b.*, k.model_raw, k.tier, k.token_class, f.fast, g.us
+    FROM books b, (SELECT DISTINCT model_raw, tier, token_class FROM usage_lines) k,
+         (VALUES (true), (false)) f(fast), (VALUES (true), (false)) g(us)
+), u AS (
+    SELECT k.*, coalesce(a1.model_id, a2.model_id) AS model_id
+    FROM keys k
+    LEFT JOIN pb_aliases a1 ON a1.book_id = k.book_id AND a1.alias = k.model_raw
+    LEFT JOIN pb_aliases a2 ON a2.book_id = k.book_id
+         AND a2.alias = regexp_replace(k.model_raw, '-[0-9]{{8}}$', '')
+), priced AS (
+    SELECT u.book_id, u.model_raw, u.fast, u.tier, u.token_class, u.us, u.model_id,
+           CASE WHEN rf.usd_per_mtok IS NOT NULL THEN 'fast' ELSE 'standard' END AS speed,
+           (CASE WHEN u.tier = 'long_context' THEN rl.usd_per_mtok - rs.usd_per_mtok
+                 ELSE coalesce(rf.usd_per_mtok, rs.usd_per_mtok) END)
+             * CASE WHEN u.us AND u.geo_applies THEN rs.geo_multiplier ELSE 1 END
+             AS unit_price,
+           CASE WHEN u.book_id = -1 THEN 'no price book in force'
+                WHEN u.model_raw IS NULL THEN 'session has no model'
+                WHEN u.model_id IS NULL THEN 'model not in price book'
+                WHEN rs.usd_per_mtok IS NULL THEN 'no rate for token class' END
+             AS unrated_reason
+    FROM u
+    LEFT JOIN pb_rates rs ON rs.book_id = u.book_id AND rs.model_id = u.model_id
+         AND rs.speed = 'standard' AND rs.tier = 'standard' AND rs.token_class = u.token_class
+    LEFT JOIN pb_rates rf ON rf.book_id = u.book_id AND rf.model_id = u.model_id
+         AND rf.speed = 'fast' AND rf.tier = 'standard' AND rf.token_class = u.token_class
+         AND u.fast AND u.fast_applies AND u.tier = 'standard'
+    LEFT JOIN pb_rates rl ON rl.book_id = u.book_id AND rl.model_id = u.model_id
+         AND rl.tier = 'long_context' AND rl.token_class = u.token_class
+)
+SELECT *, CAST(CAST(unit_price AS DECIMAL(38, 12)) * 1000000 AS BIGINT) AS price_pico,
+       CAST(row_number() OVER () AS INTEGER) AS price_id
+FROM priced
+"""
+
+_PICO_MISMATCH = """
+SELECT count(*) FROM token_prices
+WHERE unrated_reason IS NULL AND CAST(unit_price AS DECIMAL(38, 12)) * 1000000 <> price_pico
+"""
+
+# Same rows and columns as `_TOKEN_CHARGES` (plus `price_id`), by equality joins only.
+_TOKEN_PRICED_FAST = """
+CREATE OR REPLACE TEMP TABLE token_priced AS
+WITH u AS (
+    SELECT u.*, {book} AS bk, coalesce(u.speed = 'fast', false) AS fast,
+           coalesce(s.inference_geo = 'us', false) AS us
+    FROM (SELECT * FROM usage_lines WHERE quantity <> 0) u
+    JOIN rating_sessions s USING (session_id)
+)
+SELECT u.session_id, u.thread_id, u.at_ms, u.model_raw, p.model_id, u.token_class, u.tier,
+       u.source, u.quantity, CASE WHEN u.bk >= 0 THEN u.bk END AS book_id, p.speed,
+       p.unit_price, p.unrated_reason, p.price_id
+FROM u JOIN token_prices p
+  ON p.book_id = u.bk AND p.model_raw IS NOT DISTINCT FROM u.model_raw AND p.fast = u.fast
+     AND p.tier = u.tier AND p.token_class = u.token_class AND p.us = u.us
 """
 
 _SEARCHES = """
@@ -270,6 +358,48 @@ JOIN pb_books b USING (book_id)
 GROUP BY ALL
 """
 
+_CHARGES_FAST = f"""
+CREATE OR REPLACE TEMP TABLE charges AS
+WITH open_sessions AS (
+    SELECT DISTINCT session_id FROM intervals WHERE provisional AND status = 'running'),
+lines AS (
+    SELECT {_DAY.format(ms='start_ms')} AS day, session_id, 'runtime' AS meter,
+           NULL AS model, NULL AS token_class, 'standard' AS tier,
+           (end_ms - start_ms) AS quantity, 'ms' AS unit,
+           runtime_usd_per_hour AS unit_price, 'USD per session-hour' AS price_unit,
+           runtime_amount(end_ms - start_ms, runtime_usd_per_hour) AS amount_exact,
+           book_id, provisional
+    FROM runtime_pieces WHERE book_id IS NOT NULL AND end_ms > start_ms
+    UNION ALL
+    SELECT {_DAY.format(ms='t.day * 86400000')}, t.session_id, 'tokens', p.model_id,
+           p.token_class, p.tier, t.quantity, 'tokens', p.unit_price, 'USD per million tokens',
+           CAST(CAST(t.quantity * p.price_pico AS DECIMAL(38, 0))
+                * CAST(0.000000000001 AS {EXACT_SQL_TYPE}) AS {EXACT_SQL_TYPE}), p.book_id,
+           t.session_id IN (SELECT session_id FROM open_sessions)
+    FROM (SELECT session_id, price_id, sum(quantity) AS quantity,  -- HUGEINT sums
+                 (at_ms - (at_ms % 86400000 + 86400000) % 86400000) // 86400000 AS day
+          FROM token_priced WHERE unrated_reason IS NULL GROUP BY ALL) t
+    JOIN token_prices p USING (price_id)
+    UNION ALL
+    SELECT {_DAY.format(ms='l.at_ms')}, l.session_id, 'web_search', NULL, NULL, 'standard',
+           l.quantity, 'searches', b.search_usd_per_1000, 'USD per 1,000 searches',
+           CAST(l.quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}), b.book_id,
+           l.session_id IN (SELECT session_id FROM open_sessions)
+    FROM search_lines l JOIN pb_books b
+      ON l.at_ms >= b.from_ms AND (b.to_ms IS NULL OR l.at_ms < b.to_ms)
+    WHERE l.quantity <> 0
+)
+SELECT strftime(l.day, '%Y-%m') AS period, l.day, l.session_id,
+       s.agent_id, s.environment_id, s.metadata AS tags,
+       l.meter, l.model, l.token_class, l.tier, sum(l.quantity)::BIGINT AS quantity, l.unit,
+       l.unit_price, l.price_unit, CAST(sum(l.amount_exact) AS {EXACT_SQL_TYPE}) AS amount_exact,
+       b.name AS book, b.version AS book_version, bool_or(l.provisional) AS provisional
+FROM lines l
+JOIN rating_sessions s USING (session_id)
+JOIN pb_books b USING (book_id)
+GROUP BY ALL
+"""
+
 _UNRATED = f"""
 CREATE OR REPLACE TEMP TABLE unrated AS
 SELECT {_DAY.format(ms='at_ms')} AS day, strftime({_DAY.format(ms='at_ms')}, '%Y-%m') AS period,
@@ -315,10 +445,31 @@ def prepare_usage(
 
 def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     """Stage 2: price the staged usage with the loaded books into `charges` and `unrated`."""
-    con.execute(_TOKEN_CHARGES)
+    book = _book_case(con)
+    fast = book is not None and con.execute("SELECT pico_exact FROM pb_money").fetchall()[0][0]
+    if fast:
+        con.execute(_TOKEN_PRICES)
+        fast = con.execute(_PICO_MISMATCH).fetchall()[0][0] == 0
+    if fast:
+        con.execute(_TOKEN_PRICED_FAST.format(book=book))
+    else:  # exact DECIMAL path: rates finer than a pico-dollar per token, or overlapping books
+        con.execute(_TOKEN_CHARGES)
     con.execute(_RUNTIME.format(split=split_sql("intervals", "day")))
-    con.execute(_CHARGES)
+    con.execute(_CHARGES_FAST if fast else _CHARGES)
     con.execute(_UNRATED)
+
+
+def _book_case(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The book in force at `at_ms` as a CASE over the (few) loaded books, -1 when none;
+    None when books overlap (the join-based exact path then applies, as before)."""
+    books = con.execute("SELECT book_id, from_ms, to_ms FROM pb_books ORDER BY from_ms").fetchall()
+    for (_, _, to_ms), (_, next_from, _) in zip(books, books[1:]):
+        if to_ms is None or to_ms > next_from:
+            return None
+    whens = " ".join(
+        f"WHEN at_ms >= {from_ms}" + (f" AND at_ms < {to_ms}" if to_ms is not None else "")
+        + f" THEN {book_id}" for book_id, from_ms, to_ms in books)
+    return f"CASE {whens} ELSE -1 END" if books else "-1"
 
 
 def rate(
