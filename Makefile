@@ -23,7 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check meter pricing reports tests bench
+	$(BIN)/ruff check meter pricing reports tests bench app.py pages
 
 clean:
 	rm -rf $(VENV) .pytest_cache
