@@ -229,7 +229,7 @@ LEFT JOIN pb_rates rl ON rl.book_id = u.book_id AND rl.model_id = u.model_id
 
 # Fast path (integer money): each (book, model spelling, fast?, tier, class, US?) combination
 # is priced once, by the same rules as `_TOKEN_CHARGES`, into the small `token_prices`.
-_TOKEN_PRICES = f"""
+_TOKEN_PRICES = """
 CREATE OR REPLACE TEMP TABLE token_prices AS
 WITH books AS (
     SELECT book_id, fast_applies, geo_applies FROM pb_books
@@ -243,7 +243,7 @@ WITH books AS (
     FROM keys k
     LEFT JOIN pb_aliases a1 ON a1.book_id = k.book_id AND a1.alias = k.model_raw
     LEFT JOIN pb_aliases a2 ON a2.book_id = k.book_id
-         AND a2.alias = regexp_replace(k.model_raw, '-[0-9]{{8}}$', '')
+         AND a2.alias = regexp_replace(k.model_raw, '-[0-9]{8}$', '')
 ), priced AS (
     SELECT u.book_id, u.model_raw, u.fast, u.tier, u.token_class, u.us, u.model_id,
            CASE WHEN rf.usd_per_mtok IS NOT NULL THEN 'fast' ELSE 'standard' END AS speed,
@@ -446,7 +446,11 @@ def prepare_usage(
 def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     """Stage 2: price the staged usage with the loaded books into `charges` and `unrated`."""
     book = _book_case(con)
-    fast = book is not None and con.execute("SELECT pico_exact FROM pb_money").fetchall()[0][0]
+    # the books' own guard (set by load_books), then the prices as they are in the tables now
+    guard = None
+    if _has_temp_table(con, "pb_money"):
+        guard = con.execute("SELECT bool_and(pico_exact) FROM pb_money").fetchall()[0][0]
+    fast = book is not None and guard is not False
     if fast:
         con.execute(_TOKEN_PRICES)
         fast = con.execute(_PICO_MISMATCH).fetchall()[0][0] == 0
@@ -459,11 +463,16 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_UNRATED)
 
 
+def _has_temp_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
+                            "AND table_name = $name", {"name": name}).fetchall()[0][0])
+
+
 def _book_case(con: duckdb.DuckDBPyConnection) -> str | None:
     """The book in force at `at_ms` as a CASE over the (few) loaded books, -1 when none;
     None when books overlap (the join-based exact path then applies, as before)."""
     books = con.execute("SELECT book_id, from_ms, to_ms FROM pb_books ORDER BY from_ms").fetchall()
-    for (_, _, to_ms), (_, next_from, _) in zip(books, books[1:]):
+    for (_, _, to_ms), (_, next_from, _) in zip(books, books[1:], strict=False):
         if to_ms is None or to_ms > next_from:
             return None
     whens = " ".join(
