@@ -320,85 +320,74 @@ WHERE d.status = 'running' AND NOT EXISTS (
 
 _DAY = "CAST(make_timestamp(({ms}) * 1000) AS DATE)"
 
-_CHARGES = f"""
-CREATE OR REPLACE TEMP TABLE charges AS
-WITH open_sessions AS (
-    SELECT DISTINCT session_id FROM intervals WHERE provisional AND status = 'running'),
-lines AS (
+_OPEN_SESSIONS = """
+    SELECT DISTINCT session_id FROM intervals WHERE provisional AND status = 'running'"""
+
+_RUNTIME_LINES = f"""
     SELECT {_DAY.format(ms='start_ms')} AS day, session_id, 'runtime' AS meter,
            NULL AS model, NULL AS token_class, 'standard' AS tier,
            (end_ms - start_ms) AS quantity, 'ms' AS unit,
            runtime_usd_per_hour AS unit_price, 'USD per session-hour' AS price_unit,
            runtime_amount(end_ms - start_ms, runtime_usd_per_hour) AS amount_exact,
            book_id, provisional
-    FROM runtime_pieces WHERE book_id IS NOT NULL AND end_ms > start_ms
-    UNION ALL
+    FROM runtime_pieces WHERE book_id IS NOT NULL AND end_ms > start_ms"""
+
+# Exact path: DECIMAL arithmetic per priced usage line.
+_TOKEN_LINES_EXACT = f"""
     SELECT {_DAY.format(ms='at_ms')}, session_id, 'tokens', model_id, token_class, tier,
            quantity, 'tokens', unit_price, 'USD per million tokens',
            CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), book_id,
            session_id IN (SELECT session_id FROM open_sessions)
-    FROM token_priced WHERE unrated_reason IS NULL
-    UNION ALL
-    SELECT {_DAY.format(ms='l.at_ms')}, l.session_id, 'web_search', NULL, NULL, 'standard',
-           l.quantity, 'searches', b.search_usd_per_1000, 'USD per 1,000 searches',
-           CAST(l.quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}), b.book_id,
-           l.session_id IN (SELECT session_id FROM open_sessions)
-    FROM search_lines l JOIN pb_books b
-      ON l.at_ms >= b.from_ms AND (b.to_ms IS NULL OR l.at_ms < b.to_ms)
-    WHERE l.quantity <> 0
-)
-SELECT strftime(l.day, '%Y-%m') AS period, l.day, l.session_id,
-       s.agent_id, s.environment_id, s.metadata AS tags,
-       l.meter, l.model, l.token_class, l.tier, sum(l.quantity)::BIGINT AS quantity, l.unit,
-       l.unit_price, l.price_unit, CAST(sum(l.amount_exact) AS {EXACT_SQL_TYPE}) AS amount_exact,
-       b.name AS book, b.version AS book_version, bool_or(l.provisional) AS provisional
-FROM lines l
-JOIN rating_sessions s USING (session_id)
-JOIN pb_books b USING (book_id)
-GROUP BY ALL
-"""
+    FROM token_priced WHERE unrated_reason IS NULL"""
 
-_CHARGES_FAST = f"""
-CREATE OR REPLACE TEMP TABLE charges AS
-WITH open_sessions AS (
-    SELECT DISTINCT session_id FROM intervals WHERE provisional AND status = 'running'),
-lines AS (
-    SELECT {_DAY.format(ms='start_ms')} AS day, session_id, 'runtime' AS meter,
-           NULL AS model, NULL AS token_class, 'standard' AS tier,
-           (end_ms - start_ms) AS quantity, 'ms' AS unit,
-           runtime_usd_per_hour AS unit_price, 'USD per session-hour' AS price_unit,
-           runtime_amount(end_ms - start_ms, runtime_usd_per_hour) AS amount_exact,
-           book_id, provisional
-    FROM runtime_pieces WHERE book_id IS NOT NULL AND end_ms > start_ms
-    UNION ALL
+# Fast path: tokens summed per session x day x price, times whole pico-dollars per token,
+# converted to DECIMAL once per line (HUGEINT sums cannot overflow).
+_TOKEN_LINES_FAST = f"""
     SELECT {_DAY.format(ms='t.day * 86400000')}, t.session_id, 'tokens', p.model_id,
            p.token_class, p.tier, t.quantity, 'tokens', p.unit_price, 'USD per million tokens',
            CAST(CAST(t.quantity * p.price_pico AS DECIMAL(38, 0))
                 * CAST(0.000000000001 AS {EXACT_SQL_TYPE}) AS {EXACT_SQL_TYPE}), p.book_id,
            t.session_id IN (SELECT session_id FROM open_sessions)
-    FROM (SELECT session_id, price_id, sum(quantity) AS quantity,  -- HUGEINT sums
+    FROM (SELECT session_id, price_id, sum(quantity) AS quantity,
                  (at_ms - (at_ms % 86400000 + 86400000) % 86400000) // 86400000 AS day
           FROM token_priced WHERE unrated_reason IS NULL GROUP BY ALL) t
-    JOIN token_prices p USING (price_id)
-    UNION ALL
+    JOIN token_prices p USING (price_id)"""
+
+_SEARCH_LINES = f"""
     SELECT {_DAY.format(ms='l.at_ms')}, l.session_id, 'web_search', NULL, NULL, 'standard',
            l.quantity, 'searches', b.search_usd_per_1000, 'USD per 1,000 searches',
            CAST(l.quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}), b.book_id,
            l.session_id IN (SELECT session_id FROM open_sessions)
     FROM search_lines l JOIN pb_books b
       ON l.at_ms >= b.from_ms AND (b.to_ms IS NULL OR l.at_ms < b.to_ms)
-    WHERE l.quantity <> 0
+    WHERE l.quantity <> 0"""
+
+# Lines are summed on narrow keys first; the session's dimensions (and its JSON tags) and the
+# book's names are joined once per charge line afterwards, not carried through the grouping.
+_CHARGES_TEMPLATE = f"""
+CREATE OR REPLACE TEMP TABLE charges AS
+WITH open_sessions AS ({_OPEN_SESSIONS}),
+lines AS ({_RUNTIME_LINES}
+    UNION ALL {{token_lines}}
+    UNION ALL {_SEARCH_LINES}
+), narrow AS (
+    SELECT day, session_id, meter, model, token_class, tier, unit, unit_price, price_unit,
+           book_id, sum(quantity)::BIGINT AS quantity,
+           CAST(sum(amount_exact) AS {EXACT_SQL_TYPE}) AS amount_exact,
+           bool_or(provisional) AS provisional
+    FROM lines GROUP BY ALL
 )
-SELECT strftime(l.day, '%Y-%m') AS period, l.day, l.session_id,
+SELECT strftime(n.day, '%Y-%m') AS period, n.day, n.session_id,
        s.agent_id, s.environment_id, s.metadata AS tags,
-       l.meter, l.model, l.token_class, l.tier, sum(l.quantity)::BIGINT AS quantity, l.unit,
-       l.unit_price, l.price_unit, CAST(sum(l.amount_exact) AS {EXACT_SQL_TYPE}) AS amount_exact,
-       b.name AS book, b.version AS book_version, bool_or(l.provisional) AS provisional
-FROM lines l
+       n.meter, n.model, n.token_class, n.tier, n.quantity, n.unit,
+       n.unit_price, n.price_unit, n.amount_exact,
+       b.name AS book, b.version AS book_version, n.provisional
+FROM narrow n
 JOIN rating_sessions s USING (session_id)
 JOIN pb_books b USING (book_id)
-GROUP BY ALL
 """
+_CHARGES = _CHARGES_TEMPLATE.replace("{token_lines}", _TOKEN_LINES_EXACT)
+_CHARGES_FAST = _CHARGES_TEMPLATE.replace("{token_lines}", _TOKEN_LINES_FAST)
 
 _UNRATED = f"""
 CREATE OR REPLACE TEMP TABLE unrated AS

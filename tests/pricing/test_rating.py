@@ -279,3 +279,13 @@ def test_thread_spans_use_the_thread_model_and_count_once_with_roster_copies():
     assert total(con, "model = 'claude-haiku-4-5'") == Decimal("1")
     assert total(con, "model = 'claude-opus-5'") == Decimal("5")
     assert total(con) == Decimal("6.01")
+
+
+def test_rates_finer_than_a_picodollar_take_the_exact_decimal_path():
+    # $0.1234567 per million tokens is 123,456.7 pico-dollars per token: no integer path
+    fine = _book("fine", "2026-11-01T00:00:00Z", opus_input="0.1234567")
+    con = rated([session_record("s", agent=agent("claude-opus-5")),
+                 snapshot("s", "e1", "2026-11-03T09:00:00Z", input=3_000_001, output=1)],
+                books=[fine])
+    # 3,000,001 x 0.1234567 / 1e6 = 0.3703702234567; 1 output x $25/M = 0.000025
+    assert total(con) == Decimal("0.3703702234567") + Decimal("0.000025")
