@@ -156,7 +156,8 @@ WITH multi AS (
            coalesce(m.speed, s.speed) AS speed,
            m.input_tokens, m.output_tokens, m.cache_write_tokens, m.cache_read_tokens,
            m.session_id IN (SELECT session_id FROM multi)
-             OR m.at_ms > coalesce(ls.last_ms, -1) AS billed_from_span
+             OR m.at_ms > coalesce(ls.last_ms, -1) AS billed_from_span,
+           m.at_ms > coalesce(ls.last_ms, -1) AS after_last_snapshot
     FROM model_requests m
     JOIN rating_sessions s USING (session_id)
     LEFT JOIN thread_models tm ON tm.session_id = m.session_id AND tm.thread_id = m.thread_id
@@ -180,6 +181,13 @@ SELECT session_id, thread_id, at_ms, model_raw, speed, tier, 'span' AS source,
                CASE WHEN ttl = '1h' THEN cache_write_tokens ELSE 0 END,
                cache_read_tokens]) AS quantity
 FROM (
+  -- requests summed per session x thread x day x pricing key before the split into classes
+  -- (side of the last snapshot kept, so pricing.check still sees what preceded it)
+  SELECT session_id, thread_id, min(at_ms) AS at_ms, model_raw, speed, tier, ttl,
+         sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+         sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
+         sum(cache_read_tokens)::BIGINT AS cache_read_tokens
+  FROM (
     SELECT *, 'standard' AS tier FROM span_ttl WHERE billed_from_span
     UNION ALL
     -- long-context requests: a second line per class carrying the premium over standard
@@ -190,6 +198,9 @@ FROM (
           WHERE tier = 'long_context') lc
          ON lc.book_id = st.book_id AND lc.model_id = a.model_id
     WHERE st.input_tokens + st.cache_read_tokens + st.cache_write_tokens > lc.threshold_tokens
+  )
+  GROUP BY session_id, thread_id, model_raw, speed, tier, ttl, book_id, after_last_snapshot,
+           at_ms // 86400000
 )
 ) WHERE quantity <> 0  -- zero quantities are never priced nor reported
 """
