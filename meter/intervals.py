@@ -55,17 +55,16 @@ WITH {_THREAD_DERIVED}
         WHERE thread_id IS NULL AND at_ms <= $as_of
         UNION ALL
         SELECT session_id, status, at_ms, event_id FROM derived
-    ), bounded AS (
-        SELECT *, min(CASE WHEN status IN {TERMINAL} THEN at_ms END)
-                      OVER (PARTITION BY session_id) AS terminal_ms
-        FROM ev
+    ), ends AS (  -- an aggregate, not a window: one fewer sort of every transition
+        SELECT session_id, min(at_ms) AS terminal_ms FROM ev
+        WHERE status IN {TERMINAL} GROUP BY session_id
     ), live AS (
-        SELECT session_id, status, at_ms, event_id,
-               lag(status) OVER w AS prev_status
-        FROM bounded
-        WHERE terminal_ms IS NULL OR at_ms < terminal_ms
-           OR (at_ms = terminal_ms AND status IN {TERMINAL})
-        WINDOW w AS (PARTITION BY session_id ORDER BY at_ms, event_id)
+        SELECT ev.session_id, ev.status, ev.at_ms, ev.event_id,
+               lag(ev.status) OVER w AS prev_status
+        FROM ev LEFT JOIN ends USING (session_id)
+        WHERE ends.terminal_ms IS NULL OR ev.at_ms < ends.terminal_ms
+           OR (ev.at_ms = ends.terminal_ms AND ev.status IN {TERMINAL})
+        WINDOW w AS (PARTITION BY ev.session_id ORDER BY ev.at_ms, ev.event_id)
     ), changes AS (
         SELECT session_id, status, at_ms,
                lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
