@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from meter.store import next_ingest_id
+from meter.store import latest_wins, next_ingest_id
 
 BATCH_LINES = 1_000_000
 DEFAULT_MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -355,37 +355,20 @@ def _apply_records(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
                agent_version, session_agent_name, agent_model_id, agent_model_speed,
                agent_inference_geo, metadata, roster, archived_ms, {ingest_id}
         FROM new_records WHERE kind = 'session'
-        ON CONFLICT (session_id) DO UPDATE SET
-            created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,
-            status = excluded.status, title = excluded.title,
-            environment_id = excluded.environment_id, agent_id = excluded.agent_id,
-            agent_version = excluded.agent_version, agent_name = excluded.agent_name,
-            model_id = excluded.model_id, model_speed = excluded.model_speed,
-            inference_geo = excluded.inference_geo, metadata = excluded.metadata,
-            roster = excluded.roster, archived_ms = excluded.archived_ms,
-            ingest_id = excluded.ingest_id
-        WHERE excluded.updated_ms >= sessions.updated_ms
+        {latest_wins('sessions')}
     """)
     con.execute(f"""
         INSERT INTO agents
         SELECT event_id, version, name, model_id, model_speed, inference_geo, metadata,
                updated_ms, {ingest_id}
         FROM new_records WHERE kind = 'agent'
-        ON CONFLICT (agent_id) DO UPDATE SET
-            version = excluded.version, name = excluded.name, model_id = excluded.model_id,
-            model_speed = excluded.model_speed, inference_geo = excluded.inference_geo,
-            metadata = excluded.metadata, updated_ms = excluded.updated_ms,
-            ingest_id = excluded.ingest_id
-        WHERE excluded.updated_ms >= agents.updated_ms
+        {latest_wins('agents')}
     """)
     con.execute(f"""
         INSERT INTO environments
         SELECT event_id, name, metadata, updated_ms, {ingest_id}
         FROM new_records WHERE kind = 'environment'
-        ON CONFLICT (environment_id) DO UPDATE SET
-            name = excluded.name, metadata = excluded.metadata,
-            updated_ms = excluded.updated_ms, ingest_id = excluded.ingest_id
-        WHERE excluded.updated_ms >= environments.updated_ms
+        {latest_wins('environments')}
     """)
     return int(con.execute("SELECT count(*) FROM new_records").fetchall()[0][0])
 

@@ -146,6 +146,27 @@ def open_store(
         con.close()
 
 
+# The dimension tables and their keys: a later record of the same object replaces the stored
+# one only if it is at least as recent (`updated_ms`), whatever order records arrive in.
+_DIMENSION_KEYS = {"sessions": "session_id", "agents": "agent_id",
+                   "environments": "environment_id"}
+_DIMENSION_COLUMNS = {
+    "sessions": ("created_ms", "updated_ms", "status", "title", "environment_id", "agent_id",
+                 "agent_version", "agent_name", "model_id", "model_speed", "inference_geo",
+                 "metadata", "roster", "archived_ms", "ingest_id"),
+    "agents": ("version", "name", "model_id", "model_speed", "inference_geo", "metadata",
+               "updated_ms", "ingest_id"),
+    "environments": ("name", "metadata", "updated_ms", "ingest_id"),
+}
+
+
+def latest_wins(table: str) -> str:
+    """The ON CONFLICT clause that every writer of a dimension table uses (ingest, simulator)."""
+    sets = ", ".join(f"{c} = excluded.{c}" for c in _DIMENSION_COLUMNS[table])
+    return (f"ON CONFLICT ({_DIMENSION_KEYS[table]}) DO UPDATE SET {sets} "
+            f"WHERE excluded.updated_ms >= {table}.updated_ms")
+
+
 def next_ingest_id(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchall()[0]
     return int(row[0])

@@ -40,7 +40,7 @@ from meter.simulator.ids import (
     timestamps,
     with_nulls,
 )
-from meter.store import next_ingest_id
+from meter.store import latest_wins, next_ingest_id
 
 __all__ = ["WriteResult", "record_lines", "write_jsonl", "write_store"]
 
@@ -430,39 +430,23 @@ def _inserts(kinds: list[str], where: str) -> list[str]:
 
 
 # The ingest's upsert: the latest record wins (meter.ingest._apply_records).
-_SESSIONS_UPSERT = """
+_SESSIONS_UPSERT = f"""
 INSERT INTO sessions
 SELECT sid, created, updated, status, title, environment_id, agent_id, agent_version,
        agent_name, model_id, model_speed, inference_geo, CAST(metadata AS JSON),
        CAST(roster AS JSON), CASE WHEN archived >= 0 THEN archived END, $ingest
 FROM k_sessions
-ON CONFLICT (session_id) DO UPDATE SET
-    created_ms = excluded.created_ms, updated_ms = excluded.updated_ms,
-    status = excluded.status, title = excluded.title,
-    environment_id = excluded.environment_id, agent_id = excluded.agent_id,
-    agent_version = excluded.agent_version, agent_name = excluded.agent_name,
-    model_id = excluded.model_id, model_speed = excluded.model_speed,
-    inference_geo = excluded.inference_geo, metadata = excluded.metadata,
-    roster = excluded.roster, archived_ms = excluded.archived_ms,
-    ingest_id = excluded.ingest_id
-WHERE excluded.updated_ms >= sessions.updated_ms
+{latest_wins("sessions")}
 """
 
-_ENVIRONMENTS_UPSERT = """
+_ENVIRONMENTS_UPSERT = f"""
 INSERT INTO environments VALUES (?, ?, CAST(? AS JSON), ?, ?)
-ON CONFLICT (environment_id) DO UPDATE SET name = excluded.name,
-    metadata = excluded.metadata, updated_ms = excluded.updated_ms,
-    ingest_id = excluded.ingest_id
-WHERE excluded.updated_ms >= environments.updated_ms
+{latest_wins("environments")}
 """
 
-_AGENTS_UPSERT = """
+_AGENTS_UPSERT = f"""
 INSERT INTO agents VALUES (?, ?, ?, ?, ?, ?, CAST(? AS JSON), ?, ?)
-ON CONFLICT (agent_id) DO UPDATE SET version = excluded.version, name = excluded.name,
-    model_id = excluded.model_id, model_speed = excluded.model_speed,
-    inference_geo = excluded.inference_geo, metadata = excluded.metadata,
-    updated_ms = excluded.updated_ms, ingest_id = excluded.ingest_id
-WHERE excluded.updated_ms >= agents.updated_ms
+{latest_wins("agents")}
 """
 
 
