@@ -1,1 +1,5 @@
-"""reports."""
+"""What it means: invoices, chargeback, forecasts, budgets, exports, the CLI."""
+
+from reports.invoice import Invoice, build_invoice
+
+__all__ = ["Invoice", "build_invoice"]
