@@ -2,7 +2,7 @@
 
 from pricing.money import round_cents
 from pricing.pricebook import PriceBook, PriceBookError, load_pricebook, load_pricebooks
-from pricing.rating import RatingOptions, price_usage, prepare_usage, rate
+from pricing.rating import RatingOptions, prepare_usage, price_usage, rate
 
 __all__ = [
     "PriceBook", "PriceBookError", "RatingOptions", "load_pricebook", "load_pricebooks",
