@@ -334,14 +334,20 @@ _DAY = "CAST(make_timestamp(({ms}) * 1000) AS DATE)"
 _OPEN_SESSIONS = """
     SELECT DISTINCT session_id FROM intervals WHERE provisional AND status = 'running'"""
 
+# Running ms summed per session x day x book first, then priced once per charge line (the
+# quotient ms x rate / 3,600,000 is rounded at 1e-18 USD once per line, not per piece).
 _RUNTIME_LINES = f"""
-    SELECT {_DAY.format(ms='start_ms')} AS day, session_id, 'runtime' AS meter,
+    SELECT {_DAY.format(ms='day_ms')} AS day, session_id, 'runtime' AS meter,
            NULL AS model, NULL AS token_class, 'standard' AS tier,
-           (end_ms - start_ms) AS quantity, 'ms' AS unit,
+           ms AS quantity, 'ms' AS unit,
            runtime_usd_per_hour AS unit_price, 'USD per session-hour' AS price_unit,
-           runtime_amount(end_ms - start_ms, runtime_usd_per_hour) AS amount_exact,
+           runtime_amount(ms, runtime_usd_per_hour) AS amount_exact,
            book_id, provisional
-    FROM runtime_pieces WHERE book_id IS NOT NULL AND end_ms > start_ms"""
+    FROM (SELECT session_id, book_id, runtime_usd_per_hour,
+                 start_ms - (start_ms % 86400000 + 86400000) % 86400000 AS day_ms,
+                 sum(end_ms - start_ms)::BIGINT AS ms, bool_or(provisional) AS provisional
+          FROM runtime_pieces WHERE book_id IS NOT NULL AND end_ms > start_ms
+          GROUP BY ALL)"""
 
 # Exact path: DECIMAL arithmetic per priced usage line.
 _TOKEN_LINES_EXACT = f"""

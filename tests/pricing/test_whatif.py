@@ -159,10 +159,10 @@ def test_per_started_minute_rounds_each_running_stretch_up():
               status("g", "g3", "2026-11-03T09:05:00Z", "running"),
               status("g", "g4", "2026-11-03T09:05:30Z", "idle")]
     con, _ = whatif(events, {"billing": {"runtime_granularity": "minute"}})
-    # per ms: 2 x 30 s, each 0.000666...67 at 1e-18 (the engine rounds per piece);
-    # per started minute: 2 x 60 s, each 0.001333...33 -> twice as much, give or take 1e-18
-    assert total(con, "whatif_baseline") == Decimal("0.001333333333333334")
-    assert total(con) == Decimal("0.002666666666666666")
+    # per ms: 2 x 30 s on one day = one charge line of 60,000 ms -> 0.001333...33 at 1e-18
+    # (the engine rounds once per line); per started minute: 2 x 60 s -> twice as much
+    assert total(con, "whatif_baseline") == Decimal("0.001333333333333333")
+    assert total(con) == Decimal("0.002666666666666667")  # 120,000 ms, rounded once
     assert con.execute("SELECT quantity FROM whatif_scenario").fetchall() == [(120_000,)]
 
 
