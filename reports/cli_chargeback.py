@@ -191,7 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --fetch: keep the fetched cost report as JSON")
     p.add_argument("--workspace", help="only the provider's costs of this workspace id")
     p.add_argument("--tolerance", default="0.01", help="USD variance to tolerate (0.01)")
-    p.add_argument("--tolerance-pct", default="1", help="relative variance to tolerate, % (1)")
+    p.add_argument("--tolerance-pct", default="1", help="relative variance to tolerate, in %% (1)")
     p.add_argument("--detail", action="store_true", help="one row per token type too")
     p.add_argument("--only-flagged", action="store_true", help="show flagged rows only")
     p.add_argument("--strict", action="store_true", help="exit 1 when any row is flagged")

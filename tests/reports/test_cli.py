@@ -67,3 +67,22 @@ def test_errors_are_one_clear_line(tmp_path, capsys):
                  str(tmp_path / "s.duckdb")]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"agenttally ingest: {tmp_path / 'missing.jsonl'}: no such file"
+
+
+def test_every_verb_has_help_with_an_example(capsys):
+    import argparse
+
+    import pytest
+
+    from reports.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"ingest", "sessions", "rate", "invoice", "check", "simulate", "collect", "emulate",
+            "chargeback", "export", "reconcile", "forecast", "budgets", "whatif",
+            "serve"} <= set(verbs.choices)
+    for name in verbs.choices:
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        assert done.value.code == 0, name
+        assert "example" in capsys.readouterr().out, name
