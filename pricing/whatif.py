@@ -561,16 +561,25 @@ def compare(
     scenario = what_if.scenario_table if what_if else SCENARIO
     group = GROUP_SQL[by] if by else "NULL"
     months = period_months(period)
+    # Rounded per invoice line (meter x model x token class) and then summed, as the invoice
+    # is, so that the baseline total equals `agenttally invoice` to the cent.
+    line = "meter, model, token_class"
     rows = con.execute(f"""
-        WITH b AS (SELECT {group} AS grp, meter, sum(amount_exact) AS amount FROM {baseline}
+        WITH b AS (SELECT {group} AS grp, {line}, sum(amount_exact) AS amount FROM {baseline}
                    WHERE $all OR list_contains($months, period) GROUP BY ALL),
-             s AS (SELECT {group} AS grp, meter, sum(amount_exact) AS amount FROM {scenario}
+             s AS (SELECT {group} AS grp, {line}, sum(amount_exact) AS amount FROM {scenario}
                    WHERE $all OR list_contains($months, period) GROUP BY ALL)
         SELECT coalesce(b.grp, s.grp), coalesce(b.meter, s.meter), b.amount, s.amount
         FROM b FULL JOIN s ON b.grp IS NOT DISTINCT FROM s.grp AND b.meter = s.meter
+             AND b.model IS NOT DISTINCT FROM s.model
+             AND b.token_class IS NOT DISTINCT FROM s.token_class
     """, {"all": months is None, "months": months or []}).fetchall()
-    out = [ComparisonRow(g, m, round_cents(Decimal(b or 0)), round_cents(Decimal(s or 0)))
-           for g, m, b, s in rows]
+    summed: dict[tuple[str | None, str], list[Decimal]] = {}
+    for g, m, b, s_ in rows:
+        pair = summed.setdefault((g, m), [Decimal("0.00"), Decimal("0.00")])
+        pair[0] += round_cents(Decimal(b or 0))
+        pair[1] += round_cents(Decimal(s_ or 0))
+    out = [ComparisonRow(g, m, b, s_) for (g, m), (b, s_) in summed.items()]
     out.sort(key=lambda r: (r.group or "", _meter_rank(r.meter), r.meter))
     return Comparison(scenario=what_if.scenario.name if what_if else "scenario",
                       period=period, by=by, rows=out,
