@@ -17,6 +17,11 @@ Set-based in DuckDB end to end; Python only loads the price books. The rules, an
 - Web search: snapshot increases of web_search_requests x $/1,000.
 - Usage with no book in force or no rate for its model is never priced at zero: it goes to
   `unrated` with the model name and a reason, and into no total.
+
+Money: token amounts are whole pico-dollars per token times summed quantities (integers, so
+exact and fast), converted to DECIMAL(38,18) once per charge line; books with a rate finer than
+a pico-dollar per token take the DECIMAL path instead. Runtime is priced once per session x day
+x book (exact to 1e-18 USD). Rounding to cents happens later, once per invoice line.
 """
 
 from __future__ import annotations
@@ -500,9 +505,3 @@ def rate(
     """
     prepare_usage(con, books, options)
     price_usage(con)
-
-
-def total_exact(con: duckdb.DuckDBPyConnection, where: str = "true") -> Decimal:
-    """Sum of exact amounts of `charges` rows matching a SQL predicate (0 when none)."""
-    value = con.execute(f"SELECT sum(amount_exact) FROM charges WHERE {where}").fetchall()[0][0]
-    return Decimal(value or 0)
