@@ -16,7 +16,6 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +30,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from meter.config_errors import describe
 
 __all__ = [
     "TOKEN_CLASSES",
@@ -298,16 +299,6 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _format_loc(loc: Iterable[int | str]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else part
-    return text
-
-
 def _unwrap(annotation: Any) -> Any:
     """The model class behind ``X | None`` or ``tuple[X, ...]``, else the annotation."""
     while True:
@@ -339,22 +330,20 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
     return []
 
 
-def _describe(error: Any) -> str:
-    loc = tuple(error["loc"])
-    if error["type"] == "value_error":
-        message = str(error["ctx"]["error"])
-    elif error["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc)
-        message = "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
-    elif error["type"] == "missing":
-        message = "missing; this field is required"
-    elif error["type"] == "string_type":
+def _special(error: Any) -> str | None:
+    """Messages that know the price book: which keys a table allows, what a date looks like."""
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(tuple(error["loc"]))
+        return "unknown key" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+    if error["type"] == "string_type":
         shown = error["input"]
         shown = shown.isoformat() if isinstance(shown, date) else repr(shown)
-        message = f"expected a quoted string, got {shown}"
-    else:
-        message = f"{error['msg']}, got {error['input']!r}"
-    return f"{_format_loc(loc)}: {message}" if loc else message
+        return f"expected a quoted string, got {shown}"
+    return None
+
+
+def _describe(error: Any) -> str:
+    return describe(error, special=_special)
 
 
 def load_pricebook(path: str | os.PathLike[str]) -> PriceBook:

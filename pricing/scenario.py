@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from meter.config_errors import describe
 from pricing.pricebook import TOKEN_CLASSES, ModelPrice, PriceBook
 
 __all__ = [
@@ -306,31 +307,9 @@ def _change_rates(model: dict[str, Any], change: TokenPriceChange, where: str) -
 # --- loading -----------------------------------------------------------------------------
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif str(part).startswith(("function-", "constrained-")):
-            continue
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
 def describe_error(error: Any) -> str:
     """One pydantic error as `field.path: message`."""
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    if kind == "value_error":
-        message = str(error["ctx"]["error"])
-    elif kind == "extra_forbidden":
-        message = "unknown key (a typo?)"
-    elif kind == "missing":
-        message = "missing; this field is required"
-    else:
-        message = f"{error['msg']}, got {error['input']!r}"
-    return f"{_format_loc(loc)}: {message}" if loc else message
+    return describe(error)
 
 
 def parse_scenario(raw: dict[str, Any], *, source: str = "<scenario>") -> Scenario:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import duckdb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from meter.config_errors import describe
 
 __all__ = [
     "AllocationError",
@@ -153,24 +155,8 @@ class AllocationRules(_Strict):
         return keys
 
 
-def _format_loc(loc: Iterable[int | str]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _describe(error: Any) -> str:
-    loc = _format_loc(error["loc"])
-    if error["type"] == "value_error":
-        message = str(error["ctx"]["error"])
-    elif error["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif error["type"] == "missing":
-        message = "missing; this field is required"
-    else:
-        message = f"{error['msg']}, got {error['input']!r}"
-    return f"{loc}: {message}" if loc else message
+    return describe(error, unknown_key="unknown key")
 
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> AllocationRules:

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from meter.config_errors import describe
+
 __all__ = [
     "Agent",
     "Behavior",
@@ -344,33 +346,20 @@ class Profile(_Strict):
 # --- loading -----------------------------------------------------------------------------
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part in ("runaway", "burst", "model_switch") and text.endswith("]"):
-            continue  # pydantic's tagged-union step adds nothing a reader needs
-        else:
-            text += f".{part}" if text else str(part)
-    return text
+def _skip_incident_tag(part: str, text: str) -> bool:
+    """pydantic's tagged-union step (`runaway`, ...) adds nothing a reader needs."""
+    return part in ("runaway", "burst", "model_switch") and text.endswith("]")
+
+
+def _special(error: Any) -> str | None:
+    if error["type"] == "union_tag_invalid":
+        return (f"unknown incident type {error['input'].get('type')!r}; expected runaway, "
+                "burst or model_switch")
+    return None
 
 
 def _describe(error: Any) -> str:
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    if kind == "value_error":
-        message = str(error["ctx"]["error"])
-    elif kind == "extra_forbidden":
-        message = "unknown key (a typo?)"
-    elif kind == "missing":
-        message = "missing; this field is required"
-    elif kind == "union_tag_invalid":
-        message = f"unknown incident type {error['input'].get('type')!r}; expected runaway, " \
-                  "burst or model_switch"
-    else:
-        message = f"{error['msg']}, got {error['input']!r}"
-    return f"{_format_loc(loc)}: {message}" if loc else message
+    return describe(error, special=_special, skip=_skip_incident_tag)
 
 
 def parse_profile(raw: dict[str, Any], *, source: str = "<profile>") -> Profile:
