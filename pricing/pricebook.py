@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 import types
 import typing
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from meter.config_errors import describe
+from meter.config_files import describe, read_toml, utc_moment
 
 __all__ = [
     "TOKEN_CLASSES",
@@ -83,30 +82,9 @@ def _money_input(value: Any) -> Any:
     return value
 
 
-def _utc_datetime(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(
-                f"expected a date (2026-08-07) or a UTC datetime (2026-08-07T00:00:00Z), "
-                f"got {value!r}"
-            ) from None
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
-                f"datetime {value.isoformat()} has no UTC offset; "
-                f"write {value.isoformat()}Z or a plain date"
-            )
-        return value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return value
-
-
 Money = Annotated[Decimal, BeforeValidator(_money_input), Field(ge=0, allow_inf_nan=False)]
 Multiplier = Annotated[Decimal, BeforeValidator(_money_input), Field(gt=0, allow_inf_nan=False)]
-UtcDatetime = Annotated[datetime, BeforeValidator(_utc_datetime)]
+UtcDatetime = Annotated[datetime, BeforeValidator(utc_moment)]
 ModelId = Annotated[str, Field(min_length=1, pattern=r"^\S+$")]
 
 
@@ -349,13 +327,7 @@ def _describe(error: Any) -> str:
 def load_pricebook(path: str | os.PathLike[str]) -> PriceBook:
     path = Path(path)
     shown = _display(path)
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except OSError as exc:
-        raise PriceBookError(f"{shown}: cannot read price book: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PriceBookError(f"{shown}: not valid TOML: {exc}") from exc
+    raw = read_toml(shown, PriceBookError, "price book")
     try:
         return PriceBook.model_validate(raw)
     except ValidationError as exc:

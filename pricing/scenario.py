@@ -19,7 +19,6 @@ float is inexact binary; the same rule as price books).
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from meter.config_errors import describe
+from meter.config_files import describe, read_toml
 from pricing.pricebook import TOKEN_CLASSES, ModelPrice, PriceBook
 
 __all__ = [
@@ -323,15 +322,6 @@ def parse_scenario(raw: dict[str, Any], *, source: str = "<scenario>") -> Scenar
 
 def load_scenario(path: str | Path) -> Scenario:
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such scenario (see data/scenarios/ for examples)") \
-            from None
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+    raw = read_toml(path, ScenarioError, "scenario", "see data/scenarios/ for examples")
     raw.setdefault("name", path.stem)
     return parse_scenario(raw, source=str(path))

@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import duckdb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from meter.config_errors import describe
+from meter.config_files import describe, read_toml
 
 __all__ = [
     "AllocationError",
@@ -165,13 +163,7 @@ def load_rules(path: str | os.PathLike[str] | None = None) -> AllocationRules:
     if path is None:
         return AllocationRules()
     shown = str(path)
-    try:
-        with Path(path).open("rb") as handle:
-            raw = tomllib.load(handle)
-    except OSError as exc:
-        raise AllocationError(f"{shown}: cannot read allocation rules: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise AllocationError(f"{shown}: not valid TOML: {exc}") from exc
+    raw = read_toml(shown, AllocationError, "allocation rules")
     try:
         return AllocationRules.model_validate(raw)
     except ValidationError as exc:

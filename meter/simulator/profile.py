@@ -10,8 +10,7 @@ statistics the tests measure on its output.
 from __future__ import annotations
 
 import math
-import tomllib
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from meter.config_errors import describe
+from meter.config_files import describe, read_toml, utc_moment
 
 __all__ = [
     "Agent",
@@ -53,26 +52,7 @@ class ProfileError(ValueError):
     """A profile that cannot be used; the message names the file, the field and the fix."""
 
 
-def _utc_moment(value: Any) -> Any:
-    """A date or an offset-aware datetime, as a UTC datetime (naive datetimes are refused)."""
-    if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(
-                f"expected a date (2026-10-20) or a UTC datetime (2026-10-20T09:00:00Z), "
-                f"got {value!r}"
-            ) from None
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"datetime {value.isoformat()} has no UTC offset; add Z")
-        return value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return value
-
-
-UtcMoment = Annotated[datetime, BeforeValidator(_utc_moment)]
+UtcMoment = Annotated[datetime, BeforeValidator(utc_moment)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r'^[^"\\\x00-\x1f]+$')]
 ModelId = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -371,14 +351,5 @@ def parse_profile(raw: dict[str, Any], *, source: str = "<profile>") -> Profile:
 
 
 def load_profile(path: str | Path) -> Profile:
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile (see data/profiles/ for examples)") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    raw = read_toml(path, ProfileError, "profile", "see data/profiles/ for examples")
     return parse_profile(raw, source=str(path))
