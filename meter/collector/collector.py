@@ -384,20 +384,15 @@ class Collector:
             self.config.discovery_overlap_ms
         if since is not None and gte is not None:
             gte = max(gte, since)
-        async for obj in self.client.list_sessions(
-            created_gte=gte, include_archived=True, order="asc",
-            limit=self.config.sessions_page_limit,
-        ):
-            s = self._accept_record(obj)
-            if s is not None:
-                self._activate(s)
-        async for obj in self.client.list_sessions(
-            created_gte=since, statuses=ACTIVE_STATUSES, order="asc",
-            limit=self.config.sessions_page_limit,
-        ):
-            s = self._accept_record(obj)
-            if s is not None:
-                self._activate(s)
+        listings = ({"created_gte": gte, "include_archived": True},
+                    {"created_gte": since, "statuses": ACTIVE_STATUSES})
+        for filters in listings:
+            async for obj in self.client.list_sessions(
+                order="asc", limit=self.config.sessions_page_limit, **filters,
+            ):
+                s = self._accept_record(obj)
+                if s is not None:
+                    self._activate(s)
 
     async def _discover_loop(self) -> None:
         while not self._initial_sweep_done:
