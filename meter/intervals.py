@@ -115,6 +115,79 @@ def late_status_events(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelatio
     """)
 
 
+# Billing pieces: the rules of INTERVALS_SQL in one sort of the status events, for rating.
+# Repeats are not merged (a run of `running` rows sums to the merged interval), which saves
+# the second window. Rows are ordered by processed_at alone, exact unless a session has two
+# events in one millisecond: such sessions, flagged in the same pass, are recomputed in
+# (processed_at, event id) order. Events after a session's terminal instant are dropped
+# afterwards; the row before them ends at that instant either way, and terminal rows last 0 ms.
+_NO_THREADS = """
+    derived AS (SELECT NULL::VARCHAR AS session_id, NULL::VARCHAR AS status,
+                       NULL::BIGINT AS at_ms, NULL::VARCHAR AS event_id WHERE false),"""
+
+def pieces_sql(has_threads: bool, running_only: bool = False) -> str:
+    """SQL (parameter `$as_of`) of the billing pieces: session_id, status, start_ms, end_ms,
+    duration_ms, provisional. `running_only` keeps only what runtime is billed on."""
+    keep = "status = 'running'" if running_only else "true"
+    return f"""
+WITH {_THREAD_DERIVED if has_threads else _NO_THREADS}
+    ends AS (
+        SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
+        WHERE thread_id IS NULL AND at_ms <= $as_of AND status IN {TERMINAL}
+        GROUP BY session_id
+    ), fast AS (
+        SELECT *, next_ms = at_ms AS tied FROM (
+            SELECT session_id, status, at_ms,
+                   lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms) AS next_ms
+            FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
+        ) WHERE {keep} OR next_ms = at_ms
+    ), tied_sessions AS (
+        SELECT DISTINCT session_id FROM fast WHERE tied
+    ), exact AS (
+        SELECT session_id, status, at_ms,
+               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
+        FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
+             AND session_id IN (SELECT session_id FROM tied_sessions)
+    ), derived_pieces AS (
+        SELECT session_id, status, at_ms,
+               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
+        FROM derived
+    ), pieces AS (
+        SELECT session_id, status, at_ms, next_ms FROM fast
+        WHERE {keep} AND session_id NOT IN (SELECT session_id FROM tied_sessions)
+        UNION ALL SELECT session_id, status, at_ms, next_ms FROM exact WHERE {keep}
+        UNION ALL SELECT session_id, status, at_ms, next_ms FROM derived_pieces WHERE {keep}
+    )
+SELECT p.session_id, p.status, p.at_ms AS start_ms,
+       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
+           AS end_ms,
+       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
+           - p.at_ms AS duration_ms,
+       p.next_ms IS NULL AND p.status NOT IN {TERMINAL} AS provisional
+FROM pieces p LEFT JOIN ends e USING (session_id)
+WHERE e.terminal_ms IS NULL OR p.at_ms < e.terminal_ms
+   OR (p.at_ms = e.terminal_ms AND p.status IN {TERMINAL})
+"""
+
+
+def has_thread_statuses(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any thread-level status event is stored (multi-agent sessions)."""
+    return con.execute("SELECT count(*) FROM (SELECT 1 FROM status_events "
+                       "WHERE thread_id IS NOT NULL LIMIT 1)").fetchall()[0][0] > 0
+
+
+def build_pieces(con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str = "intervals") -> str:
+    """Materialise billing pieces as of `as_of_ms` into temp table `table`; returns its name.
+
+    Same columns as `build_intervals`, and the same running milliseconds per session and per
+    day, but consecutive rows of one status are not merged (billing sums them; displays use
+    `build_intervals`). One sort of the status events instead of two.
+    """
+    sql = pieces_sql(has_thread_statuses(con))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", {"as_of": as_of_ms})
+    return table
+
+
 SPLIT_GRAINS = {"day": "1 DAY", "month": "1 MONTH"}
 
 

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import duckdb
 
+from meter.intervals import build_pieces
+
 CHECK_SQL = """
 WITH last_snap AS (
     SELECT session_id, at_ms, list_cost_cents FROM usage_snapshots
     WHERE list_cost_cents IS NOT NULL AND at_ms <= $as_of
     QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY at_ms DESC, event_id DESC) = 1
+), token_classes AS (
+    SELECT t.session_id, t.at_ms, unnest([t.q_input, t.q_output, t.q_5m, t.q_1h, t.q_read]) AS q,
+           unnest([t.p_input, t.p_output, t.p_5m, t.p_1h, t.p_read]) AS price,
+           unnest([t.r_input, t.r_output, t.r_5m, t.r_1h, t.r_read]) AS reason
+    FROM token_priced t SEMI JOIN last_snap l USING (session_id)
 ), tokens AS (
     SELECT t.session_id,
-           sum(t.quantity * t.unit_price * 0.000001) FILTER (WHERE t.unrated_reason IS NULL)
-               AS amount,
-           count(*) FILTER (WHERE t.unrated_reason IS NOT NULL) AS unrated_lines
-    FROM token_priced t JOIN last_snap l USING (session_id)
+           sum(t.q * t.price * 0.000001) FILTER (WHERE t.reason IS NULL) AS amount,
+           count(*) FILTER (WHERE t.reason IS NOT NULL AND t.q <> 0) AS unrated_lines
+    FROM token_classes t JOIN last_snap l USING (session_id)
     WHERE t.at_ms <= l.at_ms GROUP BY t.session_id
 ), searches AS (
     SELECT s.session_id, sum(s.quantity * b.search_usd_per_1000 * 0.001) AS amount
@@ -28,7 +34,7 @@ WITH last_snap AS (
     WHERE s.at_ms <= l.at_ms GROUP BY s.session_id
 ), running AS (
     SELECT l.session_id, sum(least(i.end_ms, l.at_ms) - i.start_ms)::BIGINT AS ms
-    FROM last_snap l JOIN intervals i
+    FROM last_snap l JOIN check_pieces i
       ON i.session_id = l.session_id AND i.status = 'running' AND i.start_ms < l.at_ms
     GROUP BY l.session_id
 ), engine AS (
@@ -62,4 +68,5 @@ def list_cost_check(
     The provider rounds to the nearest cent, so a difference up to half a cent is expected;
     anything beyond `tolerance_usd`, or any unrated usage, is flagged.
     """
+    build_pieces(con, as_of_ms, table="check_pieces")
     return con.sql(CHECK_SQL, params={"as_of": as_of_ms, "tolerance": tolerance_usd})

@@ -7,6 +7,7 @@ and a total is the sum of its rounded lines, as on a real invoice.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 
 import duckdb
 
@@ -45,3 +46,23 @@ def install_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
             * CAST(0.000000000000000001 AS {EXACT_SQL_TYPE})
         )
     """)
+    # The same amount, rounded the same way, from a book's rate as a reduced fraction num/den
+    # of atto-dollars per ms (see runtime_fraction): BIGINT arithmetic except one HUGEINT
+    # product, no 128-bit division, so ~10x faster on millions of lines.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP MACRO runtime_amount_frac(ms, num, den) AS (
+            CAST(CAST(ms // den AS HUGEINT) * num
+                 + (2 * (ms % den) * num + den) // (2 * den) AS DECIMAL(38, 0))
+            * CAST(0.000000000000000001 AS {EXACT_SQL_TYPE})
+        )
+    """)
+
+
+def runtime_fraction(usd_per_hour: Decimal) -> tuple[int, int] | None:
+    """A rate in USD per session-hour as atto-dollars per millisecond, num/den in lowest terms,
+    for `runtime_amount_frac`; None when the terms are too large for its BIGINT steps."""
+    rate = Fraction(usd_per_hour) * 10**18 / 3_600_000
+    num, den = rate.numerator, rate.denominator
+    if num <= 0 or 2 * num * den >= 2**62 or num >= 2**62:
+        return None
+    return num, den

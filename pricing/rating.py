@@ -33,8 +33,8 @@ from decimal import Decimal
 import duckdb
 import pyarrow as pa
 
-from meter.intervals import build_intervals, split_sql
-from pricing.money import EXACT_SQL_TYPE, install_sql_macros
+from meter.intervals import has_thread_statuses, pieces_sql
+from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_fraction
 from pricing.pricebook import PriceBook
 
 PRICE = pa.decimal128(18, 8)
@@ -63,6 +63,10 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
         "fast_applies": [b.modifiers.fast_mode_applies for b in ordered],
         "geo_applies": [b.modifiers.data_residency_applies for b in ordered],
         "default_ttl": [b.modifiers.default_cache_write_ttl for b in ordered],
+        "rt_num": pa.array([(runtime_fraction(b.runtime.usd_per_session_hour) or (None, None))[0]
+                            for b in ordered], pa.int64()),
+        "rt_den": pa.array([(runtime_fraction(b.runtime.usd_per_session_hour) or (None, None))[1]
+                            for b in ordered], pa.int64()),
     }))
     rates = [dict(r, book_id=i) for i, b in enumerate(ordered) for r in b.token_rate_rows()]
     con.register("_rates", pa.table({
@@ -84,38 +88,15 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
     for name in ("books", "rates", "aliases"):
         con.execute(f"CREATE OR REPLACE TEMP TABLE pb_{name} AS SELECT * FROM _{name}")
         con.unregister(f"_{name}")
-    # Integer money guard: the fast path prices tokens in whole pico-dollars (1e-12 USD) per
-    # token, exact only if every effective rate (with the residency multiplier too) is a whole
-    # number of them; otherwise `price_usage` takes the exact DECIMAL path.
-    con.execute("CREATE OR REPLACE TEMP TABLE pb_money AS SELECT $ok AS pico_exact",
-                {"ok": _pico_exact(rates)})
 
 
-_PICO_PER_TOKEN = Decimal(1_000_000)  # USD per million tokens -> pico-dollars per token
-
-
-def _pico_exact(rates: Sequence[dict]) -> bool:
-    """Whether every rate, alone and times its geo multiplier, is whole pico-dollars/token."""
-    for r in rates:
-        if r["usd_per_mtok"] is None:
-            continue
-        price = Decimal(r["usd_per_mtok"]) * _PICO_PER_TOKEN
-        multiplier = Decimal(r["geo_multiplier"]) if r["geo_multiplier"] is not None else 1
-        for value in (price, price * multiplier):
-            if value != value.to_integral_value() or abs(value) >= 2**62:
-                return False
-    return True
-
-
+# The session dimension as rating reads it. A view: sessions seen only in events (no session
+# record) simply find no row here, so their tokens are unrated ("session has no model").
 _SESSIONS = """
-CREATE OR REPLACE TEMP TABLE rating_sessions AS
-WITH ids AS (SELECT session_id FROM sessions
-             UNION SELECT DISTINCT session_id FROM status_events
-             UNION SELECT DISTINCT session_id FROM model_requests
-             UNION SELECT DISTINCT session_id FROM usage_snapshots)
-SELECT ids.session_id, s.model_id, coalesce(s.model_speed, 'standard') AS speed,
-       s.inference_geo, s.agent_id, s.environment_id, s.metadata
-FROM ids LEFT JOIN sessions s USING (session_id)
+CREATE OR REPLACE TEMP VIEW rating_sessions AS
+SELECT session_id, model_id, coalesce(model_speed, 'standard') AS speed, inference_geo,
+       agent_id, environment_id, metadata
+FROM sessions
 """
 
 # Which model each thread runs: named on the event, else found in the session's roster.
@@ -133,136 +114,116 @@ SELECT t.session_id, t.thread_id, coalesce(t.model_id, r.model_id) AS model_id
 FROM threads t LEFT JOIN roster r USING (session_id, agent_name)
 """
 
-_CLASSES = "['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cache_read']"
+CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+_CLASS_LIST = "[" + ", ".join(f"'{c}'" for c in CLASSES) + "]"
+_Q = ("q_input", "q_output", "q_5m", "q_1h", "q_read")  # usage_lines' quantity columns
+_P = ("p_input", "p_output", "p_5m", "p_1h", "p_read")  # token_prices' unit price columns
+_R = ("r_input", "r_output", "r_5m", "r_1h", "r_read")  # token_prices' unrated reasons
 
-# Token quantities before pricing: (session, thread, time, raw model, speed, tier, class, qty).
-_USAGE_LINES = f"""
+DAY_MS = 86_400_000
+
+
+def day_start(ms: str) -> str:
+    """SQL: the UTC midnight (epoch ms) at or before `ms`, also for instants before 1970."""
+    return f"({ms} - (({ms}) % {DAY_MS} + {DAY_MS}) % {DAY_MS})"
+
+
+def _as_date(day_ms: str) -> str:
+    return f"(DATE '1970-01-01' + CAST(({day_ms}) // {DAY_MS} AS INTEGER))"
+
+
+# Token quantities before pricing, one row per usage line with a column per token class:
+# a snapshot increase (dated at the snapshot), or requests summed per session x thread x UTC
+# day x price book x speed x side of the last snapshot x long-context bucket (dated at the
+# first of them). Session attributes are joined after that grouping, on far fewer rows.
+_USAGE_LINES = """
 CREATE OR REPLACE TEMP TABLE usage_lines AS
-SELECT * FROM (
 WITH multi AS (
     SELECT DISTINCT tm.session_id FROM thread_models tm
     JOIN rating_sessions s USING (session_id)
     WHERE tm.model_id IS NOT NULL AND tm.model_id IS DISTINCT FROM s.model_id
 ), snaps AS (
     SELECT session_id, at_ms,
-        input_tokens - coalesce(lag(input_tokens) OVER w, 0) AS d_input,
-        output_tokens - coalesce(lag(output_tokens) OVER w, 0) AS d_output,
-        cache_write_5m_tokens - coalesce(lag(cache_write_5m_tokens) OVER w, 0) AS d_5m,
-        cache_write_1h_tokens - coalesce(lag(cache_write_1h_tokens) OVER w, 0) AS d_1h,
-        cache_read_tokens - coalesce(lag(cache_read_tokens) OVER w, 0) AS d_read
+        input_tokens - coalesce(lag(input_tokens) OVER w, 0) AS q_input,
+        output_tokens - coalesce(lag(output_tokens) OVER w, 0) AS q_output,
+        cache_write_5m_tokens - coalesce(lag(cache_write_5m_tokens) OVER w, 0) AS q_5m,
+        cache_write_1h_tokens - coalesce(lag(cache_write_1h_tokens) OVER w, 0) AS q_1h,
+        cache_read_tokens - coalesce(lag(cache_read_tokens) OVER w, 0) AS q_read
     FROM usage_snapshots WHERE at_ms <= $as_of
     WINDOW w AS (PARTITION BY session_id ORDER BY at_ms, event_id)
 ), last_snap AS (
     SELECT session_id, max(at_ms) AS last_ms FROM usage_snapshots
     WHERE at_ms <= $as_of GROUP BY session_id
-), span_rows AS (
-    SELECT m.session_id, m.thread_id, m.at_ms,
-           coalesce(tm.model_id, s.model_id) AS model_raw,
-           coalesce(m.speed, s.speed) AS speed,
-           m.input_tokens, m.output_tokens, m.cache_write_tokens, m.cache_read_tokens,
-           m.session_id IN (SELECT session_id FROM multi)
-             OR m.at_ms > coalesce(ls.last_ms, -1) AS billed_from_span,
-           m.at_ms > coalesce(ls.last_ms, -1) AS after_last_snapshot
-    FROM model_requests m
-    JOIN rating_sessions s USING (session_id)
-    LEFT JOIN thread_models tm ON tm.session_id = m.session_id AND tm.thread_id = m.thread_id
-    LEFT JOIN last_snap ls ON ls.session_id = m.session_id
-    WHERE m.at_ms <= $as_of
-), span_ttl AS (
-    SELECT r.*, b.book_id, coalesce($ttl, b.default_ttl) AS ttl
-    FROM span_rows r LEFT JOIN pb_books b
-      ON r.at_ms >= b.from_ms AND (b.to_ms IS NULL OR r.at_ms < b.to_ms)
+), lc_thresholds(threshold_tokens, k) AS ({lc_thresholds}
+), lc_models AS (  -- spellings, per book, whose requests can be long context: from threshold k
+    SELECT n.model_raw, a.book_id, min(t.k) AS k
+    FROM (SELECT model_id AS model_raw FROM rating_sessions
+          UNION SELECT model_id FROM thread_models) n
+    JOIN pb_aliases a
+      ON a.alias IN (n.model_raw, regexp_replace(n.model_raw, '-[0-9]{{8}}$', ''))
+    JOIN pb_rates r ON r.book_id = a.book_id AND r.model_id = a.model_id
+         AND r.tier = 'long_context'
+    JOIN lc_thresholds t USING (threshold_tokens)
+    GROUP BY ALL
+), lc_sessions AS (
+    SELECT session_id FROM rating_sessions WHERE model_id IN (SELECT model_raw FROM lc_models)
+    UNION SELECT session_id FROM thread_models WHERE model_id IN (SELECT model_raw FROM lc_models)
+), span_groups AS (
+    -- requests of the main thread and of named threads are grouped apart (a NULL thread key
+    -- slows the grouping of the far more common first kind); requests that may be long
+    -- context are summed again per threshold bucket, for the premium lines
+    {span_groups}
+), span_lines AS (
+    SELECT g.*, coalesce(tm.model_id, s.model_id) AS model_raw,
+           CASE g.speed_code WHEN 1 THEN 'fast' WHEN 0 THEN 'standard' ELSE s.speed END
+               AS speed,
+           coalesce(s.inference_geo = 'us', false) AS us,
+           CASE WHEN coalesce($ttl, b.default_ttl) = '5m' THEN q_write ELSE 0 END AS q_5m,
+           CASE WHEN coalesce($ttl, b.default_ttl) = '1h' THEN q_write ELSE 0 END AS q_1h,
+           g.after_last OR g.session_id IN (SELECT session_id FROM multi) AS billed
+    FROM span_groups g
+    LEFT JOIN rating_sessions s USING (session_id)
+    LEFT JOIN thread_models tm ON tm.session_id = g.session_id AND tm.thread_id = g.thread_id
+    LEFT JOIN pb_books b USING (book_id)
 )
-SELECT session_id, NULL::VARCHAR AS thread_id, at_ms, model_id AS model_raw, speed,
-       'standard' AS tier, 'snapshot' AS source, unnest({_CLASSES}) AS token_class,
-       unnest([d_input, d_output, d_5m, d_1h, d_read]) AS quantity
-FROM snaps JOIN rating_sessions USING (session_id)
-WHERE session_id NOT IN (SELECT session_id FROM multi)
+SELECT n.session_id, NULL::VARCHAR AS thread_id, n.at_ms, s.model_id AS model_raw, s.speed,
+       coalesce(s.inference_geo = 'us', false) AS us, 'standard' AS tier, 'snapshot' AS source,
+       n.q_input, n.q_output, n.q_5m, n.q_1h, n.q_read
+FROM snaps n LEFT JOIN rating_sessions s USING (session_id)
+WHERE n.session_id NOT IN (SELECT session_id FROM multi)
+  AND (n.q_input <> 0 OR n.q_output <> 0 OR n.q_5m <> 0 OR n.q_1h <> 0 OR n.q_read <> 0)
 UNION ALL
-SELECT session_id, thread_id, at_ms, model_raw, speed, tier, 'span' AS source,
-       unnest({_CLASSES}) AS token_class,
-       unnest([input_tokens, output_tokens,
-               CASE WHEN ttl = '5m' THEN cache_write_tokens ELSE 0 END,
-               CASE WHEN ttl = '1h' THEN cache_write_tokens ELSE 0 END,
-               cache_read_tokens]) AS quantity
-FROM (
-  -- requests summed per session x thread x day x pricing key before the split into classes
-  -- (side of the last snapshot kept, so pricing.check still sees what preceded it)
-  SELECT session_id, thread_id, min(at_ms) AS at_ms, model_raw, speed, tier, ttl,
-         sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
-         sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
-         sum(cache_read_tokens)::BIGINT AS cache_read_tokens
-  FROM (
-    SELECT *, 'standard' AS tier FROM span_ttl WHERE billed_from_span
-    UNION ALL
-    -- long-context requests: a second line per class carrying the premium over standard
-    SELECT st.*, 'long_context' AS tier FROM span_ttl st
-    JOIN pb_aliases a ON a.book_id = st.book_id
-         AND a.alias IN (st.model_raw, regexp_replace(st.model_raw, '-[0-9]{{8}}$', ''))
-    JOIN (SELECT DISTINCT book_id, model_id, threshold_tokens FROM pb_rates
-          WHERE tier = 'long_context') lc
-         ON lc.book_id = st.book_id AND lc.model_id = a.model_id
-    WHERE st.input_tokens + st.cache_read_tokens + st.cache_write_tokens > lc.threshold_tokens
-  )
-  GROUP BY session_id, thread_id, model_raw, speed, tier, ttl, book_id, after_last_snapshot,
-           at_ms // 86400000
-)
-) WHERE quantity <> 0  -- zero quantities are never priced nor reported
+-- requests: standard lines where billed from spans; and for requests above the model's
+-- long-context threshold a second line carrying the premium over standard (also where
+-- snapshots carry the standard quantities: they cannot tell the requests apart)
+SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us,
+       CASE WHEN l.lc_bucket = 0 THEN 'standard' ELSE 'long_context' END, 'span',
+       l.q_input, l.q_output, l.q_5m, l.q_1h, l.q_read
+FROM span_lines l
+LEFT JOIN lc_models c ON l.lc_bucket > 0 AND c.book_id = l.book_id AND c.model_raw = l.model_raw
+WHERE (l.lc_bucket = 0 AND l.billed) OR l.lc_bucket > c.k
 """
 
-_TOKEN_CHARGES = """
-CREATE OR REPLACE TEMP TABLE token_priced AS
-WITH u AS (
-    SELECT u.*, s.inference_geo, b.book_id, b.fast_applies, b.geo_applies,
-           coalesce(a1.model_id, a2.model_id) AS model_id
-    FROM (SELECT * FROM usage_lines WHERE quantity <> 0) u
-    JOIN rating_sessions s USING (session_id)
-    LEFT JOIN pb_books b ON u.at_ms >= b.from_ms AND (b.to_ms IS NULL OR u.at_ms < b.to_ms)
-    LEFT JOIN pb_aliases a1 ON a1.book_id = b.book_id AND a1.alias = u.model_raw
-    LEFT JOIN pb_aliases a2 ON a2.book_id = b.book_id
-         AND a2.alias = regexp_replace(u.model_raw, '-[0-9]{8}$', '')
-)
-SELECT u.session_id, u.thread_id, u.at_ms, u.model_raw, u.model_id, u.token_class, u.tier,
-       u.source, u.quantity, u.book_id,
-       CASE WHEN rf.usd_per_mtok IS NOT NULL THEN 'fast' ELSE 'standard' END AS speed,
-       (CASE WHEN u.tier = 'long_context' THEN rl.usd_per_mtok - rs.usd_per_mtok
-             ELSE coalesce(rf.usd_per_mtok, rs.usd_per_mtok) END)
-         * CASE WHEN u.inference_geo = 'us' AND u.geo_applies THEN rs.geo_multiplier ELSE 1 END
-         AS unit_price,
-       CASE WHEN u.book_id IS NULL THEN 'no price book in force'
-            WHEN u.model_raw IS NULL THEN 'session has no model'
-            WHEN u.model_id IS NULL THEN 'model not in price book'
-            WHEN rs.usd_per_mtok IS NULL THEN 'no rate for token class' END AS unrated_reason
-FROM u
-LEFT JOIN pb_rates rs ON rs.book_id = u.book_id AND rs.model_id = u.model_id
-     AND rs.speed = 'standard' AND rs.tier = 'standard' AND rs.token_class = u.token_class
-LEFT JOIN pb_rates rf ON rf.book_id = u.book_id AND rf.model_id = u.model_id
-     AND rf.speed = 'fast' AND rf.tier = 'standard' AND rf.token_class = u.token_class
-     AND u.speed = 'fast' AND u.fast_applies AND u.tier = 'standard'
-LEFT JOIN pb_rates rl ON rl.book_id = u.book_id AND rl.model_id = u.model_id
-     AND rl.tier = 'long_context' AND rl.token_class = u.token_class
-"""
-
-# Fast path (integer money): each (book, model spelling, fast?, tier, class, US?) combination
-# is priced once, by the same rules as `_TOKEN_CHARGES`, into the small `token_prices`.
-_TOKEN_PRICES = """
+# Each (book, model spelling, fast?, tier, US?) that occurs is priced once: a unit price and,
+# where there is none, the reason, per token class; `line_key` numbers the distinct resolved
+# price lists (so two spellings of one model give one charge line).
+_TOKEN_PRICES = f"""
 CREATE OR REPLACE TEMP TABLE token_prices AS
 WITH books AS (
     SELECT book_id, fast_applies, geo_applies FROM pb_books
     UNION ALL SELECT -1, NULL, NULL  -- no book in force
 ), keys AS (
-    SELECT b.*, k.model_raw, k.tier, k.token_class, f.fast, g.us
-    FROM books b, (SELECT DISTINCT model_raw, tier, token_class FROM usage_lines) k,
+    SELECT b.*, k.model_raw, k.tier, f.fast, g.us
+    FROM books b, (SELECT DISTINCT model_raw, tier FROM usage_lines) k,
          (VALUES (true), (false)) f(fast), (VALUES (true), (false)) g(us)
 ), u AS (
     SELECT k.*, coalesce(a1.model_id, a2.model_id) AS model_id
     FROM keys k
     LEFT JOIN pb_aliases a1 ON a1.book_id = k.book_id AND a1.alias = k.model_raw
     LEFT JOIN pb_aliases a2 ON a2.book_id = k.book_id
-         AND a2.alias = regexp_replace(k.model_raw, '-[0-9]{8}$', '')
+         AND a2.alias = regexp_replace(k.model_raw, '-[0-9]{{8}}$', '')
 ), priced AS (
-    SELECT u.book_id, u.model_raw, u.fast, u.tier, u.token_class, u.us, u.model_id,
-           CASE WHEN rf.usd_per_mtok IS NOT NULL THEN 'fast' ELSE 'standard' END AS speed,
+    SELECT u.book_id, u.model_raw, u.fast, u.tier, u.us, u.model_id, c.token_class,
            (CASE WHEN u.tier = 'long_context' THEN rl.usd_per_mtok - rs.usd_per_mtok
                  ELSE coalesce(rf.usd_per_mtok, rs.usd_per_mtok) END)
              * CASE WHEN u.us AND u.geo_applies THEN rs.geo_multiplier ELSE 1 END
@@ -272,165 +233,176 @@ WITH books AS (
                 WHEN u.model_id IS NULL THEN 'model not in price book'
                 WHEN rs.usd_per_mtok IS NULL THEN 'no rate for token class' END
              AS unrated_reason
-    FROM u
+    FROM u CROSS JOIN (SELECT unnest({_CLASS_LIST}) AS token_class) c
     LEFT JOIN pb_rates rs ON rs.book_id = u.book_id AND rs.model_id = u.model_id
-         AND rs.speed = 'standard' AND rs.tier = 'standard' AND rs.token_class = u.token_class
+         AND rs.speed = 'standard' AND rs.tier = 'standard' AND rs.token_class = c.token_class
     LEFT JOIN pb_rates rf ON rf.book_id = u.book_id AND rf.model_id = u.model_id
-         AND rf.speed = 'fast' AND rf.tier = 'standard' AND rf.token_class = u.token_class
+         AND rf.speed = 'fast' AND rf.tier = 'standard' AND rf.token_class = c.token_class
          AND u.fast AND u.fast_applies AND u.tier = 'standard'
     LEFT JOIN pb_rates rl ON rl.book_id = u.book_id AND rl.model_id = u.model_id
-         AND rl.tier = 'long_context' AND rl.token_class = u.token_class
+         AND rl.tier = 'long_context' AND rl.token_class = c.token_class
+), wide AS (
+    SELECT book_id, model_raw, fast, tier, us, any_value(model_id) AS model_id,
+           {", ".join(f"any_value(unit_price) FILTER (WHERE token_class = '{c}') AS {p}"
+                      for c, p in zip(CLASSES, _P, strict=True))},
+           {", ".join(f"any_value(unrated_reason) FILTER (WHERE token_class = '{c}') AS {r}"
+                      for c, r in zip(CLASSES, _R, strict=True))}
+    FROM priced GROUP BY ALL
 )
-SELECT *, CAST(CAST(unit_price AS DECIMAL(38, 12)) * 1000000 AS BIGINT) AS price_pico,
-       CAST(row_number() OVER () AS INTEGER) AS price_id
-FROM priced
+SELECT *, dense_rank() OVER (ORDER BY book_id, coalesce(model_id, '~' || model_raw), tier,
+                                      {", ".join(_P)}) AS line_key
+FROM wide
 """
 
-_PICO_MISMATCH = """
-SELECT count(*) FROM token_prices
-WHERE unrated_reason IS NULL AND CAST(unit_price AS DECIMAL(38, 12)) * 1000000 <> price_pico
-"""
-
-# Same rows and columns as `_TOKEN_CHARGES` (plus `price_id`), by equality joins only.
-_TOKEN_PRICED_FAST = """
-CREATE OR REPLACE TEMP TABLE token_priced AS
-WITH u AS (
-    SELECT u.*, {book} AS bk, coalesce(u.speed = 'fast', false) AS fast,
-           coalesce(s.inference_geo = 'us', false) AS us
-    FROM (SELECT * FROM usage_lines WHERE quantity <> 0) u
-    JOIN rating_sessions s USING (session_id)
-)
-SELECT u.session_id, u.thread_id, u.at_ms, u.model_raw, p.model_id, u.token_class, u.tier,
-       u.source, u.quantity, CASE WHEN u.bk >= 0 THEN u.bk END AS book_id, p.speed,
-       p.unit_price, p.unrated_reason, p.price_id
-FROM u JOIN token_prices p
-  ON p.book_id = u.bk AND p.model_raw IS NOT DISTINCT FROM u.model_raw AND p.fast = u.fast
-     AND p.tier = u.tier AND p.token_class = u.token_class AND p.us = u.us
+# usage_lines with their prices (a view: read by the charges, the unrated and pricing.check).
+_TOKEN_PRICED = """
+CREATE OR REPLACE TEMP VIEW token_priced AS
+SELECT u.*, {day} AS day_ms, p.book_id, p.model_id, p.line_key,
+       {prices}, {reasons}
+FROM usage_lines u JOIN token_prices p
+  ON p.book_id = {book} AND p.model_raw IS NOT DISTINCT FROM u.model_raw
+     AND p.fast = coalesce(u.speed = 'fast', false) AND p.tier = u.tier AND p.us = u.us
 """
 
 _SEARCHES = """
 CREATE OR REPLACE TEMP TABLE search_lines AS
-SELECT session_id, at_ms,
-       web_search_requests - coalesce(lag(web_search_requests) OVER (
-           PARTITION BY session_id ORDER BY at_ms, event_id), 0) AS quantity
-FROM usage_snapshots WHERE at_ms <= $as_of
+SELECT * FROM (
+    SELECT session_id, at_ms,
+           web_search_requests - coalesce(lag(web_search_requests) OVER (
+               PARTITION BY session_id ORDER BY at_ms, event_id), 0) AS quantity
+    FROM usage_snapshots WHERE at_ms <= $as_of
+) WHERE quantity <> 0
 """
 
-_RUNTIME = """
-CREATE OR REPLACE TEMP TABLE runtime_pieces AS
-WITH days AS ({split})
-SELECT d.session_id, d.provisional, b.book_id, b.runtime_usd_per_hour,
-       greatest(d.start_ms, b.from_ms) AS start_ms,
-       least(d.end_ms, coalesce(b.to_ms, d.end_ms)) AS end_ms
-FROM days d LEFT JOIN pb_books b
-  ON d.start_ms < coalesce(b.to_ms, d.end_ms + 1) AND d.end_ms > b.from_ms
-WHERE d.status = 'running'
-UNION ALL
--- running time outside every book: kept, to be reported unrated
-SELECT d.session_id, d.provisional, NULL, NULL, d.start_ms, d.end_ms
-FROM days d
-WHERE d.status = 'running' AND NOT EXISTS (
-    SELECT 1 FROM pb_books b WHERE d.start_ms < coalesce(b.to_ms, d.end_ms + 1)
-                              AND d.end_ms > b.from_ms)
+# Running milliseconds per session x UTC day x price book, from pieces of running time (the
+# billing pieces, or what-if's edited intervals). A piece inside one day and one book (nearly
+# all of them) is summed as is; the others are cut at every midnight and book boundary first.
+_RUNTIME_DAYS = """
+CREATE OR REPLACE TEMP TABLE runtime_days AS
+WITH running AS (
+    SELECT session_id, start_ms, end_ms, provisional,
+           {day_start} <> {day_last}
+               OR len(list_filter({bounds}, lambda x: x > start_ms AND x < end_ms)) > 0
+               AS crossing
+    FROM ({source}) WHERE status = 'running' AND end_ms > start_ms
+), cut AS (
+    SELECT session_id, provisional,
+           unnest(CASE WHEN crossing THEN cuts ELSE [start_ms] END) AS start_ms,
+           unnest(CASE WHEN crossing THEN cuts[2:] || [end_ms] ELSE [end_ms] END) AS end_ms
+    FROM (SELECT *, CASE WHEN crossing THEN list_sort(list_distinct([start_ms] || list_filter(
+                        range({day_start} + {day}, end_ms, {day}) || {bounds},
+                        lambda x: x > start_ms AND x < end_ms))) END AS cuts
+          FROM running)
+)
+SELECT session_id, {day_start} AS day_ms, {book} AS book_id,
+       sum(end_ms - start_ms)::BIGINT AS ms, bool_or(provisional) AS provisional
+FROM cut GROUP BY ALL
 """
-
-_DAY = "CAST(make_timestamp(({ms}) * 1000) AS DATE)"
 
 _OPEN_SESSIONS = """
-    SELECT DISTINCT session_id FROM intervals WHERE provisional AND status = 'running'"""
-
-# Running ms summed per session x day x book first, then priced once per charge line (the
-# quotient ms x rate / 3,600,000 is rounded at 1e-18 USD once per line, not per piece).
-_RUNTIME_LINES = f"""
-    SELECT {_DAY.format(ms='day_ms')} AS day, session_id, 'runtime' AS meter,
-           NULL AS model, NULL AS token_class, 'standard' AS tier,
-           ms AS quantity, 'ms' AS unit,
-           runtime_usd_per_hour AS unit_price, 'USD per session-hour' AS price_unit,
-           runtime_amount(ms, runtime_usd_per_hour) AS amount_exact,
-           book_id, provisional
-    FROM (SELECT session_id, book_id, runtime_usd_per_hour,
-                 start_ms - (start_ms % 86400000 + 86400000) % 86400000 AS day_ms,
-                 sum(end_ms - start_ms)::BIGINT AS ms, bool_or(provisional) AS provisional
-          FROM runtime_pieces WHERE book_id IS NOT NULL AND end_ms > start_ms
-          GROUP BY ALL)"""
-
-# Exact path: DECIMAL arithmetic per priced usage line.
-_TOKEN_LINES_EXACT = f"""
-    SELECT {_DAY.format(ms='at_ms')}, session_id, 'tokens', model_id, token_class, tier,
-           quantity, 'tokens', unit_price, 'USD per million tokens',
-           CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), book_id,
-           session_id IN (SELECT session_id FROM open_sessions)
-    FROM token_priced WHERE unrated_reason IS NULL"""
-
-# Fast path: tokens summed per session x day x price, times whole pico-dollars per token,
-# converted to DECIMAL once per line (HUGEINT sums cannot overflow).
-_TOKEN_LINES_FAST = f"""
-    SELECT {_DAY.format(ms='t.day * 86400000')}, t.session_id, 'tokens', p.model_id,
-           p.token_class, p.tier, t.quantity, 'tokens', p.unit_price, 'USD per million tokens',
-           CAST(CAST(t.quantity * p.price_pico AS DECIMAL(38, 0))
-                * CAST(0.000000000001 AS {EXACT_SQL_TYPE}) AS {EXACT_SQL_TYPE}), p.book_id,
-           t.session_id IN (SELECT session_id FROM open_sessions)
-    FROM (SELECT session_id, price_id, sum(quantity) AS quantity,
-                 (at_ms - (at_ms % 86400000 + 86400000) % 86400000) // 86400000 AS day
-          FROM token_priced WHERE unrated_reason IS NULL GROUP BY ALL) t
-    JOIN token_prices p USING (price_id)"""
-
-_SEARCH_LINES = f"""
-    SELECT {_DAY.format(ms='l.at_ms')}, l.session_id, 'web_search', NULL, NULL, 'standard',
-           l.quantity, 'searches', b.search_usd_per_1000, 'USD per 1,000 searches',
-           CAST(l.quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}), b.book_id,
-           l.session_id IN (SELECT session_id FROM open_sessions)
-    FROM search_lines l JOIN pb_books b
-      ON l.at_ms >= b.from_ms AND (b.to_ms IS NULL OR l.at_ms < b.to_ms)
-    WHERE l.quantity <> 0"""
-
-# Lines are summed on narrow keys first; the session's dimensions (and its JSON tags) and the
-# book's names are joined once per charge line afterwards, not carried through the grouping.
-_CHARGES_TEMPLATE = f"""
-CREATE OR REPLACE TEMP TABLE charges AS
-WITH open_sessions AS ({_OPEN_SESSIONS}),
-lines AS ({_RUNTIME_LINES}
-    UNION ALL {{token_lines}}
-    UNION ALL {_SEARCH_LINES}
-), narrow AS (
-    SELECT day, session_id, meter, model, token_class, tier, unit, unit_price, price_unit,
-           book_id, sum(quantity)::BIGINT AS quantity,
-           CAST(sum(amount_exact) AS {EXACT_SQL_TYPE}) AS amount_exact,
-           bool_or(provisional) AS provisional
-    FROM lines GROUP BY ALL
-)
-SELECT strftime(n.day, '%Y-%m') AS period, n.day, n.session_id,
-       s.agent_id, s.environment_id, s.metadata AS tags,
-       n.meter, n.model, n.token_class, n.tier, n.quantity, n.unit,
-       n.unit_price, n.price_unit, n.amount_exact,
-       b.name AS book, b.version AS book_version, n.provisional
-FROM narrow n
-JOIN rating_sessions s USING (session_id)
-JOIN pb_books b USING (book_id)
+CREATE OR REPLACE TEMP TABLE open_sessions AS
+SELECT DISTINCT session_id FROM runtime_days WHERE provisional
 """
-_CHARGES = _CHARGES_TEMPLATE.replace("{token_lines}", _TOKEN_LINES_EXACT)
-_CHARGES_FAST = _CHARGES_TEMPLATE.replace("{token_lines}", _TOKEN_LINES_FAST)
+
+# The priced lines, narrow: keys, quantities and money. The `charges` view adds the
+# session's dimensions and the book's names on read.
+_CHARGE_LINES = f"""
+CREATE OR REPLACE TEMP TABLE charge_lines AS
+WITH tok AS (
+    SELECT t.session_id, t.day_ms, t.line_key,
+           {", ".join(f"sum({q})::BIGINT AS {q}" for q in _Q)},
+           t.session_id IN (SELECT session_id FROM open_sessions) AS provisional
+    FROM token_priced t GROUP BY ALL
+), tok_lines AS (
+    SELECT session_id, day_ms, provisional, p.book_id, p.model_id, p.tier,
+           unnest({_CLASS_LIST}) AS token_class,
+           unnest([{", ".join(_Q)}]) AS quantity,
+           unnest([{", ".join(_P)}]) AS unit_price
+    FROM tok JOIN (SELECT DISTINCT line_key, book_id, model_id, tier, {", ".join(_P)}
+                   FROM token_prices WHERE book_id >= 0) p USING (line_key)
+)
+SELECT {_as_date("day_ms")} AS day, session_id, 'runtime' AS meter, NULL::VARCHAR AS model,
+       NULL::VARCHAR AS token_class, 'standard' AS tier, ms AS quantity,
+       CAST(b.runtime_usd_per_hour AS DECIMAL(38, 12)) AS unit_price,
+       CASE WHEN b.rt_num IS NOT NULL THEN runtime_amount_frac(ms, b.rt_num, b.rt_den)
+            ELSE runtime_amount(ms, b.runtime_usd_per_hour) END AS amount_exact,
+       book_id, provisional
+FROM runtime_days JOIN pb_books b USING (book_id)
+UNION ALL
+SELECT {_as_date("day_ms")}, session_id, 'tokens', model_id, token_class, tier, quantity,
+       CAST(unit_price AS DECIMAL(38, 12)),
+       CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), book_id, provisional
+FROM tok_lines WHERE quantity <> 0 AND unit_price IS NOT NULL
+UNION ALL
+SELECT {_as_date("day_ms")}, session_id, 'web_search', NULL, NULL, 'standard', quantity,
+       CAST(b.search_usd_per_1000 AS DECIMAL(38, 12)),
+       CAST(quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}), book_id,
+       session_id IN (SELECT session_id FROM open_sessions)
+FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
+             sum(quantity)::BIGINT AS quantity
+      FROM search_lines GROUP BY ALL) JOIN pb_books b USING (book_id)
+"""
+
+# The charges relation reports read: one row per day x session x SKU.
+CHARGES_VIEW = """
+CREATE OR REPLACE TEMP VIEW charges AS
+SELECT strftime(c.day, '%Y-%m') AS period, c.day, c.session_id,
+       s.agent_id, s.environment_id, s.metadata AS tags,
+       c.meter, c.model, c.token_class, c.tier, c.quantity,
+       CASE c.meter WHEN 'runtime' THEN 'ms' WHEN 'tokens' THEN 'tokens'
+            ELSE 'searches' END AS unit,
+       c.unit_price,
+       CASE c.meter WHEN 'runtime' THEN 'USD per session-hour'
+            WHEN 'tokens' THEN 'USD per million tokens'
+            ELSE 'USD per 1,000 searches' END AS price_unit,
+       c.amount_exact, b.name AS book, b.version AS book_version, c.provisional
+FROM charge_lines c
+LEFT JOIN rating_sessions s USING (session_id)
+LEFT JOIN charge_books b USING (book_id)
+"""
 
 _UNRATED = f"""
 CREATE OR REPLACE TEMP TABLE unrated AS
-SELECT {_DAY.format(ms='at_ms')} AS day, strftime({_DAY.format(ms='at_ms')}, '%Y-%m') AS period,
-       session_id, 'tokens' AS meter, model_raw AS model, token_class,
-       sum(quantity)::BIGINT AS quantity, 'tokens' AS unit, unrated_reason AS reason
-FROM token_priced WHERE unrated_reason IS NOT NULL
+WITH tok AS (
+    SELECT {_as_date("day_ms")} AS day, session_id, model_raw,
+           unnest({_CLASS_LIST}) AS token_class,
+           unnest([{", ".join(_Q)}]) AS quantity, unnest([{", ".join(_R)}]) AS reason
+    FROM token_priced WHERE {" OR ".join(f"{r} IS NOT NULL" for r in _R)}
+)
+SELECT day, strftime(day, '%Y-%m') AS period, session_id, 'tokens' AS meter,
+       model_raw AS model, token_class, sum(quantity)::BIGINT AS quantity, 'tokens' AS unit,
+       reason
+FROM tok WHERE reason IS NOT NULL AND quantity <> 0
 GROUP BY ALL
 UNION ALL
-SELECT {_DAY.format(ms='start_ms')}, strftime({_DAY.format(ms='start_ms')}, '%Y-%m'),
-       session_id, 'runtime', NULL, NULL, sum(end_ms - start_ms)::BIGINT, 'ms',
-       'no price book in force'
-FROM runtime_pieces WHERE book_id IS NULL GROUP BY ALL
+SELECT {_as_date("day_ms")}, strftime({_as_date("day_ms")}, '%Y-%m'), session_id, 'runtime',
+       NULL, NULL, sum(ms)::BIGINT, 'ms', 'no price book in force'
+FROM runtime_days WHERE book_id = -1 GROUP BY ALL
 UNION ALL
-SELECT {_DAY.format(ms='at_ms')}, strftime({_DAY.format(ms='at_ms')}, '%Y-%m'), session_id,
-       'web_search', NULL, NULL, sum(quantity)::BIGINT, 'searches', 'no price book in force'
-FROM search_lines l
-WHERE quantity <> 0 AND NOT EXISTS (
-    SELECT 1 FROM pb_books b WHERE l.at_ms >= b.from_ms AND (b.to_ms IS NULL OR l.at_ms < b.to_ms))
+SELECT {_as_date(day_start("at_ms"))}, strftime({_as_date(day_start("at_ms"))}, '%Y-%m'),
+       session_id, 'web_search', NULL, NULL, sum(quantity)::BIGINT, 'searches',
+       'no price book in force'
+FROM search_lines WHERE {{book}} = -1
 GROUP BY ALL
 """
+
+
+def book_sql(con: duckdb.DuckDBPyConnection, ms: str) -> str:
+    """SQL: the id of the book in force at instant `ms` (-1 when none), as a CASE over the few
+    loaded books. Where books overlap, the one that took effect last applies."""
+    books = con.execute("SELECT book_id, from_ms, to_ms FROM pb_books "
+                        "ORDER BY from_ms DESC, book_id DESC").fetchall()
+    whens = " ".join(
+        f"WHEN {ms} >= {from_ms}" + (f" AND {ms} < {to_ms}" if to_ms is not None else "")
+        + f" THEN {book_id}" for book_id, from_ms, to_ms in books)
+    return f"(CASE {whens} ELSE -1 END)" if books else "-1"
+
+
+def _book_bounds(con: duckdb.DuckDBPyConnection) -> str:
+    """SQL list of every instant at which the book in force may change."""
+    rows = con.execute("SELECT from_ms FROM pb_books UNION SELECT to_ms FROM pb_books "
+                       "WHERE to_ms IS NOT NULL ORDER BY 1").fetchall()
+    return "[" + ", ".join(str(r[0]) for r in rows) + "]::BIGINT[]"
 
 
 def prepare_usage(
@@ -440,56 +412,114 @@ def prepare_usage(
 ) -> None:
     """Stage 1: load the books and meter the usage into temp tables, not yet priced.
 
-    Leaves `pb_books`, `pb_rates`, `pb_aliases`, `intervals`, `rating_sessions`,
-    `thread_models`, `usage_lines` (token quantities) and `search_lines`. What-if scenarios
-    change these (or reload other books with `load_books`) before `price_usage`.
+    Leaves `pb_books`, `pb_rates`, `pb_aliases`, `runtime_days` (running ms per session x day
+    x book), `rating_sessions`, `thread_models`, `usage_lines` (token quantities, a column per
+    class) and `search_lines`. What-if scenarios change these (or reload other books with
+    `load_books`) before `price_usage`.
     """
     params = {"as_of": options.as_of_ms}
     install_sql_macros(con)
     load_books(con, books)
-    build_intervals(con, options.as_of_ms, table="intervals")
+    source = pieces_sql(has_thread_statuses(con), running_only=True)
+    con.execute(runtime_days_sql(con, source), params)
     con.execute(_SESSIONS)
     con.execute(_THREAD_MODELS)
-    con.execute(_USAGE_LINES, {**params, "ttl": options.span_cache_ttl})
+    groups, thresholds = _span_groups(con)
+    con.execute(_USAGE_LINES.format(span_groups=groups, lc_thresholds=thresholds),
+                {**params, "ttl": options.span_cache_ttl})
     con.execute(_SEARCHES, params)
+
+
+_SPAN_GROUP = """
+    SELECT m.session_id, {thread} AS thread_id, {book} AS book_id, {day} AS day_ms,
+           -- the request's own speed: 1 fast, 0 any other, NULL (the session's) if unsaid
+           CAST(CASE WHEN m.speed = 'fast' THEN 1 WHEN m.speed IS NOT NULL THEN 0 END
+                AS TINYINT) AS speed_code,
+           m.at_ms > coalesce(ls.last_ms, -1) AS after_last, {bucket} AS lc_bucket,
+           min(m.at_ms) AS at_ms,
+           sum(m.input_tokens)::BIGINT AS q_input, sum(m.output_tokens)::BIGINT AS q_output,
+           sum(m.cache_write_tokens)::BIGINT AS q_write,
+           sum(m.cache_read_tokens)::BIGINT AS q_read
+    FROM model_requests m LEFT JOIN last_snap ls USING (session_id)
+    WHERE m.at_ms <= $as_of AND m.thread_id IS {null}{where}
+    GROUP BY ALL"""
+
+_PROMPT = "(m.input_tokens + m.cache_read_tokens + m.cache_write_tokens)"
+
+
+def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    """SQL of the request groups (see `_USAGE_LINES`), and of the long-context thresholds
+    (threshold_tokens, k): a request is in bucket b when its prompt exceeds b of them."""
+    thresholds = [r[0] for r in con.execute(
+        "SELECT DISTINCT threshold_tokens FROM pb_rates WHERE tier = 'long_context' "
+        "AND threshold_tokens IS NOT NULL ORDER BY 1").fetchall()]
+    book, day = book_sql(con, "m.at_ms"), day_start("m.at_ms")
+    kinds = [("0", "")]
+    if thresholds:
+        bucket = " + ".join(f"({_PROMPT} > {t})::INTEGER" for t in thresholds)
+        kinds.append((bucket, f" AND {_PROMPT} > {thresholds[0]} "
+                              "AND m.session_id IN (SELECT session_id FROM lc_sessions)"))
+    groups = "\n    UNION ALL".join(
+        _SPAN_GROUP.format(thread=thread, null=null, book=book, day=day, bucket=bucket,
+                           where=where)
+        for bucket, where in kinds
+        for thread, null in (("NULL::VARCHAR", "NULL"), ("m.thread_id", "NOT NULL")))
+    values = ", ".join(f"({t}, {k})" for k, t in enumerate(thresholds))
+    return groups, (f"VALUES {values}" if thresholds
+                    else "SELECT NULL::BIGINT, NULL::INTEGER WHERE false")
+
+
+def runtime_days_sql(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """SQL rebuilding `runtime_days` from query `source` (rows of session_id, status,
+    start_ms, end_ms, provisional), cut at the loaded books' boundaries."""
+    return _RUNTIME_DAYS.format(
+        source=source, day_start=day_start("start_ms"), day_last=day_start("end_ms - 1"),
+        day=DAY_MS, book=book_sql(con, "start_ms"), bounds=_book_bounds(con))
 
 
 def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     """Stage 2: price the staged usage with the loaded books into `charges` and `unrated`."""
-    book = _book_case(con)
-    # the books' own guard (set by load_books), then the prices as they are in the tables now
-    guard = None
-    if _has_temp_table(con, "pb_money"):
-        guard = con.execute("SELECT bool_and(pico_exact) FROM pb_money").fetchall()[0][0]
-    fast = book is not None and guard is not False
-    if fast:
-        con.execute(_TOKEN_PRICES)
-        fast = con.execute(_PICO_MISMATCH).fetchall()[0][0] == 0
-    if fast:
-        con.execute(_TOKEN_PRICED_FAST.format(book=book))
-    else:  # exact DECIMAL path: rates finer than a pico-dollar per token, or overlapping books
-        con.execute(_TOKEN_CHARGES)
-    con.execute(_RUNTIME.format(split=split_sql("intervals", "day")))
-    con.execute(_CHARGES_FAST if fast else _CHARGES)
-    con.execute(_UNRATED)
+    install_sql_macros(con)
+    at_book = book_sql(con, "at_ms")
+    con.execute(_TOKEN_PRICES)
+    _narrow_prices(con)
+    con.execute(_TOKEN_PRICED.format(
+        day=day_start("u.at_ms"), book=book_sql(con, "u.at_ms"),
+        prices=", ".join(f"p.{c}" for c in _P), reasons=", ".join(f"p.{c}" for c in _R)))
+    con.execute(_OPEN_SESSIONS)
+    con.execute(_CHARGE_LINES.format(book=at_book))
+    # the book names as of this pricing (what-if may load other books afterwards)
+    con.execute("CREATE OR REPLACE TEMP TABLE charge_books AS "
+                "SELECT book_id, name, version FROM pb_books")
+    drop_relation(con, "charges")
+    con.execute(CHARGES_VIEW)
+    con.execute(_UNRATED.format(book=at_book))
 
 
-def _has_temp_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
-                            "AND table_name = $name", {"name": name}).fetchall()[0][0])
+_NARROW_PRICE = "DECIMAL(18, 12)"
 
 
-def _book_case(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The book in force at `at_ms` as a CASE over the (few) loaded books, -1 when none;
-    None when books overlap (the join-based exact path then applies, as before)."""
-    books = con.execute("SELECT book_id, from_ms, to_ms FROM pb_books ORDER BY from_ms").fetchall()
-    for (_, _, to_ms), (_, next_from, _) in zip(books, books[1:], strict=False):
-        if to_ms is None or to_ms > next_from:
-            return None
-    whens = " ".join(
-        f"WHEN at_ms >= {from_ms}" + (f" AND at_ms < {to_ms}" if to_ms is not None else "")
-        + f" THEN {book_id}" for book_id, from_ms, to_ms in books)
-    return f"CASE {whens} ELSE -1 END" if books else "-1"
+def _narrow_prices(con: duckdb.DuckDBPyConnection) -> None:
+    """Store the unit prices as DECIMAL(18,12) (64-bit) when that is exact for every one of
+    them, as it is for list prices even times a residency multiplier: DuckDB multiplies
+    64-bit decimals an order of magnitude faster than 128-bit ones. Otherwise keep them wide."""
+    exact = con.execute("SELECT coalesce(bool_and(" + " AND ".join(
+        f"({p} IS NULL OR CAST({p} AS {_NARROW_PRICE}) = {p})" for p in _P)
+        + "), true) FROM token_prices").fetchall()[0][0]
+    if exact:
+        con.execute("CREATE OR REPLACE TEMP TABLE token_prices AS SELECT * REPLACE ("
+                    + ", ".join(f"CAST({p} AS {_NARROW_PRICE}) AS {p}" for p in _P)
+                    + ") FROM token_prices")
+
+
+def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop temp table or view `name`, whichever it is (what-if swaps one for the other)."""
+    kinds = con.execute(
+        "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = $n "
+        "UNION ALL SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = $n",
+        {"n": name}).fetchall()
+    for (kind,) in kinds:
+        con.execute(f"DROP {kind} temp.main.{name}")
 
 
 def rate(
@@ -499,9 +529,10 @@ def rate(
 ) -> None:
     """Rate everything in the store as of `options.as_of_ms`.
 
-    Leaves temp tables `charges` (priced line items, one per day x session x SKU) and
+    Leaves `charges` (priced line items, one per day x session x SKU: a view over the narrow
+    temp table `charge_lines` adding the session's dimensions and the book's names) and
     `unrated` (usage that could not be priced, with the reason) on the connection.
-    Works on a read-only connection: only temp tables are written.
+    Works on a read-only connection: only temp objects are written.
     """
     prepare_usage(con, books, options)
     price_usage(con)

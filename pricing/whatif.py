@@ -2,7 +2,7 @@
 
 The rating engine runs in two stages (pricing.rating), and a scenario acts between them:
 
-1. ``prepare_usage`` stages the usage (``usage_lines``, ``search_lines``, ``intervals``); the
+1. ``prepare_usage`` stages the usage (``usage_lines``, ``search_lines``, ``runtime_days``); the
    baseline is priced from it as is and kept in ``whatif_baseline``;
 2. usage levers rewrite the staged tables (move traffic, cache hits, running time, billing
    granularity), price levers load modified copies of the books, ``price_usage`` prices them;
@@ -30,10 +30,17 @@ from fractions import Fraction
 
 import duckdb
 
-from meter.intervals import split_sql
+from meter.intervals import build_intervals, split_sql
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, round_cents
 from pricing.pricebook import PriceBook, canonical_model_id
-from pricing.rating import RatingOptions, load_books, prepare_usage, price_usage
+from pricing.rating import (
+    RatingOptions,
+    drop_relation,
+    load_books,
+    prepare_usage,
+    price_usage,
+    runtime_days_sql,
+)
 from pricing.scenario import Scenario
 
 __all__ = [
@@ -52,7 +59,7 @@ __all__ = [
 
 BASELINE = "whatif_baseline"
 SCENARIO = "whatif_scenario"
-_STAGED = ("usage_lines", "search_lines", "intervals")
+_STAGED = ("usage_lines", "search_lines", "runtime_days")
 _ATTO = 10**18
 _PICO = 10**12
 
@@ -162,6 +169,7 @@ def _month_fraction(period: str, as_of_ms: int) -> Fraction:
 
 
 def _copy(con: duckdb.DuckDBPyConnection, source: str, target: str) -> None:
+    drop_relation(con, target)  # `charges` is a view after rating, a table once restored
     con.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT * FROM {source}")
 
 
@@ -205,7 +213,12 @@ def rerate(
     (and ``{table}_unrated``); restores the staging, the books and the baseline charges."""
     notes: list[str] = []
     try:
+        stretches = _uses_stretches(scenario)
+        if stretches:  # these levers act on whole running or idle stretches
+            build_intervals(con, as_of_ms, table="intervals")
         _apply_usage(con, books, scenario, notes)
+        if stretches:
+            con.execute(runtime_days_sql(con, "SELECT * FROM intervals"))
         if scenario.prices.changes_books:
             load_books(con, scenario.apply_to_books(list(books)))
         price_usage(con)
@@ -226,6 +239,13 @@ def rerate(
     return WhatIf(scenario=scenario, notes=tuple(notes), scenario_table=table)
 
 
+def _uses_stretches(scenario: Scenario) -> bool:
+    """Whether a lever acts on whole running or idle stretches (merged intervals)."""
+    return (scenario.usage.runtime_cut_percent is not None
+            or scenario.billing.granularity_ms > 1
+            or scenario.billing.idle_usd_per_hour is not None)
+
+
 def _model_names(books: Sequence[PriceBook], name: str) -> list[str]:
     """Every spelling of a model the staged `model_raw` may carry."""
     names = {name, canonical_model_id(name)}
@@ -236,9 +256,10 @@ def _model_names(books: Sequence[PriceBook], name: str) -> list[str]:
     return sorted(names)
 
 
-_CLASSES = "['input', 'output', 'cache_write_5m', 'cache_write_1h', 'cache_read']"
 _MATCHES = ("(list_contains($names, model_raw) OR "
             "list_contains($names, regexp_replace(model_raw, '-[0-9]{8}$', '')))")
+
+_Q = ("q_input", "q_output", "q_5m", "q_1h", "q_read")  # usage_lines' class columns
 
 _MOVE = f"""
 CREATE OR REPLACE TEMP TABLE usage_lines AS
@@ -247,44 +268,36 @@ WITH models AS (
     FROM (SELECT DISTINCT model_raw FROM usage_lines)
 ), tagged AS (
     SELECT u.*, coalesce(m.hit, false) AS hit,
-           CAST(round(u.quantity * $share) AS BIGINT) AS moved
+           {", ".join(f"CAST(round(u.{q} * $share) AS BIGINT) AS moved_{q}" for q in _Q)}
     FROM usage_lines u LEFT JOIN models m USING (model_raw)
 )
-SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source, token_class,
-       CASE WHEN hit THEN quantity - moved ELSE quantity END AS quantity
+SELECT session_id, thread_id, at_ms, model_raw, speed, us, tier, source,
+       {", ".join(f"CASE WHEN hit THEN {q} - moved_{q} ELSE {q} END AS {q}" for q in _Q)}
 FROM tagged
 UNION ALL
 -- the target model is priced at its standard tier: a long-context premium does not move
-SELECT session_id, thread_id, at_ms, $to AS model_raw, speed, tier, source, token_class,
-       CAST(round(moved * $multiplier) AS BIGINT) AS quantity
-FROM tagged WHERE hit AND tier = 'standard' AND moved <> 0
+SELECT session_id, thread_id, at_ms, $to AS model_raw, speed, us, tier, source,
+       {", ".join(f"CAST(round(moved_{q} * $multiplier) AS BIGINT)" for q in _Q)}
+FROM tagged
+WHERE hit AND tier = 'standard' AND ({" OR ".join(f"moved_{q} <> 0" for q in _Q)})
 """
 
 # Uncached input becomes cache reads until reads are `$hit` of the prompt (input + reads +
-# writes) of each usage line (a snapshot increase or a request); writes are left as they are.
+# writes) of each usage line (a snapshot increase or requests grouped per day); writes are left
+# as they are.
 _CACHE = f"""
 CREATE OR REPLACE TEMP TABLE usage_lines AS
 WITH models AS (
     SELECT model_raw, $all_models OR coalesce({_MATCHES}, false) AS in_scope
     FROM (SELECT DISTINCT model_raw FROM usage_lines)
-), lines AS (
-    SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source,
-        coalesce(sum(quantity) FILTER (WHERE token_class = 'input'), 0) AS q_in,
-        coalesce(sum(quantity) FILTER (WHERE token_class = 'output'), 0) AS q_out,
-        coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_write_5m'), 0) AS q_5m,
-        coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_write_1h'), 0) AS q_1h,
-        coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_read'), 0) AS q_read
-    FROM usage_lines GROUP BY ALL
 ), shifted AS (
-    SELECT l.*, CASE WHEN m.in_scope AND q_in + q_5m + q_1h + q_read > 0
-                     THEN greatest(0, least(q_in, CAST(round((q_in + q_5m + q_1h + q_read)
+    SELECT u.*, CASE WHEN m.in_scope AND q_input + q_5m + q_1h + q_read > 0
+                     THEN greatest(0, least(q_input, CAST(round((q_input + q_5m + q_1h + q_read)
                                                              * $hit) AS BIGINT) - q_read))
                      ELSE 0 END AS shift
-    FROM lines l LEFT JOIN models m USING (model_raw)
+    FROM usage_lines u LEFT JOIN models m USING (model_raw)
 )
-SELECT session_id, thread_id, at_ms, model_raw, speed, tier, source,
-       unnest({_CLASSES}) AS token_class,
-       unnest([q_in - shift, q_out, q_5m, q_1h, q_read + shift])::BIGINT AS quantity
+SELECT * EXCLUDE (shift) REPLACE (q_input - shift AS q_input, q_read + shift AS q_read)
 FROM shifted
 """
 

@@ -69,8 +69,8 @@ def test_the_connection_is_left_rated_as_the_baseline():
     con, _ = whatif(WORKED, {"prices": {"runtime_usd_per_hour": "1"},
                              "usage": {"runtime_cut_percent": 50}})
     assert total(con, "charges") == Decimal("0.705")
-    assert con.execute("SELECT max(duration_ms) FROM intervals WHERE status = 'running'"
-                       ).fetchall() == [(3_600_000,)]
+    # the staged running time is restored, not left cut in half
+    assert con.execute("SELECT sum(ms) FROM runtime_days").fetchall() == [(3_600_000,)]
     assert con.execute("SELECT DISTINCT runtime_usd_per_hour FROM pb_books").fetchall()[0][0] \
         == Decimal("0.08")
 
