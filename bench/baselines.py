@@ -484,9 +484,15 @@ def python_loop_rate(
 # --- rating: LiteLLM, the open-source per-request cost calculator ------------------------------
 
 
+def _litellm_offline() -> None:
+    """Make LiteLLM read its bundled price map: it fetches one over the network at import
+    unless this is set, and it reads the variable only then, so set it before the import."""
+    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+
 def litellm_available() -> str | None:
     """LiteLLM's version if it can be imported (offline, with its bundled price map)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    _litellm_offline()
     try:
         from importlib.metadata import version
 
@@ -502,23 +508,33 @@ def litellm_rate(span_rows: Sequence[tuple],
     """Token cost per span with `litellm.cost_per_token`: (USD as float, priced, unknown).
 
     LiteLLM's prompt_tokens is the whole prompt (it subtracts the cached parts itself), so
-    input + cache read + cache write is passed; it has no price history, no runtime, and
-    prices cache writes at its own TTL assumption, so its total is shown, not asserted.
+    input + cache read + cache write is passed; it returns (prompt USD, completion USD) as
+    floats. It has no price history, no runtime, and prices cache writes at its own TTL
+    assumption, so its total is shown, not asserted. A model it cannot route raises; a model
+    it routes by name pattern but has no price for costs 0.0 without a word: both count as
+    unknown (probed once per model).
     """
+    _litellm_offline()
     import litellm
     from litellm import cost_per_token
 
     litellm.suppress_debug_info = True  # else it prints a banner for every unknown model
+    known: dict[str | None, bool] = {}
     total, priced, unknown = 0.0, 0, 0
     for sid, _at, inp, out, cw, cr, _speed in span_rows:
         model = sessions.get(sid, (None,))[0]
-        try:
-            prompt, completion = cost_per_token(
-                model=model, prompt_tokens=inp + cr + cw, completion_tokens=out,
-                cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
-        except Exception:  # noqa: BLE001 - LiteLLM raises for models it does not know
+        if model not in known:
+            try:
+                known[model] = sum(cost_per_token(model=model, prompt_tokens=1_000_000,
+                                                  completion_tokens=1_000_000)) > 0
+            except Exception:  # noqa: BLE001 - LiteLLM raises for models it cannot route
+                known[model] = False
+        if not known[model]:
             unknown += 1
             continue
+        prompt, completion = cost_per_token(
+            model=model, prompt_tokens=inp + cr + cw, completion_tokens=out,
+            cache_creation_input_tokens=cw, cache_read_input_tokens=cr)
         total += prompt + completion
         priced += 1
     return total, priced, unknown

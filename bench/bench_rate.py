@@ -15,8 +15,9 @@ Contenders, all run in this process on the same store:
   (the load is shown apart and not counted against pandas);
 - Python loop: Decimal per record, timed on a sample of whole sessions and extrapolated
   linearly to all rows (labelled so);
-- LiteLLM `cost_per_token`, tokens only, if installed (`pip install litellm`; it runs offline
-  with its bundled price map), on a smaller sample, extrapolated likewise.
+- LiteLLM `cost_per_token`, tokens only, if installed (the `bench` extra, which `make bench`
+  installs; it runs offline with its bundled price map), on a smaller sample, extrapolated
+  likewise.
 DuckDB and pandas must agree to the cent on everything, and with the Python loop on the sample
 (LiteLLM prices by other rules and in floats: its total is shown, not asserted). Wall and CPU
 seconds are both shown: on a shared machine wall time includes waiting for a core.
@@ -300,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{n_sample:,} rows)", loop_full),
     ]
     ll_version = litellm_available()
-    ll_line = ("LiteLLM: not installed, so not run (it installs from PyPI and runs offline with "
-               "LITELLM_LOCAL_MODEL_COST_MAP=True: `pip install litellm`)")
+    ll_line = ("LiteLLM: not installed, so not run (`make bench` installs it, the `bench` extra: "
+               "`pip install -e '.[bench]'`; it runs offline on its bundled price map)")
     if ll_version:
         ll_spans = sample["spans"][: args.litellm_sample]
         with stopwatch() as ll_t:
