@@ -306,37 +306,57 @@ SELECT DISTINCT session_id FROM runtime_days WHERE provisional
 
 # The priced lines, narrow: keys, quantities and money. The `charges` view adds the
 # session's dimensions and the book's names on read.
+# What a charge line is priced as (its SKU): meter, model, token class, tier, unit price and
+# book. Runtime and search SKUs are numbered -2 x book - 1 and -2 x book - 2; token SKUs
+# 8 x line_key + the class's position, so charge lines compute theirs without a join.
+_CHARGE_SKUS = f"""
+CREATE OR REPLACE TEMP TABLE charge_skus AS
+SELECT CAST(-2 * book_id - 1 AS BIGINT) AS sku, 'runtime' AS meter, NULL::VARCHAR AS model,
+       NULL::VARCHAR AS token_class, 'standard' AS tier,
+       CAST(runtime_usd_per_hour AS DECIMAL(38, 12)) AS unit_price, 'ms' AS unit,
+       'USD per session-hour' AS price_unit, name AS book, version AS book_version
+FROM pb_books
+UNION ALL
+SELECT -2 * book_id - 2, 'web_search', NULL, NULL, 'standard',
+       CAST(search_usd_per_1000 AS DECIMAL(38, 12)), 'searches', 'USD per 1,000 searches',
+       name, version
+FROM pb_books
+UNION ALL
+SELECT 8 * line_key + unnest([0, 1, 2, 3, 4]), 'tokens', model_id, unnest({_CLASS_LIST}), tier,
+       CAST(unnest([{", ".join(_P)}]) AS DECIMAL(38, 12)), 'tokens', 'USD per million tokens',
+       name, version
+FROM (SELECT DISTINCT line_key, book_id, model_id, tier, {", ".join(_P)} FROM token_prices
+      WHERE book_id >= 0) JOIN pb_books USING (book_id)
+"""
+
+# The priced lines, narrow: day, session, SKU, quantity and exact amount. The `charges` view
+# adds the SKU's and the session's attributes on read.
 _CHARGE_LINES = f"""
 CREATE OR REPLACE TEMP TABLE charge_lines AS
 WITH tok AS (
     SELECT t.session_id, t.day_ms, t.line_key,
            {", ".join(f"sum({q})::BIGINT AS {q}" for q in _Q)},
            t.session_id IN (SELECT session_id FROM open_sessions) AS provisional
-    FROM token_priced t GROUP BY ALL
+    FROM token_priced t WHERE t.book_id >= 0 GROUP BY ALL
 ), tok_lines AS (
-    SELECT session_id, day_ms, provisional, p.book_id, p.model_id, p.tier,
-           unnest({_CLASS_LIST}) AS token_class,
+    SELECT session_id, day_ms, provisional, 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku,
            unnest([{", ".join(_Q)}]) AS quantity,
            unnest([{", ".join(_P)}]) AS unit_price
-    FROM tok JOIN (SELECT DISTINCT line_key, book_id, model_id, tier, {", ".join(_P)}
-                   FROM token_prices WHERE book_id >= 0) p USING (line_key)
+    FROM tok JOIN (SELECT DISTINCT line_key, {", ".join(_P)} FROM token_prices) p
+         USING (line_key)
 )
-SELECT {_as_date("day_ms")} AS day, session_id, 'runtime' AS meter, NULL::VARCHAR AS model,
-       NULL::VARCHAR AS token_class, 'standard' AS tier, ms AS quantity,
-       CAST(b.runtime_usd_per_hour AS DECIMAL(38, 12)) AS unit_price,
+SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
        CASE WHEN b.rt_num IS NOT NULL THEN runtime_amount_frac(ms, b.rt_num, b.rt_den)
             ELSE runtime_amount(ms, b.runtime_usd_per_hour) END AS amount_exact,
-       book_id, provisional
+       provisional
 FROM runtime_days JOIN pb_books b USING (book_id)
 UNION ALL
-SELECT {_as_date("day_ms")}, session_id, 'tokens', model_id, token_class, tier, quantity,
-       CAST(unit_price AS DECIMAL(38, 12)),
-       CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), book_id, provisional
+SELECT {_as_date("day_ms")}, session_id, sku, quantity,
+       CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), provisional
 FROM tok_lines WHERE quantity <> 0 AND unit_price IS NOT NULL
 UNION ALL
-SELECT {_as_date("day_ms")}, session_id, 'web_search', NULL, NULL, 'standard', quantity,
-       CAST(b.search_usd_per_1000 AS DECIMAL(38, 12)),
-       CAST(quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}), book_id,
+SELECT {_as_date("day_ms")}, session_id, -2 * book_id - 2, quantity,
+       CAST(quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}),
        session_id IN (SELECT session_id FROM open_sessions)
 FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
              sum(quantity)::BIGINT AS quantity
@@ -348,17 +368,11 @@ CHARGES_VIEW = """
 CREATE OR REPLACE TEMP VIEW charges AS
 SELECT strftime(c.day, '%Y-%m') AS period, c.day, c.session_id,
        s.agent_id, s.environment_id, s.metadata AS tags,
-       c.meter, c.model, c.token_class, c.tier, c.quantity,
-       CASE c.meter WHEN 'runtime' THEN 'ms' WHEN 'tokens' THEN 'tokens'
-            ELSE 'searches' END AS unit,
-       c.unit_price,
-       CASE c.meter WHEN 'runtime' THEN 'USD per session-hour'
-            WHEN 'tokens' THEN 'USD per million tokens'
-            ELSE 'USD per 1,000 searches' END AS price_unit,
-       c.amount_exact, b.name AS book, b.version AS book_version, c.provisional
+       k.meter, k.model, k.token_class, k.tier, c.quantity, k.unit, k.unit_price, k.price_unit,
+       c.amount_exact, k.book, k.book_version, c.provisional
 FROM charge_lines c
+JOIN charge_skus k USING (sku)
 LEFT JOIN rating_sessions s USING (session_id)
-LEFT JOIN charge_books b USING (book_id)
 """
 
 _UNRATED = f"""
@@ -487,10 +501,8 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
         day=day_start("u.at_ms"), book=book_sql(con, "u.at_ms"),
         prices=", ".join(f"p.{c}" for c in _P), reasons=", ".join(f"p.{c}" for c in _R)))
     con.execute(_OPEN_SESSIONS)
+    con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
     con.execute(_CHARGE_LINES.format(book=at_book))
-    # the book names as of this pricing (what-if may load other books afterwards)
-    con.execute("CREATE OR REPLACE TEMP TABLE charge_books AS "
-                "SELECT book_id, name, version FROM pb_books")
     drop_relation(con, "charges")
     con.execute(CHARGES_VIEW)
     con.execute(_UNRATED.format(book=at_book))
