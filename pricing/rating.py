@@ -366,12 +366,13 @@ FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
 # The charges relation reports read: one row per day x session x SKU.
 CHARGES_VIEW = """
 CREATE OR REPLACE TEMP VIEW charges AS
-SELECT strftime(c.day, '%Y-%m') AS period, c.day, c.session_id,
+SELECT d.period, c.day, c.session_id,
        s.agent_id, s.environment_id, s.metadata AS tags,
        k.meter, k.model, k.token_class, k.tier, c.quantity, k.unit, k.unit_price, k.price_unit,
        c.amount_exact, k.book, k.book_version, c.provisional
 FROM charge_lines c
 JOIN charge_skus k USING (sku)
+JOIN charge_days d USING (day)  -- a period filter prunes lines through this small join
 LEFT JOIN rating_sessions s USING (session_id)
 """
 
@@ -503,6 +504,8 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_OPEN_SESSIONS)
     con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
     con.execute(_CHARGE_LINES.format(book=at_book))
+    con.execute("CREATE OR REPLACE TEMP TABLE charge_days AS "
+                "SELECT DISTINCT day, strftime(day, '%Y-%m') AS period FROM charge_lines")
     drop_relation(con, "charges")
     con.execute(CHARGES_VIEW)
     con.execute(_UNRATED.format(book=at_book))
