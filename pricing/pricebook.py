@@ -82,8 +82,12 @@ def _money_input(value: Any) -> Any:
     return value
 
 
-Money = Annotated[Decimal, BeforeValidator(_money_input), Field(ge=0, allow_inf_nan=False)]
-Multiplier = Annotated[Decimal, BeforeValidator(_money_input), Field(gt=0, allow_inf_nan=False)]
+# Rates and multipliers are stored as DECIMAL(18,8) in the rating engine: 8 decimal places
+# (1e-14 USD per token on a per-million rate) and 10 integer digits, checked here by name.
+Money = Annotated[Decimal, BeforeValidator(_money_input),
+                  Field(ge=0, allow_inf_nan=False, max_digits=18, decimal_places=8)]
+Multiplier = Annotated[Decimal, BeforeValidator(_money_input),
+                       Field(gt=0, allow_inf_nan=False, max_digits=18, decimal_places=8)]
 UtcDatetime = Annotated[datetime, BeforeValidator(utc_moment)]
 ModelId = Annotated[str, Field(min_length=1, pattern=r"^\S+$")]
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
@@ -284,7 +283,9 @@ WITH running AS (
            {day_start} <> {day_last}
                OR len(list_filter({bounds}, lambda x: x > start_ms AND x < end_ms)) > 0
                AS crossing
-    FROM ({source}) WHERE status = 'running' AND end_ms > start_ms
+    FROM ({source})
+    -- an open session that started running at as_of keeps a 0 ms row: it is still open
+    WHERE status = 'running' AND (end_ms > start_ms OR provisional)
 ), cut AS (
     SELECT session_id, provisional,
            unnest(CASE WHEN crossing THEN cuts ELSE [start_ms] END) AS start_ms,
@@ -349,7 +350,7 @@ SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS q
        CASE WHEN b.rt_num IS NOT NULL THEN runtime_amount_frac(ms, b.rt_num, b.rt_den)
             ELSE runtime_amount(ms, b.runtime_usd_per_hour) END AS amount_exact,
        provisional
-FROM runtime_days JOIN pb_books b USING (book_id)
+FROM runtime_days JOIN pb_books b USING (book_id) WHERE ms > 0
 UNION ALL
 SELECT {_as_date("day_ms")}, session_id, sku, quantity,
        CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), provisional
@@ -392,7 +393,7 @@ GROUP BY ALL
 UNION ALL
 SELECT {_as_date("day_ms")}, strftime({_as_date("day_ms")}, '%Y-%m'), session_id, 'runtime',
        NULL, NULL, sum(ms)::BIGINT, 'ms', 'no price book in force'
-FROM runtime_days WHERE book_id = -1 GROUP BY ALL
+FROM runtime_days WHERE book_id = -1 AND ms > 0 GROUP BY ALL
 UNION ALL
 SELECT {_as_date(day_start("at_ms"))}, strftime({_as_date(day_start("at_ms"))}, '%Y-%m'),
        session_id, 'web_search', NULL, NULL, sum(quantity)::BIGINT, 'searches',
@@ -519,7 +520,8 @@ def _narrow_prices(con: duckdb.DuckDBPyConnection) -> None:
     them, as it is for list prices even times a residency multiplier: DuckDB multiplies
     64-bit decimals an order of magnitude faster than 128-bit ones. Otherwise keep them wide."""
     exact = con.execute("SELECT coalesce(bool_and(" + " AND ".join(
-        f"({p} IS NULL OR CAST({p} AS {_NARROW_PRICE}) = {p})" for p in _P)
+        f"({p} IS NULL OR coalesce(TRY_CAST({p} AS {_NARROW_PRICE}) = {p}, false))"
+        for p in _P)
         + "), true) FROM token_prices").fetchall()[0][0]
     if exact:
         con.execute("CREATE OR REPLACE TEMP TABLE token_prices AS SELECT * REPLACE ("

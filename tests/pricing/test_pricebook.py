@@ -265,6 +265,13 @@ def test_float_runtime_price_is_rejected(tmp_path):
         load_pricebook(write(tmp_path, "x.toml", text))
 
 
+def test_a_rate_finer_than_the_engine_stores_is_rejected_by_name(tmp_path):
+    # the rating engine stores rates as DECIMAL(18,8): a ninth decimal would be lost there
+    text = TINY.replace('output = "5"', 'output = "5.000000001"')
+    with pytest.raises(PriceBookError, match=r"models\[1\]\.output: .*8 decimal places"):
+        load_pricebook(write(tmp_path, "x.toml", text))
+
+
 def test_unknown_key_is_rejected(tmp_path):
     text = TINY.replace('cache_read = "0.10"', 'cache_read = "0.10"\ncache_reed = "1"')
     with pytest.raises(PriceBookError, match=r"x\.toml: models\[1\]\.cache_reed: unknown key"):

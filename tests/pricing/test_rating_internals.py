@@ -1,0 +1,389 @@
+"""The rating engine's fast paths, each against its exact twin or a hand-checked amount.
+
+The speed rewrite added shortcuts that must not change a single atto-dollar: runtime priced
+with an integer fraction (money.runtime_amount_frac), token prices narrowed to 64-bit decimals
+only when exact (rating._narrow_prices), long-context premiums from threshold buckets shared
+by all models, thread-model lookups, and `charges` as a view that must still fit the store.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from meter.ingest import ingest_lines
+from meter.store import connect
+from pricing.money import install_sql_macros, runtime_fraction
+from pricing.pricebook import PriceBook, load_pricebooks
+from pricing.rating import RatingOptions, rate
+from tests.conftest import ms, session_record, status
+
+SHIPPED = load_pricebooks()
+DAY = "2026-11-03"
+
+
+def snapshot(sid, eid, at, input=0, output=0, read=0, w5m=0, w1h=0, searches=0):
+    usage = {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": read,
+             "cache_creation": {"ephemeral_5m_input_tokens": w5m,
+                                "ephemeral_1h_input_tokens": w1h},
+             "server_tool_use": {"web_search_requests": searches, "web_fetch_requests": 0}}
+    return {"session_id": sid, "type": "session.usage", "id": eid, "processed_at": at,
+            "usage": usage}
+
+
+def span(sid, eid, at, input=0, output=0, write=0, read=0, **extra):
+    return {"session_id": sid, "type": "span.model_request_end", "id": eid, "processed_at": at,
+            "model_usage": {"input_tokens": input, "output_tokens": output,
+                            "cache_creation_input_tokens": write,
+                            "cache_read_input_tokens": read}, **extra}
+
+
+def agent(model, geo="global", **extra):
+    return {"id": "agent_01", "version": 1, "name": "a",
+            "model": {"id": model, "speed": "standard", "inference_geo": geo}, **extra}
+
+
+def book(models, runtime="0.08", geo_applies=True):
+    return PriceBook.model_validate({
+        "name": "test", "version": "1", "effective_from": "2026-11-01T00:00:00Z",
+        "runtime": {"usd_per_session_hour": runtime}, "web_search": {"usd_per_1000": "10"},
+        "modifiers": {"fast_mode_applies": True, "data_residency_applies": geo_applies},
+        "models": models,
+    })
+
+
+def model(id, input, output, cache_write_5m, cache_write_1h, cache_read, **extra):
+    return {"id": id, "input": input, "output": output, "cache_write_5m": cache_write_5m,
+            "cache_write_1h": cache_write_1h, "cache_read": cache_read, **extra}
+
+
+def rated(events, books=SHIPPED, as_of="2026-12-31T00:00:00Z", con=None):
+    con = con or connect(":memory:")
+    result = ingest_lines(con, [json.dumps(e) for e in events], source="t",
+                          max_future_ms=10**12)
+    assert result.quarantined == 0, result.errors
+    rate(con, books, RatingOptions(as_of_ms=ms(as_of)))
+    return con
+
+
+def token_lines(con, tier=None):
+    """{(session, model, token_class): (quantity, amount_exact)} of the token charge lines."""
+    where = "meter = 'tokens'" + (f" AND tier = '{tier}'" if tier else "")
+    return {(s, m, c): (q, a) for s, m, c, q, a in con.execute(
+        "SELECT session_id, model, token_class, sum(quantity)::BIGINT, sum(amount_exact) "
+        f"FROM charges WHERE {where} GROUP BY ALL").fetchall()}
+
+
+# --- runtime: the integer fraction against the exact HUGEINT macro -----------------------------
+
+RATES = ("0.08", "0.1", "1.234567", "0.00000001", "12.5", "100000", "300000")
+
+
+def _exact_atto(ms_: int, usd_per_hour: str) -> Decimal:
+    """ms x rate / 3,600,000 in USD, rounded half up to the atto-dollar (1e-18), in Python."""
+    atto = Fraction(ms_) * Fraction(Decimal(usd_per_hour)) * 10**18 / 3_600_000
+    return Decimal(int(atto + Fraction(1, 2))).scaleb(-18)
+
+
+def _ms_values(den: int) -> list[int]:
+    rng = random.Random(20261103)
+    fixed = [0, 1, 2, 3, 3_599_999, 3_600_000, 3_600_001, 86_400_000, 2_700_000_000,
+             den - 1, den, den + 1, 2 * den + 1]
+    return fixed + [rng.randrange(0, 2_700_000_000) for _ in range(300)]
+
+
+@pytest.mark.parametrize("usd_per_hour", RATES)
+def test_runtime_amount_frac_equals_the_exact_runtime_amount(usd_per_hour):
+    num, den = runtime_fraction(Decimal(usd_per_hour))
+    con = connect(":memory:")
+    install_sql_macros(con)
+    values = _ms_values(den)
+    # the types rating uses: BIGINT ms, BIGINT num/den, the book's DECIMAL(18,8) rate
+    rows = con.execute("""
+        SELECT ms, runtime_amount_frac(ms, $num::BIGINT, $den::BIGINT),
+               runtime_amount(ms, CAST($rate AS DECIMAL(18, 8)))
+        FROM (SELECT unnest($ms::BIGINT[]) AS ms) ORDER BY ms""",
+                       {"num": num, "den": den, "rate": usd_per_hour, "ms": values}).fetchall()
+    assert len(rows) == len(values)
+    for ms_, frac, exact in rows:
+        assert frac == exact == _exact_atto(ms_, usd_per_hour), (ms_, usd_per_hour)
+
+
+def test_runtime_macros_round_half_an_atto_dollar_up():
+    # 9e-12 USD/h = 2.5 atto-dollars per ms (fraction 5/2): 1 ms -> 3 atto, 3 ms -> 7.5 -> 8
+    assert runtime_fraction(Decimal("0.000000000009")) == (5, 2)
+    con = connect(":memory:")
+    install_sql_macros(con)
+    rows = con.execute("""
+        SELECT runtime_amount_frac(ms, 5, 2),
+               runtime_amount(ms, CAST('0.000000000009' AS DECIMAL(38, 12)))
+        FROM (SELECT unnest([1, 3]::BIGINT[]) AS ms) ORDER BY ms""").fetchall()
+    assert rows == [(Decimal("3E-18"), Decimal("3E-18")), (Decimal("8E-18"), Decimal("8E-18"))]
+
+
+def test_runtime_fraction_is_reduced_and_none_when_too_large():
+    # $0.08/h = 8e16 atto / 3.6e6 ms = 200,000,000,000 / 9 atto per ms
+    assert runtime_fraction(Decimal("0.08")) == (200_000_000_000, 9)
+    # $100,000/h: 250,000,000,000,000,000 / 9; 2 x num x den = 4.5e18 < 2^62 (4.61e18): fits
+    assert runtime_fraction(Decimal("100000")) == (250_000_000_000_000_000, 9)
+    # $200,000/h: num 5e17, den 9 -> 2 x num x den = 9e18 >= 2^62: too large for BIGINT steps
+    assert runtime_fraction(Decimal("200000")) is None
+    # a rate finer than the book type allows: den 36,000,000 with num ~1.2e18
+    assert runtime_fraction(Decimal("0.1234567890123456789")) is None
+    assert runtime_fraction(Decimal("0")) is None
+
+
+def test_a_runtime_rate_without_a_fraction_is_priced_with_the_exact_macro():
+    # $200,000 per session-hour has no BIGINT fraction (above): rating must fall back to
+    # runtime_amount. 1 h 0 min 0.001 s = 3,600,001 ms -> 200,000 + 200,000/3,600,000
+    # = 200,000.0555555555555555555... -> 200000.055555555555555556 (half up at 1e-18)
+    con = rated([session_record("s", agent=agent("claude-opus-5")),
+                 status("s", "e1", f"{DAY}T09:00:00.000Z", "running"),
+                 status("s", "e2", f"{DAY}T10:00:00.001Z", "idle")],
+                books=[book([], runtime="200000")])
+    rows = con.execute("SELECT quantity, amount_exact FROM charges").fetchall()
+    assert rows == [(3_600_001, Decimal("200000.055555555555555556"))]
+
+
+# --- token prices: narrowed to DECIMAL(18,12) only when exact ----------------------------------
+
+
+def _price_type(con):
+    return con.execute("SELECT DISTINCT typeof(p_input) FROM token_prices "
+                       "WHERE p_input IS NOT NULL").fetchall()
+
+
+def test_a_unit_price_finer_than_12_decimals_stays_wide_and_exact():
+    # 3.00000001 x the residency multiplier 1.00000001 = 3.0000000400000001 USD/MTok: 16
+    # decimals, so DECIMAL(18,12) would round it to 3.00000004. Amounts (Decimal by hand):
+    #   input  1,230,000 x 3.0000000400000001 / 1e6 = 3.690000049200000123
+    #   output    20,000 x 15 x 1.00000001 / 1e6    = 0.300000003
+    # A second model in the same book, with ordinary rates, is priced exactly on that path too:
+    #   input  1,234,567 x 5 x 1.1 / 1e6 = 6.7901185
+    fine = model("claude-test-fine", "3.00000001", "15", "3.75", "6", "0.3",
+                 data_residency_multiplier="1.00000001")
+    plain = model("claude-test-plain", "5", "25", "6.25", "10", "0.5",
+                  data_residency_multiplier="1.1")
+    con = rated([
+        session_record("f", agent=agent("claude-test-fine", geo="us")),
+        snapshot("f", "f1", f"{DAY}T09:00:00Z", input=1_230_000, output=20_000),
+        session_record("p", agent=agent("claude-test-plain", geo="us")),
+        snapshot("p", "p1", f"{DAY}T09:00:00Z", input=1_234_567),
+    ], books=[book([fine, plain])])
+    assert _price_type(con) != [("DECIMAL(18,12)",)]
+    assert token_lines(con) == {
+        ("f", "claude-test-fine", "input"): (1_230_000, Decimal("3.690000049200000123")),
+        ("f", "claude-test-fine", "output"): (20_000, Decimal("0.300000003")),
+        ("p", "claude-test-plain", "input"): (1_234_567, Decimal("6.7901185")),
+    }
+    # the hand numbers are the Decimal products, not rounded ones
+    assert Decimal("1230000") * Decimal("3.00000001") * Decimal("1.00000001") / 10**6 == \
+        Decimal("3.690000049200000123")
+
+
+def test_list_prices_times_a_multiplier_are_narrowed_and_stay_exact():
+    # 5 x 1.1 = 5.5 and 25 x 1.1 = 27.5; 0.12345678 x 1.1 = 0.135802458 (9 decimals): all fit
+    # DECIMAL(18,12) exactly, so the 64-bit path is taken. By hand:
+    #   input  1,234,567 x 5.5 / 1e6        = 6.7901185
+    #   output 7,654,321 x 27.5 / 1e6       = 210.4938275
+    #   read   3,000,001 x 0.135802458 / 1e6 = 0.407407509802458
+    m = model("claude-test-plain", "5", "25", "6.25", "10", "0.12345678",
+              data_residency_multiplier="1.1")
+    con = rated([session_record("p", agent=agent("claude-test-plain", geo="us")),
+                 snapshot("p", "p1", f"{DAY}T09:00:00Z", input=1_234_567, output=7_654_321,
+                          read=3_000_001)], books=[book([m])])
+    assert _price_type(con) == [("DECIMAL(18,12)",)]
+    assert token_lines(con) == {
+        ("p", "claude-test-plain", "input"): (1_234_567, Decimal("6.7901185")),
+        ("p", "claude-test-plain", "output"): (7_654_321, Decimal("210.4938275")),
+        ("p", "claude-test-plain", "cache_read"): (3_000_001, Decimal("0.407407509802458")),
+    }
+
+
+def test_a_unit_price_of_a_million_dollars_per_mtok_is_priced_not_an_error():
+    # DECIMAL(18,12) holds 6 integer digits: a price of a million USD/MTok cannot be narrowed
+    # and must stay wide (the exactness probe uses TRY_CAST), not raise a conversion error.
+    m = model("claude-test-dear", "1", "1000000", "1", "1", "1")
+    con = rated([session_record("d", agent=agent("claude-test-dear")),
+                 snapshot("d", "d1", f"{DAY}T09:00:00Z", output=3)], books=[book([m])])
+    assert token_lines(con) == {("d", "claude-test-dear", "output"): (3, Decimal("3"))}
+
+
+# --- long context: each model against its own threshold ----------------------------------------
+
+ALPHA = model("claude-test-alpha", "1", "5", "1.25", "2", "0.1",
+              long_context={"threshold_tokens": 100_000, "input": "2", "output": "7.5",
+                            "cache_write_5m": "2.5", "cache_write_1h": "4", "cache_read": "0.2"})
+BETA = model("claude-test-beta", "3", "15", "3.75", "6", "0.3",
+             long_context={"threshold_tokens": 200_000, "input": "6", "output": "22.5",
+                           "cache_write_5m": "7.5", "cache_write_1h": "12", "cache_read": "0.6"})
+GAMMA = model("claude-test-gamma", "5", "25", "6.25", "10", "0.5")  # no long-context rates
+LC_BOOK = book([ALPHA, BETA, GAMMA])
+
+
+def test_long_context_premium_uses_each_models_own_threshold():
+    con = rated([
+        session_record("a", agent=agent("claude-test-alpha")),
+        # prompt 100,000 = the threshold, not above it: no premium
+        span("a", "a1", f"{DAY}T09:00:00Z", input=100_000, output=500),
+        # prompt 50,000 + 90,000 read + 10,000 written = 150,000 > 100,000. Premium (long minus
+        # standard rate, writes at the default 5m TTL): 50,000 x 1 + 1,000 x 2.5 + 10,000 x 1.25
+        # + 90,000 x 0.1 = 0.05 + 0.0025 + 0.0125 + 0.009 = 0.074
+        span("a", "a2", f"{DAY}T09:01:00Z", input=50_000, read=90_000, write=10_000,
+             output=1_000),
+        session_record("b", agent=agent("claude-test-beta")),
+        # 150,000 on the 200K model: no premium; 200,000 exactly: none either
+        span("b", "b1", f"{DAY}T09:00:00Z", input=150_000, output=1_000),
+        span("b", "b3", f"{DAY}T09:02:00Z", input=200_000),
+        # 120,000 + 60,000 read + 30,000 written = 210,000 > 200,000. Premium: 120,000 x 3 +
+        # 2,000 x 7.5 + 30,000 x 3.75 + 60,000 x 0.3 = 0.36 + 0.015 + 0.1125 + 0.018 = 0.5055
+        span("b", "b2", f"{DAY}T09:01:00Z", input=120_000, read=60_000, write=30_000,
+             output=2_000),
+        session_record("c", agent=agent("claude-test-alpha")),
+        # the same 150,000-token request as b1, on the 100K model: 150,000 x 1 + 1,000 x 2.5
+        span("c", "c1", f"{DAY}T09:00:00Z", input=150_000, output=1_000),
+    ], books=[LC_BOOK])
+    premium = token_lines(con, tier="long_context")
+    assert premium == {
+        ("a", "claude-test-alpha", "input"): (50_000, Decimal("0.05")),
+        ("a", "claude-test-alpha", "output"): (1_000, Decimal("0.0025")),
+        ("a", "claude-test-alpha", "cache_write_5m"): (10_000, Decimal("0.0125")),
+        ("a", "claude-test-alpha", "cache_read"): (90_000, Decimal("0.009")),
+        ("b", "claude-test-beta", "input"): (120_000, Decimal("0.36")),
+        ("b", "claude-test-beta", "output"): (2_000, Decimal("0.015")),
+        ("b", "claude-test-beta", "cache_write_5m"): (30_000, Decimal("0.1125")),
+        ("b", "claude-test-beta", "cache_read"): (60_000, Decimal("0.018")),
+        ("c", "claude-test-alpha", "input"): (150_000, Decimal("0.15")),
+        ("c", "claude-test-alpha", "output"): (1_000, Decimal("0.0025")),
+    }
+    # every request is still billed at standard rates in full, premium or not
+    standard = token_lines(con, tier="standard")
+    assert standard[("a", "claude-test-alpha", "input")] == (150_000, Decimal("0.15"))
+    assert standard[("b", "claude-test-beta", "input")] == (470_000, Decimal("1.41"))
+    assert standard[("c", "claude-test-alpha", "input")] == (150_000, Decimal("0.15"))
+
+
+def test_long_context_in_a_multi_model_session_follows_each_threads_model():
+    # Main thread on the 200K model, one thread on the 100K model, one on a model without
+    # long-context rates: the same 150,000-token request gets a premium only on the 100K one
+    # (150,000 x (2 - 1) + 1,000 x (7.5 - 5) = 0.1525).
+    thread = {"session_id": "m", "type": "session.thread_created",
+              "processed_at": f"{DAY}T08:59:00Z"}
+    con = rated([
+        session_record("m", agent=agent("claude-test-beta")),
+        {**thread, "id": "t1", "session_thread_id": "sthr_a", "agent_name": "x",
+         "model": {"id": "claude-test-alpha"}},
+        {**thread, "id": "t2", "session_thread_id": "sthr_g", "agent_name": "y",
+         "model": "claude-test-gamma"},
+        span("m", "m1", f"{DAY}T09:00:00Z", input=150_000, output=1_000),
+        span("m", "m2", f"{DAY}T09:00:01Z", input=150_000, output=1_000,
+             session_thread_id="sthr_a"),
+        span("m", "m3", f"{DAY}T09:00:02Z", input=150_000, output=1_000,
+             session_thread_id="sthr_g"),
+    ], books=[LC_BOOK])
+    assert token_lines(con, tier="long_context") == {
+        ("m", "claude-test-alpha", "input"): (150_000, Decimal("0.15")),
+        ("m", "claude-test-alpha", "output"): (1_000, Decimal("0.0025")),
+    }
+
+
+# --- named threads are priced at their own model -----------------------------------------------
+
+
+def test_thread_requests_use_the_thread_model_beside_main_thread_requests_of_the_same_day():
+    # Session on Opus 5; thread sthr_h created with Haiku 4.5 named on the event (a dated id),
+    # which wins over the roster's Sonnet for that agent name. Same day, both threads:
+    #   Opus 5 (main): 200,000 x $5 = 1.00; 10,000 x $25 = 0.25
+    #   Haiku 4.5 (thread): 300,000 x $1 = 0.30; 20,000 x $5 = 0.10
+    # The snapshot repeats the sum of both; in a multi-model session it adds nothing.
+    roster = [{"name": "lead", "model": "claude-opus-5"},
+              {"name": "helper", "model": {"id": "claude-sonnet-4-6"}}]
+    con = rated([
+        session_record("s", agent=agent("claude-opus-5",
+                                        multiagent={"type": "coordinator", "agents": roster})),
+        {"session_id": "s", "type": "session.thread_created", "id": "t1",
+         "processed_at": f"{DAY}T09:00:00Z", "session_thread_id": "sthr_h",
+         "agent_name": "helper", "model": {"id": "claude-haiku-4-5-20251001"}},
+        span("s", "e1", f"{DAY}T09:00:01Z", input=200_000, output=10_000),
+        span("s", "e2", f"{DAY}T09:00:02Z", input=300_000, output=20_000,
+             session_thread_id="sthr_h"),
+        snapshot("s", "e3", f"{DAY}T09:00:03Z", input=500_000, output=30_000),
+    ])
+    assert token_lines(con) == {
+        ("s", "claude-opus-5", "input"): (200_000, Decimal("1")),
+        ("s", "claude-opus-5", "output"): (10_000, Decimal("0.25")),
+        ("s", "claude-haiku-4-5", "input"): (300_000, Decimal("0.3")),
+        ("s", "claude-haiku-4-5", "output"): (20_000, Decimal("0.1")),
+    }
+
+
+def test_thread_model_from_the_roster_when_the_event_names_none():
+    # thread_created names only the agent: its model comes from the session's roster.
+    #   Opus 5 main: 100,000 x $5 = 0.5; Sonnet 4.6 thread: 100,000 x $3 = 0.3
+    roster = [{"name": "lead", "model": "claude-opus-5"},
+              {"name": "helper", "model": {"id": "claude-sonnet-4-6"}}]
+    con = rated([
+        session_record("s", agent=agent("claude-opus-5",
+                                        multiagent={"type": "coordinator", "agents": roster})),
+        {"session_id": "s", "type": "session.thread_created", "id": "t1",
+         "processed_at": f"{DAY}T09:00:00Z", "session_thread_id": "sthr_h",
+         "agent_name": "helper"},
+        span("s", "e1", f"{DAY}T09:00:01Z", input=100_000),
+        span("s", "e2", f"{DAY}T09:00:02Z", input=100_000, session_thread_id="sthr_h"),
+    ])
+    assert token_lines(con) == {
+        ("s", "claude-opus-5", "input"): (100_000, Decimal("0.5")),
+        ("s", "claude-sonnet-4-6", "input"): (100_000, Decimal("0.3")),
+    }
+
+
+# --- the charges view fits the store's charges table -------------------------------------------
+
+
+def _columns(con, database):
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? "
+        "AND schema_name = 'main' AND table_name = 'charges' ORDER BY column_index",
+        [database]).fetchall()]
+
+
+def test_charges_view_has_the_store_tables_columns_and_can_be_persisted():
+    # runtime, tokens and web search lines, one of them provisional (still running at as_of)
+    con = rated([
+        session_record("s", agent=agent("claude-opus-5")),
+        status("s", "e1", f"{DAY}T09:00:00Z", "running"),
+        snapshot("s", "e2", f"{DAY}T09:30:00Z", input=1_000, output=10, searches=2),
+        session_record("u"),  # no usage at all
+    ], as_of=f"{DAY}T10:00:00Z")
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary "
+                       "AND view_name = 'charges'").fetchall() == [(1,)]
+    assert _columns(con, "temp") == _columns(con, db)
+    assert len(_columns(con, db)) == 18  # migration 2's table, whole
+    con.execute(f'INSERT INTO "{db}".main.charges SELECT * FROM temp.main.charges')
+    stored = con.execute(f'SELECT * FROM "{db}".main.charges ORDER BY ALL').fetchall()
+    assert stored == con.execute("SELECT * FROM temp.main.charges ORDER BY ALL").fetchall()
+    assert sorted(r[6] for r in stored) == ["runtime", "tokens", "tokens", "web_search"]
+    # 1 h x $0.08 + 1,000 x $5/M + 10 x $25/M + 2 x $10/1000
+    assert sum(r[14] for r in stored) == Decimal("0.08") + Decimal("0.005") + \
+        Decimal("0.00025") + Decimal("0.02")
+    assert all(r[17] for r in stored)  # the session is open: every line provisional
+
+
+# --- provisional: a session running at as_of is open ------------------------------------------
+
+
+def test_a_session_that_starts_running_exactly_at_as_of_is_open():
+    # "the last interval of a live session ends at as_of and is provisional", also when it
+    # starts at as_of (0 ms): runtime_days keeps such a row so the session counts as open.
+    con = rated([session_record("s", agent=agent("claude-opus-5")),
+                 status("s", "e0", f"{DAY}T08:00:00Z", "idle"),
+                 snapshot("s", "e1", f"{DAY}T08:30:00Z", input=1_000),
+                 status("s", "e2", f"{DAY}T09:00:00Z", "running")],
+                as_of=f"{DAY}T09:00:00Z")
+    assert con.execute("SELECT meter, quantity, provisional FROM charges").fetchall() == [
+        ("tokens", 1_000, True)]
