@@ -170,6 +170,36 @@ WHERE e.terminal_ms IS NULL OR p.at_ms < e.terminal_ms
 """
 
 
+def exact_pieces_sql(sessions: str, has_threads: bool) -> str:
+    """SQL (parameter `$as_of`) of the billing pieces, in (processed_at, event id) order, of
+    the sessions listed by query `sessions` and of every thread-only session: what rating's
+    one-sort pass leaves to this slower one."""
+    return f"""
+WITH {_THREAD_DERIVED if has_threads else _NO_THREADS}
+    ends AS (
+        SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
+        WHERE thread_id IS NULL AND at_ms <= $as_of AND status IN {TERMINAL}
+        GROUP BY session_id
+    ), ordered AS (
+        SELECT session_id, status, at_ms,
+               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
+        FROM (SELECT session_id, status, at_ms, event_id FROM status_events
+              WHERE thread_id IS NULL AND at_ms <= $as_of
+                AND session_id IN ({sessions})
+              UNION ALL SELECT session_id, status, at_ms, event_id FROM derived)
+    )
+SELECT p.session_id, p.status, p.at_ms AS start_ms,
+       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
+           AS end_ms,
+       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
+           - p.at_ms AS duration_ms,
+       p.next_ms IS NULL AND p.status NOT IN {TERMINAL} AS provisional
+FROM ordered p LEFT JOIN ends e USING (session_id)
+WHERE e.terminal_ms IS NULL OR p.at_ms < e.terminal_ms
+   OR (p.at_ms = e.terminal_ms AND p.status IN {TERMINAL})
+"""
+
+
 def has_thread_statuses(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether any thread-level status event is stored (multi-agent sessions)."""
     return con.execute("SELECT count(*) FROM (SELECT 1 FROM status_events "

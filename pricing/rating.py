@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from meter.intervals import has_thread_statuses, pieces_sql
+from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_fraction
 from pricing.pricebook import PriceBook
 
@@ -276,29 +276,103 @@ SELECT * FROM (
 # Running milliseconds per session x UTC day x price book, from pieces of running time (the
 # billing pieces, or what-if's edited intervals). A piece inside one day and one book (nearly
 # all of them) is summed as is; the others are cut at every midnight and book boundary first.
-_RUNTIME_DAYS = """
-CREATE OR REPLACE TEMP TABLE runtime_days AS
+_RUNTIME_DAYS_QUERY = """
 WITH running AS (
     SELECT session_id, start_ms, end_ms, provisional,
-           {day_start} <> {day_last}
-               OR len(list_filter({bounds}, lambda x: x > start_ms AND x < end_ms)) > 0
-               AS crossing
+           {day_start} <> {day_last} OR {inside} AS crossing
     FROM ({source})
     -- an open session that started running at as_of keeps a 0 ms row: it is still open
     WHERE status = 'running' AND (end_ms > start_ms OR provisional)
 ), cut AS (
-    SELECT session_id, provisional,
-           unnest(CASE WHEN crossing THEN cuts ELSE [start_ms] END) AS start_ms,
-           unnest(CASE WHEN crossing THEN cuts[2:] || [end_ms] ELSE [end_ms] END) AS end_ms
-    FROM (SELECT *, CASE WHEN crossing THEN list_sort(list_distinct([start_ms] || list_filter(
+    SELECT session_id, provisional, start_ms, end_ms FROM running WHERE NOT crossing
+    UNION ALL
+    SELECT session_id, provisional, unnest(cuts) AS start_ms,
+           unnest(cuts[2:] || [end_ms]) AS end_ms
+    FROM (SELECT *, list_sort(list_distinct([start_ms] || list_filter(
                         range({day_start} + {day}, end_ms, {day}) || {bounds},
-                        lambda x: x > start_ms AND x < end_ms))) END AS cuts
-          FROM running)
+                        lambda x: x > start_ms AND x < end_ms))) AS cuts
+          FROM running WHERE crossing)
 )
 SELECT session_id, {day_start} AS day_ms, {book} AS book_id,
        sum(end_ms - start_ms)::BIGINT AS ms, bool_or(provisional) AS provisional
 FROM cut GROUP BY ALL
 """
+
+# The same runtime_days from the status events in one pass, for the full rating: one sort by
+# processed_at; each running piece adds its ms up to the next midnight or book boundary to its
+# start's day and book; what lies beyond (pieces crossing one, listed as `overflow`) and
+# sessions with two events in one millisecond (`tied`) are finished by _RUNTIME_FIXUP.
+_RUNTIME_ONE_PASS = f"""
+CREATE OR REPLACE TEMP TABLE runtime_base AS
+WITH ends AS (
+    SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
+    WHERE thread_id IS NULL AND at_ms <= $as_of AND status IN {TERMINAL}
+    GROUP BY session_id
+), ordered AS (
+    SELECT session_id, status = 'running' AS running, at_ms AS start_ms,
+           lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms) AS next_ms
+    FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
+), pieces AS (
+    SELECT o.session_id, o.running, o.start_ms, coalesce(o.next_ms, $as_of) AS end_ms,
+           o.next_ms IS NULL AS provisional, o.next_ms = o.start_ms AS tied,
+           {{cut}} AS cut_ms
+    FROM ordered o LEFT JOIN ends e USING (session_id)
+    -- a running piece never starts at or after the terminal instant (terminal rows win there)
+    WHERE (o.running OR o.next_ms = o.start_ms)
+      AND (e.terminal_ms IS NULL OR o.start_ms < e.terminal_ms)
+)
+SELECT session_id, {{day}} AS day_ms, {{book}} AS book_id,
+       coalesce(sum(least(end_ms, cut_ms) - start_ms) FILTER (WHERE running), 0)::BIGINT AS ms,
+       coalesce(bool_or(provisional) FILTER (WHERE running), false) AS provisional,
+       bool_or(tied) AS tied,
+       list({{{{'start_ms': cut_ms, 'end_ms': end_ms, 'provisional': provisional}}}})
+           FILTER (WHERE running AND end_ms > cut_ms) AS overflow
+FROM pieces GROUP BY ALL
+"""
+
+_RUNTIME_FIXUP = """
+CREATE OR REPLACE TEMP TABLE runtime_days AS
+WITH redo AS (SELECT DISTINCT session_id FROM runtime_base WHERE tied),
+extra_pieces AS (
+    SELECT session_id, 'running' AS status, o.start_ms, o.end_ms, o.provisional
+    FROM (SELECT session_id, unnest(overflow) AS o FROM runtime_base
+          WHERE overflow IS NOT NULL AND session_id NOT IN (SELECT session_id FROM redo))
+    UNION ALL
+    SELECT session_id, status, start_ms, end_ms, provisional FROM ({exact})
+), extra AS ({extra_days}),
+base AS (
+    SELECT session_id, day_ms, book_id, ms, provisional FROM runtime_base
+    WHERE session_id NOT IN (SELECT session_id FROM redo) AND (ms > 0 OR provisional)
+)
+SELECT coalesce(b.session_id, x.session_id) AS session_id,
+       coalesce(b.day_ms, x.day_ms) AS day_ms, coalesce(b.book_id, x.book_id) AS book_id,
+       (coalesce(b.ms, 0) + coalesce(x.ms, 0))::BIGINT AS ms,
+       coalesce(b.provisional, false) OR coalesce(x.provisional, false) AS provisional
+FROM base b FULL JOIN extra x
+  ON x.session_id = b.session_id AND x.day_ms = b.day_ms AND x.book_id = b.book_id
+"""
+
+
+def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
+    """`runtime_days` from the status events, as `runtime_days_sql` over the billing pieces
+    computes it, in one sort (see _RUNTIME_ONE_PASS)."""
+    bounds = _book_bound_list(con)
+    next_bound = ("CASE " + " ".join(f"WHEN o.start_ms < {b} THEN {b}" for b in bounds)
+                  + f" ELSE {2**62} END") if bounds else str(2**62)
+    cut = f"least({day_start('o.start_ms')} + {DAY_MS}, {next_bound})"
+    con.execute(_RUNTIME_ONE_PASS.format(cut=cut, day=day_start("start_ms"),
+                                         book=book_sql(con, "start_ms")),
+                {"as_of": as_of_ms})
+    exact = exact_pieces_sql("SELECT session_id FROM redo", has_thread_statuses(con))
+    extra_days = _RUNTIME_DAYS_QUERY.format(
+        source="SELECT * FROM extra_pieces", day_start=day_start("start_ms"),
+        day_last=day_start("end_ms - 1"), day=DAY_MS, book=book_sql(con, "start_ms"),
+        bounds=_book_bounds(con), inside=_inside_bounds(bounds))
+    con.execute(_RUNTIME_FIXUP.format(exact=exact, extra_days=extra_days), {"as_of": as_of_ms})
+    con.execute("DROP TABLE runtime_base")
+
+
+_RUNTIME_DAYS = "CREATE OR REPLACE TEMP TABLE runtime_days AS " + _RUNTIME_DAYS_QUERY
 
 _OPEN_SESSIONS = """
 CREATE OR REPLACE TEMP TABLE open_sessions AS
@@ -414,11 +488,21 @@ def book_sql(con: duckdb.DuckDBPyConnection, ms: str) -> str:
     return f"(CASE {whens} ELSE -1 END)" if books else "-1"
 
 
+def _book_bound_list(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Every instant at which the book in force may change."""
+    return [r[0] for r in con.execute("SELECT from_ms FROM pb_books UNION SELECT to_ms "
+                                      "FROM pb_books WHERE to_ms IS NOT NULL ORDER BY 1")
+            .fetchall()]
+
+
+def _inside_bounds(bounds: list[int]) -> str:
+    """SQL: whether a piece [start_ms, end_ms) has a book boundary strictly inside it."""
+    return " OR ".join(f"(start_ms < {b} AND end_ms > {b})" for b in bounds) or "false"
+
+
 def _book_bounds(con: duckdb.DuckDBPyConnection) -> str:
     """SQL list of every instant at which the book in force may change."""
-    rows = con.execute("SELECT from_ms FROM pb_books UNION SELECT to_ms FROM pb_books "
-                       "WHERE to_ms IS NOT NULL ORDER BY 1").fetchall()
-    return "[" + ", ".join(str(r[0]) for r in rows) + "]::BIGINT[]"
+    return "[" + ", ".join(str(b) for b in _book_bound_list(con)) + "]::BIGINT[]"
 
 
 def prepare_usage(
@@ -436,8 +520,7 @@ def prepare_usage(
     params = {"as_of": options.as_of_ms}
     install_sql_macros(con)
     load_books(con, books)
-    source = pieces_sql(has_thread_statuses(con), running_only=True)
-    con.execute(runtime_days_sql(con, source), params)
+    stage_runtime(con, options.as_of_ms)
     con.execute(_SESSIONS)
     con.execute(_THREAD_MODELS)
     groups, thresholds = _span_groups(con)
@@ -490,7 +573,8 @@ def runtime_days_sql(con: duckdb.DuckDBPyConnection, source: str) -> str:
     start_ms, end_ms, provisional), cut at the loaded books' boundaries."""
     return _RUNTIME_DAYS.format(
         source=source, day_start=day_start("start_ms"), day_last=day_start("end_ms - 1"),
-        day=DAY_MS, book=book_sql(con, "start_ms"), bounds=_book_bounds(con))
+        day=DAY_MS, book=book_sql(con, "start_ms"), bounds=_book_bounds(con),
+        inside=_inside_bounds(_book_bound_list(con)))
 
 
 def price_usage(con: duckdb.DuckDBPyConnection) -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from meter.intervals import build_intervals, build_pieces, pieces_sql, split_sql
 from meter.store import connect
 from pricing.pricebook import PriceBook
-from pricing.rating import load_books, runtime_days_sql
+from pricing.rating import load_books, runtime_days_sql, stage_runtime
 from tests.conftest import iso, ms, status
 
 T = ms("2026-11-03T09:00:00.000Z")
@@ -268,6 +268,12 @@ def test_pieces_give_the_merged_intervals_running_ms_and_provisional_flags(histo
     days = sorted(con.execute("SELECT session_id, day_ms, sum(ms)::BIGINT FROM runtime_days "
                               "WHERE ms > 0 GROUP BY ALL").fetchall())
     assert days == _running_per_day(con, "iv")
+
+    # the full rating stages the same runtime_days in one pass (stage_runtime), row for row
+    generic = con.execute("SELECT * FROM runtime_days ORDER BY ALL").fetchall()
+    stage_runtime(con, as_of)
+    assert con.execute("SELECT session_id, day_ms, book_id, ms, provisional FROM runtime_days "
+                       "ORDER BY ALL").fetchall() == generic
     con.close()
 
 
