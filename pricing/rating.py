@@ -438,6 +438,20 @@ FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
       FROM search_lines GROUP BY ALL) JOIN pb_books b USING (book_id)
 """
 
+# Every day from the first to the last that can carry a line, with its period (YYYY-MM),
+# found from the staged tables' bounds rather than by a pass over the charge lines.
+_CHARGE_DAYS = f"""
+CREATE OR REPLACE TEMP TABLE charge_days AS
+WITH bounds AS (
+    SELECT min(lo) AS lo, max(hi) AS hi FROM (
+        SELECT min(day_ms) AS lo, max(day_ms) AS hi FROM runtime_days
+        UNION ALL SELECT {day_start("min(at_ms)")}, {day_start("max(at_ms)")} FROM usage_lines
+        UNION ALL SELECT {day_start("min(at_ms)")}, {day_start("max(at_ms)")} FROM search_lines)
+)
+SELECT {_as_date("d")} AS day, strftime({_as_date("d")}, '%Y-%m') AS period
+FROM (SELECT unnest(range(lo, hi + 1, {DAY_MS})) AS d FROM bounds WHERE lo IS NOT NULL)
+"""
+
 # The charges relation reports read: one row per day x session x SKU.
 CHARGES_VIEW = """
 CREATE OR REPLACE TEMP VIEW charges AS
@@ -589,8 +603,7 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_OPEN_SESSIONS)
     con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
     con.execute(_CHARGE_LINES.format(book=at_book))
-    con.execute("CREATE OR REPLACE TEMP TABLE charge_days AS "
-                "SELECT DISTINCT day, strftime(day, '%Y-%m') AS period FROM charge_lines")
+    con.execute(_CHARGE_DAYS)
     drop_relation(con, "charges")
     con.execute(CHARGES_VIEW)
     con.execute(_UNRATED.format(book=at_book))
