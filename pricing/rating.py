@@ -1,7 +1,7 @@
 """The rating engine: metered usage in the store -> priced line items (`charges`).
 
 Set-based in DuckDB end to end; Python only loads the price books. The rules, and why:
-- Runtime: running intervals (meter.intervals) split at UTC days and at price-book
+- Runtime: running time (meter.intervals' rules) split at UTC days and at price-book
   boundaries, x the book's $/session-hour / 3,600,000 per ms. No multiplier touches runtime.
 - Tokens: `session.usage` snapshots are authoritative (cumulative; each increase is usage
   dated at the snapshot). Spans (`span.model_request_end`) count only after a session's last
@@ -18,10 +18,17 @@ Set-based in DuckDB end to end; Python only loads the price books. The rules, an
 - Usage with no book in force or no rate for its model is never priced at zero: it goes to
   `unrated` with the model name and a reason, and into no total.
 
-Money: token amounts are whole pico-dollars per token times summed quantities (integers, so
-exact and fast), converted to DECIMAL(38,18) once per charge line; books with a rate finer than
-a pico-dollar per token take the DECIMAL path instead. Runtime is priced once per session x day
-x book (exact to 1e-18 USD). Rounding to cents happens later, once per invoice line.
+Money: quantities are summed per charge line first (session x UTC day x SKU), then priced once
+per line in DECIMAL: tokens x unit price / 1e6 (unit prices held as 64-bit DECIMAL(18,12) when
+that is exact, else wider), runtime ms x $/hour / 3,600,000 in integer atto-dollars (1e-18
+USD, half up) from the rate as a reduced fraction. Amounts are DECIMAL(38,18); rounding to
+cents happens later, once per invoice line.
+
+Shape (why it is fast): the status events are sorted once (runtime_days, see stage_runtime);
+requests are summed per session x day before any join (usage_lines, one column per token
+class); each distinct (book, model spelling, fast, tier, US) is priced once (token_prices);
+charge lines are narrow (day, session, SKU number, quantity, amount), and `charges` is a view
+adding the SKU's names and the session's agent, environment and tags on read.
 """
 
 from __future__ import annotations
