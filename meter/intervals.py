@@ -125,17 +125,46 @@ _NO_THREADS = """
     derived AS (SELECT NULL::VARCHAR AS session_id, NULL::VARCHAR AS status,
                        NULL::BIGINT AS at_ms, NULL::VARCHAR AS event_id WHERE false),"""
 
+_ENDS = f"""
+    ends AS (  -- each session's terminal instant
+        SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
+        WHERE thread_id IS NULL AND at_ms <= $as_of AND status IN {TERMINAL}
+        GROUP BY session_id
+    )"""
+
+# Rows (session_id, status, at_ms, next_ms) of relation {rows} as pieces; what follows a
+# session's terminal instant is dropped, and terminal rows last 0 ms.
+_AS_PIECES = f"""
+SELECT p.session_id, p.status, p.at_ms AS start_ms,
+       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
+           AS end_ms,
+       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
+           - p.at_ms AS duration_ms,
+       p.next_ms IS NULL AND p.status NOT IN {TERMINAL} AS provisional
+FROM {{rows}} p LEFT JOIN ends e USING (session_id)
+WHERE e.terminal_ms IS NULL OR p.at_ms < e.terminal_ms
+   OR (p.at_ms = e.terminal_ms AND p.status IN {TERMINAL})
+"""
+
+# Rows in (processed_at, event id) order of the session-level events of the sessions listed by
+# query {sessions}, and of every thread-only session (CTE `derived`).
+_EXACT_ROWS = """
+    exact AS (
+        SELECT session_id, status, at_ms,
+               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
+        FROM (SELECT session_id, status, at_ms, event_id FROM status_events
+              WHERE thread_id IS NULL AND at_ms <= $as_of AND session_id IN ({sessions})
+              UNION ALL SELECT session_id, status, at_ms, event_id FROM derived)
+    )"""
+
+
 def pieces_sql(has_threads: bool, running_only: bool = False) -> str:
     """SQL (parameter `$as_of`) of the billing pieces: session_id, status, start_ms, end_ms,
     duration_ms, provisional. `running_only` keeps only what runtime is billed on."""
     keep = "status = 'running'" if running_only else "true"
+    exact = _EXACT_ROWS.format(sessions="SELECT session_id FROM tied_sessions")
     return f"""
-WITH {_THREAD_DERIVED if has_threads else _NO_THREADS}
-    ends AS (
-        SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
-        WHERE thread_id IS NULL AND at_ms <= $as_of AND status IN {TERMINAL}
-        GROUP BY session_id
-    ), fast AS (
+WITH {_THREAD_DERIVED if has_threads else _NO_THREADS}{_ENDS}, fast AS (
         SELECT *, next_ms = at_ms AS tied FROM (
             SELECT session_id, status, at_ms,
                    lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms) AS next_ms
@@ -143,61 +172,22 @@ WITH {_THREAD_DERIVED if has_threads else _NO_THREADS}
         ) WHERE {keep} OR next_ms = at_ms
     ), tied_sessions AS (
         SELECT DISTINCT session_id FROM fast WHERE tied
-    ), exact AS (
-        SELECT session_id, status, at_ms,
-               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
-        FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
-             AND session_id IN (SELECT session_id FROM tied_sessions)
-    ), derived_pieces AS (
-        SELECT session_id, status, at_ms,
-               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
-        FROM derived
-    ), pieces AS (
+    ),{exact}, pieces AS (
         SELECT session_id, status, at_ms, next_ms FROM fast
         WHERE {keep} AND session_id NOT IN (SELECT session_id FROM tied_sessions)
         UNION ALL SELECT session_id, status, at_ms, next_ms FROM exact WHERE {keep}
-        UNION ALL SELECT session_id, status, at_ms, next_ms FROM derived_pieces WHERE {keep}
     )
-SELECT p.session_id, p.status, p.at_ms AS start_ms,
-       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
-           AS end_ms,
-       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
-           - p.at_ms AS duration_ms,
-       p.next_ms IS NULL AND p.status NOT IN {TERMINAL} AS provisional
-FROM pieces p LEFT JOIN ends e USING (session_id)
-WHERE e.terminal_ms IS NULL OR p.at_ms < e.terminal_ms
-   OR (p.at_ms = e.terminal_ms AND p.status IN {TERMINAL})
-"""
+{_AS_PIECES.format(rows="pieces")}"""
 
 
 def exact_pieces_sql(sessions: str, has_threads: bool) -> str:
     """SQL (parameter `$as_of`) of the billing pieces, in (processed_at, event id) order, of
     the sessions listed by query `sessions` and of every thread-only session: what rating's
     one-sort pass leaves to this slower one."""
+    derived = _THREAD_DERIVED if has_threads else _NO_THREADS
     return f"""
-WITH {_THREAD_DERIVED if has_threads else _NO_THREADS}
-    ends AS (
-        SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
-        WHERE thread_id IS NULL AND at_ms <= $as_of AND status IN {TERMINAL}
-        GROUP BY session_id
-    ), ordered AS (
-        SELECT session_id, status, at_ms,
-               lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
-        FROM (SELECT session_id, status, at_ms, event_id FROM status_events
-              WHERE thread_id IS NULL AND at_ms <= $as_of
-                AND session_id IN ({sessions})
-              UNION ALL SELECT session_id, status, at_ms, event_id FROM derived)
-    )
-SELECT p.session_id, p.status, p.at_ms AS start_ms,
-       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
-           AS end_ms,
-       CASE WHEN p.status IN {TERMINAL} THEN p.at_ms ELSE coalesce(p.next_ms, $as_of) END
-           - p.at_ms AS duration_ms,
-       p.next_ms IS NULL AND p.status NOT IN {TERMINAL} AS provisional
-FROM ordered p LEFT JOIN ends e USING (session_id)
-WHERE e.terminal_ms IS NULL OR p.at_ms < e.terminal_ms
-   OR (p.at_ms = e.terminal_ms AND p.status IN {TERMINAL})
-"""
+WITH {derived}{_ENDS},{_EXACT_ROWS.format(sessions=sessions)}
+{_AS_PIECES.format(rows="exact")}"""
 
 
 def has_thread_statuses(con: duckdb.DuckDBPyConnection) -> bool:

@@ -41,6 +41,27 @@ def session_record(session_id: str, created_at: str = "2026-11-01T00:00:00.000Z"
     return record
 
 
+def snapshot(sid: str, eid: str, at: str, input: int = 0, output: int = 0, read: int = 0,
+             w5m: int = 0, w1h: int = 0, searches: int = 0, **extra) -> dict:
+    """A session.usage event: cumulative usage of the session at `at`."""
+    usage = {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": read,
+             "cache_creation": {"ephemeral_5m_input_tokens": w5m,
+                                "ephemeral_1h_input_tokens": w1h},
+             "server_tool_use": {"web_search_requests": searches, "web_fetch_requests": 0},
+             **extra}
+    return {"session_id": sid, "type": "session.usage", "id": eid, "processed_at": at,
+            "usage": usage}
+
+
+def span(sid: str, eid: str, at: str, input: int = 0, output: int = 0, write: int = 0,
+         read: int = 0, **extra) -> dict:
+    """A span.model_request_end event: the tokens of one model request."""
+    return {"session_id": sid, "type": "span.model_request_end", "id": eid, "processed_at": at,
+            "model_usage": {"input_tokens": input, "output_tokens": output,
+                            "cache_creation_input_tokens": write,
+                            "cache_read_input_tokens": read}, **extra}
+
+
 @pytest.fixture
 def store(tmp_path):
     con = connect(tmp_path / "store.duckdb")

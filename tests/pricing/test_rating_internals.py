@@ -20,26 +20,10 @@ from meter.store import connect
 from pricing.money import install_sql_macros, runtime_fraction
 from pricing.pricebook import PriceBook, load_pricebooks
 from pricing.rating import RatingOptions, rate
-from tests.conftest import ms, session_record, status
+from tests.conftest import ms, session_record, snapshot, span, status
 
 SHIPPED = load_pricebooks()
 DAY = "2026-11-03"
-
-
-def snapshot(sid, eid, at, input=0, output=0, read=0, w5m=0, w1h=0, searches=0):
-    usage = {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": read,
-             "cache_creation": {"ephemeral_5m_input_tokens": w5m,
-                                "ephemeral_1h_input_tokens": w1h},
-             "server_tool_use": {"web_search_requests": searches, "web_fetch_requests": 0}}
-    return {"session_id": sid, "type": "session.usage", "id": eid, "processed_at": at,
-            "usage": usage}
-
-
-def span(sid, eid, at, input=0, output=0, write=0, read=0, **extra):
-    return {"session_id": sid, "type": "span.model_request_end", "id": eid, "processed_at": at,
-            "model_usage": {"input_tokens": input, "output_tokens": output,
-                            "cache_creation_input_tokens": write,
-                            "cache_read_input_tokens": read}, **extra}
 
 
 def agent(model, geo="global", **extra):
