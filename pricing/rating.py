@@ -57,6 +57,7 @@ class RatingOptions:
 def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> None:
     """Price books as three temp tables: pb_books, pb_rates, pb_aliases."""
     ordered = sorted(books, key=lambda b: b.effective_from_ms)
+    fractions = [runtime_fraction(b.runtime.usd_per_session_hour) for b in ordered]
     con.register("_books", pa.table({
         "book_id": pa.array(range(len(ordered)), pa.int32()),
         "name": [b.name for b in ordered],
@@ -69,10 +70,9 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
         "fast_applies": [b.modifiers.fast_mode_applies for b in ordered],
         "geo_applies": [b.modifiers.data_residency_applies for b in ordered],
         "default_ttl": [b.modifiers.default_cache_write_ttl for b in ordered],
-        "rt_num": pa.array([(runtime_fraction(b.runtime.usd_per_session_hour) or (None, None))[0]
-                            for b in ordered], pa.int64()),
-        "rt_den": pa.array([(runtime_fraction(b.runtime.usd_per_session_hour) or (None, None))[1]
-                            for b in ordered], pa.int64()),
+        # the runtime rate as atto-dollars per ms, num/den (NULL: too large, exact macro)
+        "rt_num": pa.array([f[0] if f else None for f in fractions], pa.int64()),
+        "rt_den": pa.array([f[1] if f else None for f in fractions], pa.int64()),
     }))
     rates = [dict(r, book_id=i) for i, b in enumerate(ordered) for r in b.token_rate_rows()]
     con.register("_rates", pa.table({
