@@ -190,6 +190,33 @@ WITH {derived}{_ENDS},{_EXACT_ROWS.format(sessions=sessions)}
 {_AS_PIECES.format(rows="exact")}"""
 
 
+def open_stretch_sql(sessions: str, has_threads: bool) -> str:
+    """SQL (parameter `$as_of`): for each session listed by query `sessions` that is running at
+    `as_of`, the start of that last running stretch (what the merged intervals would show as
+    its provisional interval): the first running event after its last other one, in
+    (processed_at, event id) order."""
+    derived = _THREAD_DERIVED if has_threads else _NO_THREADS
+    return f"""
+WITH {derived}
+    events AS (
+        SELECT session_id, status, at_ms, event_id FROM status_events
+        WHERE thread_id IS NULL AND at_ms <= $as_of AND session_id IN ({sessions})
+        UNION ALL
+        SELECT session_id, status, at_ms, event_id FROM derived
+        WHERE session_id IN ({sessions})
+    ), marked AS (
+        SELECT session_id, status, at_ms,
+               count(*) FILTER (WHERE status <> 'running') OVER (
+                   PARTITION BY session_id ORDER BY at_ms, event_id
+                   ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS others_after
+        FROM events
+    )
+SELECT session_id, min(at_ms) AS start_ms FROM marked
+WHERE status = 'running' AND others_after = 0
+GROUP BY session_id
+"""
+
+
 def has_thread_statuses(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether any thread-level status event is stored (multi-agent sessions)."""
     return con.execute("SELECT count(*) FROM (SELECT 1 FROM status_events "

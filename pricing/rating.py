@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses
+from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_fraction
 from pricing.pricebook import PriceBook
 
@@ -146,7 +146,7 @@ _USAGE_LINES = """
 CREATE OR REPLACE TEMP TABLE usage_lines AS
 WITH multi AS (
     SELECT DISTINCT tm.session_id FROM thread_models tm
-    JOIN rating_sessions s USING (session_id)
+    LEFT JOIN rating_sessions s USING (session_id)  -- no session record: no model of its own
     WHERE tm.model_id IS NOT NULL AND tm.model_id IS DISTINCT FROM s.model_id
 ), snaps AS (
     SELECT session_id, at_ms,
@@ -184,8 +184,9 @@ WITH multi AS (
            CASE g.speed_code WHEN 1 THEN 'fast' WHEN 0 THEN 'standard' ELSE s.speed END
                AS speed,
            coalesce(s.inference_geo = 'us', false) AS us,
-           CASE WHEN coalesce($ttl, b.default_ttl) = '5m' THEN q_write ELSE 0 END AS q_5m,
-           CASE WHEN coalesce($ttl, b.default_ttl) = '1h' THEN q_write ELSE 0 END AS q_1h,
+           -- the API's default TTL where no book in force says (the writes are then unrated)
+           CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '5m' THEN q_write ELSE 0 END AS q_5m,
+           CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '1h' THEN q_write ELSE 0 END AS q_1h,
            g.after_last OR g.session_id IN (SELECT session_id FROM multi) AS billed
     FROM span_groups g
     LEFT JOIN rating_sessions s USING (session_id)
@@ -301,7 +302,9 @@ WITH running AS (
           FROM running WHERE crossing)
 )
 SELECT session_id, {day_start} AS day_ms, {book} AS book_id,
-       sum(end_ms - start_ms)::BIGINT AS ms, bool_or(provisional) AS provisional
+       sum(end_ms - start_ms)::BIGINT AS ms,
+       coalesce(bool_or(provisional) FILTER (WHERE end_ms > start_ms), false) AS provisional,
+       bool_or(provisional) AS open
 FROM cut GROUP BY ALL
 """
 
@@ -330,7 +333,7 @@ WITH ends AS (
 )
 SELECT session_id, {{day}} AS day_ms, {{book}} AS book_id,
        coalesce(sum(least(end_ms, cut_ms) - start_ms) FILTER (WHERE running), 0)::BIGINT AS ms,
-       coalesce(bool_or(provisional) FILTER (WHERE running), false) AS provisional,
+       coalesce(bool_or(provisional) FILTER (WHERE running), false) AS open,
        bool_or(tied) AS tied,
        list({{{{'start_ms': cut_ms, 'end_ms': end_ms, 'provisional': provisional}}}})
            FILTER (WHERE running AND end_ms > cut_ms) AS overflow
@@ -348,15 +351,25 @@ extra_pieces AS (
     SELECT session_id, status, start_ms, end_ms, provisional FROM ({exact})
 ), extra AS ({extra_days}),
 base AS (
-    SELECT session_id, day_ms, book_id, ms, provisional FROM runtime_base
-    WHERE session_id NOT IN (SELECT session_id FROM redo) AND (ms > 0 OR provisional)
-)
-SELECT coalesce(b.session_id, x.session_id) AS session_id,
-       coalesce(b.day_ms, x.day_ms) AS day_ms, coalesce(b.book_id, x.book_id) AS book_id,
-       (coalesce(b.ms, 0) + coalesce(x.ms, 0))::BIGINT AS ms,
-       coalesce(b.provisional, false) OR coalesce(x.provisional, false) AS provisional
-FROM base b FULL JOIN extra x
-  ON x.session_id = b.session_id AND x.day_ms = b.day_ms AND x.book_id = b.book_id
+    SELECT session_id, day_ms, book_id, ms, open FROM runtime_base
+    WHERE session_id NOT IN (SELECT session_id FROM redo) AND (ms > 0 OR open)
+), merged AS (
+    SELECT coalesce(b.session_id, x.session_id) AS session_id,
+           coalesce(b.day_ms, x.day_ms) AS day_ms, coalesce(b.book_id, x.book_id) AS book_id,
+           (coalesce(b.ms, 0) + coalesce(x.ms, 0))::BIGINT AS ms,
+           coalesce(b.open, false) OR coalesce(x.open, false) AS open
+    FROM base b FULL JOIN extra x
+      ON x.session_id = b.session_id AND x.day_ms = b.day_ms AND x.book_id = b.book_id
+), stretch AS ({stretch})
+-- a line is provisional where the session's open running stretch [start, as_of) has time in
+-- its day and book, as the pieces of that merged interval would be
+SELECT m.session_id, m.day_ms, m.book_id, m.ms,
+       coalesce(m.ms > 0 AND s.start_ms < $as_of
+                AND greatest(m.day_ms, b.from_ms) < $as_of
+                AND least(m.day_ms + {day}, coalesce(b.to_ms, m.day_ms + {day})) > s.start_ms,
+                false) AS provisional,
+       m.open
+FROM merged m LEFT JOIN stretch s USING (session_id) LEFT JOIN pb_books b USING (book_id)
 """
 
 
@@ -375,7 +388,10 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
         source="SELECT * FROM extra_pieces", day_start=day_start("start_ms"),
         day_last=day_start("end_ms - 1"), day=DAY_MS, book=book_sql(con, "start_ms"),
         bounds=_book_bounds(con), inside=_inside_bounds(bounds))
-    con.execute(_RUNTIME_FIXUP.format(exact=exact, extra_days=extra_days), {"as_of": as_of_ms})
+    stretch = open_stretch_sql("SELECT session_id FROM merged WHERE open",
+                               has_thread_statuses(con))
+    con.execute(_RUNTIME_FIXUP.format(exact=exact, extra_days=extra_days, stretch=stretch,
+                                      day=DAY_MS), {"as_of": as_of_ms})
     con.execute("DROP TABLE runtime_base")
 
 
@@ -383,7 +399,7 @@ _RUNTIME_DAYS = "CREATE OR REPLACE TEMP TABLE runtime_days AS " + _RUNTIME_DAYS_
 
 _OPEN_SESSIONS = """
 CREATE OR REPLACE TEMP TABLE open_sessions AS
-SELECT DISTINCT session_id FROM runtime_days WHERE provisional
+SELECT DISTINCT session_id FROM runtime_days WHERE open
 """
 
 # The priced lines, narrow: keys, quantities and money. The `charges` view adds the

@@ -349,7 +349,8 @@ SELECT strftime(p.day, '%Y-%m'), p.day, p.session_id, s.agent_id, s.environment_
        $rate, 'USD per idle session-hour',
        CAST(sum(runtime_amount(p.duration_ms, $rate)) AS {EXACT_SQL_TYPE}),
        $book, 'what-if', bool_or(p.provisional)
-FROM (SELECT *, {_DAY} AS day FROM idle_days) p JOIN rating_sessions s USING (session_id)
+FROM (SELECT *, {_DAY} AS day FROM idle_days) p
+LEFT JOIN rating_sessions s USING (session_id)
 GROUP BY ALL
 """
 
@@ -364,7 +365,7 @@ SELECT strftime(per.day, '%Y-%m'), per.day, per.session_id, s.agent_id, s.enviro
        s.metadata, 'minimum', NULL, NULL, 'standard', 1, 'sessions', $minimum,
        'USD minimum per session', CAST($minimum - per.total AS {EXACT_SQL_TYPE}),
        $book, 'what-if', per.provisional
-FROM per JOIN rating_sessions s USING (session_id)
+FROM per LEFT JOIN rating_sessions s USING (session_id)
 WHERE per.total < $minimum
 """
 

@@ -371,3 +371,64 @@ def test_a_session_that_starts_running_exactly_at_as_of_is_open():
                 as_of=f"{DAY}T09:00:00Z")
     assert con.execute("SELECT meter, quantity, provisional FROM charges").fetchall() == [
         ("tokens", 1_000, True)]
+
+
+# --- found by a differential review against the engine before the rewrite ---------------------
+
+
+def test_threads_of_a_session_without_a_record_are_billed_at_their_models():
+    # No session record, so no model of its own: a thread on Sonnet 4.6 makes it multi-model
+    # and its requests are billed from the spans even before the snapshot.
+    #   100 x $3/M = 0.0003; 10 x $15/M = 0.00015
+    con = rated([
+        {"session_id": "s", "type": "session.thread_created", "id": "t1",
+         "processed_at": f"{DAY}T00:30:00Z", "session_thread_id": "sthr_1",
+         "agent_name": "helper", "model": {"id": "claude-sonnet-4-6"}},
+        span("s", "e1", f"{DAY}T01:00:00Z", input=100, output=10, session_thread_id="sthr_1"),
+        snapshot("s", "e2", f"{DAY}T02:00:00Z", input=100, output=10),
+    ])
+    assert token_lines(con) == {
+        ("s", "claude-sonnet-4-6", "input"): (100, Decimal("0.0003")),
+        ("s", "claude-sonnet-4-6", "output"): (10, Decimal("0.00015")),
+    }
+    assert con.execute("SELECT count(*) FROM unrated").fetchall() == [(0,)]
+
+
+def test_every_day_of_the_open_running_stretch_is_provisional():
+    # Running from Nov 1 10:00, repeated on Nov 2 10:00 (merged: one open stretch), as_of
+    # Nov 3 06:00: all three days' runtime lines are provisional, as that stretch's pieces.
+    con = rated([session_record("s", agent=agent("claude-opus-5")),
+                 status("s", "e1", "2026-11-01T10:00:00Z", "running"),
+                 status("s", "e2", "2026-11-02T10:00:00Z", "running")],
+                as_of="2026-11-03T06:00:00Z")
+    assert con.execute("SELECT day::VARCHAR, quantity, provisional FROM charges "
+                       "ORDER BY day").fetchall() == [
+        ("2026-11-01", 14 * 3_600_000, True), ("2026-11-02", 24 * 3_600_000, True),
+        ("2026-11-03", 6 * 3_600_000, True)]
+
+
+def test_a_closed_stretch_stays_final_when_running_resumes_exactly_at_as_of():
+    # Ran 01:00-02:00, resumes at as_of: that hour is final, the session is open (its tokens
+    # are provisional).
+    con = rated([session_record("s", agent=agent("claude-opus-5")),
+                 status("s", "e1", f"{DAY}T01:00:00Z", "running"),
+                 status("s", "e2", f"{DAY}T02:00:00Z", "idle"),
+                 snapshot("s", "e3", f"{DAY}T02:00:00Z", input=1_000),
+                 status("s", "e4", f"{DAY}T12:00:00Z", "running")],
+                as_of=f"{DAY}T12:00:00Z")
+    assert sorted(con.execute("SELECT meter, quantity, provisional FROM charges").fetchall()) \
+        == [("runtime", 3_600_000, False), ("tokens", 1_000, True)]
+
+
+def test_span_cache_writes_with_no_book_in_force_are_unrated_not_lost():
+    # No book before Nov 1 in this set: the request's 500 cache-write tokens are unrated at
+    # the API's default TTL (5 min), with its other tokens.
+    con = rated([session_record("s", agent=agent("claude-test-plain")),
+                 span("s", "e1", "2026-10-31T10:00:00Z", input=100, output=10, write=500,
+                      read=7)],
+                books=[book([model("claude-test-plain", "1", "5", "1.25", "2", "0.1")])])
+    assert sorted(con.execute("SELECT token_class, quantity, reason FROM unrated").fetchall()) \
+        == [("cache_read", 7, "no price book in force"),
+            ("cache_write_5m", 500, "no price book in force"),
+            ("input", 100, "no price book in force"),
+            ("output", 10, "no price book in force")]

@@ -152,6 +152,19 @@ def test_minimum_per_session_tops_up_small_sessions_only():
     assert total(con, where="session_id = 't'") == Decimal("0.50")
 
 
+def test_idle_and_minimum_lines_also_for_a_session_without_a_record():
+    # Only status events for session "n": 1 h running (0.08), 1 h idle at $0.02, topped up
+    # to $1: idle 0.02, minimum 1 - 0.10 = 0.90.
+    events = [status("n", "n1", "2026-11-03T01:00:00Z", "running"),
+              status("n", "n2", "2026-11-03T02:00:00Z", "idle"),
+              status("n", "n3", "2026-11-03T03:00:00Z", "terminated")]
+    con, _ = whatif(events, {"billing": {"idle_usd_per_hour": "0.02",
+                                         "minimum_per_session_usd": "1"}})
+    assert sorted(con.execute("SELECT meter, amount_exact FROM whatif_scenario").fetchall()) \
+        == [("idle", Decimal("0.02")), ("minimum", Decimal("0.90")),
+            ("runtime", Decimal("0.08"))]
+
+
 def test_per_started_minute_rounds_each_running_stretch_up():
     events = [session_record("g"),
               status("g", "g1", "2026-11-03T09:00:00Z", "running"),
