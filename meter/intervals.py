@@ -204,16 +204,15 @@ WITH {derived}
         UNION ALL
         SELECT session_id, status, at_ms, event_id FROM derived
         WHERE session_id IN ({sessions})
-    ), marked AS (
-        SELECT session_id, status, at_ms,
-               count(*) FILTER (WHERE status <> 'running') OVER (
-                   PARTITION BY session_id ORDER BY at_ms, event_id
-                   ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS others_after
-        FROM events
+    ), last_other AS (  -- each session's last event that is not `running`, in that order
+        SELECT session_id, max({{'at_ms': at_ms, 'event_id': event_id}}) AS k FROM events
+        WHERE status <> 'running' GROUP BY session_id
     )
-SELECT session_id, min(at_ms) AS start_ms FROM marked
-WHERE status = 'running' AND others_after = 0
-GROUP BY session_id
+SELECT e.session_id, min(e.at_ms) AS start_ms
+FROM events e LEFT JOIN last_other o USING (session_id)
+WHERE e.status = 'running'
+  AND (o.k IS NULL OR {{'at_ms': e.at_ms, 'event_id': e.event_id}} > o.k)
+GROUP BY e.session_id
 """
 
 
