@@ -408,12 +408,11 @@ CREATE OR REPLACE TEMP TABLE open_sessions AS
 SELECT DISTINCT session_id FROM runtime_days WHERE open
 """
 
-# The priced lines, narrow: keys, quantities and money. The `charges` view adds the
-# session's dimensions and the book's names on read.
 # What a charge line is priced as (its SKU): meter, model, token class, tier, unit price and
 # book. Runtime and search SKUs are numbered -2 x book - 1 and -2 x book - 2; token SKUs
-# 8 x line_key + the class's position, so charge lines compute theirs without a join.
-_CHARGE_SKUS = f"""
+# 8 x line_key + the class's position (see _TOKEN_SKUS), so charge lines compute theirs
+# without a join.
+_CHARGE_SKUS = """
 CREATE OR REPLACE TEMP TABLE charge_skus AS
 SELECT CAST(-2 * book_id - 1 AS BIGINT) AS sku, 'runtime' AS meter, NULL::VARCHAR AS model,
        NULL::VARCHAR AS token_class, 'standard' AS tier,
@@ -426,12 +425,30 @@ SELECT -2 * book_id - 2, 'web_search', NULL, NULL, 'standard',
        name, version
 FROM pb_books
 UNION ALL
-SELECT 8 * line_key + unnest([0, 1, 2, 3, 4]), 'tokens', model_id, unnest({_CLASS_LIST}), tier,
-       CAST(unnest([{", ".join(_P)}]) AS DECIMAL(38, 12)), 'tokens', 'USD per million tokens',
-       name, version
-FROM (SELECT DISTINCT line_key, book_id, model_id, tier, {", ".join(_P)} FROM token_prices
-      WHERE book_id >= 0) JOIN pb_books USING (book_id)
+SELECT sku, 'tokens', model_id, token_class, tier, CAST(unit_price AS DECIMAL(38, 12)),
+       'tokens', 'USD per million tokens', name, version
+FROM token_skus JOIN pb_books USING (book_id) WHERE sku = canonical
 """
+
+# Token SKUs: 8 x line_key + the class's position. Two price lists of one model may share a
+# class's price (e.g. fast rates that leave cache reads as they are): such SKUs are the same
+# line item, numbered by the smallest (`canonical`).
+_TOKEN_SKUS = f"""
+CREATE OR REPLACE TEMP TABLE token_skus AS
+SELECT *, min(sku) OVER (PARTITION BY book_id, model_id, tier, token_class, unit_price)
+              AS canonical
+FROM (SELECT DISTINCT 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku, book_id, model_id, tier,
+             unnest({_CLASS_LIST}) AS token_class, unnest([{", ".join(_P)}]) AS unit_price
+      FROM token_prices WHERE book_id >= 0)
+WHERE unit_price IS NOT NULL
+"""
+
+# Token lines where SKUs are shared: renumbered to the canonical SKU and summed again.
+_MERGED_TOK_LINES = """
+    SELECT u.session_id, u.day_ms, bool_or(u.provisional) AS provisional, k.canonical AS sku,
+           sum(u.quantity)::BIGINT AS quantity, any_value(u.unit_price) AS unit_price
+    FROM tok_unnested u JOIN token_skus k USING (sku)
+    GROUP BY u.session_id, u.day_ms, k.canonical"""
 
 # The priced lines, narrow: day, session, SKU, quantity and exact amount. The `charges` view
 # adds the SKU's and the session's attributes on read.
@@ -442,12 +459,13 @@ WITH tok AS (
            {", ".join(f"sum({q})::BIGINT AS {q}" for q in _Q)},
            t.session_id IN (SELECT session_id FROM open_sessions) AS provisional
     FROM token_priced t WHERE t.book_id >= 0 GROUP BY ALL
-), tok_lines AS (
+), tok_unnested AS (
     SELECT session_id, day_ms, provisional, 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku,
            unnest([{", ".join(_Q)}]) AS quantity,
            unnest([{", ".join(_P)}]) AS unit_price
     FROM tok JOIN (SELECT DISTINCT line_key, {", ".join(_P)} FROM token_prices) p
          USING (line_key)
+), tok_lines AS ({{tok_lines}}
 )
 SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
        CASE WHEN b.rt_num IS NOT NULL THEN runtime_amount_frac(ms, b.rt_num, b.rt_den)
@@ -630,8 +648,12 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
         day=day_start("u.at_ms"), book=book_sql(con, "u.at_ms"),
         prices=", ".join(f"p.{c}" for c in _P), reasons=", ".join(f"p.{c}" for c in _R)))
     con.execute(_OPEN_SESSIONS)
+    con.execute(_TOKEN_SKUS)
     con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
-    con.execute(_CHARGE_LINES.format(book=at_book))
+    shared = con.execute("SELECT count(*) FROM token_skus WHERE sku <> canonical"
+                         ).fetchall()[0][0]
+    tok_lines = _MERGED_TOK_LINES if shared else "SELECT * FROM tok_unnested"
+    con.execute(_CHARGE_LINES.format(book=at_book, tok_lines=tok_lines))
     con.execute(_CHARGE_DAYS)
     drop_relation(con, "charges")
     con.execute(CHARGES_VIEW)

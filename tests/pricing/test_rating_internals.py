@@ -432,3 +432,22 @@ def test_span_cache_writes_with_no_book_in_force_are_unrated_not_lost():
             ("cache_write_5m", 500, "no price book in force"),
             ("input", 100, "no price book in force"),
             ("output", 10, "no price book in force")]
+
+
+def test_fast_and_standard_requests_at_one_input_price_make_one_input_line():
+    # Fast rates differ from standard only in output (9 vs 5): the fast and the standard
+    # request of the day share the input SKU, so they make one input line of 150 tokens.
+    #   input 150 x $1 = 0.00015; output 10 x $9 + 10 x $5 = 0.00009 + 0.00005
+    fast = {"input": "1", "output": "9", "cache_write_5m": "1.25", "cache_write_1h": "2",
+            "cache_read": "0.1"}
+    m = model("claude-test-plain", "1", "5", "1.25", "2", "0.1", fast=fast)
+    fast_request = span("s", "e1", f"{DAY}T09:00:00Z", input=100, output=10)
+    fast_request["model_usage"]["speed"] = "fast"
+    con = rated([session_record("s", agent=agent("claude-test-plain")), fast_request,
+                 span("s", "e2", f"{DAY}T10:00:00Z", input=50, output=10)],
+                books=[book([m])])
+    assert sorted(con.execute("SELECT token_class, quantity, unit_price, amount_exact "
+                              "FROM charges").fetchall()) == [
+        ("input", 150, Decimal("1"), Decimal("0.00015")),
+        ("output", 10, Decimal("5"), Decimal("0.00005")),
+        ("output", 10, Decimal("9"), Decimal("0.00009"))]
