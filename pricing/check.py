@@ -10,6 +10,7 @@ from __future__ import annotations
 import duckdb
 
 from meter.intervals import build_pieces
+from pricing.rating import book_sql
 
 CHECK_SQL = """
 WITH last_snap AS (
@@ -30,7 +31,7 @@ WITH last_snap AS (
 ), searches AS (
     SELECT s.session_id, sum(s.quantity * b.search_usd_per_1000 * 0.001) AS amount
     FROM search_lines s JOIN last_snap l USING (session_id)
-    JOIN pb_books b ON s.at_ms >= b.from_ms AND (b.to_ms IS NULL OR s.at_ms < b.to_ms)
+    JOIN pb_books b ON b.book_id = {search_book}  -- the book rating uses
     WHERE s.at_ms <= l.at_ms GROUP BY s.session_id
 ), running AS (
     SELECT l.session_id, sum(least(i.end_ms, l.at_ms) - i.start_ms)::BIGINT AS ms
@@ -46,7 +47,7 @@ WITH last_snap AS (
     LEFT JOIN tokens t USING (session_id)
     LEFT JOIN searches s USING (session_id)
     LEFT JOIN running r USING (session_id)
-    LEFT JOIN pb_books b ON l.at_ms >= b.from_ms AND (b.to_ms IS NULL OR l.at_ms < b.to_ms)
+    LEFT JOIN pb_books b ON b.book_id = {snapshot_book}
 )
 SELECT session_id, at_ms AS snapshot_ms,
        CAST(list_cost_cents AS DECIMAL(38,2)) * 0.01 AS provider_usd,
@@ -69,4 +70,6 @@ def list_cost_check(
     anything beyond `tolerance_usd`, or any unrated usage, is flagged.
     """
     build_pieces(con, as_of_ms, table="check_pieces")
-    return con.sql(CHECK_SQL, params={"as_of": as_of_ms, "tolerance": tolerance_usd})
+    sql = CHECK_SQL.format(search_book=book_sql(con, "s.at_ms"),
+                           snapshot_book=book_sql(con, "l.at_ms"))
+    return con.sql(sql, params={"as_of": as_of_ms, "tolerance": tolerance_usd})
