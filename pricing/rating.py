@@ -203,17 +203,14 @@ UNION ALL
 -- requests: standard lines where billed from spans; and for requests above the model's
 -- long-context threshold a second line carrying the premium over standard (also where
 -- snapshots carry the standard quantities: they cannot tell the requests apart)
--- One usage line per session x thread x day x book x model x effective speed x tier x side of
--- the last snapshot, whatever the speed said on the requests or their long-context bucket.
-SELECT session_id, thread_id, min(at_ms), model_raw, speed, us, tier, 'span',
-       sum(q_input)::BIGINT, sum(q_output)::BIGINT, sum(q_5m)::BIGINT, sum(q_1h)::BIGINT,
-       sum(q_read)::BIGINT
-FROM (SELECT l.*, CASE WHEN l.lc_bucket = 0 THEN 'standard' ELSE 'long_context' END AS tier
-      FROM span_lines l
-      LEFT JOIN lc_models c
-        ON l.lc_bucket > 0 AND c.book_id = l.book_id AND c.model_raw = l.model_raw
-      WHERE (l.lc_bucket = 0 AND l.billed) OR l.lc_bucket > c.k)
-GROUP BY session_id, thread_id, model_raw, speed, us, tier, book_id, day_ms, after_last
+-- (a request group per speed said on the requests and per long-context bucket: pricing sums
+-- them per charge line; what-if levers first merge them per usage line, see _USAGE_LINE_KEY)
+SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us,
+       CASE WHEN l.lc_bucket = 0 THEN 'standard' ELSE 'long_context' END, 'span',
+       l.q_input, l.q_output, l.q_5m, l.q_1h, l.q_read
+FROM span_lines l
+LEFT JOIN lc_models c ON l.lc_bucket > 0 AND c.book_id = l.book_id AND c.model_raw = l.model_raw
+WHERE (l.lc_bucket = 0 AND l.billed) OR l.lc_bucket > c.k
 """
 
 # Each (book, model spelling, fast?, tier, US?) that occurs is priced once: a unit price and,

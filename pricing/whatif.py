@@ -35,6 +35,8 @@ from pricing.money import EXACT_SQL_TYPE, install_sql_macros, round_cents
 from pricing.pricebook import PriceBook, canonical_model_id
 from pricing.rating import (
     RatingOptions,
+    book_sql,
+    day_start,
     drop_relation,
     load_books,
     prepare_usage,
@@ -315,9 +317,25 @@ WHERE status = 'running' AND duration_ms > 0
 """
 
 
+# Levers that round per usage line see one row per session x thread x day x book x model x
+# speed x tier x source (rating keeps requests apart by the speed they said and by their
+# long-context bucket, which only pricing's sums need), dated at its first usage.
+_USAGE_LINE_KEY = """
+CREATE OR REPLACE TEMP TABLE usage_lines AS
+SELECT session_id, thread_id, min(at_ms) AS at_ms, model_raw, speed, us, tier, source,
+       sum(q_input)::BIGINT AS q_input, sum(q_output)::BIGINT AS q_output,
+       sum(q_5m)::BIGINT AS q_5m, sum(q_1h)::BIGINT AS q_1h, sum(q_read)::BIGINT AS q_read
+FROM usage_lines
+GROUP BY session_id, thread_id, model_raw, speed, us, tier, source,
+         CASE WHEN source = 'snapshot' THEN at_ms END, {day}, {book}
+"""
+
+
 def _apply_usage(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                  scenario: Scenario, notes: list[str]) -> None:
     usage = scenario.usage
+    if usage.move or usage.cache_hit_rate_percent is not None:
+        con.execute(_USAGE_LINE_KEY.format(day=day_start("at_ms"), book=book_sql(con, "at_ms")))
     for move in usage.move:
         con.execute(_MOVE, {"names": _model_names(books, move.from_model),
                             "share": move.percent / 100, "to": move.to_model,

@@ -18,7 +18,7 @@ from pricing.pricebook import load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.scenario import ScenarioError, load_scenario, parse_scenario
 from pricing.whatif import compare, period_months, run_whatif
-from tests.conftest import ms, session_record, status
+from tests.conftest import ms, session_record, span, status
 from tests.pricing.test_rating import SESSIONS, agent, snapshot, worked_example
 
 BOOKS = load_pricebooks()
@@ -198,6 +198,20 @@ def test_move_half_of_a_models_traffic_with_a_token_multiplier():
     assert total(con, where="model = 'claude-opus-5'") == Decimal("0.3125")
     assert total(con, where="model = 'claude-sonnet-5'") == Decimal("0.15")
     assert total(con) == Decimal("0.5425")
+
+
+def test_a_move_rounds_once_per_usage_line_not_per_request_group():
+    # Two requests of 1 input token on Opus 5 the same day, one saying its speed and one not:
+    # one usage line of 2 tokens, half of which (1) moves to Sonnet 5; rounding each request
+    # (0.5 -> 1, half away from zero) would move both.
+    said = span("m", "m1", "2026-11-03T09:00:00Z", input=1)
+    said["model_usage"]["speed"] = "standard"
+    events = [session_record("m"), said, span("m", "m2", "2026-11-03T10:00:00Z", input=1)]
+    con, _ = whatif(events, {"usage": {"move": [
+        {"from_model": "claude-opus-5", "to_model": "claude-sonnet-5", "percent": 50}]}})
+    assert sorted(con.execute("SELECT model, quantity FROM whatif_scenario "
+                              "WHERE meter = 'tokens'").fetchall()) == [
+        ("claude-opus-5", 1), ("claude-sonnet-5", 1)]
 
 
 def test_moving_to_a_model_without_a_price_is_reported_unrated():
