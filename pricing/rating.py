@@ -322,11 +322,13 @@ WITH ends AS (
     GROUP BY session_id
 ), ordered AS (
     SELECT session_id, status = 'running' AS running, at_ms AS start_ms,
-           lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms) AS next_ms
+           lead(at_ms) OVER w AS next_ms, lag(status = 'running') OVER w AS after_running
     FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
+    WINDOW w AS (PARTITION BY session_id ORDER BY at_ms)
 ), pieces AS (
     SELECT o.session_id, o.running, o.start_ms, coalesce(o.next_ms, $as_of) AS end_ms,
            o.next_ms IS NULL AS provisional, o.next_ms = o.start_ms AS tied,
+           o.running AND NOT coalesce(o.after_running, false) AS run_start,
            {{cut}} AS cut_ms
     FROM ordered o LEFT JOIN ends e USING (session_id)
     -- a running piece never starts at or after the terminal instant (terminal rows win there)
@@ -337,6 +339,7 @@ SELECT session_id, {{day}} AS day_ms, {{book}} AS book_id,
        coalesce(sum(least(end_ms, cut_ms) - start_ms) FILTER (WHERE running), 0)::BIGINT AS ms,
        coalesce(bool_or(provisional) FILTER (WHERE running), false) AS open,
        bool_or(tied) AS tied,
+       max(start_ms) FILTER (WHERE run_start) AS run_start,  -- the latest running stretch's
        list({{{{'start_ms': cut_ms, 'end_ms': end_ms, 'provisional': provisional}}}})
            FILTER (WHERE running AND end_ms > cut_ms) AS overflow
 FROM pieces GROUP BY ALL
@@ -385,14 +388,22 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
     con.execute(_RUNTIME_ONE_PASS.format(cut=cut, day=day_start("start_ms"),
                                          book=book_sql(con, "start_ms")),
                 {"as_of": as_of_ms})
-    exact = exact_pieces_sql("SELECT session_id FROM redo", has_thread_statuses(con))
+    threads = has_thread_statuses(con)
+    exact = exact_pieces_sql("SELECT session_id FROM redo", threads)
     extra_days = _RUNTIME_DAYS_QUERY.format(
         source="SELECT * FROM extra_pieces", day_start=day_start("start_ms"),
         day_last=day_start("end_ms - 1"), day=DAY_MS, book=book_sql(con, "start_ms"),
         bounds=_book_bounds(con), inside=_inside_bounds(bounds))
-    stretch = open_stretch_sql("SELECT session_id FROM runtime_base WHERE open "
-                               "UNION SELECT session_id FROM extra WHERE open",
-                               has_thread_statuses(con))
+    # the open stretch's start: from the one pass where it was exact, else recomputed
+    stretch = """SELECT session_id, max(run_start) AS start_ms FROM runtime_base
+                 WHERE session_id IN (SELECT session_id FROM runtime_base WHERE open)
+                   AND session_id NOT IN (SELECT session_id FROM redo)
+                 GROUP BY session_id"""
+    tied = con.execute("SELECT count(*) FROM runtime_base WHERE tied").fetchall()[0][0]
+    if tied or threads:
+        stretch += " UNION ALL SELECT * FROM (" + open_stretch_sql(
+            "SELECT session_id FROM redo UNION SELECT session_id FROM extra WHERE open "
+            "AND session_id NOT IN (SELECT session_id FROM runtime_base)", threads) + ")"
     con.execute(_RUNTIME_FIXUP.format(exact=exact, extra_days=extra_days, stretch=stretch,
                                       day=DAY_MS), {"as_of": as_of_ms})
     con.execute("DROP TABLE runtime_base")
