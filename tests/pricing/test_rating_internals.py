@@ -277,6 +277,21 @@ def test_long_context_in_a_multi_model_session_follows_each_threads_model():
 
 # --- named threads are priced at their own model -----------------------------------------------
 
+ROSTER = [{"name": "lead", "model": "claude-opus-5"},
+          {"name": "helper", "model": {"id": "claude-sonnet-4-6"}}]
+
+
+def coordinator_with_helper_thread(sid, **thread_model):
+    """A session on Opus 5 with ROSTER, and its thread sthr_h of agent `helper` created at
+    09:00 (`model=` on the event if given)."""
+    return [
+        session_record(sid, agent=agent("claude-opus-5",
+                                        multiagent={"type": "coordinator", "agents": ROSTER})),
+        {"session_id": sid, "type": "session.thread_created", "id": "t1",
+         "processed_at": f"{DAY}T09:00:00Z", "session_thread_id": "sthr_h",
+         "agent_name": "helper", **thread_model},
+    ]
+
 
 def test_thread_requests_use_the_thread_model_beside_main_thread_requests_of_the_same_day():
     # Session on Opus 5; thread sthr_h created with Haiku 4.5 named on the event (a dated id),
@@ -284,14 +299,8 @@ def test_thread_requests_use_the_thread_model_beside_main_thread_requests_of_the
     #   Opus 5 (main): 200,000 x $5 = 1.00; 10,000 x $25 = 0.25
     #   Haiku 4.5 (thread): 300,000 x $1 = 0.30; 20,000 x $5 = 0.10
     # The snapshot repeats the sum of both; in a multi-model session it adds nothing.
-    roster = [{"name": "lead", "model": "claude-opus-5"},
-              {"name": "helper", "model": {"id": "claude-sonnet-4-6"}}]
     con = rated([
-        session_record("s", agent=agent("claude-opus-5",
-                                        multiagent={"type": "coordinator", "agents": roster})),
-        {"session_id": "s", "type": "session.thread_created", "id": "t1",
-         "processed_at": f"{DAY}T09:00:00Z", "session_thread_id": "sthr_h",
-         "agent_name": "helper", "model": {"id": "claude-haiku-4-5-20251001"}},
+        *coordinator_with_helper_thread("s", model={"id": "claude-haiku-4-5-20251001"}),
         span("s", "e1", f"{DAY}T09:00:01Z", input=200_000, output=10_000),
         span("s", "e2", f"{DAY}T09:00:02Z", input=300_000, output=20_000,
              session_thread_id="sthr_h"),
@@ -308,14 +317,8 @@ def test_thread_requests_use_the_thread_model_beside_main_thread_requests_of_the
 def test_thread_model_from_the_roster_when_the_event_names_none():
     # thread_created names only the agent: its model comes from the session's roster.
     #   Opus 5 main: 100,000 x $5 = 0.5; Sonnet 4.6 thread: 100,000 x $3 = 0.3
-    roster = [{"name": "lead", "model": "claude-opus-5"},
-              {"name": "helper", "model": {"id": "claude-sonnet-4-6"}}]
     con = rated([
-        session_record("s", agent=agent("claude-opus-5",
-                                        multiagent={"type": "coordinator", "agents": roster})),
-        {"session_id": "s", "type": "session.thread_created", "id": "t1",
-         "processed_at": f"{DAY}T09:00:00Z", "session_thread_id": "sthr_h",
-         "agent_name": "helper"},
+        *coordinator_with_helper_thread("s"),
         span("s", "e1", f"{DAY}T09:00:01Z", input=100_000),
         span("s", "e2", f"{DAY}T09:00:02Z", input=100_000, session_thread_id="sthr_h"),
     ])
