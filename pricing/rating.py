@@ -390,10 +390,7 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
                 {"as_of": as_of_ms})
     threads = has_thread_statuses(con)
     exact = exact_pieces_sql("SELECT session_id FROM redo", threads)
-    extra_days = _RUNTIME_DAYS_QUERY.format(
-        source="SELECT * FROM extra_pieces", day_start=day_start("start_ms"),
-        day_last=day_start("end_ms - 1"), day=DAY_MS, book=book_sql(con, "start_ms"),
-        bounds=_book_bounds(con), inside=_inside_bounds(bounds))
+    extra_days = runtime_days_query(con, "SELECT * FROM extra_pieces")
     # the open stretch's start: from the one pass where it was exact, else recomputed
     stretch = """SELECT session_id, max(run_start) AS start_ms FROM runtime_base
                  WHERE session_id IN (SELECT session_id FROM runtime_base WHERE open)
@@ -408,8 +405,6 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
                                       day=DAY_MS), {"as_of": as_of_ms})
     con.execute("DROP TABLE runtime_base")
 
-
-_RUNTIME_DAYS = "CREATE OR REPLACE TEMP TABLE runtime_days AS " + _RUNTIME_DAYS_QUERY
 
 _OPEN_SESSIONS = """
 CREATE OR REPLACE TEMP TABLE open_sessions AS
@@ -564,14 +559,15 @@ def _book_bound_list(con: duckdb.DuckDBPyConnection) -> list[int]:
             .fetchall()]
 
 
-def _inside_bounds(bounds: list[int]) -> str:
-    """SQL: whether a piece [start_ms, end_ms) has a book boundary strictly inside it."""
-    return " OR ".join(f"(start_ms < {b} AND end_ms > {b})" for b in bounds) or "false"
-
-
-def _book_bounds(con: duckdb.DuckDBPyConnection) -> str:
-    """SQL list of every instant at which the book in force may change."""
-    return "[" + ", ".join(str(b) for b in _book_bound_list(con)) + "]::BIGINT[]"
+def runtime_days_query(con: duckdb.DuckDBPyConnection, source: str) -> str:
+    """SQL of runtime_days' rows from query `source` (rows of session_id, status, start_ms,
+    end_ms, provisional), cut at the loaded books' boundaries and at UTC midnights."""
+    bounds = _book_bound_list(con)
+    return _RUNTIME_DAYS_QUERY.format(
+        source=source, day_start=day_start("start_ms"), day_last=day_start("end_ms - 1"),
+        day=DAY_MS, book=book_sql(con, "start_ms"),
+        bounds="[" + ", ".join(map(str, bounds)) + "]::BIGINT[]",
+        inside=" OR ".join(f"(start_ms < {b} AND end_ms > {b})" for b in bounds) or "false")
 
 
 def prepare_usage(
@@ -638,12 +634,8 @@ def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
 
 
 def runtime_days_sql(con: duckdb.DuckDBPyConnection, source: str) -> str:
-    """SQL rebuilding `runtime_days` from query `source` (rows of session_id, status,
-    start_ms, end_ms, provisional), cut at the loaded books' boundaries."""
-    return _RUNTIME_DAYS.format(
-        source=source, day_start=day_start("start_ms"), day_last=day_start("end_ms - 1"),
-        day=DAY_MS, book=book_sql(con, "start_ms"), bounds=_book_bounds(con),
-        inside=_inside_bounds(_book_bound_list(con)))
+    """SQL rebuilding `runtime_days` from query `source` (see runtime_days_query)."""
+    return "CREATE OR REPLACE TEMP TABLE runtime_days AS " + runtime_days_query(con, source)
 
 
 def price_usage(con: duckdb.DuckDBPyConnection) -> None:
