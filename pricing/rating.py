@@ -365,16 +365,13 @@ base AS (
            coalesce(b.open, false) OR coalesce(x.open, false) AS open
     FROM base b FULL JOIN extra x
       ON x.session_id = b.session_id AND x.day_ms = b.day_ms AND x.book_id = b.book_id
-), stretch AS ({stretch})
--- a line is provisional where the session's open running stretch [start, as_of) has time in
--- its day and book, as the pieces of that merged interval would be
+), stretch AS ({stretch}
+), stretch_days AS ({stretch_days})
+-- a line is provisional where the session's open running stretch [start, as_of), cut as any
+-- running time is, has time in its day and book (as that merged interval's pieces would)
 SELECT m.session_id, m.day_ms, m.book_id, m.ms,
-       coalesce(m.ms > 0 AND s.start_ms < $as_of
-                AND greatest(m.day_ms, b.from_ms) < $as_of
-                AND least(m.day_ms + {day}, coalesce(b.to_ms, m.day_ms + {day})) > s.start_ms,
-                false) AS provisional,
-       m.open
-FROM merged m LEFT JOIN stretch s USING (session_id) LEFT JOIN pb_books b USING (book_id)
+       m.ms > 0 AND coalesce(d.ms > 0, false) AS provisional, m.open
+FROM merged m LEFT JOIN stretch_days d USING (session_id, day_ms, book_id)
 """
 
 
@@ -399,10 +396,15 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
     tied = con.execute("SELECT count(*) FROM runtime_base WHERE tied").fetchall()[0][0]
     if tied or threads:
         stretch += " UNION ALL SELECT * FROM (" + open_stretch_sql(
-            "SELECT session_id FROM redo UNION SELECT session_id FROM extra WHERE open "
-            "AND session_id NOT IN (SELECT session_id FROM runtime_base)", threads) + ")"
+            # open ones only: the stretch query does not know terminal events
+            "SELECT session_id FROM extra WHERE open AND (session_id IN (SELECT session_id "
+            "FROM redo) OR session_id NOT IN (SELECT session_id FROM runtime_base))",
+            threads) + ")"
+    stretch_days = runtime_days_query(
+        con, "SELECT session_id, 'running' AS status, start_ms, $as_of AS end_ms, "
+             "true AS provisional FROM stretch WHERE start_ms < $as_of")
     con.execute(_RUNTIME_FIXUP.format(exact=exact, extra_days=extra_days, stretch=stretch,
-                                      day=DAY_MS), {"as_of": as_of_ms})
+                                      stretch_days=stretch_days), {"as_of": as_of_ms})
     con.execute("DROP TABLE runtime_base")
 
 

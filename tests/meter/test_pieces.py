@@ -228,7 +228,7 @@ def _running_per_day(con, source):
         GROUP BY ALL""").fetchall())
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(history=histories())
 def test_pieces_give_the_merged_intervals_running_ms_and_provisional_flags(history):
     rows, as_of = history
@@ -301,3 +301,38 @@ def test_generated_histories_do_contain_ties_threads_and_late_events():
 
     collect()
     assert all(seen.values()), seen
+
+
+def test_time_before_the_first_book_is_not_provisional_when_the_open_stretch_starts_after():
+    # Running 20:00-22:00 before the first book (from 22:00), then idle and running again in
+    # one ms at 22:00: only the stretch from 22:00 is open. Found by the property above.
+    t = ms("2026-11-03T20:00:00.000Z")
+    rows = [["sevt_1", "sesn_1", None, "running", t, None],
+            ["sevt_2", "sesn_1", None, "idle", t + 7_200_000, None],
+            ["sevt_3", "sesn_1", None, "running", t + 7_200_000, None]]
+    con = connect(":memory:")
+    con.execute("INSERT INTO status_events VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * 3),
+                [v for r in rows for v in r])
+    load_books(con, BOOKS)
+    stage_runtime(con, t + 7_200_001)
+    day = ms("2026-11-03T00:00:00.000Z")
+    assert con.execute("SELECT day_ms, book_id, ms, provisional, open FROM runtime_days "
+                       "ORDER BY ALL").fetchall() == [
+        (day, -1, 7_200_000, False, False), (day, 0, 1, True, True)]
+
+
+def test_a_session_terminated_in_the_ms_it_resumes_running_is_not_provisional():
+    # Running at t (three repeats), then 'terminated' and 'running' in one ms at t+1, the
+    # terminal event first by id: the session ended at t+1, nothing is open. Found by the
+    # property above.
+    t = ms("2026-11-03T20:00:00.000Z")
+    rows = [[f"sevt_{i}", "sesn_1", None, "running", t, None] for i in range(3)]
+    rows += [["sevt_3", "sesn_1", None, "terminated", t + 1, None],
+             ["sevt_4", "sesn_1", None, "running", t + 1, None]]
+    con = connect(":memory:")
+    con.execute("INSERT INTO status_events VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * 5),
+                [v for r in rows for v in r])
+    load_books(con, BOOKS)
+    stage_runtime(con, t + 2)
+    assert con.execute("SELECT ms, provisional, open FROM runtime_days").fetchall() == [
+        (1, False, False)]
