@@ -310,102 +310,98 @@ SELECT session_id, {day_start} AS day_ms, {book} AS book_id,
 FROM cut GROUP BY ALL
 """
 
-# The same runtime_days from the status events in one pass, for the full rating: one sort by
-# processed_at; each running piece adds its ms up to the next midnight or book boundary to its
-# start's day and book; what lies beyond (pieces crossing one, listed as `overflow`) and
-# sessions with two events in one millisecond (`tied`) are finished by _RUNTIME_FIXUP.
-_RUNTIME_ONE_PASS = f"""
-CREATE OR REPLACE TEMP TABLE runtime_base AS
-WITH ends AS (
-    SELECT session_id, min(at_ms) AS terminal_ms FROM status_events
-    WHERE thread_id IS NULL AND at_ms <= $as_of AND status IN {TERMINAL}
-    GROUP BY session_id
-), ordered AS (
-    SELECT session_id, status = 'running' AS running, at_ms AS start_ms,
-           lead(at_ms) OVER w AS next_ms, lag(status = 'running') OVER w AS after_running
+# The same runtime_days from the status events, for the full rating, without sorting them all:
+# each session's events are gathered into one list (a hash aggregate) and that small list is
+# sorted. An event is packed as at_ms x 4 + a code (0 other, 1 running, 2 terminal), so that
+# one BIGINT sort orders a session's events by time; the list is cut after its first terminal
+# event (what follows is never billed). Each running event starts a piece ending at the next
+# event (or as_of); a session whose last event is running is open, and the pieces of its last
+# running stretch are provisional. Sessions with two events in one millisecond (`tied`: their
+# order is by event id) and thread-only sessions are left to meter.intervals' exact pieces.
+# `simple`: all of the session's time lies in one UTC day and one book (most sessions), so its
+# one runtime_days row is summed in the list, without unnesting it.
+_RUNTIME_LISTS = f"""
+CREATE OR REPLACE TEMP TABLE runtime_lists AS
+WITH gathered AS (
+    SELECT session_id, list_sort(list(at_ms * 4 + CASE WHEN status = 'running' THEN 1
+                                                       WHEN status IN {TERMINAL} THEN 2
+                                                       ELSE 0 END)) AS ev
     FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
-    WINDOW w AS (PARTITION BY session_id ORDER BY at_ms)
-), pieces AS (
-    SELECT o.session_id, o.running, o.start_ms, coalesce(o.next_ms, $as_of) AS end_ms,
-           o.next_ms IS NULL AS provisional, o.next_ms = o.start_ms AS tied,
-           o.running AND NOT coalesce(o.after_running, false) AS run_start,
-           {{cut}} AS cut_ms
-    FROM ordered o LEFT JOIN ends e USING (session_id)
-    -- a running piece never starts at or after the terminal instant (terminal rows win there)
-    WHERE (o.running OR o.next_ms = o.start_ms)
-      AND (e.terminal_ms IS NULL OR o.start_ms < e.terminal_ms)
+    GROUP BY session_id
+), live AS (
+    SELECT session_id, CASE WHEN t > 0 THEN ev[1:t] ELSE ev END AS ev
+    FROM (SELECT *, list_position(list_transform(ev, lambda e: e & 3 = 2), true) AS t
+          FROM gathered)
+), flagged AS (
+    SELECT session_id, ev,
+           coalesce(list_bool_or(list_transform(ev[2:], lambda e, i: e >> 2 = ev[i] >> 2)),
+                    false) AS tied,
+           ev[-1] & 3 = 1 AS open,
+           -- the open stretch: the events after the last one that is not running
+           1 + coalesce(list_max(list_transform(
+                   ev, lambda e, i: CASE WHEN e & 3 <> 1 THEN i END)), 0) AS stretch_from,
+           ev[1] >> 2 AS first_ms,
+           CASE WHEN ev[-1] & 3 = 1 THEN $as_of ELSE ev[-1] >> 2 END AS last_ms
+    FROM live
 )
-SELECT session_id, {{day}} AS day_ms, {{book}} AS book_id,
-       coalesce(sum(least(end_ms, cut_ms) - start_ms) FILTER (WHERE running), 0)::BIGINT AS ms,
-       coalesce(bool_or(provisional) FILTER (WHERE running), false) AS open,
-       bool_or(tied) AS tied,
-       max(start_ms) FILTER (WHERE run_start) AS run_start,  -- the latest running stretch's
-       list({{{{'start_ms': cut_ms, 'end_ms': end_ms, 'provisional': provisional}}}})
-           FILTER (WHERE running AND end_ms > cut_ms) AS overflow
-FROM pieces GROUP BY ALL
+SELECT *, {{day_first}} = {{day_last}} AND NOT ({{inside}}) AS simple FROM flagged
 """
 
-_RUNTIME_FIXUP = """
-CREATE OR REPLACE TEMP TABLE runtime_days AS
-WITH redo AS (SELECT DISTINCT session_id FROM runtime_base WHERE tied),
-extra_pieces AS (
-    SELECT session_id, 'running' AS status, o.start_ms, o.end_ms, o.provisional
-    FROM (SELECT session_id, unnest(overflow) AS o FROM runtime_base
-          WHERE overflow IS NOT NULL AND session_id NOT IN (SELECT session_id FROM redo))
-    UNION ALL
-    SELECT session_id, status, start_ms, end_ms, provisional FROM ({exact})
-), extra AS ({extra_days}),
-base AS (
-    SELECT session_id, day_ms, book_id, ms, open FROM runtime_base
-    WHERE session_id NOT IN (SELECT session_id FROM redo) AND (ms > 0 OR open)
-), merged AS (
-    SELECT coalesce(b.session_id, x.session_id) AS session_id,
-           coalesce(b.day_ms, x.day_ms) AS day_ms, coalesce(b.book_id, x.book_id) AS book_id,
-           (coalesce(b.ms, 0) + coalesce(x.ms, 0))::BIGINT AS ms,
-           coalesce(b.open, false) OR coalesce(x.open, false) AS open
-    FROM base b FULL JOIN extra x
-      ON x.session_id = b.session_id AND x.day_ms = b.day_ms AND x.book_id = b.book_id
-), stretch AS ({stretch}
-), stretch_days AS ({stretch_days})
--- a line is provisional where the session's open running stretch [start, as_of), cut as any
--- running time is, has time in its day and book (as that merged interval's pieces would)
-SELECT m.session_id, m.day_ms, m.book_id, m.ms,
-       m.ms > 0 AND coalesce(d.ms > 0, false) AS provisional, m.open
-FROM merged m LEFT JOIN stretch_days d USING (session_id, day_ms, book_id)
+# runtime_days rows of the simple sessions: one each, where anything ran or the session is open.
+_SIMPLE_DAYS = """
+SELECT session_id, day_ms, book_id, ms, provisional, open FROM (
+    SELECT session_id, {day} AS day_ms, {book} AS book_id,
+           list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
+               THEN coalesce(ev[i + 1] >> 2, $as_of) - (e >> 2) ELSE 0 END))::BIGINT AS ms,
+           -- the open stretch runs from its first event to as_of without a break
+           open AND $as_of > ev[stretch_from] >> 2 AS provisional, open
+    FROM runtime_lists WHERE simple AND NOT tied)
+WHERE ms > 0 OR open
+"""
+
+# Running pieces of the other sessions, for runtime_days_query to cut and sum.
+_LIST_PIECES = """
+SELECT session_id, 'running' AS status, e >> 2 AS start_ms, coalesce(nx >> 2, $as_of) AS end_ms,
+       open AND i >= stretch_from AS provisional
+FROM (SELECT session_id, open, stretch_from, unnest(ev) AS e, unnest(ev[2:] || [NULL]) AS nx,
+             unnest(range(1, len(ev) + 1)) AS i
+      FROM runtime_lists WHERE NOT simple AND NOT tied)
+WHERE e & 3 = 1
+"""
+
+# The exact pieces of the sessions the lists leave out, provisional through the open stretch
+# (a running piece of positive length that starts at or after the stretch's first event is in
+# it: whatever shares that millisecond before it in event-id order ends there).
+_EXACT_RUNNING = """
+SELECT p.session_id, p.status, p.start_ms, p.end_ms,
+       coalesce(p.start_ms >= s.start_ms, false) AS provisional
+FROM exact_pieces p LEFT JOIN ({stretch}) s USING (session_id)
+WHERE p.status = 'running'
 """
 
 
 def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
-    """`runtime_days` from the status events, as `runtime_days_sql` over the billing pieces
-    computes it, in one sort (see _RUNTIME_ONE_PASS)."""
+    """`runtime_days` from the status events, as `runtime_days_sql` over the merged intervals
+    computes it, gathering each session's events rather than sorting them all (see
+    _RUNTIME_LISTS)."""
+    params = {"as_of": as_of_ms}
     bounds = _book_bound_list(con)
-    next_bound = ("CASE " + " ".join(f"WHEN o.start_ms < {b} THEN {b}" for b in bounds)
-                  + f" ELSE {2**62} END") if bounds else str(2**62)
-    cut = f"least({day_start('o.start_ms')} + {DAY_MS}, {next_bound})"
-    con.execute(_RUNTIME_ONE_PASS.format(cut=cut, day=day_start("start_ms"),
-                                         book=book_sql(con, "start_ms")),
-                {"as_of": as_of_ms})
+    con.execute(_RUNTIME_LISTS.format(
+        day_first=day_start("first_ms"), day_last=day_start("last_ms - 1"),
+        inside=" OR ".join(f"(first_ms < {b} AND last_ms > {b})" for b in bounds) or "false"),
+        params)
     threads = has_thread_statuses(con)
-    exact = exact_pieces_sql("SELECT session_id FROM redo", threads)
-    extra_days = runtime_days_query(con, "SELECT * FROM extra_pieces")
-    # the open stretch's start: from the one pass where it was exact, else recomputed
-    stretch = """SELECT session_id, max(run_start) AS start_ms FROM runtime_base
-                 WHERE session_id IN (SELECT session_id FROM runtime_base WHERE open)
-                   AND session_id NOT IN (SELECT session_id FROM redo)
-                 GROUP BY session_id"""
-    tied = con.execute("SELECT count(*) FROM runtime_base WHERE tied").fetchall()[0][0]
-    if tied or threads:
-        stretch += " UNION ALL SELECT * FROM (" + open_stretch_sql(
-            # open ones only: the stretch query does not know terminal events
-            "SELECT session_id FROM extra WHERE open AND (session_id IN (SELECT session_id "
-            "FROM redo) OR session_id NOT IN (SELECT session_id FROM runtime_base))",
-            threads) + ")"
-    stretch_days = runtime_days_query(
-        con, "SELECT session_id, 'running' AS status, start_ms, $as_of AS end_ms, "
-             "true AS provisional FROM stretch WHERE start_ms < $as_of")
-    con.execute(_RUNTIME_FIXUP.format(exact=exact, extra_days=extra_days, stretch=stretch,
-                                      stretch_days=stretch_days), {"as_of": as_of_ms})
-    con.execute("DROP TABLE runtime_base")
+    pieces = _LIST_PIECES
+    if threads or con.execute("SELECT count(*) FROM runtime_lists WHERE tied").fetchall()[0][0]:
+        exact = exact_pieces_sql("SELECT session_id FROM runtime_lists WHERE tied", threads)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE exact_pieces AS {exact}", params)
+        stretch = open_stretch_sql("SELECT session_id FROM exact_pieces "
+                                   "WHERE provisional AND status = 'running'", threads)
+        pieces += "UNION ALL" + _EXACT_RUNNING.format(stretch=stretch)
+    simple = _SIMPLE_DAYS.format(day=day_start("first_ms"), book=book_sql(con, "first_ms"))
+    con.execute(runtime_days_sql(con, pieces) + " UNION ALL " + simple, params)
+    con.execute("DROP TABLE runtime_lists")
+    con.execute("DROP TABLE IF EXISTS exact_pieces")
 
 
 _OPEN_SESSIONS = """
