@@ -125,6 +125,7 @@ _CLASS_LIST = "[" + ", ".join(f"'{c}'" for c in CLASSES) + "]"
 _Q = ("q_input", "q_output", "q_5m", "q_1h", "q_read")  # usage_lines' quantity columns
 _P = ("p_input", "p_output", "p_5m", "p_1h", "p_read")  # token_prices' unit price columns
 _R = ("r_input", "r_output", "r_5m", "r_1h", "r_read")  # token_prices' unrated reasons
+_A = ("a_input", "a_output", "a_5m", "a_1h", "a_read")  # token_lines' exact amounts
 
 DAY_MS = 86_400_000
 
@@ -325,21 +326,22 @@ CREATE OR REPLACE TEMP TABLE runtime_lists AS
 WITH gathered AS (
     SELECT session_id, list_sort(list(at_ms * 4 + CASE WHEN status = 'running' THEN 1
                                                        WHEN status IN {TERMINAL} THEN 2
-                                                       ELSE 0 END)) AS ev
+                                                       ELSE 0 END)) AS ev,
+           min(at_ms) FILTER (WHERE status IN {TERMINAL}) * 4 + 2 AS terminal
     FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
     GROUP BY session_id
-), live AS (
-    SELECT session_id, CASE WHEN t > 0 THEN ev[1:t] ELSE ev END AS ev
-    FROM (SELECT *, list_position(list_transform(ev, lambda e: e & 3 = 2), true) AS t
-          FROM gathered)
+), live AS (  -- (nearly always the terminal event is the last one: nothing to cut)
+    SELECT session_id, CASE WHEN terminal IS NULL OR ev[-1] = terminal THEN ev
+                            ELSE list_filter(ev, lambda e: e <= terminal) END AS ev
+    FROM gathered
 ), flagged AS (
     SELECT session_id, ev,
            coalesce(list_bool_or(list_transform(ev[2:], lambda e, i: e >> 2 = ev[i] >> 2)),
                     false) AS tied,
            ev[-1] & 3 = 1 AS open,
            -- the open stretch: the events after the last one that is not running
-           1 + coalesce(list_max(list_transform(
-                   ev, lambda e, i: CASE WHEN e & 3 <> 1 THEN i END)), 0) AS stretch_from,
+           CASE WHEN ev[-1] & 3 = 1 THEN 1 + coalesce(list_max(list_transform(
+                    ev, lambda e, i: CASE WHEN e & 3 <> 1 THEN i END)), 0) END AS stretch_from,
            ev[1] >> 2 AS first_ms,
            CASE WHEN ev[-1] & 3 = 1 THEN $as_of ELSE ev[-1] >> 2 END AS last_ms
     FROM live
@@ -347,16 +349,17 @@ WITH gathered AS (
 SELECT *, {{day_first}} = {{day_last}} AND NOT ({{inside}}) AS simple FROM flagged
 """
 
-# runtime_days rows of the simple sessions: one each, where anything ran or the session is open.
+# runtime_days rows of the simple sessions: one each, where anything ran or the session is open
+# (the same thing, with no two events in one millisecond: every running event but an open
+# session's last has a later one).
 _SIMPLE_DAYS = """
-SELECT session_id, day_ms, book_id, ms, provisional, open FROM (
-    SELECT session_id, {day} AS day_ms, {book} AS book_id,
-           list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
-               THEN coalesce(ev[i + 1] >> 2, $as_of) - (e >> 2) ELSE 0 END))::BIGINT AS ms,
-           -- the open stretch runs from its first event to as_of without a break
-           open AND $as_of > ev[stretch_from] >> 2 AS provisional, open
-    FROM runtime_lists WHERE simple AND NOT tied)
-WHERE ms > 0 OR open
+SELECT session_id, {day} AS day_ms, {book} AS book_id,
+       list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
+           THEN coalesce(ev[i + 1] >> 2, $as_of) - (e >> 2) ELSE 0 END))::BIGINT AS ms,
+       -- the open stretch runs from its first event to as_of without a break
+       open AND $as_of > ev[stretch_from] >> 2 AS provisional, open
+FROM runtime_lists
+WHERE simple AND NOT tied AND list_bool_or(list_transform(ev, lambda e: e & 3 = 1))
 """
 
 # Running pieces of the other sessions, for runtime_days_query to cut and sum.
@@ -444,29 +447,53 @@ FROM (SELECT DISTINCT 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku, book_id, mo
 WHERE unit_price IS NOT NULL
 """
 
-# Token lines where SKUs are shared: renumbered to the canonical SKU and summed again.
-_MERGED_TOK_LINES = """
-    SELECT u.session_id, u.day_ms, bool_or(u.provisional) AS provisional, k.canonical AS sku,
-           sum(u.quantity)::BIGINT AS quantity, any_value(u.unit_price) AS unit_price
-    FROM tok_unnested u JOIN token_skus k USING (sku)
-    GROUP BY u.session_id, u.day_ms, k.canonical"""
-
-# The priced lines, narrow: day, session, SKU, quantity and exact amount. The `charges` view
-# adds the SKU's and the session's attributes on read.
-_CHARGE_LINES = f"""
-CREATE OR REPLACE TEMP TABLE charge_lines AS
-WITH tok AS (
+# Token quantities summed per session x UTC day x resolved price list (line_key), with their
+# provisional flag: what both shapes of token lines below are made of.
+_TOK = f"""
     SELECT t.session_id, t.day_ms, t.line_key,
            {", ".join(f"sum({q})::BIGINT AS {q}" for q in _Q)},
            t.session_id IN (SELECT session_id FROM open_sessions) AS provisional
-    FROM token_priced t WHERE t.book_id >= 0 GROUP BY ALL
-), tok_unnested AS (
-    SELECT session_id, day_ms, provisional, 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku,
-           unnest([{", ".join(_Q)}]) AS quantity,
-           unnest([{", ".join(_P)}]) AS unit_price
-    FROM tok JOIN (SELECT DISTINCT line_key, {", ".join(_P)} FROM token_prices) p
-         USING (line_key)
-), tok_lines AS ({{tok_lines}}
+    FROM token_priced t WHERE t.book_id >= 0 GROUP BY ALL"""
+_NO_TOK_LINES = """
+    SELECT NULL::VARCHAR AS session_id, NULL::BIGINT AS day_ms, NULL::BOOLEAN AS provisional,
+           NULL::BIGINT AS sku, NULL::BIGINT AS quantity, NULL::DECIMAL(18, 12) AS unit_price
+    WHERE false"""
+
+# Token lines, wide: one row per session x day x price list, a quantity and an exact amount
+# per token class (NULL where the class has no price: that usage is in `unrated`). The
+# `charges` view unpivots them into one line per SKU on read: writing five narrow rows here
+# cost more than the whole rest of pricing. Empty where SKUs are shared (see below).
+_TOKEN_LINES = f"""
+CREATE OR REPLACE TEMP TABLE token_lines AS
+SELECT {_as_date("day_ms")} AS day, session_id, line_key,
+       {", ".join(_Q)},
+       {", ".join(f"CAST({q} * {p} * 0.000001 AS {EXACT_SQL_TYPE}) AS {a}"
+                  for q, p, a in zip(_Q, _P, _A, strict=True))},
+       provisional
+FROM ({{tok}}) JOIN (SELECT DISTINCT line_key, {", ".join(_P)} FROM token_prices) p
+     USING (line_key)
+WHERE {{wide}}
+"""
+
+# Where two price lists of one model share a class's price (e.g. fast rates that leave cache
+# reads as they are), such SKUs are one line item, numbered by the smallest (`canonical`):
+# the token lines are then unpivoted, renumbered and summed again here, into charge_lines.
+_MERGED_TOK_LINES = f"""
+    SELECT u.session_id, u.day_ms, bool_or(u.provisional) AS provisional, k.canonical AS sku,
+           sum(u.quantity)::BIGINT AS quantity, any_value(u.unit_price) AS unit_price
+    FROM (SELECT session_id, day_ms, provisional, 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku,
+                 unnest([{", ".join(_Q)}]) AS quantity, unnest([{", ".join(_P)}]) AS unit_price
+          FROM ({{tok}}) JOIN (SELECT DISTINCT line_key, {", ".join(_P)} FROM token_prices)
+               USING (line_key)) u
+    JOIN token_skus k USING (sku)
+    GROUP BY u.session_id, u.day_ms, k.canonical"""
+
+# The priced lines, narrow: day, session, SKU, quantity and exact amount, for runtime,
+# searches and shared token SKUs. The `charges` view adds the token lines, the SKU's and the
+# session's attributes on read.
+_CHARGE_LINES = f"""
+CREATE OR REPLACE TEMP TABLE charge_lines AS
+WITH tok_lines AS ({{tok_lines}}
 )
 SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
        CASE WHEN b.rt_num IS NOT NULL THEN runtime_amount_frac(ms, b.rt_num, b.rt_den)
@@ -501,13 +528,23 @@ FROM (SELECT unnest(range(lo, hi + 1, {DAY_MS})) AS d FROM bounds WHERE lo IS NO
 """
 
 # The charges relation reports read: one row per day x session x SKU.
-CHARGES_VIEW = """
+CHARGES_VIEW = f"""
 CREATE OR REPLACE TEMP VIEW charges AS
+WITH lines AS (
+    SELECT day, session_id, sku, quantity, amount_exact, provisional FROM charge_lines
+    UNION ALL
+    SELECT * FROM (
+        SELECT day, session_id, 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku,
+               unnest([{", ".join(_Q)}]) AS quantity, unnest([{", ".join(_A)}]) AS amount_exact,
+               provisional
+        FROM token_lines)
+    WHERE quantity <> 0 AND amount_exact IS NOT NULL
+)
 SELECT d.period, c.day, c.session_id,
        s.agent_id, s.environment_id, s.metadata AS tags,
        k.meter, k.model, k.token_class, k.tier, c.quantity, k.unit, k.unit_price, k.price_unit,
        c.amount_exact, k.book, k.book_version, c.provisional
-FROM charge_lines c
+FROM lines c
 JOIN charge_skus k USING (sku)
 JOIN charge_days d USING (day)  -- a period filter prunes lines through this small join
 LEFT JOIN rating_sessions s USING (session_id)
@@ -650,8 +687,9 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
     shared = con.execute("SELECT count(*) FROM token_skus WHERE sku <> canonical"
                          ).fetchall()[0][0]
-    tok_lines = _MERGED_TOK_LINES if shared else "SELECT * FROM tok_unnested"
+    tok_lines = _MERGED_TOK_LINES.format(tok=_TOK) if shared else _NO_TOK_LINES
     con.execute(_CHARGE_LINES.format(book=at_book, tok_lines=tok_lines))
+    con.execute(_TOKEN_LINES.format(tok=_TOK, wide="false" if shared else "true"))
     con.execute(_CHARGE_DAYS)
     drop_relation(con, "charges")
     con.execute(CHARGES_VIEW)
