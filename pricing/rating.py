@@ -181,18 +181,12 @@ WITH multi AS (
     -- context are summed again per threshold bucket, for the premium lines
     {span_groups}
 ), span_lines AS (
-    SELECT g.*, coalesce(tm.model_id, s.model_id) AS model_raw,
-           CASE g.speed_code WHEN 1 THEN 'fast' WHEN 0 THEN 'standard' ELSE s.speed END
-               AS speed,
-           coalesce(s.inference_geo = 'us', false) AS us,
+    SELECT g.*, CASE g.speed_code WHEN 1 THEN 'fast' WHEN 0 THEN 'standard' END AS speed,
            -- the API's default TTL where no book in force says (the writes are then unrated)
            CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '5m' THEN q_write ELSE 0 END AS q_5m,
            CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '1h' THEN q_write ELSE 0 END AS q_1h,
            g.after_last OR g.session_id IN (SELECT session_id FROM multi) AS billed
-    FROM span_groups g
-    LEFT JOIN rating_sessions s USING (session_id)
-    LEFT JOIN thread_models tm ON tm.session_id = g.session_id AND tm.thread_id = g.thread_id
-    LEFT JOIN pb_books b USING (book_id)
+    FROM span_groups g LEFT JOIN pb_books b USING (book_id)
 )
 SELECT n.session_id, NULL::VARCHAR AS thread_id, n.at_ms, s.model_id AS model_raw, s.speed,
        coalesce(s.inference_geo = 'us', false) AS us, 'standard' AS tier, 'snapshot' AS source,
@@ -631,17 +625,26 @@ def prepare_usage(
 
 _SPAN_GROUP = """
     SELECT m.session_id, {thread} AS thread_id, {book} AS book_id, {day} AS day_ms,
-           -- the request's own speed: 1 fast, 0 any other, NULL (the session's) if unsaid
-           CAST(CASE WHEN m.speed = 'fast' THEN 1 WHEN m.speed IS NOT NULL THEN 0 END
+           -- fast or not as the request says, else as its session's agent says (NULL: the
+           -- session has no record)
+           CAST(CASE WHEN m.speed = 'fast' THEN 1 WHEN m.speed IS NOT NULL THEN 0
+                     WHEN s.speed = 'fast' THEN 1 WHEN s.speed IS NOT NULL THEN 0 END
                 AS TINYINT) AS speed_code,
            m.at_ms > coalesce(ls.last_ms, -1) AS after_last, {bucket} AS lc_bucket,
+           -- the session's (or thread's) model and residency: the same for the whole group
+           any_value({model}) AS model_raw, any_value(coalesce(s.inference_geo = 'us', false))
+               AS us,
            min(m.at_ms) AS at_ms,
            sum(m.input_tokens)::BIGINT AS q_input, sum(m.output_tokens)::BIGINT AS q_output,
            sum(m.cache_write_tokens)::BIGINT AS q_write,
            sum(m.cache_read_tokens)::BIGINT AS q_read
     FROM model_requests m LEFT JOIN last_snap ls USING (session_id)
+    LEFT JOIN rating_sessions s USING (session_id){thread_join}
     WHERE m.at_ms <= $as_of AND m.thread_id IS {null}{where}
     GROUP BY ALL"""
+
+_THREAD_JOIN = """
+    LEFT JOIN thread_models tm ON tm.session_id = m.session_id AND tm.thread_id = m.thread_id"""
 
 _PROMPT = "(m.input_tokens + m.cache_read_tokens + m.cache_write_tokens)"
 
@@ -658,11 +661,12 @@ def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
         bucket = " + ".join(f"({_PROMPT} > {t})::INTEGER" for t in thresholds)
         kinds.append((bucket, f" AND {_PROMPT} > {thresholds[0]} "
                               "AND m.session_id IN (SELECT session_id FROM lc_sessions)"))
+    sides = (("NULL::VARCHAR", "NULL", "s.model_id", ""),
+             ("m.thread_id", "NOT NULL", "coalesce(tm.model_id, s.model_id)", _THREAD_JOIN))
     groups = "\n    UNION ALL".join(
-        _SPAN_GROUP.format(thread=thread, null=null, book=book, day=day, bucket=bucket,
-                           where=where)
-        for bucket, where in kinds
-        for thread, null in (("NULL::VARCHAR", "NULL"), ("m.thread_id", "NOT NULL")))
+        _SPAN_GROUP.format(thread=thread, null=null, model=model, thread_join=join, book=book,
+                           day=day, bucket=bucket, where=where)
+        for bucket, where in kinds for thread, null, model, join in sides)
     values = ", ".join(f"({t}, {k})" for k, t in enumerate(thresholds))
     return groups, (f"VALUES {values}" if thresholds
                     else "SELECT NULL::BIGINT, NULL::INTEGER WHERE false")
