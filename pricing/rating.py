@@ -24,11 +24,14 @@ that is exact, else wider), runtime ms x $/hour / 3,600,000 in integer atto-doll
 USD, half up) from the rate as a reduced fraction. Amounts are DECIMAL(38,18); rounding to
 cents happens later, once per invoice line.
 
-Shape (why it is fast): the status events are sorted once (runtime_days, see stage_runtime);
-requests are summed per session x day before any join (usage_lines, one column per token
-class); each distinct (book, model spelling, fast, tier, US) is priced once (token_prices);
-charge lines are narrow (day, session, SKU number, quantity, amount), and `charges` is a view
-adding the SKU's names and the session's agent, environment and tags on read.
+Shape (why it is fast): nothing sorts all the events. Each session's status events are
+gathered into one list (a hash aggregate) and only that small list is sorted (runtime_days,
+see stage_runtime); requests are joined to their session and summed per session x day x
+resolved speed before anything else (usage_lines, one column per token class); each distinct
+(book, model spelling, fast, tier, US) is priced once (token_prices); token lines are stored
+wide (token_lines: a quantity and an amount per class), runtime and search lines narrow
+(charge_lines), and `charges` is a view unpivoting them and adding the SKU's names and the
+session's agent, environment and tags on read.
 """
 
 from __future__ import annotations

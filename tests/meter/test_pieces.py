@@ -269,9 +269,9 @@ def test_pieces_give_the_merged_intervals_running_ms_and_provisional_flags(histo
                               "WHERE ms > 0 GROUP BY ALL").fetchall())
     assert days == _running_per_day(con, "iv")
 
-    # the full rating stages in one pass (stage_runtime) what runtime_days_sql makes of the
-    # merged intervals, row for row: ms and the line's provisional flag (time of the open
-    # stretch in that day and book); and the same sessions are open (running at as_of)
+    # the full rating stages (stage_runtime, from per-session lists) what runtime_days_sql
+    # makes of the merged intervals, row for row: ms and the line's provisional flag (time of
+    # the open stretch in that day and book); and the same sessions are open (running at as_of)
     lines = "SELECT session_id, day_ms, book_id, ms, provisional FROM runtime_days ORDER BY ALL"
     open_sessions = "SELECT DISTINCT session_id FROM runtime_days WHERE open ORDER BY ALL"
     con.execute(runtime_days_sql(con, "SELECT * FROM iv"))
@@ -283,7 +283,9 @@ def test_pieces_give_the_merged_intervals_running_ms_and_provisional_flags(histo
 
 def test_generated_histories_do_contain_ties_threads_and_late_events():
     # Guard on the generator above: the property is only worth something if these occur.
-    seen = {"tie": False, "threads": False, "late": False, "after_as_of": False}
+    seen = {"tie": False, "threads": False, "late": False, "after_as_of": False,
+            "one_day_and_book": False, "across_days_or_books": False}
+    boundary = ms(BOUNDARY)
 
     @settings(max_examples=150, deadline=None, database=None)
     @given(history=histories())
@@ -298,6 +300,12 @@ def test_generated_histories_do_contain_ties_threads_and_late_events():
                 ends[r[1]] = min(ends.get(r[1], r[4]), r[4])
         seen["late"] |= any(r[2] is None and r[1] in ends and r[4] > ends[r[1]] for r in rows)
         seen["after_as_of"] |= any(r[4] > as_of for r in rows)
+        # stage_runtime sums sessions inside one UTC day and book in their list, cuts others
+        for sid in {r[1] for r in rows if r[2] is None}:
+            times = [r[4] for r in rows if r[1] == sid and r[2] is None]
+            within = (min(times) // 86_400_000 == max(times) // 86_400_000
+                      and (max(times) < boundary or min(times) >= boundary))
+            seen["one_day_and_book" if within else "across_days_or_books"] = True
 
     collect()
     assert all(seen.values()), seen

@@ -454,3 +454,67 @@ def test_fast_and_standard_requests_at_one_input_price_make_one_input_line():
         ("input", 150, Decimal("1"), Decimal("0.00015")),
         ("output", 10, Decimal("5"), Decimal("0.00005")),
         ("output", 10, Decimal("9"), Decimal("0.00009"))]
+
+
+def test_requests_say_their_speed_else_the_sessions_agent_does():
+    # The agent runs fast. A request that says 'standard' costs standard rates; one that says
+    # 'fast' and one that says nothing cost fast rates (input $1 vs $6, output $5 vs $30), so
+    # the two fast ones make one line each per class:
+    #   standard: input 100 x $1 = 0.0001, output 10 x $5 = 0.00005
+    #   fast: input (20 + 30) x $6 = 0.0003, output (2 + 3) x $30 = 0.00015
+    fast = {"input": "6", "output": "30", "cache_write_5m": "7.5", "cache_write_1h": "12",
+            "cache_read": "0.6"}
+    m = model("claude-test-plain", "1", "5", "1.25", "2", "0.1", fast=fast)
+    fast_agent = agent("claude-test-plain")
+    fast_agent["model"]["speed"] = "fast"
+    said_standard = span("s", "e1", f"{DAY}T09:00:00Z", input=100, output=10)
+    said_standard["model_usage"]["speed"] = "standard"
+    said_fast = span("s", "e2", f"{DAY}T10:00:00Z", input=20, output=2)
+    said_fast["model_usage"]["speed"] = "fast"
+    con = rated([session_record("s", agent=fast_agent), said_standard, said_fast,
+                 span("s", "e3", f"{DAY}T11:00:00Z", input=30, output=3)],
+                books=[book([m])])
+    assert sorted(con.execute("SELECT token_class, quantity, unit_price, amount_exact "
+                              "FROM charges").fetchall()) == [
+        ("input", 50, Decimal("6"), Decimal("0.0003")),
+        ("input", 100, Decimal("1"), Decimal("0.0001")),
+        ("output", 5, Decimal("30"), Decimal("0.00015")),
+        ("output", 10, Decimal("5"), Decimal("0.00005"))]
+
+
+def test_charges_are_one_line_per_day_session_and_sku():
+    # Token lines are stored wide and unpivoted by the view; runtime lines narrow. Two
+    # sessions, two days, two models, runtime and every token class: no line twice, and no
+    # line of zero tokens.
+    events = [session_record("a", agent=agent("claude-opus-5")),
+              session_record("b", agent=agent("claude-sonnet-4-6"))]
+    for sid in ("a", "b"):
+        for d, hour in (("2026-11-03", "09"), ("2026-11-03", "15"), ("2026-11-04", "09")):
+            events += [status(sid, f"{sid}{d}{hour}r", f"{d}T{hour}:00:00Z", "running"),
+                       span(sid, f"{sid}{d}{hour}s", f"{d}T{hour}:30:00Z", input=100,
+                            output=10, write=5, read=7),
+                       status(sid, f"{sid}{d}{hour}i", f"{d}T{hour}:45:00Z", "idle")]
+    con = rated(events)
+    keys = con.execute("SELECT day, session_id, meter, model, token_class, tier, unit_price, "
+                       "book, book_version, quantity FROM charges").fetchall()
+    assert len(keys) == 2 * 2 * 5  # 2 sessions x 2 days x (runtime + 4 token classes)
+    assert len({k[:-1] for k in keys}) == len(keys)
+    assert all(k[-1] > 0 for k in keys)
+    runtime = con.execute("SELECT day, sum(quantity)::BIGINT FROM charges "
+                          "WHERE meter = 'runtime' GROUP BY ALL ORDER BY ALL").fetchall()
+    assert [(str(d), q) for d, q in runtime] == [("2026-11-03", 2 * 2 * 2_700_000),
+                                                 ("2026-11-04", 2 * 2_700_000)]
+
+
+def test_running_time_before_1970_is_cut_at_its_midnight():
+    # Events are packed as at_ms x 4 + a code and unpacked with shifts: negative instants
+    # too. Running 1969-12-31T23:00 to 1970-01-01T01:30: 1 h on Dec 31 ($0.08) and 1.5 h on
+    # Jan 1 ($0.12), with a book in force since 1969.
+    old = book([])
+    old = old.model_copy(update={"effective_from": old.effective_from.replace(year=1969)})
+    con = rated([session_record("s", created_at="1969-12-31T22:00:00.000Z"),
+                 status("s", "e1", "1969-12-31T23:00:00Z", "running"),
+                 status("s", "e2", "1970-01-01T01:30:00Z", "idle")], books=[old])
+    assert [(str(d), q, a) for d, q, a in con.execute(
+        "SELECT day, quantity, amount_exact FROM charges ORDER BY day").fetchall()] == [
+        ("1969-12-31", 3_600_000, Decimal("0.08")), ("1970-01-01", 5_400_000, Decimal("0.12"))]
