@@ -316,8 +316,11 @@ FROM cut GROUP BY ALL
 # event (or as_of); a session whose last event is running is open, and the pieces of its last
 # running stretch are provisional. Sessions with two events in one millisecond (`tied`: their
 # order is by event id) and thread-only sessions are left to meter.intervals' exact pieces.
-# `simple`: all of the session's time lies in one UTC day and one book (most sessions), so its
-# one runtime_days row is summed in the list, without unnesting it.
+# `parts`: how many days x books the session's time [first_ms, last_ms) touches: 1 (most
+# sessions) or 2 (one midnight or book boundary, `cut_ms`, inside) are summed in the list;
+# 3 stands for more, unnested into pieces and cut by runtime_days_query. An open session whose
+# running stretch starts at as_of keeps a 0 ms piece there (the merged intervals' provisional
+# interval), so its time reaches as_of + 1; a repeated `running` at as_of adds no piece.
 _RUNTIME_LISTS = f"""
 CREATE OR REPLACE TEMP TABLE runtime_lists AS
 WITH gathered AS (
@@ -339,24 +342,46 @@ WITH gathered AS (
            -- the open stretch: the events after the last one that is not running
            CASE WHEN ev[-1] & 3 = 1 THEN 1 + coalesce(list_max(list_transform(
                     ev, lambda e, i: CASE WHEN e & 3 <> 1 THEN i END)), 0) END AS stretch_from,
-           ev[1] >> 2 AS first_ms,
-           CASE WHEN ev[-1] & 3 = 1 THEN $as_of ELSE ev[-1] >> 2 END AS last_ms
+           ev[1] >> 2 AS first_ms
     FROM live
+), spans AS (
+    SELECT *, CASE WHEN NOT open THEN ev[-1] >> 2
+                   WHEN ev[stretch_from] >> 2 < $as_of THEN $as_of ELSE $as_of + 1 END AS last_ms
+    FROM flagged
+), cut AS (
+    SELECT *, {{next_cut_first}} AS cut_ms FROM spans
 )
-SELECT *, {{day_first}} = {{day_last}} AND NOT ({{inside}}) AS simple FROM flagged
+SELECT *, CASE WHEN cut_ms >= last_ms THEN 1 WHEN {{next_cut_cut}} >= last_ms THEN 2 ELSE 3 END
+              AS parts
+FROM cut
 """
 
-# runtime_days rows of the simple sessions: one each, where anything ran or the session is open
-# (the same thing, with no two events in one millisecond: every running event but an open
-# session's last has a later one).
-_SIMPLE_DAYS = """
-SELECT session_id, {day} AS day_ms, {book} AS book_id,
-       list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
-           THEN coalesce(ev[i + 1] >> 2, $as_of) - (e >> 2) ELSE 0 END))::BIGINT AS ms,
-       -- the open stretch runs from its first event to as_of without a break
-       open AND $as_of > ev[stretch_from] >> 2 AS provisional, open
-FROM runtime_lists
-WHERE simple AND NOT tied AND list_bool_or(list_transform(ev, lambda e: e & 3 = 1))
+# runtime_days rows of the sessions in one or two parts, summed in their lists: the part
+# before cut_ms, and for two-part sessions the part from it. A row is there where something ran
+# in it or the open stretch touches it (with no two events in one millisecond, every running
+# piece but an open session's last one lasts at least 1 ms).
+_LIST_DAYS = """
+WITH summed AS (
+    SELECT session_id, parts, first_ms, cut_ms, open,
+           ev[stretch_from] >> 2 AS stretch_ms,
+           CASE WHEN parts = 1 THEN list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
+                    THEN coalesce(ev[i + 1] >> 2, $as_of) - (e >> 2) ELSE 0 END))
+                ELSE list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1 THEN greatest(
+                    least(coalesce(ev[i + 1] >> 2, $as_of), cut_ms) - (e >> 2), 0) ELSE 0 END))
+           END::BIGINT AS ms_before,
+           CASE WHEN parts = 2 THEN list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
+               THEN greatest(coalesce(ev[i + 1] >> 2, $as_of) - greatest(e >> 2, cut_ms), 0)
+               ELSE 0 END))::BIGINT END AS ms_after
+    FROM runtime_lists WHERE parts <= 2 AND NOT tied
+)
+SELECT session_id, {day_first} AS day_ms, {book_first} AS book_id, ms_before AS ms,
+       open AND stretch_ms < cut_ms AND stretch_ms < $as_of AS provisional,
+       open AND stretch_ms < cut_ms AS open
+FROM summed WHERE ms_before > 0 OR (open AND stretch_ms < cut_ms)
+UNION ALL
+SELECT session_id, {day_cut} AS day_ms, {book_cut} AS book_id, ms_after AS ms,
+       open AND $as_of > greatest(stretch_ms, cut_ms) AS provisional, open
+FROM summed WHERE parts = 2 AND (ms_after > 0 OR open)
 """
 
 # Running pieces of the other sessions, for runtime_days_query to cut and sum.
@@ -365,19 +390,28 @@ SELECT session_id, 'running' AS status, e >> 2 AS start_ms, coalesce(nx >> 2, $a
        open AND i >= stretch_from AS provisional
 FROM (SELECT session_id, open, stretch_from, unnest(ev) AS e, unnest(ev[2:] || [NULL]) AS nx,
              unnest(range(1, len(ev) + 1)) AS i
-      FROM runtime_lists WHERE NOT simple AND NOT tied)
-WHERE e & 3 = 1
+      FROM runtime_lists WHERE parts = 3 AND NOT tied)
+WHERE e & 3 = 1 AND (coalesce(nx >> 2, $as_of) > e >> 2 OR i = stretch_from)
 """
 
 # The exact pieces of the sessions the lists leave out, provisional through the open stretch
 # (a running piece of positive length that starts at or after the stretch's first event is in
-# it: whatever shares that millisecond before it in event-id order ends there).
+# it: whatever shares that millisecond before it in event-id order ends there); of the 0 ms
+# pieces only the stretch's start at as_of is kept, as the merged intervals keep it.
 _EXACT_RUNNING = """
 SELECT p.session_id, p.status, p.start_ms, p.end_ms,
        coalesce(p.start_ms >= s.start_ms, false) AS provisional
 FROM exact_pieces p LEFT JOIN ({stretch}) s USING (session_id)
-WHERE p.status = 'running'
+WHERE p.status = 'running' AND (p.end_ms > p.start_ms OR p.start_ms = s.start_ms)
 """
+
+
+def _next_cut(con: duckdb.DuckDBPyConnection, ms: str) -> str:
+    """SQL: the first UTC midnight or book boundary after instant `ms`."""
+    bounds = _book_bound_list(con)
+    whens = " ".join(f"WHEN {ms} < {b} THEN {b}" for b in bounds)
+    return (f"least({day_start(ms)} + {DAY_MS}, CASE {whens} ELSE {2**62} END)" if bounds
+            else f"({day_start(ms)} + {DAY_MS})")
 
 
 def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
@@ -385,11 +419,8 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
     computes it, gathering each session's events rather than sorting them all (see
     _RUNTIME_LISTS)."""
     params = {"as_of": as_of_ms}
-    bounds = _book_bound_list(con)
-    con.execute(_RUNTIME_LISTS.format(
-        day_first=day_start("first_ms"), day_last=day_start("last_ms - 1"),
-        inside=" OR ".join(f"(first_ms < {b} AND last_ms > {b})" for b in bounds) or "false"),
-        params)
+    con.execute(_RUNTIME_LISTS.format(next_cut_first=_next_cut(con, "first_ms"),
+                                      next_cut_cut=_next_cut(con, "cut_ms")), params)
     threads = has_thread_statuses(con)
     pieces = _LIST_PIECES
     if threads or con.execute("SELECT count(*) FROM runtime_lists WHERE tied").fetchall()[0][0]:
@@ -398,8 +429,10 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
         stretch = open_stretch_sql("SELECT session_id FROM exact_pieces "
                                    "WHERE provisional AND status = 'running'", threads)
         pieces += "UNION ALL" + _EXACT_RUNNING.format(stretch=stretch)
-    simple = _SIMPLE_DAYS.format(day=day_start("first_ms"), book=book_sql(con, "first_ms"))
-    con.execute(runtime_days_sql(con, pieces) + " UNION ALL " + simple, params)
+    in_lists = _LIST_DAYS.format(day_first=day_start("first_ms"),
+                                 book_first=book_sql(con, "first_ms"),
+                                 day_cut=day_start("cut_ms"), book_cut=book_sql(con, "cut_ms"))
+    con.execute(runtime_days_sql(con, pieces) + f" UNION ALL SELECT * FROM ({in_lists})", params)
     con.execute("DROP TABLE runtime_lists")
     con.execute("DROP TABLE IF EXISTS exact_pieces")
 

@@ -8,6 +8,7 @@ UTC day) and the same provisional flag as `build_intervals`, the reference the d
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,8 +161,9 @@ def test_thread_events_are_ignored_where_session_events_exist(store, feed):
 
 SESSION_STATUSES = ("running", "idle", "rescheduling", "terminated", "deleted")
 THREAD_STATUSES = ("running", "idle", "rescheduling", "terminated")
-# Many zero steps (ties), 1 ms, and steps across midnights and the book boundary below.
-STEPS = (0, 0, 0, 1, 999, 60_000, 3_600_000, 13 * 3_600_000, 30 * 3_600_000)
+# Many zero steps (ties), 1 ms, and steps across midnights and the book boundary below
+# (12 h: from a session started at midnight, exactly onto that boundary).
+STEPS = (0, 0, 0, 1, 999, 60_000, 3_600_000, 12 * 3_600_000, 13 * 3_600_000, 30 * 3_600_000)
 BASE = ms("2026-11-03T20:00:00.000Z")
 # Two books with a boundary at noon, so runtime_days also cuts pieces off midnight.
 BOUNDARY = "2026-11-04T12:00:00Z"
@@ -181,7 +183,8 @@ _event = st.tuples(st.sampled_from(SESSION_STATUSES), st.sampled_from(STEPS),
                    st.sampled_from(("sthr_a", "sthr_b", "sthr_c")))
 _session = st.tuples(
     st.sampled_from(("session", "session", "threads", "both")),
-    st.integers(0, 6 * 3_600_000),  # start offset
+    # start offset: anywhere in six hours, or exactly midnight (4 h after BASE)
+    st.one_of(st.integers(0, 6 * 3_600_000), st.just(4 * 3_600_000)),
     st.lists(_event, min_size=1, max_size=10),
 )
 
@@ -284,7 +287,8 @@ def test_pieces_give_the_merged_intervals_running_ms_and_provisional_flags(histo
 def test_generated_histories_do_contain_ties_threads_and_late_events():
     # Guard on the generator above: the property is only worth something if these occur.
     seen = {"tie": False, "threads": False, "late": False, "after_as_of": False,
-            "one_day_and_book": False, "across_days_or_books": False}
+            "one_day_and_book": False, "across_days_or_books": False,
+            "as_of_on_a_boundary": False}
     boundary = ms(BOUNDARY)
 
     @settings(max_examples=150, deadline=None, database=None)
@@ -300,7 +304,10 @@ def test_generated_histories_do_contain_ties_threads_and_late_events():
                 ends[r[1]] = min(ends.get(r[1], r[4]), r[4])
         seen["late"] |= any(r[2] is None and r[1] in ends and r[4] > ends[r[1]] for r in rows)
         seen["after_as_of"] |= any(r[4] > as_of for r in rows)
-        # stage_runtime sums sessions inside one UTC day and book in their list, cuts others
+        # as_of exactly at a midnight or the book boundary, on an event: the 0 ms open piece
+        seen["as_of_on_a_boundary"] |= ((as_of % 86_400_000 == 0 or as_of == boundary)
+                                         and any(r[4] == as_of for r in rows))
+        # stage_runtime sums sessions in one or two days x books in their list, cuts others
         for sid in {r[1] for r in rows if r[2] is None}:
             times = [r[4] for r in rows if r[1] == sid and r[2] is None]
             within = (min(times) // 86_400_000 == max(times) // 86_400_000
@@ -344,3 +351,55 @@ def test_a_session_terminated_in_the_ms_it_resumes_running_is_not_provisional():
     stage_runtime(con, t + 2)
     assert con.execute("SELECT ms, provisional, open FROM runtime_days").fetchall() == [
         (1, False, False)]
+
+
+def _staged_vs_merged(rows, as_of):
+    """(stage_runtime's runtime_days rows, the same from the merged intervals)."""
+    con = connect(":memory:")
+    con.execute("INSERT INTO status_events VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows)), [v for r in rows for v in r])
+    load_books(con, BOOKS)
+    build_intervals(con, as_of, table="iv")
+    lines = "SELECT session_id, day_ms, book_id, ms, provisional, open FROM runtime_days " \
+            "ORDER BY ALL"
+    con.execute(runtime_days_sql(con, "SELECT * FROM iv"))
+    reference = con.execute(lines).fetchall()
+    stage_runtime(con, as_of)
+    return con.execute(lines).fetchall(), reference
+
+
+MIDNIGHT = ms("2026-11-04T00:00:00.000Z")
+NOON = ms(BOUNDARY)
+HOUR = 3_600_000
+
+
+@pytest.mark.parametrize("events, as_of", [
+    # running again exactly at midnight = as_of: a 0 ms open row on the new day
+    ([("running", MIDNIGHT - 14 * HOUR), ("idle", MIDNIGHT - 13 * HOUR),
+      ("running", MIDNIGHT)], MIDNIGHT),
+    # a repeat at midnight = as_of: the stretch from 23:00 is provisional on the old day only
+    ([("running", MIDNIGHT - HOUR), ("running", MIDNIGHT)], MIDNIGHT),
+    ([("running", MIDNIGHT)], MIDNIGHT),
+    # the same at the book boundary (noon)
+    ([("running", NOON - 2 * HOUR), ("idle", NOON - HOUR), ("running", NOON)], NOON),
+    ([("running", NOON - HOUR), ("running", NOON)], NOON),
+    # across one midnight: closed, open, open from after it
+    ([("running", MIDNIGHT - HOUR), ("idle", MIDNIGHT + HOUR)], MIDNIGHT + 5 * HOUR),
+    ([("running", MIDNIGHT - HOUR)], MIDNIGHT + HOUR),
+    ([("running", MIDNIGHT - HOUR), ("idle", MIDNIGHT - 1), ("running", MIDNIGHT + HOUR)],
+     MIDNIGHT + 2 * HOUR),
+    # ending exactly at midnight, and idle across it
+    ([("running", MIDNIGHT - HOUR), ("idle", MIDNIGHT)], MIDNIGHT + HOUR),
+    ([("running", MIDNIGHT - 2 * HOUR), ("idle", MIDNIGHT - HOUR), ("terminated", MIDNIGHT + HOUR)],
+     MIDNIGHT + 2 * HOUR),
+    # across midnight and the noon boundary: cut three ways
+    ([("running", MIDNIGHT - HOUR), ("idle", MIDNIGHT + HOUR), ("running", NOON - HOUR)],
+     NOON + HOUR),
+    ([("running", MIDNIGHT - HOUR)], NOON + HOUR),
+])
+def test_runtime_at_and_across_midnight_and_book_boundaries_matches_the_merged_intervals(
+        events, as_of):
+    rows = [[f"sevt_{i}", "sesn_1", None, state, at, None]
+            for i, (state, at) in enumerate(events)]
+    staged, reference = _staged_vs_merged(rows, as_of)
+    assert staged == reference
