@@ -324,20 +324,29 @@ FROM cut GROUP BY ALL
 _RUNTIME_LISTS = f"""
 CREATE OR REPLACE TEMP TABLE runtime_lists AS
 WITH gathered AS (
-    SELECT session_id, list_sort(list(at_ms * 4 + CASE WHEN status = 'running' THEN 1
-                                                       WHEN status IN {TERMINAL} THEN 2
-                                                       ELSE 0 END)) AS ev,
+    SELECT session_id, list(at_ms * 4 + CASE WHEN status = 'running' THEN 1
+                                             WHEN status IN {TERMINAL} THEN 2
+                                             ELSE 0 END) AS ev,
            min(at_ms) FILTER (WHERE status IN {TERMINAL}) * 4 + 2 AS terminal
     FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
     GROUP BY session_id
-), live AS (  -- (nearly always the terminal event is the last one: nothing to cut)
-    SELECT session_id, CASE WHEN terminal IS NULL OR ev[-1] = terminal THEN ev
-                            ELSE list_filter(ev, lambda e: e <= terminal) END AS ev
+), increasing AS (  -- events usually arrive in order: then there is nothing to sort and no tie
+    SELECT *, coalesce(list_bool_and(list_transform(ev[2:], lambda e, i: e >> 2 > ev[i] >> 2)),
+                       true) AS increasing
     FROM gathered
+), sorted AS (
+    SELECT session_id, terminal, increasing,
+           CASE WHEN increasing THEN ev ELSE list_sort(ev) END AS ev
+    FROM increasing
+), live AS (  -- (nearly always the terminal event is the last one: nothing to cut)
+    SELECT session_id, increasing,
+           CASE WHEN terminal IS NULL OR ev[-1] = terminal THEN ev
+                ELSE list_filter(ev, lambda e: e <= terminal) END AS ev
+    FROM sorted
 ), flagged AS (
     SELECT session_id, ev,
-           coalesce(list_bool_or(list_transform(ev[2:], lambda e, i: e >> 2 = ev[i] >> 2)),
-                    false) AS tied,
+           CASE WHEN increasing THEN false ELSE coalesce(list_bool_or(list_transform(
+               ev[2:], lambda e, i: e >> 2 = ev[i] >> 2)), false) END AS tied,
            ev[-1] & 3 = 1 AS open,
            -- the open stretch: the events after the last one that is not running
            CASE WHEN ev[-1] & 3 = 1 THEN 1 + coalesce(list_max(list_transform(
