@@ -779,8 +779,9 @@ def rate(
 ) -> None:
     """Rate everything in the store as of `options.as_of_ms`.
 
-    Leaves `charges` (priced line items, one per day x session x SKU: a view over the narrow
-    temp table `charge_lines` adding the session's dimensions and the book's names) and
+    Leaves `charges` (priced line items, one per day x session x SKU: a view over the temp
+    tables `charge_lines` (runtime, searches) and `token_lines` (wide, a column pair per token
+    class), adding the session's dimensions and the book's names) and
     `unrated` (usage that could not be priced, with the reason) on the connection.
     Works on a read-only connection: only temp objects are written.
     """
