@@ -500,8 +500,9 @@ _NO_TOK_LINES = """
 
 # Token lines, wide: one row per session x day x price list, a quantity and an exact amount
 # per token class (NULL where the class has no price: that usage is in `unrated`). The
-# `charges` view unpivots them into one line per SKU on read: writing five narrow rows here
-# cost more than the whole rest of pricing. Empty where SKUs are shared (see below).
+# `charges` view unpivots them into one line per SKU on read (writing five narrow rows per
+# line here took 0.4 s of the 1.0 s pricing took at 10M requests). Empty where SKUs are
+# shared (see below).
 _TOKEN_LINES = f"""
 CREATE OR REPLACE TEMP TABLE token_lines AS
 SELECT {_as_date("day_ms")} AS day, session_id, line_key,

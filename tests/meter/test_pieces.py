@@ -214,6 +214,15 @@ def histories(draw):
     return rows, as_of
 
 
+def _store(rows):
+    """An in-memory store with `rows` in status_events and the test books loaded."""
+    con = connect(":memory:")
+    con.execute("INSERT INTO status_events VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows)), [v for r in rows for v in r])
+    load_books(con, BOOKS)
+    return con
+
+
 def _by_session(con, sql, params=None):
     """{session: (running ms, provisional)}, sessions with nothing running or open left out
     (the merged intervals drop a session's lone first terminal event, pieces keep it: 0 ms)."""
@@ -235,9 +244,7 @@ def _running_per_day(con, source):
 @given(history=histories())
 def test_pieces_give_the_merged_intervals_running_ms_and_provisional_flags(history):
     rows, as_of = history
-    con = connect(":memory:")
-    con.execute("INSERT INTO status_events VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows)), [v for r in rows for v in r])
+    con = _store(rows)
     has_threads = any(r[2] is not None for r in rows)
     build_intervals(con, as_of, table="iv")
     build_pieces(con, as_of, table="pc")
@@ -264,7 +271,6 @@ def test_pieces_give_the_merged_intervals_running_ms_and_provisional_flags(histo
     assert _running_per_day(con, "pc") == _running_per_day(con, "iv")
 
     # and runtime_days (rating's staging, also cut at the noon book boundary) agrees per day
-    load_books(con, BOOKS)
     con.execute(runtime_days_sql(con, pieces_sql(has_threads, running_only=True)),
                 {"as_of": as_of})
     # (a session that starts running at as_of keeps a 0 ms row there, to count as open)
@@ -325,10 +331,7 @@ def test_time_before_the_first_book_is_not_provisional_when_the_open_stretch_sta
     rows = [["sevt_1", "sesn_1", None, "running", t, None],
             ["sevt_2", "sesn_1", None, "idle", t + 7_200_000, None],
             ["sevt_3", "sesn_1", None, "running", t + 7_200_000, None]]
-    con = connect(":memory:")
-    con.execute("INSERT INTO status_events VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * 3),
-                [v for r in rows for v in r])
-    load_books(con, BOOKS)
+    con = _store(rows)
     stage_runtime(con, t + 7_200_001)
     day = ms("2026-11-03T00:00:00.000Z")
     assert con.execute("SELECT day_ms, book_id, ms, provisional, open FROM runtime_days "
@@ -344,10 +347,7 @@ def test_a_session_terminated_in_the_ms_it_resumes_running_is_not_provisional():
     rows = [[f"sevt_{i}", "sesn_1", None, "running", t, None] for i in range(3)]
     rows += [["sevt_3", "sesn_1", None, "terminated", t + 1, None],
              ["sevt_4", "sesn_1", None, "running", t + 1, None]]
-    con = connect(":memory:")
-    con.execute("INSERT INTO status_events VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * 5),
-                [v for r in rows for v in r])
-    load_books(con, BOOKS)
+    con = _store(rows)
     stage_runtime(con, t + 2)
     assert con.execute("SELECT ms, provisional, open FROM runtime_days").fetchall() == [
         (1, False, False)]
@@ -355,10 +355,7 @@ def test_a_session_terminated_in_the_ms_it_resumes_running_is_not_provisional():
 
 def _staged_vs_merged(rows, as_of):
     """(stage_runtime's runtime_days rows, the same from the merged intervals)."""
-    con = connect(":memory:")
-    con.execute("INSERT INTO status_events VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows)), [v for r in rows for v in r])
-    load_books(con, BOOKS)
+    con = _store(rows)
     build_intervals(con, as_of, table="iv")
     lines = "SELECT session_id, day_ms, book_id, ms, provisional, open FROM runtime_days " \
             "ORDER BY ALL"

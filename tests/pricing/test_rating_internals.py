@@ -62,6 +62,18 @@ def token_lines(con, tier=None):
         f"FROM charges WHERE {where} GROUP BY ALL").fetchall()}
 
 
+def said(event, speed):
+    """A span event whose request says its speed."""
+    event["model_usage"]["speed"] = speed
+    return event
+
+
+def priced(con):
+    """The charge lines as (token_class, quantity, unit_price, amount_exact), sorted."""
+    return sorted(con.execute("SELECT token_class, quantity, unit_price, amount_exact "
+                              "FROM charges").fetchall())
+
+
 # --- runtime: the integer fraction against the exact HUGEINT macro -----------------------------
 
 RATES = ("0.08", "0.1", "1.234567", "0.00000001", "12.5", "100000", "300000")
@@ -444,13 +456,11 @@ def test_fast_and_standard_requests_at_one_input_price_make_one_input_line():
     fast = {"input": "1", "output": "9", "cache_write_5m": "1.25", "cache_write_1h": "2",
             "cache_read": "0.1"}
     m = model("claude-test-plain", "1", "5", "1.25", "2", "0.1", fast=fast)
-    fast_request = span("s", "e1", f"{DAY}T09:00:00Z", input=100, output=10)
-    fast_request["model_usage"]["speed"] = "fast"
-    con = rated([session_record("s", agent=agent("claude-test-plain")), fast_request,
+    con = rated([session_record("s", agent=agent("claude-test-plain")),
+                 said(span("s", "e1", f"{DAY}T09:00:00Z", input=100, output=10), "fast"),
                  span("s", "e2", f"{DAY}T10:00:00Z", input=50, output=10)],
                 books=[book([m])])
-    assert sorted(con.execute("SELECT token_class, quantity, unit_price, amount_exact "
-                              "FROM charges").fetchall()) == [
+    assert priced(con) == [
         ("input", 150, Decimal("1"), Decimal("0.00015")),
         ("output", 10, Decimal("5"), Decimal("0.00005")),
         ("output", 10, Decimal("9"), Decimal("0.00009"))]
@@ -467,15 +477,12 @@ def test_requests_say_their_speed_else_the_sessions_agent_does():
     m = model("claude-test-plain", "1", "5", "1.25", "2", "0.1", fast=fast)
     fast_agent = agent("claude-test-plain")
     fast_agent["model"]["speed"] = "fast"
-    said_standard = span("s", "e1", f"{DAY}T09:00:00Z", input=100, output=10)
-    said_standard["model_usage"]["speed"] = "standard"
-    said_fast = span("s", "e2", f"{DAY}T10:00:00Z", input=20, output=2)
-    said_fast["model_usage"]["speed"] = "fast"
-    con = rated([session_record("s", agent=fast_agent), said_standard, said_fast,
+    con = rated([session_record("s", agent=fast_agent),
+                 said(span("s", "e1", f"{DAY}T09:00:00Z", input=100, output=10), "standard"),
+                 said(span("s", "e2", f"{DAY}T10:00:00Z", input=20, output=2), "fast"),
                  span("s", "e3", f"{DAY}T11:00:00Z", input=30, output=3)],
                 books=[book([m])])
-    assert sorted(con.execute("SELECT token_class, quantity, unit_price, amount_exact "
-                              "FROM charges").fetchall()) == [
+    assert priced(con) == [
         ("input", 50, Decimal("6"), Decimal("0.0003")),
         ("input", 100, Decimal("1"), Decimal("0.0001")),
         ("output", 5, Decimal("30"), Decimal("0.00015")),
