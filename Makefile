@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The bench extra (LiteLLM, a rating baseline) on top of the dev install, for `make bench` only.
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[dev,bench]'
+$(BENCH_STAMP): $(STAMP) bench/constraints.txt
+	$(BIN)/pip install -q -e '.[dev,bench]' -c bench/constraints.txt
 	touch $(BENCH_STAMP)
 
 install: $(STAMP)
