@@ -40,9 +40,19 @@ def book(models, runtime="0.08", geo_applies=True):
     })
 
 
-def model(id, input, output, cache_write_5m, cache_write_1h, cache_read, **extra):
-    return {"id": id, "input": input, "output": output, "cache_write_5m": cache_write_5m,
+def rates(input, output, cache_write_5m, cache_write_1h, cache_read, **extra):
+    """USD per MTok of each token class, as a price book's table writes them."""
+    return {"input": input, "output": output, "cache_write_5m": cache_write_5m,
             "cache_write_1h": cache_write_1h, "cache_read": cache_read, **extra}
+
+
+def model(id, *class_rates, **extra):
+    return {"id": id, **rates(*class_rates, **extra)}
+
+
+def plain(**extra):
+    """claude-test-plain at $1 / $5 / $1.25 / $2 / $0.1 per MTok."""
+    return model("claude-test-plain", "1", "5", "1.25", "2", "0.1", **extra)
 
 
 def rated(events, books=SHIPPED, as_of="2026-12-31T00:00:00Z", con=None):
@@ -212,11 +222,9 @@ def test_a_unit_price_of_a_million_dollars_per_mtok_is_priced_not_an_error():
 # --- long context: each model against its own threshold ----------------------------------------
 
 ALPHA = model("claude-test-alpha", "1", "5", "1.25", "2", "0.1",
-              long_context={"threshold_tokens": 100_000, "input": "2", "output": "7.5",
-                            "cache_write_5m": "2.5", "cache_write_1h": "4", "cache_read": "0.2"})
+              long_context=rates("2", "7.5", "2.5", "4", "0.2", threshold_tokens=100_000))
 BETA = model("claude-test-beta", "3", "15", "3.75", "6", "0.3",
-             long_context={"threshold_tokens": 200_000, "input": "6", "output": "22.5",
-                           "cache_write_5m": "7.5", "cache_write_1h": "12", "cache_read": "0.6"})
+             long_context=rates("6", "22.5", "7.5", "12", "0.6", threshold_tokens=200_000))
 GAMMA = model("claude-test-gamma", "5", "25", "6.25", "10", "0.5")  # no long-context rates
 LC_BOOK = book([ALPHA, BETA, GAMMA])
 
@@ -441,7 +449,7 @@ def test_span_cache_writes_with_no_book_in_force_are_unrated_not_lost():
     con = rated([session_record("s", agent=agent("claude-test-plain")),
                  span("s", "e1", "2026-10-31T10:00:00Z", input=100, output=10, write=500,
                       read=7)],
-                books=[book([model("claude-test-plain", "1", "5", "1.25", "2", "0.1")])])
+                books=[book([plain()])])
     assert sorted(con.execute("SELECT token_class, quantity, reason FROM unrated").fetchall()) \
         == [("cache_read", 7, "no price book in force"),
             ("cache_write_5m", 500, "no price book in force"),
@@ -453,9 +461,7 @@ def test_fast_and_standard_requests_at_one_input_price_make_one_input_line():
     # Fast rates differ from standard only in output (9 vs 5): the fast and the standard
     # request of the day share the input SKU, so they make one input line of 150 tokens.
     #   input 150 x $1 = 0.00015; output 10 x $9 + 10 x $5 = 0.00009 + 0.00005
-    fast = {"input": "1", "output": "9", "cache_write_5m": "1.25", "cache_write_1h": "2",
-            "cache_read": "0.1"}
-    m = model("claude-test-plain", "1", "5", "1.25", "2", "0.1", fast=fast)
+    m = plain(fast=rates("1", "9", "1.25", "2", "0.1"))
     con = rated([session_record("s", agent=agent("claude-test-plain")),
                  said(span("s", "e1", f"{DAY}T09:00:00Z", input=100, output=10), "fast"),
                  span("s", "e2", f"{DAY}T10:00:00Z", input=50, output=10)],
@@ -472,9 +478,7 @@ def test_requests_say_their_speed_else_the_sessions_agent_does():
     # the two fast ones make one line each per class:
     #   standard: input 100 x $1 = 0.0001, output 10 x $5 = 0.00005
     #   fast: input (20 + 30) x $6 = 0.0003, output (2 + 3) x $30 = 0.00015
-    fast = {"input": "6", "output": "30", "cache_write_5m": "7.5", "cache_write_1h": "12",
-            "cache_read": "0.6"}
-    m = model("claude-test-plain", "1", "5", "1.25", "2", "0.1", fast=fast)
+    m = plain(fast=rates("6", "30", "7.5", "12", "0.6"))
     fast_agent = agent("claude-test-plain")
     fast_agent["model"]["speed"] = "fast"
     con = rated([session_record("s", agent=fast_agent),
