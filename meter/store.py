@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
 # schema file itself; later versions append statements here and never edit old ones.
@@ -41,6 +41,15 @@ MIGRATIONS: dict[int, str] = {
         rated_ms BIGINT NOT NULL, as_of_ms BIGINT NOT NULL, books VARCHAR NOT NULL,
         charges BIGINT NOT NULL, unrated BIGINT NOT NULL
     );
+    """,
+    # v3: charge lines carry their exact amount in money units (1/9 atto-dollar, see
+    # pricing.money), so that sums of runtime lines are exact. Lines rated before cannot be
+    # upgraded in place (their runtime amounts were cut to 1e-18 each): the next
+    # `agenttally rate` (or `serve`) rates them again.
+    3: """
+    ALTER TABLE charges ADD COLUMN amount_units HUGEINT;
+    DELETE FROM charges;
+    DELETE FROM unrated_usage;
     """,
 }
 

@@ -41,7 +41,7 @@ WITH last_snap AS (
 ), engine AS (
     SELECT l.session_id, l.at_ms, l.list_cost_cents,
            coalesce(t.amount, 0) + coalesce(s.amount, 0)
-             + coalesce(runtime_amount(r.ms, b.runtime_usd_per_hour), 0) AS engine_usd,
+             + coalesce(units_usd(runtime_units(r.ms, b.runtime_usd_per_hour)), 0) AS engine_usd,
            coalesce(t.unrated_lines, 0) AS unrated_lines
     FROM last_snap l
     LEFT JOIN tokens t USING (session_id)

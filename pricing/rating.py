@@ -12,8 +12,10 @@ Set-based in DuckDB end to end; Python only loads the price books. The rules, an
   model's data-residency multiplier on every class when inference_geo is "us" and the book
   honours it; never a batch discount.
 - Long context (e.g. Haiku 5.5 above 100K prompt tokens): all tokens of such a request cost
-  the long-context rate; it is charged as a separate `long_context` line carrying the
-  difference, so that snapshot-based quantities stay untouched.
+  the long-context rate, on `long_context` lines of their own; the same tokens leave the
+  standard line that counted them (the request's own, or the snapshot that covers it: the
+  long-context line is then dated at that snapshot), so the tiers' quantities add up to the
+  real usage. Cache writes of such requests take the book's default TTL, as spans do.
 - Web search: snapshot increases of web_search_requests x $/1,000.
 - Usage with no book in force or no rate for its model is never priced at zero: it goes to
   `unrated` with the model name and a reason, and into no total.
@@ -43,7 +45,7 @@ import duckdb
 import pyarrow as pa
 
 from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
-from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_fraction
+from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook
 
 PRICE = pa.decimal128(18, 8)
@@ -60,7 +62,6 @@ class RatingOptions:
 def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> None:
     """Price books as three temp tables: pb_books, pb_rates, pb_aliases."""
     ordered = sorted(books, key=lambda b: b.effective_from_ms)
-    fractions = [runtime_fraction(b.runtime.usd_per_session_hour) for b in ordered]
     con.register("_books", pa.table({
         "book_id": pa.array(range(len(ordered)), pa.int32()),
         "name": [b.name for b in ordered],
@@ -73,9 +74,9 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
         "fast_applies": [b.modifiers.fast_mode_applies for b in ordered],
         "geo_applies": [b.modifiers.data_residency_applies for b in ordered],
         "default_ttl": [b.modifiers.default_cache_write_ttl for b in ordered],
-        # the runtime rate as atto-dollars per ms, num/den (NULL: too large, exact macro)
-        "rt_num": pa.array([f[0] if f else None for f in fractions], pa.int64()),
-        "rt_den": pa.array([f[1] if f else None for f in fractions], pa.int64()),
+        # the runtime rate as money units (pricing.money) per ms: whole at 8 decimals
+        "rt_units": pa.array([runtime_units_per_ms(b.runtime.usd_per_session_hour)
+                              for b in ordered], pa.int64()),
     }))
     rates = [dict(r, book_id=i) for i, b in enumerate(ordered) for r in b.token_rate_rows()]
     con.register("_rates", pa.table({
@@ -181,7 +182,7 @@ WITH multi AS (
 ), span_groups AS (
     -- requests of the main thread and of named threads are grouped apart (a NULL thread key
     -- slows the grouping of the far more common first kind); requests that may be long
-    -- context are summed again per threshold bucket, for the premium lines
+    -- context are summed again per threshold bucket, for the long-context lines
     {span_groups}
 ), span_lines AS (
     SELECT g.*, CASE g.speed_code WHEN 1 THEN 'fast' WHEN 0 THEN 'standard' END AS speed,
@@ -198,9 +199,9 @@ FROM snaps n LEFT JOIN rating_sessions s USING (session_id)
 WHERE n.session_id NOT IN (SELECT session_id FROM multi)
   AND (n.q_input <> 0 OR n.q_output <> 0 OR n.q_5m <> 0 OR n.q_1h <> 0 OR n.q_read <> 0)
 UNION ALL
--- requests: standard lines where billed from spans; and for requests above the model's
--- long-context threshold a second line carrying the premium over standard (also where
--- snapshots carry the standard quantities: they cannot tell the requests apart)
+-- requests: standard lines where billed from spans; and requests above the model's
+-- long-context threshold on long-context lines (also where snapshots carry their quantities:
+-- they cannot tell the requests apart)
 -- (a request group per speed said on the requests and per long-context bucket: pricing sums
 -- them per charge line; what-if levers first merge them per usage line, see _USAGE_LINE_KEY)
 SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us,
@@ -209,6 +210,17 @@ SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us,
 FROM span_lines l
 LEFT JOIN lc_models c ON l.lc_bucket > 0 AND c.book_id = l.book_id AND c.model_raw = l.model_raw
 WHERE (l.lc_bucket = 0 AND l.billed) OR l.lc_bucket > c.k
+UNION ALL
+-- ... and the same tokens out of the standard line that counted them: the requests' own
+-- (billed from spans), else their covering snapshot's (same date, model, speed and key)
+SELECT l.session_id, CASE WHEN l.billed THEN l.thread_id END, l.at_ms, l.model_raw,
+       CASE WHEN l.billed THEN l.speed ELSE s.speed END, l.us, 'standard',
+       CASE WHEN l.billed THEN 'span' ELSE 'snapshot' END,
+       -l.q_input, -l.q_output, -l.q_5m, -l.q_1h, -l.q_read
+FROM span_lines l
+JOIN lc_models c ON c.book_id = l.book_id AND c.model_raw = l.model_raw
+LEFT JOIN rating_sessions s USING (session_id)
+WHERE l.lc_bucket > c.k
 """
 
 # Each (book, model spelling, fast?, tier, US?) that occurs is priced once: a unit price and,
@@ -231,8 +243,9 @@ WITH books AS (
          AND a2.alias = regexp_replace(k.model_raw, '-[0-9]{{8}}$', '')
 ), priced AS (
     SELECT u.book_id, u.model_raw, u.fast, u.tier, u.us, u.model_id, c.token_class,
-           (CASE WHEN u.tier = 'long_context' THEN rl.usd_per_mtok - rs.usd_per_mtok
-                 ELSE coalesce(rf.usd_per_mtok, rs.usd_per_mtok) END)
+           -- (19 digits: a product of two 18-digit decimals may not fit in 64 bits)
+           CAST(CASE WHEN u.tier = 'long_context' THEN rl.usd_per_mtok
+                     ELSE coalesce(rf.usd_per_mtok, rs.usd_per_mtok) END AS DECIMAL(19, 8))
              * CASE WHEN u.us AND u.geo_applies THEN rs.geo_multiplier ELSE 1 END
              AS unit_price,
            CASE WHEN u.book_id = -1 THEN 'no price book in force'
@@ -535,22 +548,23 @@ _CHARGE_LINES = f"""
 CREATE OR REPLACE TEMP TABLE charge_lines AS
 WITH tok_lines AS ({{tok_lines}}
 )
-SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
-       CASE WHEN b.rt_num IS NOT NULL THEN runtime_amount_frac(ms, b.rt_num, b.rt_den)
-            ELSE runtime_amount(ms, b.runtime_usd_per_hour) END AS amount_exact,
+SELECT day, session_id, sku, quantity, units_usd(amount_units) AS amount_exact, amount_units,
        provisional
-FROM runtime_days JOIN pb_books b USING (book_id) WHERE ms > 0
-UNION ALL
-SELECT {_as_date("day_ms")}, session_id, sku, quantity,
-       CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), provisional
-FROM tok_lines WHERE quantity <> 0 AND unit_price IS NOT NULL
-UNION ALL
-SELECT {_as_date("day_ms")}, session_id, -2 * book_id - 2, quantity,
-       CAST(quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}),
-       session_id IN (SELECT session_id FROM open_sessions)
-FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
-             sum(quantity)::BIGINT AS quantity
-      FROM search_lines GROUP BY ALL) JOIN pb_books b USING (book_id)
+FROM (
+    SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
+           CAST(ms AS HUGEINT) * b.rt_units AS amount_units, provisional
+    FROM runtime_days JOIN pb_books b USING (book_id) WHERE ms > 0
+    UNION ALL
+    SELECT {_as_date("day_ms")}, session_id, sku, quantity,
+           units_of(quantity * unit_price * 0.000001), provisional
+    FROM tok_lines WHERE quantity <> 0 AND unit_price IS NOT NULL
+    UNION ALL
+    SELECT {_as_date("day_ms")}, session_id, -2 * book_id - 2, quantity,
+           units_of(quantity * b.search_usd_per_1000 * 0.001),
+           session_id IN (SELECT session_id FROM open_sessions)
+    FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
+                 sum(quantity)::BIGINT AS quantity
+          FROM search_lines GROUP BY ALL) JOIN pb_books b USING (book_id))
 """
 
 # Every day from the first to the last that can carry a line, with its period (YYYY-MM),
@@ -571,9 +585,11 @@ FROM (SELECT unnest(range(lo, hi + 1, {DAY_MS})) AS d FROM bounds WHERE lo IS NO
 CHARGES_VIEW = f"""
 CREATE OR REPLACE TEMP VIEW charges AS
 WITH lines AS (
-    SELECT day, session_id, sku, quantity, amount_exact, provisional FROM charge_lines
+    SELECT day, session_id, sku, quantity, amount_exact, amount_units, provisional
+    FROM charge_lines
     UNION ALL
-    SELECT * FROM (
+    SELECT day, session_id, sku, quantity, amount_exact, units_of(amount_exact), provisional
+    FROM (
         SELECT day, session_id, 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku,
                unnest([{", ".join(_Q)}]) AS quantity, unnest([{", ".join(_A)}]) AS amount_exact,
                provisional
@@ -583,7 +599,7 @@ WITH lines AS (
 SELECT d.period, c.day, c.session_id,
        s.agent_id, s.environment_id, s.metadata AS tags,
        k.meter, k.model, k.token_class, k.tier, c.quantity, k.unit, k.unit_price, k.price_unit,
-       c.amount_exact, k.book, k.book_version, c.provisional
+       c.amount_exact, k.book, k.book_version, c.provisional, c.amount_units
 FROM lines c
 JOIN charge_skus k USING (sku)
 JOIN charge_days d USING (day)  -- a period filter prunes lines through this small join
@@ -684,7 +700,7 @@ _SPAN_GROUP = """
            sum(m.input_tokens)::BIGINT AS q_input, sum(m.output_tokens)::BIGINT AS q_output,
            sum(m.cache_write_tokens)::BIGINT AS q_write,
            sum(m.cache_read_tokens)::BIGINT AS q_read
-    FROM model_requests m LEFT JOIN last_snap ls USING (session_id)
+    FROM {source} m LEFT JOIN last_snap ls USING (session_id)
     LEFT JOIN rating_sessions s USING (session_id){thread_join}
     WHERE m.at_ms <= $as_of AND m.thread_id IS {null}{where}
     GROUP BY ALL"""
@@ -694,6 +710,17 @@ _THREAD_JOIN = """
 
 _PROMPT = "(m.input_tokens + m.cache_read_tokens + m.cache_write_tokens)"
 
+# Requests that may be long context, dated at the snapshot that covers them (the first at or
+# after them), where snapshots carry the session's usage: their long-context line then meets
+# the standard quantities it takes its tokens from on the same day, book and usage line.
+_COVERED = """(
+    SELECT m.* REPLACE (CASE WHEN m.session_id IN (SELECT session_id FROM multi) THEN m.at_ms
+                             ELSE coalesce(c.at_ms, m.at_ms) END AS at_ms)
+    FROM model_requests m
+    ASOF LEFT JOIN (SELECT DISTINCT session_id, at_ms FROM snaps) c
+      ON c.session_id = m.session_id AND c.at_ms >= m.at_ms
+    WHERE m.at_ms <= $as_of{where})"""
+
 
 def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     """SQL of the request groups (see `_USAGE_LINES`), and of the long-context thresholds
@@ -702,17 +729,18 @@ def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
         "SELECT DISTINCT threshold_tokens FROM pb_rates WHERE tier = 'long_context' "
         "AND threshold_tokens IS NOT NULL ORDER BY 1").fetchall()]
     book, day = book_sql(con, "m.at_ms"), day_start("m.at_ms")
-    kinds = [("0", "")]
+    kinds = [("0", "", "model_requests")]
     if thresholds:
         bucket = " + ".join(f"({_PROMPT} > {t})::INTEGER" for t in thresholds)
-        kinds.append((bucket, f" AND {_PROMPT} > {thresholds[0]} "
-                              "AND m.session_id IN (SELECT session_id FROM lc_sessions)"))
+        where = (f" AND {_PROMPT} > {thresholds[0]} "
+                 "AND m.session_id IN (SELECT session_id FROM lc_sessions)")
+        kinds.append((bucket, where, _COVERED.format(where=where)))
     sides = (("NULL::VARCHAR", "NULL", "s.model_id", ""),
              ("m.thread_id", "NOT NULL", "coalesce(tm.model_id, s.model_id)", _THREAD_JOIN))
     groups = "\n    UNION ALL".join(
         _SPAN_GROUP.format(thread=thread, null=null, model=model, thread_join=join, book=book,
-                           day=day, bucket=bucket, where=where)
-        for bucket, where in kinds for thread, null, model, join in sides)
+                           day=day, bucket=bucket, where=where, source=source)
+        for bucket, where, source in kinds for thread, null, model, join in sides)
     values = ", ".join(f"({t}, {k})" for k, t in enumerate(thresholds))
     return groups, (f"VALUES {values}" if thresholds
                     else "SELECT NULL::BIGINT, NULL::INTEGER WHERE false")

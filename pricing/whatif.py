@@ -31,7 +31,13 @@ from fractions import Fraction
 import duckdb
 
 from meter.intervals import build_intervals, split_sql
-from pricing.money import EXACT_SQL_TYPE, install_sql_macros, round_cents
+from pricing.money import (
+    LINE_KEYS,
+    UNITS_PER_USD,
+    apportion_cents,
+    cents_of_units,
+    install_sql_macros,
+)
 from pricing.pricebook import PriceBook, canonical_model_id
 from pricing.rating import (
     RatingOptions,
@@ -62,7 +68,6 @@ __all__ = [
 BASELINE = "whatif_baseline"
 SCENARIO = "whatif_scenario"
 _STAGED = ("usage_lines", "search_lines", "runtime_days")
-_ATTO = 10**18
 _PICO = 10**12
 
 # Group-by keys over a charges-shaped table (shared with reports.forecast and reports.budgets).
@@ -95,24 +100,11 @@ class WhatIf:
 
 def _install_macros(con: duckdb.DuckDBPyConnection) -> None:
     install_sql_macros(con)
-    # a // b rounded half-even, for a >= 0 and b > 0 (HUGEINT)
+    # u x num / den for an amount u in money units (pricing.money), rounded half-even
     con.execute("""
-        CREATE OR REPLACE TEMP MACRO wi_div_half_even(a, b) AS (
-            a // b + CASE WHEN 2 * (a % b) > b OR (2 * (a % b) = b AND (a // b) % 2 = 1)
-                          THEN 1 ELSE 0 END)
-    """)
-    # an exact amount in integer atto-dollars (x * 1e18 as DECIMAL would overflow at $100)
-    con.execute("""
-        CREATE OR REPLACE TEMP MACRO wi_atto(x) AS (
-            CAST(floor(x) AS HUGEINT) * 1000000000000000000
-            + CAST((x - floor(x)) * 1000000000000000000 AS HUGEINT))
-    """)
-    # x * num / den for an exact amount x, rounded half-even to the atto-dollar
-    con.execute(f"""
-        CREATE OR REPLACE TEMP MACRO wi_scale(x, num, den) AS (
-            CAST(sign(x) * wi_div_half_even(abs(wi_atto(x)) * CAST(num AS HUGEINT),
-                                            CAST(den AS HUGEINT)) AS DECIMAL(38, 0))
-            * CAST(0.000000000000000001 AS {EXACT_SQL_TYPE}))
+        CREATE OR REPLACE TEMP MACRO wi_scale_units(u, num, den) AS (
+            units_div_half_even(CAST(u AS HUGEINT) * CAST(num AS HUGEINT),
+                                CAST(den AS HUGEINT)))
     """)
 
 
@@ -127,9 +119,9 @@ def _ratio(value: Fraction | Decimal, note: list[str] | None = None) -> tuple[in
     return rounded, _PICO
 
 
-def _atto_decimal(value: Fraction) -> Decimal:
-    """A rational amount as a Decimal, rounded half-even to 1e-18 (Python's round is half-even)."""
-    return Decimal(round(value * _ATTO)) / Decimal(_ATTO)
+def _units(value: Fraction) -> int:
+    """A rational amount in money units, rounded half-even (Python's round is half-even)."""
+    return round(value * UNITS_PER_USD)
 
 
 # --- periods -----------------------------------------------------------------------------
@@ -277,11 +269,11 @@ SELECT session_id, thread_id, at_ms, model_raw, speed, us, tier, source,
        {", ".join(f"CASE WHEN hit THEN {q} - moved_{q} ELSE {q} END AS {q}" for q in _Q)}
 FROM tagged
 UNION ALL
--- the target model is priced at its standard tier: a long-context premium does not move
-SELECT session_id, thread_id, at_ms, $to AS model_raw, speed, us, tier, source,
+-- the target model is priced at its standard tier: long-context tokens move as standard ones
+SELECT session_id, thread_id, at_ms, $to AS model_raw, speed, us, 'standard' AS tier, source,
        {", ".join(f"CAST(round(moved_{q} * $multiplier) AS BIGINT)" for q in _Q)}
 FROM tagged
-WHERE hit AND tier = 'standard' AND ({" OR ".join(f"moved_{q} <> 0" for q in _Q)})
+WHERE hit AND ({" OR ".join(f"moved_{q} <> 0" for q in _Q)})
 """
 
 # Uncached input becomes cache reads until reads are `$hit` of the prompt (input + reads +
@@ -365,63 +357,64 @@ WITH idle AS (
 SELECT strftime(p.day, '%Y-%m'), p.day, p.session_id, s.agent_id, s.environment_id,
        s.metadata, 'idle', NULL, NULL, 'standard', sum(p.duration_ms)::BIGINT, 'ms',
        $rate, 'USD per idle session-hour',
-       CAST(sum(runtime_amount(p.duration_ms, $rate)) AS {EXACT_SQL_TYPE}),
-       $book, 'what-if', bool_or(p.provisional)
+       units_usd(runtime_units(sum(p.duration_ms), $rate)),
+       $book, 'what-if', bool_or(p.provisional), runtime_units(sum(p.duration_ms), $rate)
 FROM (SELECT *, {_DAY} AS day FROM idle_days) p
 LEFT JOIN rating_sessions s USING (session_id)
 GROUP BY ALL
 """
 
-_MINIMUM = f"""
-INSERT INTO {{table}}
+_MINIMUM = """
+INSERT INTO {table}
 WITH per AS (
-    SELECT session_id, min(day) AS day, sum(amount_exact) AS total,
+    SELECT session_id, min(day) AS day, sum(amount_units) AS total,
            bool_or(provisional) AS provisional
-    FROM {{table}} WHERE session_id IS NOT NULL GROUP BY session_id
+    FROM {table} WHERE session_id IS NOT NULL GROUP BY session_id
 )
 SELECT strftime(per.day, '%Y-%m'), per.day, per.session_id, s.agent_id, s.environment_id,
        s.metadata, 'minimum', NULL, NULL, 'standard', 1, 'sessions', $minimum,
-       'USD minimum per session', CAST($minimum - per.total AS {EXACT_SQL_TYPE}),
-       $book, 'what-if', per.provisional
+       'USD minimum per session', units_usd(units_of($minimum) - per.total),
+       $book, 'what-if', per.provisional, units_of($minimum) - per.total
 FROM per LEFT JOIN rating_sessions s USING (session_id)
-WHERE per.total < $minimum
+WHERE per.total < units_of($minimum)
 """
 
-_SANDBOX = f"""
-UPDATE {{table}} SET meter = 'sandbox', unit_price = $rate, price_unit = $price_unit,
-    amount_exact = CAST(wi_scale(runtime_amount(quantity, $rate), $num, $den)
-                        AS {EXACT_SQL_TYPE}),
+_SANDBOX = """
+UPDATE {table} SET meter = 'sandbox', unit_price = $rate, price_unit = $price_unit,
+    amount_units = wi_scale_units(runtime_units(quantity, $rate), $num, $den),
+    amount_exact = units_usd(wi_scale_units(runtime_units(quantity, $rate), $num, $den)),
     book = $book, book_version = 'what-if'
 WHERE meter = 'runtime'
 """
 
 # A negative line per (day, session) taking `num/den` of the listed meters' amounts.
-_REBATE = f"""
-INSERT INTO {{table}}
+_REBATE = """
+INSERT INTO {table}
 SELECT period, day, session_id, agent_id, environment_id, tags, $meter, NULL, NULL,
        'standard', NULL, NULL, NULL, $price_unit,
-       CAST(-wi_scale(sum(amount_exact), $num, $den) AS {EXACT_SQL_TYPE}),
-       $book, 'what-if', bool_or(provisional)
-FROM {{table}}
+       units_usd(-wi_scale_units(sum(amount_units), $num, $den)),
+       $book, 'what-if', bool_or(provisional), -wi_scale_units(sum(amount_units), $num, $den)
+FROM {table}
 WHERE ($all_meters AND meter NOT IN ('discount', 'commitment', 'fixed'))
       OR list_contains($meters, meter)
 GROUP BY period, day, session_id, agent_id, environment_id, tags
-HAVING sum(amount_exact) <> 0
+HAVING sum(amount_units) <> 0
 """
 
-_GROWTH = f"""
-UPDATE {{table}} SET
-    amount_exact = CAST(wi_scale(amount_exact, g.num, g.den) AS {EXACT_SQL_TYPE}),
+_GROWTH = """
+UPDATE {table} SET
+    amount_units = wi_scale_units(amount_units, g.num, g.den),
+    amount_exact = units_usd(wi_scale_units(amount_units, g.num, g.den)),
     quantity = CAST(round(quantity * g.factor) AS BIGINT)
 FROM wi_growth g
-WHERE {{table}}.period = g.period AND {{table}}.session_id IS NOT NULL
+WHERE {table}.period = g.period AND {table}.session_id IS NOT NULL
 """
 
-_MONTHLY = f"""
-INSERT INTO {{table}}
+_MONTHLY = """
+INSERT INTO {table}
 SELECT $period, CAST($day AS DATE), NULL, NULL, NULL, NULL, $meter, NULL, NULL, 'standard',
-       NULL, NULL, $unit_price, 'USD per month', CAST($amount AS {EXACT_SQL_TYPE}),
-       $book, 'what-if', $provisional
+       NULL, NULL, $unit_price, 'USD per month', units_usd(CAST($units AS HUGEINT)),
+       $book, 'what-if', $provisional, CAST($units AS HUGEINT)
 """
 
 
@@ -462,14 +455,14 @@ def _add_lines(con: duckdb.DuckDBPyConnection, scenario: Scenario, table: str,
         f"SELECT DISTINCT period FROM {table} WHERE period IS NOT NULL ORDER BY 1").fetchall()]
     if prices.commitment is not None:
         totals = dict(con.execute(
-            f"SELECT period, sum(amount_exact) FROM {table} GROUP BY period").fetchall())
+            f"SELECT period, sum(amount_units) FROM {table} GROUP BY period").fetchall())
         commit = prices.commitment.usd_per_month
         for period in periods:
             fraction = _month_fraction(period, as_of_ms)
-            due = _atto_decimal(Fraction(commit) * fraction)
-            shortfall = due - Decimal(totals.get(period) or 0)
+            due = _units(Fraction(commit) * fraction)
+            shortfall = due - int(totals.get(period) or 0)
             if fraction < 1:
-                notes.append(f"commitment for {period} is pro rata: {round_cents(due)} of "
+                notes.append(f"commitment for {period} is pro rata: {cents_of_units(due)} of "
                              f"{commit} (month in progress)")
             if shortfall > 0:
                 _monthly_line(con, table, period, "commitment", commit, shortfall, book,
@@ -477,16 +470,16 @@ def _add_lines(con: duckdb.DuckDBPyConnection, scenario: Scenario, table: str,
     if bvb is not None and bvb.fixed_usd_per_month > 0:
         for period in periods:
             fraction = _month_fraction(period, as_of_ms)
-            amount = _atto_decimal(Fraction(bvb.fixed_usd_per_month) * fraction)
+            amount = _units(Fraction(bvb.fixed_usd_per_month) * fraction)
             _monthly_line(con, table, period, "fixed", bvb.fixed_usd_per_month, amount, book,
                           fraction < 1)
 
 
 def _monthly_line(con: duckdb.DuckDBPyConnection, table: str, period: str, meter: str,
-                  unit_price: Decimal, amount: Decimal, book: str, provisional: bool) -> None:
+                  unit_price: Decimal, units: int, book: str, provisional: bool) -> None:
     con.execute(_MONTHLY.format(table=table), {
         "period": period, "day": f"{period}-01", "meter": meter, "unit_price": unit_price,
-        "amount": amount, "book": book, "provisional": provisional})
+        "units": str(units), "book": book, "provisional": provisional})
 
 
 def _grow(con: duckdb.DuckDBPyConnection, table: str, growth: Fraction, start: date,
@@ -586,31 +579,37 @@ def compare(
     what_if: WhatIf | None = None,
 ) -> Comparison:
     """Baseline and scenario amounts per meter (and per ``by`` group: a key of GROUP_SQL)
-    in ``period`` (YYYY-MM, YYYY-Qn, YYYY, or None/'all')."""
+    in ``period`` (YYYY-MM, YYYY-Qn, YYYY, or None/'all'). The baseline's total is the sum of
+    the period's invoices, to the cent."""
     if by is not None and by not in GROUP_SQL:
-        raise ValueError(f"--by: unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
+        raise ValueError(f"unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
     baseline = what_if.baseline_table if what_if else BASELINE
     scenario = what_if.scenario_table if what_if else SCENARIO
-    group = GROUP_SQL[by] if by else "NULL"
     months = period_months(period)
-    # Rounded per invoice line (meter x model x token class) and then summed, as the invoice
-    # is, so that the baseline total equals `agenttally invoice` to the cent.
-    line = "meter, model, token_class"
-    rows = con.execute(f"""
-        WITH b AS (SELECT {group} AS grp, {line}, sum(amount_exact) AS amount FROM {baseline}
-                   WHERE $all OR list_contains($months, period) GROUP BY ALL),
-             s AS (SELECT {group} AS grp, {line}, sum(amount_exact) AS amount FROM {scenario}
-                   WHERE $all OR list_contains($months, period) GROUP BY ALL)
-        SELECT coalesce(b.grp, s.grp), coalesce(b.meter, s.meter), b.amount, s.amount
-        FROM b FULL JOIN s ON b.grp IS NOT DISTINCT FROM s.grp AND b.meter = s.meter
-             AND b.model IS NOT DISTINCT FROM s.model
-             AND b.token_class IS NOT DISTINCT FROM s.token_class
-    """, {"all": months is None, "months": months or []}).fetchall()
-    summed: dict[tuple[str | None, str], list[Decimal]] = {}
-    for g, m, b, s_ in rows:
-        pair = summed.setdefault((g, m), [Decimal("0.00"), Decimal("0.00")])
-        pair[0] += round_cents(Decimal(b or 0))
-        pair[1] += round_cents(Decimal(s_ or 0))
+    params = {"all": months is None, "months": months or []}
+    # Each side as its invoices: a line per period x meter x model x token class x tier,
+    # rounded once from its exact sum; groups get the line's cents apportioned by their exact
+    # share, so the groups add up to the invoices to the cent.
+    line = ["period", *LINE_KEYS]
+    cents: dict[tuple[str | None, str], list[int]] = {}
+    for side, table in enumerate((baseline, scenario)):
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE wi_parts AS
+            SELECT {", ".join(line)}, {GROUP_SQL[by] if by else "NULL"} AS grp,
+                   sum(amount_units) AS weight
+            FROM {table} WHERE $all OR list_contains($months, period) GROUP BY ALL
+        """, params)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE wi_lines AS
+            SELECT {", ".join(line)}, CAST(units_cents(sum(weight)) * 100 AS HUGEINT) AS cents
+            FROM wi_parts GROUP BY ALL
+        """)
+        apportion_cents(con, parts="wi_parts", lines="wi_lines", line_keys=line,
+                        part_keys=["grp"], out="wi_alloc")
+        for g, m, c in con.execute("SELECT grp, meter, sum(cents) FROM wi_alloc GROUP BY ALL"
+                                   ).fetchall():
+            cents.setdefault((g, m), [0, 0])[side] += int(c)
+    summed = {k: [Decimal(c).scaleb(-2) for c in pair] for k, pair in cents.items()}
     out = [ComparisonRow(g, m, b, s_) for (g, m), (b, s_) in summed.items()]
     out.sort(key=lambda r: (r.group or "", _meter_rank(r.meter), r.meter))
     return Comparison(scenario=what_if.scenario.name if what_if else "scenario",

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-import duckdb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from meter.config_files import describe, read_toml
@@ -32,8 +31,6 @@ __all__ = [
     "AllocationRules",
     "SharedCost",
     "TagRules",
-    "apportion_cents",
-    "install_allocation_macros",
     "load_rules",
 ]
 
@@ -178,77 +175,4 @@ def json_path(key: str) -> str:
     return '$."' + key + '"'
 
 
-# --- apportioning whole cents ------------------------------------------------------------
 
-def install_allocation_macros(con: duckdb.DuckDBPyConnection) -> None:
-    """`atto(x)`: an exact DECIMAL(38,18) as a HUGEINT count of 1e-18 USD (no overflow, no
-    DOUBLE); `floordiv(a, b)`: floor division for HUGEINT (DuckDB's // truncates), b > 0."""
-    con.execute("""
-        CREATE OR REPLACE TEMP MACRO atto(x) AS (
-            CAST(trunc(CAST(x AS DECIMAL(38, 18))) AS HUGEINT) * 1000000000000000000
-            + CAST((CAST(x AS DECIMAL(38, 18)) - trunc(CAST(x AS DECIMAL(38, 18))))
-                   * 1000000000000000000 AS HUGEINT))
-    """)
-    con.execute("""
-        CREATE OR REPLACE TEMP MACRO floordiv(a, b) AS (
-            CASE WHEN a >= 0 THEN a // b ELSE -((-a + b - 1) // b) END)
-    """)
-
-
-def _match(cols: Sequence[str], left: str, right: str) -> str:
-    return " AND ".join(f"{left}.{c} IS NOT DISTINCT FROM {right}.{c}" for c in cols) or "true"
-
-
-def apportion_cents(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    parts: str,
-    lines: str,
-    line_keys: Sequence[str],
-    part_keys: Sequence[str],
-    out: str,
-) -> None:
-    """Split each line's whole cents over its parts, proportionally to the parts' weights.
-
-    `parts` has columns line_keys + part_keys + `atto` (HUGEINT weight, normally the exact
-    amount in 1e-18 USD); `lines` has line_keys + `cents` (HUGEINT, the rounded line amount).
-    Creates temp table `out` (line_keys, part_keys, atto, cents) in which the cents of every
-    line add up to the line's cents exactly: each part gets the floor of its exact share, and
-    the cents left over go one each to the parts with the largest remainders (ties: the part
-    keys in order). Set-based: window functions only, whatever the number of parts.
-    """
-    lk = ", ".join(line_keys)
-    order = ", ".join(f"{k} NULLS FIRST" for k in part_keys) or "1"
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {out} AS
-        WITH p AS (
-            SELECT p.*, l.cents AS line_cents,
-                   sum(p.atto) OVER (PARTITION BY {', '.join(f'p.{k}' for k in line_keys)})
-                       AS line_atto
-            FROM {parts} p JOIN {lines} l ON {_match(line_keys, 'p', 'l')}
-        ), q AS (
-            SELECT *, CASE WHEN line_atto = 0 THEN 0::HUGEINT ELSE floordiv(
-                          line_cents * atto * sign(line_atto), abs(line_atto)) END AS base,
-                      CASE WHEN line_atto = 0 THEN 0::HUGEINT ELSE
-                          line_cents * atto * sign(line_atto) - floordiv(
-                              line_cents * atto * sign(line_atto), abs(line_atto))
-                          * abs(line_atto) END AS remainder
-            FROM p
-        ), r AS (
-            SELECT *, line_cents - sum(base) OVER (PARTITION BY {lk}) AS leftover,
-                   row_number() OVER (PARTITION BY {lk} ORDER BY remainder DESC, {order})
-                       AS rank
-            FROM q
-        )
-        SELECT {lk}, {', '.join(part_keys)}, atto,
-               CAST(base + CASE WHEN rank <= leftover THEN 1 ELSE 0 END AS HUGEINT) AS cents
-        FROM r
-    """)
-    # Lines with no part at all (possible only if a caller filtered parts) would lose money.
-    missing = con.execute(f"""
-        SELECT count(*) FROM {lines} l
-        WHERE l.cents <> 0 AND NOT EXISTS (SELECT 1 FROM {parts} p
-                                           WHERE {_match(line_keys, 'p', 'l')})
-    """).fetchall()[0][0]
-    if missing:
-        raise AllocationError(f"{missing} invoice line(s) have no part to carry their cents")

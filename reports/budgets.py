@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from pricing.money import round_cents
+from pricing.money import cents_of_units, usd_of_units
 from pricing.scenario import describe_error, exact_decimal
 from pricing.whatif import GROUP_SQL
 from reports.forecast import Forecast, Interval, daily_series, forecast
@@ -135,13 +135,17 @@ class Outlook:
     start: date
     end: date  # exclusive
     label: str
-    actual_exact: Decimal
+    actual_units: int  # exact spend to date in money units (pricing.money)
     forecast: Forecast
     cumulative: np.ndarray  # (n_paths, remaining days): spend to date + forecast, by day end
 
     @property
+    def actual_exact(self) -> Decimal:
+        return usd_of_units(self.actual_units)
+
+    @property
     def actual(self) -> Decimal:
-        return round_cents(self.actual_exact)
+        return cents_of_units(self.actual_units)
 
     @property
     def days(self) -> list[date]:
@@ -155,15 +159,15 @@ class Outlook:
 
 
 def _actual(con: duckdb.DuckDBPyConnection, table: str, by: str, value: str,
-            start: date, through: date) -> tuple[Decimal, list[tuple[date, Decimal]]]:
-    """Exact spend per day of one group from `start` to `through` inclusive."""
+            start: date, through: date) -> tuple[int, list[tuple[date, Decimal]]]:
+    """Spend of one group from `start` to `through` inclusive: in all (exact, money units)
+    and per day (USD)."""
     rows = con.execute(f"""
-        SELECT day, sum(amount_exact) FROM {table}
+        SELECT day, sum(amount_units) FROM {table}
         WHERE day >= $start AND day <= $through AND {GROUP_SQL[by]} = $value
         GROUP BY day ORDER BY day
     """, {"start": start, "through": through, "value": value}).fetchall()
-    daily = [(d, Decimal(a or 0)) for d, a in rows]
-    return sum((a for _, a in daily), Decimal(0)), daily
+    return sum(int(u or 0) for _, u in rows), [(d, usd_of_units(u or 0)) for d, u in rows]
 
 
 def outlook(
@@ -194,7 +198,8 @@ def outlook(
         series = history[value]
     else:
         series = pd.Series(0.0, index=history.index, name=value)
-    actual_exact, _ = _actual(con, table, by, value, start, as_of_day)
+    actual_units, _ = _actual(con, table, by, value, start, as_of_day)
+    actual_exact = usd_of_units(actual_units)
     remaining = (end - as_of_day).days
     fc = forecast(series, max(remaining, 1), n_paths=n_paths, seed=seed,
                   growth_per_month=growth_per_month, group=value, origin=as_of_day)
@@ -202,7 +207,7 @@ def outlook(
     if remaining:
         steps[:, 0] *= fraction_left
     cumulative = float(actual_exact) + np.cumsum(steps, axis=1)
-    return Outlook(group=value, start=start, end=end, label=label, actual_exact=actual_exact,
+    return Outlook(group=value, start=start, end=end, label=label, actual_units=actual_units,
                    forecast=fc, cumulative=cumulative)
 
 

@@ -25,19 +25,13 @@ from typing import Any
 
 import duckdb
 
-from pricing.money import CENT, install_sql_macros, round_cents
-from reports.allocation import (
-    AllocationRules,
-    apportion_cents,
-    install_allocation_macros,
-    json_path,
-)
+from pricing.money import CENT, LINE_KEYS, apportion_cents, cents_of_units, install_sql_macros
+from reports.allocation import AllocationRules, json_path
 from reports.invoice import build_invoice
 
 __all__ = ["Chargeback", "ChargebackGroup", "MODES", "build_chargeback", "resolve_groups"]
 
 MODES = ("chargeback", "showback")
-LINE_KEYS = ("meter", "model", "token_class")
 _MS_PER_HOUR = Decimal(3_600_000)
 
 _SOURCE_SQL = {
@@ -48,9 +42,8 @@ _SOURCE_SQL = {
 
 _DRIVER_SQL = {
     "running_time": "sum(quantity) FILTER (WHERE meter = 'runtime')",
-    # long-context lines repeat their tokens as a premium: count each token once
-    "tokens": "sum(quantity) FILTER (WHERE meter = 'tokens' AND tier = 'standard')",
-    "cost": "floordiv(sum(atto(amount_exact)), 1000000000000)",  # micro-dollars
+    "tokens": "sum(quantity) FILTER (WHERE meter = 'tokens')",
+    "cost": "floordiv(sum(amount_units), 9000000000000)",  # micro-dollars
 }
 
 
@@ -173,7 +166,7 @@ def resolve_groups(
     Each key is read from the sources in the rules' precedence order (session metadata, the
     agent's, the environment's), falls back to the default, then goes through the renames.
     A group only depends on (tags, agent, environment), so the charges are aggregated first
-    (sums are exact: integers and DECIMAL(38,18)) and the JSON is read once per distinct
+    (sums are exact: integers, amounts in money units) and the JSON is read once per distinct
     combination, not once per charge line.
     """
     con.execute("CREATE OR REPLACE TEMP TABLE cb_renames "
@@ -194,7 +187,7 @@ def resolve_groups(
     con.execute("""
         CREATE OR REPLACE TEMP TABLE cb_agg AS
         SELECT tags, agent_id, environment_id, meter, model, token_class, tier,
-               sum(quantity) AS quantity, sum(amount_exact) AS amount_exact
+               sum(quantity) AS quantity, sum(amount_units) AS amount_units
         FROM charges WHERE period = $period
         GROUP BY ALL
     """, {"period": period})
@@ -214,7 +207,7 @@ def resolve_groups(
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE {table} AS
         SELECT c.agent_id, c.environment_id, c.meter, c.model, c.token_class, c.tier,
-               c.quantity, c.amount_exact, {', '.join(f'k.g{i}' for i in range(len(keys)))}
+               c.quantity, c.amount_units, {', '.join(f'k.g{i}' for i in range(len(keys)))}
         FROM cb_agg c JOIN cb_keys k ON {_KEY_MATCH}
     """)
 
@@ -300,7 +293,6 @@ def build_chargeback(
     rules = rules or AllocationRules()
     keys = rules.keys_needed(by)
     install_sql_macros(con)
-    install_allocation_macros(con)
     resolve_groups(con, period, keys, rules)
     params = _assign_pools(con, keys, rules, mode)
     _weights(con, keys, rules, params)
@@ -309,25 +301,24 @@ def build_chargeback(
     keyed = ", ".join(
         f"CASE WHEN w.key_idx = {i} THEN w.target ELSE p.g{i} END AS g{i}" for i in range(len(by)))
     all_g = ", ".join(f"g{i}" for i in range(len(keys)))
+    lines = ", ".join(LINE_KEYS)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cb_parts AS
-        SELECT meter, model, token_class, {', '.join(gb)}, '' AS origin,
-               sum(atto(amount_exact)) AS atto
+        SELECT {lines}, {', '.join(gb)}, '' AS origin, sum(amount_units) AS weight
         FROM cb_rows WHERE pool IS NULL OR pool NOT IN (SELECT pool FROM cb_weights)
         GROUP BY ALL
         UNION ALL
-        SELECT p.meter, p.model, p.token_class, {keyed}, w.rule_name AS origin,
-               sum(floordiv(p.atto * w.w, t.total_w)) AS atto
-        FROM (SELECT meter, model, token_class, pool, {all_g}, sum(atto(amount_exact)) AS atto
+        SELECT {', '.join(f'p.{k}' for k in LINE_KEYS)}, {keyed}, w.rule_name AS origin,
+               sum(floordiv(p.weight * w.w, t.total_w)) AS weight
+        FROM (SELECT {lines}, pool, {all_g}, sum(amount_units) AS weight
               FROM cb_rows WHERE pool IS NOT NULL GROUP BY ALL) p
         JOIN cb_weights w USING (pool)
         JOIN (SELECT pool, sum(w) AS total_w FROM cb_weights GROUP BY pool) t USING (pool)
         GROUP BY ALL
     """)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cb_lines AS
-        SELECT meter, model, token_class,
-               CAST(cents_half_even(sum(amount_exact)) * 100 AS HUGEINT) AS cents
+        SELECT {lines}, CAST(units_cents(sum(amount_units)) * 100 AS HUGEINT) AS cents
         FROM cb_rows GROUP BY ALL
     """)
     apportion_cents(con, parts="cb_parts", lines="cb_lines", line_keys=LINE_KEYS,
@@ -351,8 +342,7 @@ def build_chargeback(
         WITH u AS (
             SELECT {', '.join(gb)},
                    coalesce(sum(quantity) FILTER (WHERE meter = 'runtime'), 0)::BIGINT AS rt,
-                   coalesce(sum(quantity) FILTER (WHERE meter = 'tokens'
-                                                  AND tier = 'standard'), 0)::BIGINT AS tok
+                   coalesce(sum(quantity) FILTER (WHERE meter = 'tokens'), 0)::BIGINT AS tok
             FROM cb_rows GROUP BY ALL
         ), s AS (
             SELECT {', '.join(f'k.{g}' for g in gb)}, count(DISTINCT c.session_id) AS n
@@ -363,7 +353,7 @@ def build_chargeback(
         FROM u LEFT JOIN s ON {' AND '.join(f'u.{g} IS NOT DISTINCT FROM s.{g}' for g in gb)}
     """, {"period": period}).fetchall()
     unsplit = con.execute("""
-        SELECT pool, sum(amount_exact) FROM cb_rows
+        SELECT pool, sum(amount_units) FROM cb_rows
         WHERE pool IS NOT NULL AND pool NOT IN (SELECT pool FROM cb_weights) GROUP BY pool
     """).fetchall()
 
@@ -405,7 +395,7 @@ def build_chargeback(
         raise AssertionError(f"chargeback {grand} differs from invoice {invoice.total}")
     warnings = [
         f"shared rule {rules.shared[pool].name!r}: no {rules.shared[pool].driver.replace('_', ' ')}"
-        f" among its targets; its ${round_cents(Decimal(amount))} stays with its own group"
+        f" among its targets; its ${cents_of_units(amount)} stays with its own group"
         for pool, amount in unsplit]
     if invoice.unrated:
         warnings.append(f"{len(invoice.unrated)} unrated usage line(s) are in no total; "

@@ -4,12 +4,15 @@ One row per charge line (day x session x SKU x price), every Mandatory column an
 Conditional ones that apply to Claude Managed Agents, then our own columns prefixed `x_`.
 
 Costs, and why they differ by at most a cent per row:
-- ListCost = ContractedCost = the exact amount (DECIMAL(38,18)), so ListUnitPrice x
-  PricingQuantity gives ListCost as the spec requires (tokens and searches exactly; runtime to
-  1e-17 USD, its hours being ms / 3,600,000 at 18 decimals). No negotiated prices: the
-  contracted unit price is the list price.
+- ListCost = ContractedCost = the exact amount (DECIMAL(38,18), runtime to the nearest 1e-18
+  USD), so ListUnitPrice x PricingQuantity gives ListCost as the spec requires (tokens and
+  searches exactly; runtime to 1e-17 USD, its hours being ms / 3,600,000 at 18 decimals). No
+  negotiated prices: the contracted unit price is the list price. Long-context tokens are rows
+  of their own (tier in x_Tier and the SKU), at the long-context unit price, so
+  ConsumedQuantity and PricingQuantity add up to the tokens used.
 - BilledCost = EffectiveCost = whole cents: each invoice line's rounded amount (meter x model
-  x token class, half-even, as `agenttally invoice` prints it) apportioned over the line's rows
+  x token class x tier, half-even from the exact sum, as `agenttally invoice` prints it)
+  apportioned over the line's rows
   by largest remainder. So the sum of BilledCost is the invoice total to the cent, and each
   row's BilledCost is within a cent of its ListCost.
 
@@ -25,8 +28,7 @@ from pathlib import Path
 
 import duckdb
 
-from pricing.money import install_sql_macros
-from reports.allocation import apportion_cents, install_allocation_macros
+from pricing.money import LINE_KEYS, apportion_cents, install_sql_macros
 from reports.exports import copy_query, format_of
 
 __all__ = ["FOCUS_COLUMNS", "FOCUS_VERSION", "FocusOptions", "build_focus", "period_bounds",
@@ -105,7 +107,7 @@ SELECT
         WHEN 'web_search' THEN 'Claude Managed Agents web search'
         ELSE c.model || ' ' || lower({_CLASS_NAMES}) || ' tokens'
              || CASE WHEN c.tier = 'standard' THEN '' ELSE ' (' || replace(c.tier, '_', ' ')
-                     || ' premium)' END
+                     || ')' END
     END AS ChargeDescription,
     'Usage-Based' AS ChargeFrequency,
     timezone('UTC', CAST(c.day + INTERVAL 1 DAY AS TIMESTAMP)) AS ChargePeriodEnd,
@@ -200,7 +202,6 @@ def build_focus(
     """
     start, end = period_bounds(period)
     install_sql_macros(con)
-    install_allocation_macros(con)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE focus_rows AS
         SELECT row_number() OVER (ORDER BY day, session_id, meter, model NULLS FIRST,
@@ -214,19 +215,18 @@ def build_focus(
                END AS sku
         FROM charges WHERE period = $period
     """, {"period": period})
-    con.execute("""
+    lines = ", ".join(LINE_KEYS)
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE focus_lines AS
-        SELECT meter, model, token_class,
-               CAST(cents_half_even(sum(amount_exact)) * 100 AS HUGEINT) AS cents
+        SELECT {lines}, CAST(units_cents(sum(amount_units)) * 100 AS HUGEINT) AS cents
         FROM focus_rows GROUP BY ALL
     """)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE focus_parts AS
-        SELECT meter, model, token_class, rid, atto(amount_exact) AS atto FROM focus_rows
+        SELECT {lines}, rid, amount_units AS weight FROM focus_rows
     """)
-    apportion_cents(con, parts="focus_parts", lines="focus_lines",
-                    line_keys=("meter", "model", "token_class"), part_keys=("rid",),
-                    out="focus_alloc")
+    apportion_cents(con, parts="focus_parts", lines="focus_lines", line_keys=LINE_KEYS,
+                    part_keys=("rid",), out="focus_alloc")
     con.execute(_FOCUS_SQL, {"account_id": options.billing_account_id,
                              "account_name": options.billing_account_name,
                              "period_start": start, "period_end": end})

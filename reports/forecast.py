@@ -33,7 +33,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pricing.money import round_cents
+from pricing.money import install_sql_macros, round_cents
 from pricing.whatif import GROUP_SQL
 
 __all__ = [
@@ -76,8 +76,9 @@ def daily_series(
     """
     if by not in GROUP_SQL:
         raise ValueError(f"--by: unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
+    install_sql_macros(con)
     rows = con.execute(f"""
-        SELECT day, {GROUP_SQL[by]} AS grp, sum(amount_exact)::DOUBLE AS usd
+        SELECT day, {GROUP_SQL[by]} AS grp, units_usd(sum(amount_units))::DOUBLE AS usd
         FROM {table}
         WHERE ($start IS NULL OR day >= $start) AND ($end IS NULL OR day < $end)
         GROUP BY ALL ORDER BY day, grp

@@ -2,12 +2,15 @@
 
 The JSON form (`Invoice.to_json`) is a stable contract for other tools:
 {"period", "as_of", "currency", "provisional",
- "lines": [{"meter", "model", "token_class", "quantity", "unit", "unit_price",
+ "lines": [{"meter", "model", "token_class", "tier", "quantity", "unit", "unit_price",
             "amount_exact", "amount"}],
  "unrated": [{"model", "token_class", "quantity", "unit", "reason"}],
  "total"}
 Money is a decimal string; unit_price is null when a line mixes prices (two books, or
-data-residency and global usage under one model).
+data-residency and global usage under one model). A line's amount is its exact amount (the
+sum of its charges in pricing.money's units, so runtime sums are exact) rounded once,
+half-even to the cent; `tier` is "standard" or "long_context", and the tiers' quantities add
+up to the usage.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ from typing import Any
 
 import duckdb
 
-from pricing.money import round_cents
+from pricing.money import LINE_KEYS, cents_of_units, usd_of_units
 from reports.render import plain_decimal
 
 GROUPABLE = ("meter", "model", "token_class", "tier", "team", "project", "session_id", "day",
              "book_version")
-DEFAULT_GROUP_BY = ("meter", "model", "token_class")
+DEFAULT_GROUP_BY = LINE_KEYS
 _ORDER = (("meter", "CASE meter WHEN 'runtime' THEN 0 WHEN 'tokens' THEN 1 ELSE 2 END"),
           ("token_class", "CASE token_class WHEN 'input' THEN 0 WHEN 'output' THEN 1 "
            "WHEN 'cache_write_5m' THEN 2 WHEN 'cache_write_1h' THEN 3 WHEN 'cache_read' THEN 4 "
-           "ELSE 5 END"))
+           "ELSE 5 END"),
+          ("tier", "CASE tier WHEN 'standard' THEN 0 ELSE 1 END, tier"))
 _COLUMN_SQL = {"team": "tags->>'$.team'", "project": "tags->>'$.project'"}
 
 
@@ -37,6 +41,7 @@ class InvoiceLine:
     meter: str | None
     model: str | None
     token_class: str | None
+    tier: str | None
     quantity: int
     unit: str | None
     unit_price: Decimal | None
@@ -99,7 +104,7 @@ def build_invoice(
         raise ValueError(f"--group-by: unknown column {unknown[0]!r}; "
                          f"choose from {', '.join(GROUPABLE)}")
     keys = [f"{_COLUMN_SQL.get(g, g)} AS {g}" for g in group_by]
-    for needed in ("meter", "model", "token_class"):
+    for needed in LINE_KEYS:
         if needed not in group_by:
             keys.append(f"NULL AS {needed}")
     order = [dict(_ORDER).get(g, f"{g} NULLS FIRST") for g in group_by]
@@ -109,20 +114,20 @@ def build_invoice(
                    CASE WHEN count(DISTINCT unit) = 1 THEN any_value(unit) END AS unit,
                    CASE WHEN count(DISTINCT unit_price) = 1 THEN any_value(unit_price) END
                        AS unit_price,
-                   sum(amount_exact) AS amount_exact, bool_or(provisional) AS provisional
+                   sum(amount_units) AS amount_units, bool_or(provisional) AS provisional
             FROM charges WHERE period = $period GROUP BY ALL)
         ORDER BY {', '.join(order)}
     """, {"period": period}).fetchall()
     lines = []
     for row in rows:
         named = dict(zip([k.split(" AS ")[-1] for k in keys], row, strict=False))
-        quantity, unit, unit_price, exact, _ = row[len(keys):]
-        exact = Decimal(exact or 0)
+        quantity, unit, unit_price, units, _ = row[len(keys):]
         lines.append(InvoiceLine(
             meter=named.get("meter"), model=named.get("model"),
-            token_class=named.get("token_class"), quantity=int(quantity), unit=unit,
+            token_class=named.get("token_class"), tier=named.get("tier"),
+            quantity=int(quantity), unit=unit,
             unit_price=None if unit_price is None else Decimal(unit_price).normalize(),
-            amount_exact=exact, amount=round_cents(exact),
+            amount_exact=usd_of_units(units or 0), amount=cents_of_units(units or 0),
             group={g: named[g] for g in group_by},
         ))
     provisional = bool(con.execute(
@@ -139,11 +144,12 @@ def build_invoice(
 def invoice_table(invoice: Invoice) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows for the human table, with the total as the last row."""
     group_cols = [g for g in (invoice.lines[0].group if invoice.lines else {})
-                  if g not in ("meter", "model", "token_class")]
-    columns = ["meter", "model", "token_class", *group_cols, "quantity", "unit", "unit_price",
-               "amount"]
-    rows = [[ln.meter, ln.model, ln.token_class, *[ln.group[g] for g in group_cols],
+                  if g not in LINE_KEYS]
+    columns = [*LINE_KEYS, *group_cols, "quantity", "unit", "unit_price", "amount"]
+    # (only token lines have tiers worth reading; the JSON says "standard" for the others)
+    rows = [[ln.meter, ln.model, ln.token_class, ln.tier if ln.meter == "tokens" else None,
+             *[ln.group[g] for g in group_cols],
              ln.quantity, ln.unit, ln.unit_price, ln.amount] for ln in invoice.lines]
-    rows.append(["TOTAL", None, None, *[None for _ in group_cols], None, None, None,
+    rows.append(["TOTAL", None, None, None, *[None for _ in group_cols], None, None, None,
                  invoice.total])
     return columns, rows

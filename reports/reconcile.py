@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from pricing.money import install_sql_macros
 from reports.render import plain_decimal
 
 __all__ = ["Reconciliation", "ReconcileRow", "missing_day_ranges", "reconcile"]
@@ -53,8 +54,8 @@ canon AS (
 ),
 metered AS (
     SELECT day, CASE meter WHEN 'runtime' THEN 'session_usage' ELSE meter END AS cost_type,
-           model, {token_type} AS token_type, sum(amount_exact) AS metered,
-           sum(quantity) FILTER (WHERE tier = 'standard' AND meter <> 'runtime')
+           model, {token_type} AS token_type, units_usd(sum(amount_units)) AS metered,
+           sum(quantity) FILTER (WHERE meter <> 'runtime')
                AS metered_quantity
     FROM charges WHERE period = $period AND day <= $through GROUP BY ALL
 ),
@@ -202,6 +203,7 @@ def reconcile(
 ) -> Reconciliation:
     """Compare temp table `charges` with provider_cost / provider_usage / provider_days
     (`reports.provider.load_into`) for the days of `period` up to `through` inclusive."""
+    install_sql_macros(con)
     sql = _COMPARE_SQL.format(
         aliases=_aliases_sql(con),
         token_type=_TOKEN_TYPE if detail else "NULL::VARCHAR",

@@ -1,8 +1,9 @@
 """Overview numbers: month-to-date spend, spend per day by meter, top spenders, utilisation.
 
-Money follows the invoice's rule (reports.invoice): a line is the exact sum of one meter x
-model x token class, rounded once half-even to the cent, and a total is the sum of its rounded
-lines, so the month-to-date total here equals `agenttally invoice` for the same period.
+Money follows the invoice's rule (reports.invoice): a line is the exact sum (in money units,
+pricing.money) of one meter x model x token class x tier, rounded once half-even to the cent,
+and a total is the sum of its rounded lines, so the month-to-date total here equals
+`agenttally invoice` for the same period.
 Chart values are rounded to the cent per bar segment, for display only.
 
 The period's charges are scanned twice per batch, into two small temp tables (`stage`): lines
@@ -20,6 +21,7 @@ import duckdb
 import pandas as pd
 
 from meter.intervals import INTERVALS_SQL, split_sql
+from pricing.money import usd_of_units
 from reports.dashboard.filters import AGENT_NAMES, Filters, filtered_charges, period_bounds
 
 __all__ = ["MonthToDate", "Utilisation", "daily_by_meter", "month_to_date", "previous_period",
@@ -35,10 +37,11 @@ def previous_period(period: str) -> str:
 def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
     """Aggregate the filtered charges of `f.period` (and the month before) into temp tables.
 
-    `dash_lines`: period, day, meter, model, token_class, exact, quantity, provisional;
+    `dash_lines`: period, day, meter, model, token_class, tier, exact, quantity, provisional;
     for this period only, `dash_sessions` (session_id, agent_id, exact) and `dash_groups`
-    (tags, agent_id, meter, model, token_class, exact). Idempotent per filter: a second call
-    with the same filters on the same connection does nothing.
+    (tags, agent_id, meter, model, token_class, tier, exact); `exact` in money units.
+    Idempotent per filter: a second call with the same filters on the same connection does
+    nothing.
     """
     if not f.period:
         raise ValueError("the overview needs a period")
@@ -50,20 +53,20 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
     sub, params = filtered_charges(f, periods=(f.period, previous_period(f.period)))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dash_lines AS
-        SELECT period, day, meter, model, token_class, sum(amount_exact) AS exact,
+        SELECT period, day, meter, model, token_class, tier, sum(amount_units) AS exact,
                sum(quantity)::BIGINT AS quantity, bool_or(provisional) AS provisional
         FROM {sub} GROUP BY ALL
     """, params)
     sub, params = filtered_charges(f)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dash_sessions AS
-        SELECT session_id, agent_id, sum(amount_exact) AS exact FROM {sub} GROUP BY ALL
+        SELECT session_id, agent_id, sum(amount_units) AS exact FROM {sub} GROUP BY ALL
     """, params)
     # Team and agent totals by invoice line: tags repeat across lines, so grouping by the
     # JSON value is cheap and the JSON is read once per distinct value.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dash_groups AS
-        SELECT tags, agent_id, meter, model, token_class, sum(amount_exact) AS exact
+        SELECT tags, agent_id, meter, model, token_class, tier, sum(amount_units) AS exact
         FROM {sub} GROUP BY ALL
     """, params)
     con.execute("CREATE OR REPLACE TEMP TABLE dash_stage_key AS SELECT $k AS k", {"k": key})
@@ -85,11 +88,12 @@ class MonthToDate:
     previous_period: str
 
 
-# Invoice lines (meter x model x token class) of one period up to a day, each rounded once.
+# Invoice lines (meter x model x token class x tier) of one period up to a day, each rounded
+# once.
 _LINES = """
-SELECT meter, cents_half_even(sum(exact)) AS amount
+SELECT meter, units_cents(sum(exact)) AS amount
 FROM dash_lines WHERE period = $period AND day <= $through
-GROUP BY meter, model, token_class
+GROUP BY meter, model, token_class, tier
 """
 
 
@@ -142,7 +146,7 @@ def daily_by_meter(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """
     stage(con, f)
     return con.execute("""
-        SELECT day, series, meter, CAST(cents_half_even(exact) AS DOUBLE) AS amount
+        SELECT day, series, meter, CAST(units_cents(exact) AS DOUBLE) AS amount
         FROM (SELECT day, meter,
                      CASE meter WHEN 'runtime' THEN 'Runtime' WHEN 'web_search' THEN 'Web search'
                                 ELSE 'Tokens · ' || coalesce(model, '?') END AS series,
@@ -153,15 +157,15 @@ def daily_by_meter(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
 
 
 # A group's amount follows the invoice's rule within the group: its lines (meter x model x
-# token class) each rounded once, then summed. Teams and agents come from dash_groups (the
+# token class x tier) each rounded once, then summed. Teams and agents come from dash_groups (the
 # team's JSON read once per distinct tags value), session counts from dash_sessions.
 _TOP = {
     "team": """
         SELECT t.key, NULL AS label, t.exact, t.cents, coalesce(n.sessions, 0) AS sessions,
                NULL AS team
-        FROM (SELECT key, sum(exact) AS exact, sum(cents_half_even(exact)) AS cents
+        FROM (SELECT key, sum(exact) AS exact, sum(units_cents(exact)) AS cents
               FROM (SELECT coalesce(tags->>'$.team', '(untagged)') AS key, meter, model,
-                           token_class, sum(exact) AS exact
+                           token_class, tier, sum(exact) AS exact
                     FROM dash_groups GROUP BY ALL)
               GROUP BY key) t
         LEFT JOIN (SELECT coalesce(s.metadata->>'$.team', '(untagged)') AS key,
@@ -171,9 +175,9 @@ _TOP = {
     "agent": f"""
         SELECT t.key, n.name AS label, t.exact, t.cents, coalesce(c.sessions, 0) AS sessions,
                NULL AS team
-        FROM (SELECT key, sum(exact) AS exact, sum(cents_half_even(exact)) AS cents
+        FROM (SELECT key, sum(exact) AS exact, sum(units_cents(exact)) AS cents
               FROM (SELECT coalesce(agent_id, '(none)') AS key, meter, model, token_class,
-                           sum(exact) AS exact
+                           tier, sum(exact) AS exact
                     FROM dash_groups GROUP BY ALL)
               GROUP BY key) t
         LEFT JOIN (SELECT coalesce(agent_id, '(none)') AS key, count(*) AS sessions
@@ -184,11 +188,11 @@ _TOP = {
                coalesce(s.metadata->>'$.team', '(untagged)') AS team
         FROM (SELECT * FROM dash_sessions ORDER BY exact DESC, session_id LIMIT $n) d
         JOIN (SELECT session_id, sum(cents) AS cents FROM (
-                  SELECT session_id, cents_half_even(sum(amount_exact)) AS cents
+                  SELECT session_id, units_cents(sum(amount_units)) AS cents
                   FROM {charges}
                   WHERE session_id IN (SELECT session_id FROM dash_sessions
                                        ORDER BY exact DESC, session_id LIMIT $n)
-                  GROUP BY session_id, meter, model, token_class)
+                  GROUP BY session_id, meter, model, token_class, tier)
               GROUP BY session_id) l USING (session_id)
         LEFT JOIN sessions s USING (session_id)""",
 }
@@ -300,7 +304,7 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
     runtime_exact, runtime_ms = con.execute(
         "SELECT coalesce(sum(exact), 0), coalesce(sum(quantity), 0) FROM dash_lines "
         "WHERE period = $p AND meter = 'runtime'", {"p": f.period}).fetchall()[0]
-    runtime_exact = Decimal(runtime_exact)
+    runtime_exact = usd_of_units(runtime_exact)
     # The period's runtime rate per hour: what one billed millisecond cost in the charges.
     rate = runtime_exact * 3_600_000 / int(runtime_ms) if runtime_ms else Decimal(0)
     return Utilisation(

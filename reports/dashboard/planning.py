@@ -95,8 +95,8 @@ def month_outlook(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
         month_cum[name] = np.percentile(running, q, axis=0) if running.size else []
     invoiced = con.execute("""
         SELECT coalesce(sum(amount), 0) FROM (
-            SELECT cents_half_even(sum(amount_exact)) AS amount FROM charges
-            WHERE period = $period GROUP BY meter, model, token_class)
+            SELECT units_cents(sum(amount_units)) AS amount FROM charges
+            WHERE period = $period GROUP BY meter, model, token_class, tier)
     """, {"period": out.label}).fetchall()[0][0]
     return {
         "month_end": MonthEnd(period=out.label, actual=out.actual, mean=total.mean,

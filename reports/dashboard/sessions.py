@@ -44,17 +44,17 @@ def session_list(con: duckdb.DuckDBPyConnection, f: Filters, search: str = "",
     return con.execute(f"""
         WITH top AS (
             SELECT s.session_id, s.exact FROM (
-                SELECT session_id, sum(amount_exact) AS exact FROM {sub} GROUP BY session_id) s
+                SELECT session_id, sum(amount_units) AS exact FROM {sub} GROUP BY session_id) s
             {join} {where}
             ORDER BY s.exact DESC, s.session_id LIMIT $limit),
         lines AS (
-            SELECT session_id, meter, model, token_class, sum(amount_exact) AS exact,
-                   sum(quantity) FILTER (WHERE tier = 'standard') AS quantity,
+            SELECT session_id, meter, model, token_class, tier, sum(amount_units) AS exact,
+                   sum(quantity) AS quantity,
                    bool_or(provisional) AS provisional, any_value(agent_id) AS agent_id
             FROM {sub} WHERE session_id IN (SELECT session_id FROM top)
             GROUP BY ALL),
         detail AS (
-            SELECT session_id, sum(cents_half_even(exact)) AS cents,
+            SELECT session_id, sum(units_cents(exact)) AS cents,
                    coalesce(sum(quantity) FILTER (WHERE meter = 'runtime'), 0) AS running_ms,
                    coalesce(sum(quantity) FILTER (WHERE meter = 'tokens'), 0) AS tokens,
                    bool_or(provisional) AS provisional, any_value(agent_id) AS agent_id
@@ -121,7 +121,7 @@ def session_detail(con: duckdb.DuckDBPyConnection, session_id: str,
                CASE WHEN count(DISTINCT unit_price) = 1 THEN any_value(unit_price) END
                    AS unit_price,
                any_value(price_unit) AS price_unit,
-               CAST(cents_half_even(sum(amount_exact)) AS DOUBLE) AS amount,
+               CAST(units_cents(sum(amount_units)) AS DOUBLE) AS amount,
                bool_or(provisional) AS provisional
         FROM charges WHERE session_id = $sid
         GROUP BY meter, model, token_class, tier, unit
@@ -133,8 +133,8 @@ def session_detail(con: duckdb.DuckDBPyConnection, session_id: str,
         bill["unit_price"] = bill["unit_price"].astype(float)
     cost = con.execute("""
         SELECT coalesce(sum(cents), 0) FROM (
-            SELECT cents_half_even(sum(amount_exact)) AS cents FROM charges
-            WHERE session_id = $sid GROUP BY period, meter, model, token_class)
+            SELECT units_cents(sum(amount_units)) AS cents FROM charges
+            WHERE session_id = $sid GROUP BY period, meter, model, token_class, tier)
     """, {"sid": session_id}).fetchall()[0][0]
     return {"info": info, "intervals": intervals, "threads": threads, "requests": requests,
             "bill": bill, "cost": Decimal(cost)}

@@ -74,7 +74,10 @@ def read_store(path: str | Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.execute("SET enable_progress_bar = false")
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
-        if not {"events", "charges", "unrated_usage", "rating_runs"} <= tables:
+        units = con.execute("SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'main' "
+                            "AND table_name = 'charges' AND column_name = 'amount_units'"
+                            ).fetchall()[0][0]
+        if not {"events", "charges", "unrated_usage", "rating_runs"} <= tables or not units:
             raise StoreError(f"{path}: this store predates the dashboard's tables; run "
                              "`agenttally rate` once to upgrade it")
         install_sql_macros(con)

@@ -148,10 +148,11 @@ def _shadow_events(con: duckdb.DuckDBPyConnection, f: Filters,
     return int(con.execute("SELECT count(*) FROM wi_ids").fetchall()[0][0])
 
 
-# Invoice lines of one side (meter x model x token class, rounded once), per meter and model.
+# Invoice lines of one side (meter x model x token class x tier, rounded once), per meter and
+# model.
 _LINES = """
 SELECT meter, coalesce(model, '(' || meter || ')') AS model, sum(amount) AS amount
-FROM (SELECT meter, model, token_class, cents_half_even(sum(amount_exact)) AS amount
+FROM (SELECT meter, model, token_class, tier, units_cents(sum(amount_units)) AS amount
       FROM {table} WHERE period = $period GROUP BY ALL)
 GROUP BY ALL
 """
@@ -194,7 +195,7 @@ def run_scenario(con: duckdb.DuckDBPyConnection, f: Filters, scenario: Any, as_o
                  sample_percent: int | None = None) -> dict[str, Any]:
     """Baseline vs scenario for `f.period`, per meter and per model, with deltas.
 
-    Both sides are invoice lines (meter x model x token class) rounded once half-even to the
+    Both sides are invoice lines (meter x model x token class x tier) rounded once half-even to the
     cent, so the baseline total equals the invoice of the same sessions. With
     `sample_percent`, only that share of the sessions (chosen by a hash of their id) is
     re-rated and both sides are scaled by the selection's actual spend over the sample's
@@ -218,8 +219,8 @@ def run_scenario(con: duckdb.DuckDBPyConnection, f: Filters, scenario: Any, as_o
         sub, params = filtered_charges(f)
         actual = Decimal(con.execute(f"""
             SELECT coalesce(sum(amount), 0) FROM (
-                SELECT cents_half_even(sum(amount_exact)) AS amount FROM {sub}
-                GROUP BY meter, model, token_class)""", params).fetchall()[0][0])
+                SELECT units_cents(sum(amount_units)) AS amount FROM {sub}
+                GROUP BY meter, model, token_class, tier)""", params).fetchall()[0][0])
     con.execute("DROP VIEW IF EXISTS temp.main.unrated")  # the rating makes its own table
     sessions = _shadow_events(con, f, sample_percent)
     books = load_pricebooks(default_pricebook_dir())
@@ -230,7 +231,7 @@ def run_scenario(con: duckdb.DuckDBPyConnection, f: Filters, scenario: Any, as_o
     for side, table in (("baseline", result.baseline_table),
                         ("scenario", result.scenario_table)):
         daily[side] = con.execute(f"""
-            SELECT day, sum(amount_exact)::DOUBLE AS usd FROM {table}
+            SELECT day, units_usd(sum(amount_units))::DOUBLE AS usd FROM {table}
             WHERE period = $p GROUP BY day ORDER BY day""", {"p": f.period}).fetch_df()
     if actual is not None:
         sample_base = sum(lines["baseline"], Decimal(0))
@@ -260,14 +261,14 @@ def context(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> dict[s
     sub, params = filtered_charges(f)
     used = [r[0] for r in con.execute(f"""
         SELECT model FROM {sub} WHERE meter = 'tokens' AND model IS NOT NULL
-        GROUP BY model ORDER BY sum(amount_exact) DESC
+        GROUP BY model ORDER BY sum(amount_units) DESC
     """, params).fetchall()]
     sessions = con.execute(f"SELECT count(DISTINCT session_id) FROM {sub}",
                            params).fetchall()[0][0]
     prompt, reads = con.execute(f"""
         SELECT coalesce(sum(quantity) FILTER (WHERE token_class <> 'output'), 0),
                coalesce(sum(quantity) FILTER (WHERE token_class = 'cache_read'), 0)
-        FROM {sub} WHERE meter = 'tokens' AND tier = 'standard'
+        FROM {sub} WHERE meter = 'tokens'
     """, params).fetchall()[0]
     books = load_pricebooks(default_pricebook_dir())
     book = next((b for b in books if b.covers(as_of_ms)), books[-1] if books else None)

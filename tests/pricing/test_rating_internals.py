@@ -1,8 +1,8 @@
 """The rating engine's fast paths, each against its exact twin or a hand-checked amount.
 
 The speed rewrite added shortcuts that must not change a single atto-dollar: runtime priced
-with an integer fraction (money.runtime_amount_frac), token prices narrowed to 64-bit decimals
-only when exact (rating._narrow_prices), long-context premiums from threshold buckets shared
+in whole money units (money.runtime_units), token prices narrowed to 64-bit decimals
+only when exact (rating._narrow_prices), long-context lines from threshold buckets shared
 by all models, thread-model lookups, and `charges` as a view that must still fit the store.
 """
 
@@ -17,7 +17,7 @@ import pytest
 
 from meter.ingest import ingest_lines
 from meter.store import connect
-from pricing.money import install_sql_macros, runtime_fraction
+from pricing.money import UNITS_PER_USD, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook, load_pricebooks
 from pricing.rating import RatingOptions, rate
 from tests.conftest import ms, session_record, snapshot, span, status
@@ -84,69 +84,37 @@ def priced(con):
                               "FROM charges").fetchall())
 
 
-# --- runtime: the integer fraction against the exact HUGEINT macro -----------------------------
+# --- runtime: whole money units per ms, exact against Python's fractions ----------------------
 
 RATES = ("0.08", "0.1", "1.234567", "0.00000001", "12.5", "100000", "300000")
 
 
-def _exact_atto(ms_: int, usd_per_hour: str) -> Decimal:
-    """ms x rate / 3,600,000 in USD, rounded half up to the atto-dollar (1e-18), in Python."""
-    atto = Fraction(ms_) * Fraction(Decimal(usd_per_hour)) * 10**18 / 3_600_000
-    return Decimal(int(atto + Fraction(1, 2))).scaleb(-18)
-
-
-def _ms_values(den: int) -> list[int]:
+def _ms_values() -> list[int]:
     rng = random.Random(20261103)
-    fixed = [0, 1, 2, 3, 3_599_999, 3_600_000, 3_600_001, 86_400_000, 2_700_000_000,
-             den - 1, den, den + 1, 2 * den + 1]
+    fixed = [0, 1, 2, 3, 8, 9, 10, 3_599_999, 3_600_000, 3_600_001, 86_400_000, 2_700_000_000]
     return fixed + [rng.randrange(0, 2_700_000_000) for _ in range(300)]
 
 
 @pytest.mark.parametrize("usd_per_hour", RATES)
-def test_runtime_amount_frac_equals_the_exact_runtime_amount(usd_per_hour):
-    num, den = runtime_fraction(Decimal(usd_per_hour))
+def test_runtime_units_are_ms_times_the_rate_exactly(usd_per_hour):
     con = connect(":memory:")
     install_sql_macros(con)
-    values = _ms_values(den)
-    # the types rating uses: BIGINT ms, BIGINT num/den, the book's DECIMAL(18,8) rate
+    values = _ms_values()
+    # the types rating uses: BIGINT ms and the book's DECIMAL(18,8) rate
     rows = con.execute("""
-        SELECT ms, runtime_amount_frac(ms, $num::BIGINT, $den::BIGINT),
-               runtime_amount(ms, CAST($rate AS DECIMAL(18, 8)))
+        SELECT ms, runtime_units(ms, CAST($rate AS DECIMAL(18, 8)))
         FROM (SELECT unnest($ms::BIGINT[]) AS ms) ORDER BY ms""",
-                       {"num": num, "den": den, "rate": usd_per_hour, "ms": values}).fetchall()
+                       {"rate": usd_per_hour, "ms": values}).fetchall()
     assert len(rows) == len(values)
-    for ms_, frac, exact in rows:
-        assert frac == exact == _exact_atto(ms_, usd_per_hour), (ms_, usd_per_hour)
+    per_ms = runtime_units_per_ms(Decimal(usd_per_hour))
+    for ms_, units in rows:
+        exact = Fraction(ms_) * Fraction(Decimal(usd_per_hour)) / 3_600_000
+        assert Fraction(units, UNITS_PER_USD) == exact == Fraction(ms_ * per_ms, UNITS_PER_USD)
 
 
-def test_runtime_macros_round_half_an_atto_dollar_up():
-    # 9e-12 USD/h = 2.5 atto-dollars per ms (fraction 5/2): 1 ms -> 3 atto, 3 ms -> 7.5 -> 8
-    assert runtime_fraction(Decimal("0.000000000009")) == (5, 2)
-    con = connect(":memory:")
-    install_sql_macros(con)
-    rows = con.execute("""
-        SELECT runtime_amount_frac(ms, 5, 2),
-               runtime_amount(ms, CAST('0.000000000009' AS DECIMAL(38, 12)))
-        FROM (SELECT unnest([1, 3]::BIGINT[]) AS ms) ORDER BY ms""").fetchall()
-    assert rows == [(Decimal("3E-18"), Decimal("3E-18")), (Decimal("8E-18"), Decimal("8E-18"))]
-
-
-def test_runtime_fraction_is_reduced_and_none_when_too_large():
-    # $0.08/h = 8e16 atto / 3.6e6 ms = 200,000,000,000 / 9 atto per ms
-    assert runtime_fraction(Decimal("0.08")) == (200_000_000_000, 9)
-    # $100,000/h: 250,000,000,000,000,000 / 9; 2 x num x den = 4.5e18 < 2^62 (4.61e18): fits
-    assert runtime_fraction(Decimal("100000")) == (250_000_000_000_000_000, 9)
-    # $200,000/h: num 5e17, den 9 -> 2 x num x den = 9e18 >= 2^62: too large for BIGINT steps
-    assert runtime_fraction(Decimal("200000")) is None
-    # a rate finer than the book type allows: den 36,000,000 with num ~1.2e18
-    assert runtime_fraction(Decimal("0.1234567890123456789")) is None
-    assert runtime_fraction(Decimal("0")) is None
-
-
-def test_a_runtime_rate_without_a_fraction_is_priced_with_the_exact_macro():
-    # $200,000 per session-hour has no BIGINT fraction (above): rating must fall back to
-    # runtime_amount. 1 h 0 min 0.001 s = 3,600,001 ms -> 200,000 + 200,000/3,600,000
-    # = 200,000.0555555555555555555... -> 200000.055555555555555556 (half up at 1e-18)
+def test_a_large_runtime_rate_is_priced_exactly():
+    # $200,000 per session-hour: 1 h 0 min 0.001 s = 3,600,001 ms -> 200,000 + 200,000/3,600,000
+    # = 200,000.0555555555555555555... -> 200000.055555555555555556 (nearest 1e-18)
     con = rated([session_record("s", agent=agent("claude-opus-5")),
                  status("s", "e1", f"{DAY}T09:00:00.000Z", "running"),
                  status("s", "e2", f"{DAY}T10:00:00.001Z", "idle")],
@@ -229,52 +197,53 @@ GAMMA = model("claude-test-gamma", "5", "25", "6.25", "10", "0.5")  # no long-co
 LC_BOOK = book([ALPHA, BETA, GAMMA])
 
 
-def test_long_context_premium_uses_each_models_own_threshold():
+def test_long_context_lines_use_each_models_own_threshold():
     con = rated([
         session_record("a", agent=agent("claude-test-alpha")),
-        # prompt 100,000 = the threshold, not above it: no premium
+        # prompt 100,000 = the threshold, not above it: standard
         span("a", "a1", f"{DAY}T09:00:00Z", input=100_000, output=500),
-        # prompt 50,000 + 90,000 read + 10,000 written = 150,000 > 100,000. Premium (long minus
-        # standard rate, writes at the default 5m TTL): 50,000 x 1 + 1,000 x 2.5 + 10,000 x 1.25
-        # + 90,000 x 0.1 = 0.05 + 0.0025 + 0.0125 + 0.009 = 0.074
+        # prompt 50,000 + 90,000 read + 10,000 written = 150,000 > 100,000: every token at the
+        # long-context rate (writes at the default 5m TTL): 50,000 x 2 + 1,000 x 7.5 +
+        # 10,000 x 2.5 + 90,000 x 0.2 = 0.1 + 0.0075 + 0.025 + 0.018
         span("a", "a2", f"{DAY}T09:01:00Z", input=50_000, read=90_000, write=10_000,
              output=1_000),
         session_record("b", agent=agent("claude-test-beta")),
-        # 150,000 on the 200K model: no premium; 200,000 exactly: none either
+        # 150,000 on the 200K model: standard; 200,000 exactly: standard too
         span("b", "b1", f"{DAY}T09:00:00Z", input=150_000, output=1_000),
         span("b", "b3", f"{DAY}T09:02:00Z", input=200_000),
-        # 120,000 + 60,000 read + 30,000 written = 210,000 > 200,000. Premium: 120,000 x 3 +
-        # 2,000 x 7.5 + 30,000 x 3.75 + 60,000 x 0.3 = 0.36 + 0.015 + 0.1125 + 0.018 = 0.5055
+        # 120,000 + 60,000 read + 30,000 written = 210,000 > 200,000: 120,000 x 6 +
+        # 2,000 x 22.5 + 30,000 x 7.5 + 60,000 x 0.6 = 0.72 + 0.045 + 0.225 + 0.036
         span("b", "b2", f"{DAY}T09:01:00Z", input=120_000, read=60_000, write=30_000,
              output=2_000),
         session_record("c", agent=agent("claude-test-alpha")),
-        # the same 150,000-token request as b1, on the 100K model: 150,000 x 1 + 1,000 x 2.5
+        # the same 150,000-token request as b1, on the 100K model: 150,000 x 2 + 1,000 x 7.5
         span("c", "c1", f"{DAY}T09:00:00Z", input=150_000, output=1_000),
     ], books=[LC_BOOK])
-    premium = token_lines(con, tier="long_context")
-    assert premium == {
-        ("a", "claude-test-alpha", "input"): (50_000, Decimal("0.05")),
-        ("a", "claude-test-alpha", "output"): (1_000, Decimal("0.0025")),
-        ("a", "claude-test-alpha", "cache_write_5m"): (10_000, Decimal("0.0125")),
-        ("a", "claude-test-alpha", "cache_read"): (90_000, Decimal("0.009")),
-        ("b", "claude-test-beta", "input"): (120_000, Decimal("0.36")),
-        ("b", "claude-test-beta", "output"): (2_000, Decimal("0.015")),
-        ("b", "claude-test-beta", "cache_write_5m"): (30_000, Decimal("0.1125")),
-        ("b", "claude-test-beta", "cache_read"): (60_000, Decimal("0.018")),
-        ("c", "claude-test-alpha", "input"): (150_000, Decimal("0.15")),
-        ("c", "claude-test-alpha", "output"): (1_000, Decimal("0.0025")),
+    assert token_lines(con, tier="long_context") == {
+        ("a", "claude-test-alpha", "input"): (50_000, Decimal("0.1")),
+        ("a", "claude-test-alpha", "output"): (1_000, Decimal("0.0075")),
+        ("a", "claude-test-alpha", "cache_write_5m"): (10_000, Decimal("0.025")),
+        ("a", "claude-test-alpha", "cache_read"): (90_000, Decimal("0.018")),
+        ("b", "claude-test-beta", "input"): (120_000, Decimal("0.72")),
+        ("b", "claude-test-beta", "output"): (2_000, Decimal("0.045")),
+        ("b", "claude-test-beta", "cache_write_5m"): (30_000, Decimal("0.225")),
+        ("b", "claude-test-beta", "cache_read"): (60_000, Decimal("0.036")),
+        ("c", "claude-test-alpha", "input"): (150_000, Decimal("0.3")),
+        ("c", "claude-test-alpha", "output"): (1_000, Decimal("0.0075")),
     }
-    # every request is still billed at standard rates in full, premium or not
-    standard = token_lines(con, tier="standard")
-    assert standard[("a", "claude-test-alpha", "input")] == (150_000, Decimal("0.15"))
-    assert standard[("b", "claude-test-beta", "input")] == (470_000, Decimal("1.41"))
-    assert standard[("c", "claude-test-alpha", "input")] == (150_000, Decimal("0.15"))
+    # the standard lines carry only the other requests: the tiers add up to the usage
+    assert token_lines(con, tier="standard") == {
+        ("a", "claude-test-alpha", "input"): (100_000, Decimal("0.1")),
+        ("a", "claude-test-alpha", "output"): (500, Decimal("0.0025")),
+        ("b", "claude-test-beta", "input"): (350_000, Decimal("1.05")),
+        ("b", "claude-test-beta", "output"): (1_000, Decimal("0.015")),
+    }
 
 
 def test_long_context_in_a_multi_model_session_follows_each_threads_model():
     # Main thread on the 200K model, one thread on the 100K model, one on a model without
-    # long-context rates: the same 150,000-token request gets a premium only on the 100K one
-    # (150,000 x (2 - 1) + 1,000 x (7.5 - 5) = 0.1525).
+    # long-context rates: the same 150,000-token request is long context only on the 100K one
+    # (150,000 x 2 + 1,000 x 7.5), and leaves that thread's standard line empty.
     thread = {"session_id": "m", "type": "session.thread_created",
               "processed_at": f"{DAY}T08:59:00Z"}
     con = rated([
@@ -290,9 +259,31 @@ def test_long_context_in_a_multi_model_session_follows_each_threads_model():
              session_thread_id="sthr_g"),
     ], books=[LC_BOOK])
     assert token_lines(con, tier="long_context") == {
-        ("m", "claude-test-alpha", "input"): (150_000, Decimal("0.15")),
-        ("m", "claude-test-alpha", "output"): (1_000, Decimal("0.0025")),
+        ("m", "claude-test-alpha", "input"): (150_000, Decimal("0.3")),
+        ("m", "claude-test-alpha", "output"): (1_000, Decimal("0.0075")),
     }
+    assert {k[1] for k in token_lines(con, tier="standard")} == {
+        "claude-test-beta", "claude-test-gamma"}
+
+
+def test_long_context_covered_by_a_snapshot_leaves_its_standard_line_on_the_snapshots_day():
+    # The snapshot just after midnight covers both requests; the long-context one (prompt
+    # 150,000 > 100,000) is dated at that snapshot, so the day's standard line is the
+    # snapshot's increase less that request, and no day goes negative.
+    con = rated([
+        session_record("s", agent=agent("claude-test-alpha")),
+        span("s", "r1", "2026-11-03T23:59:58Z", input=10_000, output=100),
+        span("s", "r2", "2026-11-03T23:59:59Z", input=150_000, output=1_000),
+        snapshot("s", "u1", "2026-11-04T00:00:01Z", input=160_000, output=1_100),
+    ], books=[LC_BOOK], as_of="2026-11-05T00:00:00Z")
+    rows = con.execute("SELECT day::VARCHAR, tier, token_class, quantity, amount_exact "
+                       "FROM charges WHERE meter = 'tokens' ORDER BY ALL").fetchall()
+    assert rows == [
+        ("2026-11-04", "long_context", "input", 150_000, Decimal("0.3")),
+        ("2026-11-04", "long_context", "output", 1_000, Decimal("0.0075")),
+        ("2026-11-04", "standard", "input", 10_000, Decimal("0.01")),
+        ("2026-11-04", "standard", "output", 100, Decimal("0.0005")),
+    ]
 
 
 # --- named threads are priced at their own model -----------------------------------------------
@@ -370,7 +361,7 @@ def test_charges_view_has_the_store_tables_columns_and_can_be_persisted():
     assert con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary "
                        "AND view_name = 'charges'").fetchall() == [(1,)]
     assert _columns(con, "temp") == _columns(con, db)
-    assert len(_columns(con, db)) == 18  # migration 2's table, whole
+    assert len(_columns(con, db)) == 19  # migration 2's table and 3's amount_units
     con.execute(f'INSERT INTO "{db}".main.charges SELECT * FROM temp.main.charges')
     stored = con.execute(f'SELECT * FROM "{db}".main.charges ORDER BY ALL').fetchall()
     assert stored == con.execute("SELECT * FROM temp.main.charges ORDER BY ALL").fetchall()

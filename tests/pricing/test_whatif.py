@@ -17,6 +17,7 @@ from meter.store import connect
 from pricing.pricebook import load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.scenario import ScenarioError, load_scenario, parse_scenario
+from reports.invoice import build_invoice
 from pricing.whatif import compare, period_months, run_whatif
 from tests.conftest import ms, session_record, span, status
 from tests.pricing.test_rating import SESSIONS, agent, snapshot, worked_example
@@ -288,20 +289,25 @@ def test_sandbox_utilisation_that_does_not_divide_evenly_is_exact_to_the_atto_do
 # --- the comparison ----------------------------------------------------------------------
 
 
-def test_compare_per_team_and_meter_rounds_each_line_once():
+def test_compare_per_team_adds_up_to_the_invoice_to_the_cent():
     events = WORKED + [session_record("r", metadata={"team": "research"},
                                       agent=agent("claude-opus-5")),
                        snapshot("r", "r1", "2026-11-03T09:00:00Z", input=1_000)]
     con, w = whatif(events, {"prices": {"runtime_usd_per_hour": "0.16"}})
     c = compare(con, by="team", period="2026-11", what_if=w)
+    # The invoice's input line is 0.25 + 0.005 = 0.255 -> 0.26 (half-even, once); its 26 cents
+    # are apportioned by exact share: platform 25.49 -> 25, research 0.51 -> 0 + the cent
+    # left over (the larger remainder). Rounding each team apart (0.25 and 0.005 -> 0.00)
+    # would lose that cent. Output 0.375 -> 0.38, all platform's.
     assert [(r.group, r.meter, r.baseline, r.scenario, r.delta, r.delta_percent)
             for r in c.rows] == [
         ("platform", "runtime", Decimal("0.08"), Decimal("0.16"), Decimal("0.08"),
          Decimal("100.0")),
-        # input 0.25 + output 0.375 -> 0.38: rounded per invoice line, as the invoice is
         ("platform", "tokens", Decimal("0.63"), Decimal("0.63"), Decimal("0.00"),
          Decimal("0.0")),
-        ("research", "tokens", Decimal("0.00"), Decimal("0.00"), Decimal("0.00"), None)]
+        ("research", "tokens", Decimal("0.01"), Decimal("0.01"), Decimal("0.00"),
+         Decimal("0.0"))]
+    assert c.baseline_total == build_invoice(con, "2026-11", as_of="").total == Decimal("0.72")
     assert compare(con, period="2026-12", what_if=w).rows == []
 
 

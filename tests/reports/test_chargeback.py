@@ -360,29 +360,3 @@ def test_cli_rule_errors_are_one_line(tmp_path, capsys):
                  str(rules_path)]) == 1
     assert capsys.readouterr().err == (f"agenttally chargeback: {rules_path}: tags.defualt: "
                                        "unknown key\n")
-
-
-def test_apportion_cents_is_exact_and_within_a_cent_of_each_share():
-    import duckdb
-
-    from reports.allocation import apportion_cents, install_allocation_macros
-
-    rng = random.Random(3)
-    con = duckdb.connect()
-    install_allocation_macros(con)
-    parts = [(line, part, rng.randint(-10**20, 10**21)) for line in range(5)
-             for part in range(rng.randint(1, 9))]
-    lines = {line: rng.randint(-500, 50_000) for line in range(5)}
-    con.execute("CREATE TEMP TABLE p (line INTEGER, part INTEGER, atto HUGEINT)")
-    con.executemany("INSERT INTO p VALUES (?, ?, ?)", parts)
-    con.execute("CREATE TEMP TABLE l (line INTEGER, cents HUGEINT)")
-    con.executemany("INSERT INTO l VALUES (?, ?)", list(lines.items()))
-    apportion_cents(con, parts="p", lines="l", line_keys=["line"], part_keys=["part"], out="o")
-    got = con.execute("SELECT line, part, cents FROM o").fetchall()
-    for line, cents in lines.items():
-        mine = {part: c for ln, part, c in got if ln == line}
-        assert sum(mine.values()) == cents
-        weights = {part: a for ln, part, a in parts if ln == line}
-        total = sum(weights.values())
-        for part, c in mine.items():
-            assert abs(D(c) - D(cents) * weights[part] / total) < 1

@@ -47,7 +47,7 @@ def test_invoice_json_is_the_documented_contract(tmp_path, capsys):
     assert invoice["total"] == "0.71"  # 0.08 + 0.25 + 0.375 -> 0.38 (half-even per line)
     assert [(ln["meter"], ln["token_class"], ln["amount"]) for ln in invoice["lines"]] == [
         ("runtime", None, "0.08"), ("tokens", "input", "0.25"), ("tokens", "output", "0.38")]
-    assert set(invoice["lines"][0]) == {"meter", "model", "token_class", "quantity", "unit",
+    assert set(invoice["lines"][0]) == {"meter", "model", "token_class", "tier", "quantity", "unit",
                                         "unit_price", "amount_exact", "amount"}
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pricing.money import units_of_usd
 from reports.backtest import run_backtest, run_rate, seasonal_naive, synthetic_series
 from reports.forecast import Interval, daily_series, forecast
 
@@ -19,11 +20,12 @@ def charges(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
     rows of (day, team, meter, model, amount)."""
     con.execute("""CREATE OR REPLACE TEMP TABLE charges (period VARCHAR, day DATE,
         session_id VARCHAR, agent_id VARCHAR, environment_id VARCHAR, tags JSON, meter VARCHAR,
-        model VARCHAR, amount_exact DECIMAL(38, 18), provisional BOOLEAN)""")
+        model VARCHAR, amount_exact DECIMAL(38, 18), provisional BOOLEAN, amount_units HUGEINT)""")
     con.executemany("INSERT INTO charges VALUES (strftime(?::DATE, '%Y-%m'), ?, 's', 'a', 'e', "
-                    "?, ?, ?, ?, false)",
+                    "?, ?, ?, ?, false, ?)",
                     [(d, d, None if team is None else f'{{"team": "{team}"}}', meter, model,
-                      Decimal(amount)) for d, team, meter, model, amount in rows])
+                      Decimal(amount), str(units_of_usd(Decimal(amount))))
+                     for d, team, meter, model, amount in rows])
 
 
 def test_daily_series_sums_exactly_per_group_and_fills_missing_days_with_zero():
