@@ -21,10 +21,11 @@ Set-based in DuckDB end to end; Python only loads the price books. The rules, an
   `unrated` with the model name and a reason, and into no total.
 
 Money: quantities are summed per charge line first (session x UTC day x SKU), then priced once
-per line in DECIMAL: tokens x unit price / 1e6 (unit prices held as 64-bit DECIMAL(18,12) when
-that is exact, else wider), runtime ms x $/hour / 3,600,000 in integer atto-dollars (1e-18
-USD, half up) from the rate as a reduced fraction. Amounts are DECIMAL(38,18); rounding to
-cents happens later, once per invoice line.
+per line: tokens x unit price / 1e6 in DECIMAL (unit prices held as 64-bit DECIMAL(18,12) when
+that is exact, else wider), runtime ms x the book's money units per ms (pricing.money: whole
+units of 1/9 atto-dollar, so runtime is exact too). Each line carries `amount_units` (exact,
+HUGEINT) and `amount_exact` (DECIMAL(38,18), for reading); rounding to cents happens later,
+once per invoice line, from summed units.
 
 Shape (why it is fast): nothing sorts all the events. Each session's status events are
 gathered into one list (a hash aggregate) and only that small list is sorted (runtime_days,
