@@ -182,16 +182,15 @@ WITH multi AS (
     UNION SELECT session_id FROM thread_models WHERE model_id IN (SELECT model_raw FROM lc_models)
 ), span_groups AS (
     -- requests of the main thread and of named threads are grouped apart (a NULL thread key
-    -- slows the grouping of the far more common first kind); requests that may be long
-    -- context are summed again per threshold bucket, for the long-context lines
+    -- slows the grouping of the far more common first kind)
     {span_groups}
-), span_lines AS (
-    SELECT g.*, CASE g.speed_code WHEN 1 THEN 'fast' WHEN 0 THEN 'standard' END AS speed,
-           -- the API's default TTL where no book in force says (the writes are then unrated)
-           CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '5m' THEN q_write ELSE 0 END AS q_5m,
-           CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '1h' THEN q_write ELSE 0 END AS q_1h,
-           g.after_last OR g.session_id IN (SELECT session_id FROM multi) AS billed
-    FROM span_groups g LEFT JOIN pb_books b USING (book_id)
+), lc_groups AS (
+    -- requests that may be long context, summed again per threshold bucket (few: read twice)
+    {lc_groups}
+), span_lines AS ({span_lines}span_groups g LEFT JOIN pb_books b USING (book_id)
+), lc_lines AS ({span_lines}lc_groups g LEFT JOIN pb_books b USING (book_id)
+    JOIN lc_models c ON c.book_id = g.book_id AND c.model_raw = g.model_raw
+    WHERE g.lc_bucket > c.k
 )
 SELECT n.session_id, NULL::VARCHAR AS thread_id, n.at_ms, s.model_id AS model_raw, s.speed,
        coalesce(s.inference_geo = 'us', false) AS us, 'standard' AS tier, 'snapshot' AS source,
@@ -205,12 +204,13 @@ UNION ALL
 -- they cannot tell the requests apart)
 -- (a request group per speed said on the requests and per long-context bucket: pricing sums
 -- them per charge line; what-if levers first merge them per usage line, see _USAGE_LINE_KEY)
-SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us,
-       CASE WHEN l.lc_bucket = 0 THEN 'standard' ELSE 'long_context' END, 'span',
+SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us, 'standard', 'span',
        l.q_input, l.q_output, l.q_5m, l.q_1h, l.q_read
-FROM span_lines l
-LEFT JOIN lc_models c ON l.lc_bucket > 0 AND c.book_id = l.book_id AND c.model_raw = l.model_raw
-WHERE (l.lc_bucket = 0 AND l.billed) OR l.lc_bucket > c.k
+FROM span_lines l WHERE l.billed
+UNION ALL
+SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us, 'long_context', 'span',
+       l.q_input, l.q_output, l.q_5m, l.q_1h, l.q_read
+FROM lc_lines l
 UNION ALL
 -- ... and the same tokens out of the standard line that counted them: the requests' own
 -- (billed from spans), else their covering snapshot's (same date, model, speed and key)
@@ -218,11 +218,18 @@ SELECT l.session_id, CASE WHEN l.billed THEN l.thread_id END, l.at_ms, l.model_r
        CASE WHEN l.billed THEN l.speed ELSE s.speed END, l.us, 'standard',
        CASE WHEN l.billed THEN 'span' ELSE 'snapshot' END,
        -l.q_input, -l.q_output, -l.q_5m, -l.q_1h, -l.q_read
-FROM span_lines l
-JOIN lc_models c ON c.book_id = l.book_id AND c.model_raw = l.model_raw
-LEFT JOIN rating_sessions s USING (session_id)
-WHERE l.lc_bucket > c.k
+FROM lc_lines l LEFT JOIN rating_sessions s USING (session_id)
 """
+
+# A request group priced from spans: its speed, its cache writes at the TTL in force, and
+# whether spans bill it (after the session's last snapshot, or a multi-model session).
+_SPAN_LINES = """
+    SELECT g.*, CASE g.speed_code WHEN 1 THEN 'fast' WHEN 0 THEN 'standard' END AS speed,
+           -- the API's default TTL where no book in force says (the writes are then unrated)
+           CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '5m' THEN q_write ELSE 0 END AS q_5m,
+           CASE WHEN coalesce($ttl, b.default_ttl, '5m') = '1h' THEN q_write ELSE 0 END AS q_1h,
+           g.after_last OR g.session_id IN (SELECT session_id FROM multi) AS billed
+    FROM """
 
 # Each (book, model spelling, fast?, tier, US?) that occurs is priced once: a unit price and,
 # where there is none, the reason, per token class; `line_key` numbers the distinct resolved
@@ -474,16 +481,17 @@ CREATE OR REPLACE TEMP TABLE charge_skus AS
 SELECT CAST(-2 * book_id - 1 AS BIGINT) AS sku, 'runtime' AS meter, NULL::VARCHAR AS model,
        NULL::VARCHAR AS token_class, 'standard' AS tier,
        CAST(runtime_usd_per_hour AS DECIMAL(38, 12)) AS unit_price, 'ms' AS unit,
-       'USD per session-hour' AS price_unit, name AS book, version AS book_version
+       'USD per session-hour' AS price_unit, name AS book, version AS book_version,
+       CAST(rt_units AS HUGEINT) AS units_per_unit
 FROM pb_books
 UNION ALL
 SELECT -2 * book_id - 2, 'web_search', NULL, NULL, 'standard',
        CAST(search_usd_per_1000 AS DECIMAL(38, 12)), 'searches', 'USD per 1,000 searches',
-       name, version
+       name, version, units_of(search_usd_per_1000 * 0.001)
 FROM pb_books
 UNION ALL
 SELECT sku, 'tokens', model_id, token_class, tier, CAST(unit_price AS DECIMAL(38, 12)),
-       'tokens', 'USD per million tokens', name, version
+       'tokens', 'USD per million tokens', name, version, units_of(unit_price * 0.000001)
 FROM token_skus JOIN pb_books USING (book_id) WHERE sku = canonical
 """
 
@@ -549,23 +557,20 @@ _CHARGE_LINES = f"""
 CREATE OR REPLACE TEMP TABLE charge_lines AS
 WITH tok_lines AS ({{tok_lines}}
 )
-SELECT day, session_id, sku, quantity, units_usd(amount_units) AS amount_exact, amount_units,
-       provisional
-FROM (
-    SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
-           CAST(ms AS HUGEINT) * b.rt_units AS amount_units, provisional
-    FROM runtime_days JOIN pb_books b USING (book_id) WHERE ms > 0
-    UNION ALL
-    SELECT {_as_date("day_ms")}, session_id, sku, quantity,
-           units_of(quantity * unit_price * 0.000001), provisional
-    FROM tok_lines WHERE quantity <> 0 AND unit_price IS NOT NULL
-    UNION ALL
-    SELECT {_as_date("day_ms")}, session_id, -2 * book_id - 2, quantity,
-           units_of(quantity * b.search_usd_per_1000 * 0.001),
-           session_id IN (SELECT session_id FROM open_sessions)
-    FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
-                 sum(quantity)::BIGINT AS quantity
-          FROM search_lines GROUP BY ALL) JOIN pb_books b USING (book_id))
+SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
+       runtime_usd(ms, b.rt_units) AS amount_exact, provisional
+FROM runtime_days JOIN pb_books b USING (book_id) WHERE ms > 0
+UNION ALL
+SELECT {_as_date("day_ms")}, session_id, sku, quantity,
+       CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), provisional
+FROM tok_lines WHERE quantity <> 0 AND unit_price IS NOT NULL
+UNION ALL
+SELECT {_as_date("day_ms")}, session_id, -2 * book_id - 2, quantity,
+       CAST(quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}),
+       session_id IN (SELECT session_id FROM open_sessions)
+FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
+             sum(quantity)::BIGINT AS quantity
+      FROM search_lines GROUP BY ALL) JOIN pb_books b USING (book_id)
 """
 
 # Every day from the first to the last that can carry a line, with its period (YYYY-MM),
@@ -586,11 +591,9 @@ FROM (SELECT unnest(range(lo, hi + 1, {DAY_MS})) AS d FROM bounds WHERE lo IS NO
 CHARGES_VIEW = f"""
 CREATE OR REPLACE TEMP VIEW charges AS
 WITH lines AS (
-    SELECT day, session_id, sku, quantity, amount_exact, amount_units, provisional
-    FROM charge_lines
+    SELECT day, session_id, sku, quantity, amount_exact, provisional FROM charge_lines
     UNION ALL
-    SELECT day, session_id, sku, quantity, amount_exact, units_of(amount_exact), provisional
-    FROM (
+    SELECT * FROM (
         SELECT day, session_id, 8 * line_key + unnest([0, 1, 2, 3, 4]) AS sku,
                unnest([{", ".join(_Q)}]) AS quantity, unnest([{", ".join(_A)}]) AS amount_exact,
                provisional
@@ -600,7 +603,8 @@ WITH lines AS (
 SELECT d.period, c.day, c.session_id,
        s.agent_id, s.environment_id, s.metadata AS tags,
        k.meter, k.model, k.token_class, k.tier, c.quantity, k.unit, k.unit_price, k.price_unit,
-       c.amount_exact, k.book, k.book_version, c.provisional, c.amount_units
+       c.amount_exact, k.book, k.book_version, c.provisional,
+       c.quantity * k.units_per_unit AS amount_units
 FROM lines c
 JOIN charge_skus k USING (sku)
 JOIN charge_days d USING (day)  -- a period filter prunes lines through this small join
@@ -680,8 +684,9 @@ def prepare_usage(
     stage_runtime(con, options.as_of_ms)
     con.execute(_SESSIONS)
     con.execute(_THREAD_MODELS)
-    groups, thresholds = _span_groups(con)
-    con.execute(_USAGE_LINES.format(span_groups=groups, lc_thresholds=thresholds),
+    groups, lc_groups, thresholds = _span_groups(con)
+    con.execute(_USAGE_LINES.format(span_groups=groups, lc_groups=lc_groups,
+                                    span_lines=_SPAN_LINES, lc_thresholds=thresholds),
                 {**params, "ttl": options.span_cache_ttl})
     con.execute(_SEARCHES, params)
 
@@ -714,37 +719,44 @@ _PROMPT = "(m.input_tokens + m.cache_read_tokens + m.cache_write_tokens)"
 # Requests that may be long context, dated at the snapshot that covers them (the first at or
 # after them), where snapshots carry the session's usage: their long-context line then meets
 # the standard quantities it takes its tokens from on the same day, book and usage line.
+# (The requests are filtered before the ASOF join: DuckDB does not push a filter below one.)
 _COVERED = """(
     SELECT m.* REPLACE (CASE WHEN m.session_id IN (SELECT session_id FROM multi) THEN m.at_ms
                              ELSE coalesce(c.at_ms, m.at_ms) END AS at_ms)
-    FROM model_requests m
-    ASOF LEFT JOIN (SELECT DISTINCT session_id, at_ms FROM snaps) c
-      ON c.session_id = m.session_id AND c.at_ms >= m.at_ms
-    WHERE m.at_ms <= $as_of{where})"""
+    FROM (SELECT * FROM model_requests m WHERE m.at_ms <= $as_of{where}) m
+    ASOF LEFT JOIN (SELECT session_id, at_ms FROM usage_snapshots
+                    WHERE at_ms <= $as_of
+                      AND session_id IN (SELECT session_id FROM lc_sessions)) c
+      ON c.session_id = m.session_id AND c.at_ms >= m.at_ms)"""
 
 
-def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
-    """SQL of the request groups (see `_USAGE_LINES`), and of the long-context thresholds
-    (threshold_tokens, k): a request is in bucket b when its prompt exceeds b of them."""
+def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str, str]:
+    """SQL of the request groups (see `_USAGE_LINES`): all requests (bucket 0) and those that
+    may be long context (empty without long-context rates), and of the long-context
+    thresholds (threshold_tokens, k): a request is in bucket b when its prompt exceeds b of
+    them."""
     thresholds = [r[0] for r in con.execute(
         "SELECT DISTINCT threshold_tokens FROM pb_rates WHERE tier = 'long_context' "
         "AND threshold_tokens IS NOT NULL ORDER BY 1").fetchall()]
     book, day = book_sql(con, "m.at_ms"), day_start("m.at_ms")
-    kinds = [("0", "", "model_requests")]
-    if thresholds:
-        bucket = " + ".join(f"({_PROMPT} > {t})::INTEGER" for t in thresholds)
-        where = (f" AND {_PROMPT} > {thresholds[0]} "
-                 "AND m.session_id IN (SELECT session_id FROM lc_sessions)")
-        kinds.append((bucket, where, _COVERED.format(where=where)))
     sides = (("NULL::VARCHAR", "NULL", "s.model_id", ""),
              ("m.thread_id", "NOT NULL", "coalesce(tm.model_id, s.model_id)", _THREAD_JOIN))
-    groups = "\n    UNION ALL".join(
-        _SPAN_GROUP.format(thread=thread, null=null, model=model, thread_join=join, book=book,
-                           day=day, bucket=bucket, where=where, source=source)
-        for bucket, where, source in kinds for thread, null, model, join in sides)
+
+    def groups(bucket: str, where: str, source: str) -> str:
+        return "\n    UNION ALL".join(
+            _SPAN_GROUP.format(thread=thread, null=null, model=model, thread_join=join,
+                               book=book, day=day, bucket=bucket, where=where, source=source)
+            for thread, null, model, join in sides)
+
+    standard = groups("0", "", "model_requests")
+    if not thresholds:
+        return (standard, f"SELECT * FROM ({standard}) WHERE false",
+                "SELECT NULL::BIGINT, NULL::INTEGER WHERE false")
+    bucket = " + ".join(f"({_PROMPT} > {t})::INTEGER" for t in thresholds)
+    where = (f" AND {_PROMPT} > {thresholds[0]} "
+             "AND m.session_id IN (SELECT session_id FROM lc_sessions)")
     values = ", ".join(f"({t}, {k})" for k, t in enumerate(thresholds))
-    return groups, (f"VALUES {values}" if thresholds
-                    else "SELECT NULL::BIGINT, NULL::INTEGER WHERE false")
+    return standard, groups(bucket, where, _COVERED.format(where=where)), f"VALUES {values}"
 
 
 def runtime_days_sql(con: duckdb.DuckDBPyConnection, source: str) -> str:
@@ -764,6 +776,7 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_OPEN_SESSIONS)
     con.execute(_TOKEN_SKUS)
     con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
+    _check_whole_units(con)
     shared = con.execute("SELECT count(*) FROM token_skus WHERE sku <> canonical"
                          ).fetchall()[0][0]
     tok_lines = _MERGED_TOK_LINES.format(tok=_TOK) if shared else _NO_TOK_LINES
@@ -773,6 +786,23 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     drop_relation(con, "charges")
     con.execute(CHARGES_VIEW)
     con.execute(_UNRATED.format(book=at_book))
+
+
+def _check_whole_units(con: duckdb.DuckDBPyConnection) -> None:
+    """Every SKU's price per unit of quantity must be a whole number of money units (at most
+    12 decimals per token, as rates of 8 decimals x a residency multiplier are), so that
+    `amount_units` = quantity x units_per_unit is the exact amount of any line."""
+    rows = con.execute("""
+        SELECT meter, model, token_class, unit_price FROM charge_skus
+        WHERE CAST(units_per_unit AS DECIMAL(38, 0)) <> CASE meter
+            WHEN 'runtime' THEN CAST(unit_price * 2500000000000 AS DECIMAL(38, 0))
+            WHEN 'tokens' THEN unit_price * 9000000000000
+            ELSE unit_price * 9000000000000000 END
+        LIMIT 1""").fetchall()
+    if rows:
+        meter, model, token_class, price = rows[0]
+        raise ValueError(f"{meter} {model or ''} {token_class or ''} price {price} is finer "
+                         "than the money unit (USD / 9e18 per token, search or ms)")
 
 
 _NARROW_PRICE = "DECIMAL(18, 12)"

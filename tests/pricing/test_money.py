@@ -85,3 +85,12 @@ def test_apportion_cents_is_exact_and_within_a_cent_of_each_share(con):
         total = sum(weights.values())
         for part, c in mine.items():
             assert abs(D(c) - D(cents) * weights[part] / total) < 1
+
+
+def test_runtime_usd_is_the_units_to_the_nearest_atto_dollar(con):
+    rows = con.execute("""
+        SELECT ms, k, runtime_usd(ms, k) = units_usd(CAST(ms AS HUGEINT) * k)
+        FROM (SELECT unnest([0, 1, 4, 5, 8, 9, 10, 3599999, 86400000, 123456789]) AS ms),
+             (SELECT unnest([200000000000, 308641950000, 1, 4, 5, 750000000000000000]) AS k)
+    """).fetchall()
+    assert all(same for _, _, same in rows), [r for r in rows if not r[2]]

@@ -17,8 +17,8 @@ from meter.store import connect
 from pricing.pricebook import load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.scenario import ScenarioError, load_scenario, parse_scenario
-from reports.invoice import build_invoice
 from pricing.whatif import compare, period_months, run_whatif
+from reports.invoice import build_invoice
 from tests.conftest import ms, session_record, span, status
 from tests.pricing.test_rating import SESSIONS, agent, snapshot, worked_example
 
