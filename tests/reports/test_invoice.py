@@ -9,28 +9,22 @@ from decimal import Decimal
 
 import pytest
 
-from meter.ingest import ingest_lines
-from meter.store import connect
 from pricing.pricebook import load_pricebooks
-from pricing.rating import RatingOptions, rate
+from pricing.rating import RatingOptions
 from pricing.scenario import parse_scenario
 from pricing.whatif import compare, run_whatif
 from reports.chargeback import build_chargeback
 from reports.focus import build_focus
 from reports.invoice import build_invoice
 from tests.conftest import iso, ms, session_record, snapshot, span, status
+from tests.pricing.test_rating import rated as rated_as_of
 
 BOOKS = load_pricebooks()
 AS_OF = "2026-12-01T00:00:00Z"
 
 
 def rated(events):
-    con = connect(":memory:")
-    result = ingest_lines(con, [json.dumps(e) for e in events], source="t",
-                          max_future_ms=10**12)
-    assert result.quarantined == 0, result.errors
-    rate(con, BOOKS, RatingOptions(as_of_ms=ms(AS_OF)))
-    return con
+    return rated_as_of(events, as_of=AS_OF)
 
 
 def focus_sums(con, period):
