@@ -91,9 +91,9 @@ def bench_synthetic(args: argparse.Namespace) -> None:
 
 def _store_series(db: str, as_of: str, by: str) -> pd.DataFrame:
     from meter.store import open_store
+    from meter.vocabulary import parse_instant
     from pricing.pricebook import load_pricebooks
     from pricing.rating import RatingOptions, rate
-    from reports.cli import parse_instant
     from reports.forecast import daily_series
 
     as_of_ms = parse_instant(as_of)

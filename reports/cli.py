@@ -12,9 +12,10 @@ import importlib
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NoReturn
 
+from meter import vocabulary
 from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
 from meter.intervals import RUNNING_BY_SESSION_SQL
 from meter.store import connect, default_db_path, open_store, table_counts
@@ -27,21 +28,41 @@ EXAMPLES = {
 }
 
 
-def parse_instant(text: str | None) -> int:
-    """ISO 8601 (date or date-time; naive means UTC) -> epoch ms; None means now."""
-    if not text:
-        return int(time.time() * 1000)
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
-
-
 def iso_ms(epoch_ms: int | None) -> str:
-    if epoch_ms is None:
-        return ""
-    dt = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    """An instant as the CLI prints it; blank for none."""
+    return "" if epoch_ms is None else vocabulary.iso_ms(epoch_ms)
+
+
+def as_of_ms(value: int | None) -> int:
+    """The --as-of instant (parsed by `instant_arg`), else now."""
+    return int(time.time() * 1000) if value is None else value
+
+
+# Flag types: each parses with meter.vocabulary, so a malformed value stops argparse with exit
+# status 2 and one line naming the flag, the value and the expected form (see _Parser).
+def _flag_type(parse: Callable[[str], Any], name: str) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except vocabulary.VocabularyError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = name
+    return convert
+
+
+instant_arg = _flag_type(vocabulary.parse_instant, "instant")
+period_arg = _flag_type(lambda text: str(vocabulary.Period.parse(text)), "period")
+span_arg = _flag_type(vocabulary.parse_span, "period")
+
+
+date_arg = _flag_type(lambda text: vocabulary.parse_day(text).isoformat(), "day")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message.removeprefix('argument ')}\n")
 
 
 class _Progress:
@@ -87,25 +108,41 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if args.strict and total.quarantined else 0
 
 
+# Sessions as of $as_of: those that existed then (created, or first seen in events, at or
+# before it), with the status they had then: the latest of their status events up to then and
+# of the session record (its status holds from its updated_at), events first on a tie; idle
+# (how a session starts) when neither says. Running and idle time up to $as_of.
 SESSIONS_SQL = f"""
-WITH ids AS (SELECT session_id FROM sessions UNION SELECT DISTINCT session_id FROM events)
-SELECT ids.session_id, s.metadata->>'$.team' AS team, s.metadata->>'$.project' AS project,
-       s.model_id AS model, coalesce(last.status, s.status) AS status,
+WITH born AS (
+    SELECT session_id, min(at_ms) AS born_ms FROM (
+        SELECT session_id, created_ms AS at_ms FROM sessions
+        UNION ALL SELECT session_id, min(at_ms) FROM events GROUP BY session_id)
+    GROUP BY session_id HAVING min(at_ms) <= $as_of
+), said AS (
+    SELECT session_id, status, at_ms, 1 AS rank, event_id FROM status_events
+    WHERE thread_id IS NULL AND at_ms <= $as_of
+    UNION ALL
+    SELECT session_id, status, updated_ms, 0, NULL FROM sessions
+    WHERE updated_ms <= $as_of AND status IS NOT NULL
+), last AS (
+    SELECT session_id, status FROM said
+    QUALIFY row_number() OVER (PARTITION BY session_id
+                               ORDER BY at_ms DESC, rank DESC, event_id DESC) = 1
+)
+SELECT b.session_id, s.metadata->>'$.team' AS team, s.metadata->>'$.project' AS project,
+       s.model_id AS model, coalesce(last.status, 'idle') AS status,
        coalesce(r.running_ms, 0) AS running_ms, coalesce(r.idle_ms, 0) AS idle_ms,
        coalesce(r.provisional, false) AS provisional
-FROM ids
+FROM born b
 LEFT JOIN sessions s USING (session_id)
 LEFT JOIN ({RUNNING_BY_SESSION_SQL}) r USING (session_id)
-LEFT JOIN (SELECT session_id, status FROM status_events WHERE thread_id IS NULL
-           AND at_ms <= $as_of
-           QUALIFY row_number() OVER (PARTITION BY session_id ORDER BY at_ms DESC,
-                                      event_id DESC) = 1) last USING (session_id)
-ORDER BY ids.session_id
+LEFT JOIN last USING (session_id)
+ORDER BY b.session_id
 """
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
-    as_of = parse_instant(args.as_of)
+    as_of = as_of_ms(args.as_of)
     with open_store(args.db, read_only=True) as con:
         rel = con.sql(SESSIONS_SQL, params={"as_of": as_of})
         columns, rows = rel.columns, rel.fetchall()
@@ -143,7 +180,7 @@ PLUGINS = ("reports.cli_pricing", "reports.cli_simulate", "reports.cli_collect",
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agenttally",
         description="Metering, pricing and billing for Claude Managed Agents.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -166,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-future-hours", type=int, default=DEFAULT_MAX_FUTURE_MS // 3_600_000,
                    help="quarantine events stamped further than this in the future (24)")
     p = verb("sessions", cmd_sessions, "list sessions with running and idle time", fmt=True)
-    p.add_argument("--as-of", help="instant to measure at (default: now); open sessions end here")
+    p.add_argument("--as-of", type=instant_arg,
+                   help="instant to list sessions as of (default: now), e.g. 2026-11-30T00:00:00Z "
+                        "or 2026-11-30: only sessions that existed then, with their status then")
     verb("status", cmd_status, "what the store holds")
     for name in PLUGINS:
         try:
@@ -202,4 +241,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "build_parser", "parse_instant", "iso_ms", "connect"]
+__all__ = ["as_of_ms", "build_parser", "connect", "date_arg", "instant_arg", "iso_ms", "main",
+           "period_arg", "span_arg"]

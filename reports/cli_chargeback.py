@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from meter.store import open_store
 from reports.allocation import load_rules
 from reports.chargeback import build_chargeback
-from reports.cli import iso_ms
+from reports.cli import iso_ms, period_arg
 from reports.cli_pricing import _rating_args, current_period, rate_store
 from reports.exports import EXPORT_FORMATS, export_charges, export_unrated, write_rows
 from reports.focus import FocusOptions, period_bounds, write_focus
@@ -50,7 +50,8 @@ def cmd_chargeback(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         print(render(report.columns(), report.rows(), "csv").rstrip("\n"))
     else:
-        state = "PROVISIONAL (sessions still running)" if report.provisional else "final"
+        state = ("PROVISIONAL (sessions still running)" if report.provisional
+                 else "final" if report.groups else f"no usage in {period}")
         print(f"{report.mode.capitalize()} {period} by {', '.join(report.by)}  as of "
               f"{report.as_of}  {report.currency}  {state}")
         print(render(report.columns(), report.rows()))
@@ -133,7 +134,8 @@ def _verb(sub: argparse._SubParsersAction, name: str, help_: str, description: s
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p, fmt=name != "export")
     _rating_args(p)
-    p.add_argument("--period", help="YYYY-MM (default: the month of --as-of)")
+    p.add_argument("--period", type=period_arg,
+                   help="YYYY-MM, e.g. 2026-11 (default: the month of --as-of)")
     return p
 
 

@@ -12,7 +12,8 @@ import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
+
+from meter.vocabulary import VocabularyError, parse_instant
 
 COLLECT_EXAMPLES = """\
 examples:
@@ -47,14 +48,11 @@ def parse_since(text: str, now: float | None = None) -> int:
         now = time.time() if now is None else now
         return int((now - float(match.group(1)) * _UNIT_S[match.group(2)]) * 1000)
     try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_instant(value)
+    except VocabularyError:
         raise argparse.ArgumentTypeError(
-            f"--since {text!r}: expected a date (2026-11-01), an RFC 3339 time "
+            f"{text!r}: expected a date (2026-11-01), an RFC 3339 time "
             "(2026-11-01T09:00:00Z) or an age (36h, 7d)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
 
 
 def _listen(text: str) -> tuple[str, int]:

@@ -16,7 +16,7 @@ from pricing.scenario import Scenario, load_scenario
 from pricing.whatif import GROUP_SQL, Comparison, compare, run_whatif
 from reports.backtest import run_backtest
 from reports.budgets import budget_status, load_budgets, outlook
-from reports.cli import iso_ms, parse_instant
+from reports.cli import as_of_ms, iso_ms, span_arg
 from reports.cli_pricing import _rating_args, current_period, rate_store
 from reports.forecast import Interval, daily_series, forecast, to_cents
 from reports.render import render
@@ -34,7 +34,7 @@ def _rated_table(con, args: argparse.Namespace, *, for_forecast: bool) -> tuple[
         # Forecasts grow from the as-of day; growth of the history would be counted twice.
         scenario = scenario.model_copy(
             update={"usage": scenario.usage.model_copy(update={"growth_from": None})})
-    as_of = parse_instant(args.as_of)
+    as_of = as_of_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     what_if = run_whatif(con, books, scenario, RatingOptions(as_of_ms=as_of,
                                                              span_cache_ttl=args.span_cache_ttl))
@@ -221,7 +221,7 @@ def _status_json(s) -> dict:
 
 def cmd_whatif(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario_file)
-    as_of = parse_instant(args.as_of)
+    as_of = as_of_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     with open_store(args.db, read_only=True) as con:
         what_if = run_whatif(con, books, scenario,
@@ -352,7 +352,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_common(p, fmt=True)
     _rating_args(p)
     p.add_argument("scenario_file", metavar="SCENARIO.toml", help="the scenario")
-    p.add_argument("--period", help="YYYY-MM, YYYY-Qn, YYYY or all (default: the month of "
-                                    "--as-of)")
+    p.add_argument("--period", type=span_arg,
+                   help="YYYY-MM, YYYY-Qn, YYYY or all, e.g. 2026-Q4 (default: the month of "
+                        "--as-of)")
     p.add_argument("--by", choices=list(GROUP_SQL), help="also compare per group")
     p.set_defaults(func=cmd_whatif)

@@ -10,7 +10,7 @@ from meter.store import open_store
 from pricing.check import list_cost_check
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions, rate
-from reports.cli import iso_ms, parse_instant
+from reports.cli import as_of_ms, instant_arg, iso_ms, period_arg
 from reports.invoice import DEFAULT_GROUP_BY, build_invoice, invoice_table
 from reports.render import FORMATS, render
 
@@ -21,7 +21,7 @@ def current_period(as_of_ms: int) -> str:
 
 def rate_store(con, args: argparse.Namespace) -> int:
     """Rate the store on `con` as of --as-of with the books of --pricebooks; returns as_of."""
-    as_of = parse_instant(args.as_of)
+    as_of = as_of_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     rate(con, books, RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
     return as_of
@@ -62,7 +62,8 @@ def cmd_invoice(args: argparse.Namespace) -> int:
     if args.format == "csv":
         print(render(columns, rows, "csv"))
         return 0
-    state = "PROVISIONAL (sessions still running)" if invoice.provisional else "final"
+    state = ("PROVISIONAL (sessions still running)" if invoice.provisional
+             else "final" if invoice.lines else f"no usage in {period}")
     print(f"Invoice {period}  as of {invoice.as_of}  {invoice.currency}  {state}")
     print(render(columns, rows))
     if invoice.unrated:
@@ -88,7 +89,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _rating_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--as-of", help="rate usage up to this instant (default: now)")
+    p.add_argument("--as-of", type=instant_arg,
+                   help="rate usage up to this instant (default: now), e.g. "
+                        "2026-12-01T00:00:00Z or 2026-12-01")
     p.add_argument("--pricebooks",
                    help="folder of price book TOML files (default: data/pricebooks)")
     p.add_argument("--span-cache-ttl", choices=("5m", "1h"), default=None,
@@ -113,7 +116,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p, fmt=True)
     _rating_args(p)
-    p.add_argument("--period", help="YYYY-MM (default: the month of --as-of)")
+    p.add_argument("--period", type=period_arg,
+                   help="YYYY-MM, e.g. 2026-11 (default: the month of --as-of)")
     p.add_argument("--group-by", default=",".join(DEFAULT_GROUP_BY),
                    help="comma list of meter,model,token_class,tier,team,project,session_id,"
                         "day,book_version")

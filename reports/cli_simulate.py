@@ -163,7 +163,7 @@ class _Progress:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from reports.cli import _add_common
+    from reports.cli import _add_common, date_arg
 
     p = sub.add_parser(
         "simulate", help="generate a realistic workload from a profile",
@@ -172,8 +172,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
     p.add_argument("--profile", required=True, help="a profile TOML (see data/profiles/)")
-    p.add_argument("--start", help="first day, YYYY-MM-DD (default: the last --days days, "
-                                   "up to the present instant)")
+    p.add_argument("--start", type=date_arg,
+                   help="first day, YYYY-MM-DD, e.g. 2026-10-01 (default: the last --days days, "
+                        "up to the present instant)")
     p.add_argument("--days", type=int, default=60, help="days to simulate (60)")
     p.add_argument("--seed", type=int, default=7, help="random seed; same seed, same bytes (7)")
     target = p.add_mutually_exclusive_group()

@@ -23,11 +23,12 @@ tokens in `1000000 Tokens` / `Tokens`, web searches in `1000 Requests` / `Reques
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import duckdb
 
+from meter.vocabulary import Period
 from pricing.money import LINE_KEYS, apportion_cents, install_sql_macros
 from reports.exports import copy_query, format_of
 
@@ -184,13 +185,9 @@ class FocusOptions:
 
 def period_bounds(period: str) -> tuple[datetime, datetime]:
     """A YYYY-MM billing period as [first instant, first instant of the next month) in UTC."""
-    try:
-        start = datetime.strptime(period + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise ValueError(f"--period: expected YYYY-MM, got {period!r}") from None
-    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else \
-        start.replace(month=start.month + 1)
-    return start, end
+    month = Period.parse(period)
+    return (datetime.combine(month.start, time.min, UTC),
+            datetime.combine(month.end, time.min, UTC))
 
 
 def build_focus(

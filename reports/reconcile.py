@@ -27,6 +27,7 @@ from typing import Any
 
 import duckdb
 
+from meter.vocabulary import Period
 from pricing.money import install_sql_macros
 from reports.render import plain_decimal
 
@@ -228,7 +229,7 @@ def reconcile(
             variance_pct=pct, metered_quantity=None if mq is None else int(mq),
             provider_quantity=None if pq is None else int(pq), status=status,
             flagged=bool(flagged)))
-    start = date.fromisoformat(period + "-01")
+    start = Period.parse(period).start
     covered = {d for (d,) in con.execute(
         "SELECT DISTINCT day FROM provider_days WHERE kind = 'cost'").fetchall()}
     missing = [start + timedelta(days=i) for i in range((through - start).days + 1)

@@ -15,6 +15,8 @@ from typing import Any
 
 import duckdb
 
+from meter.vocabulary import Period
+
 __all__ = ["AGENT_NAMES", "Filters", "FilterOptions", "TEAM_SQL", "filter_options",
            "filtered_charges", "period_bounds"]
 
@@ -44,10 +46,9 @@ class Filters:
 
 
 def period_bounds(period: str) -> tuple[date, date]:
-    """First day of `period` and first day of the next month."""
-    year, month = int(period[:4]), int(period[5:7])
-    nxt = date(year + (month == 12), month % 12 + 1, 1)
-    return date(year, month, 1), nxt
+    """First day of `period` (YYYY-MM) and first day of the next month."""
+    month = Period.parse(period)
+    return month.start, month.end
 
 
 def filtered_charges(f: Filters, *, source: str = "charges",

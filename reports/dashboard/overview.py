@@ -21,6 +21,7 @@ import duckdb
 import pandas as pd
 
 from meter.intervals import INTERVALS_SQL, split_sql
+from meter.vocabulary import Period
 from pricing.money import usd_of_units
 from reports.dashboard.filters import AGENT_NAMES, Filters, filtered_charges, period_bounds
 
@@ -29,9 +30,7 @@ __all__ = ["MonthToDate", "Utilisation", "daily_by_meter", "month_to_date", "pre
 
 
 def previous_period(period: str) -> str:
-    start, _ = period_bounds(period)
-    prev = start - timedelta(days=1)
-    return f"{prev.year:04d}-{prev.month:02d}"
+    return str(Period.parse(period).previous())
 
 
 def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:

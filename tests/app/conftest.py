@@ -20,7 +20,6 @@ output $0.15, search $0.03: total $1.25 (the exact sum, $1.245, would round to $
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -86,11 +85,10 @@ EVENTS = [
 
 
 def rate_and_store(path: Path, as_of: str = AS_OF) -> None:
-    """What `agenttally rate --as-of` does: the same function, on this store."""
-    from reports.cli_pricing import cmd_rate
+    """`agenttally rate --as-of`, on this store."""
+    from reports.cli import main
 
-    cmd_rate(argparse.Namespace(db=str(path), as_of=as_of, pricebooks=None,
-                                span_cache_ttl=None))
+    assert main(["rate", "--db", str(path), "--as-of", as_of]) == 0
 
 
 def build_tiny_store(path: Path, *, rated: bool = True) -> Path:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from reports.cli import main
 from tests.conftest import session_record, status
 
@@ -86,3 +88,87 @@ def test_every_verb_has_help_with_an_example(capsys):
             main([name, "--help"])
         assert done.value.code == 0, name
         assert "example" in capsys.readouterr().out, name
+
+
+# --- malformed periods and instants: exit 2, one line naming the flag, value and form ----------
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["invoice", "--period", "nov"],
+     "agenttally invoice: --period: 'nov' is not a period; expected YYYY-MM, e.g. 2026-11"),
+    (["chargeback", "--period", "nov"],
+     "agenttally chargeback: --period: 'nov' is not a period; expected YYYY-MM, e.g. 2026-11"),
+    (["invoice", "--period", "2026-13"],
+     "agenttally invoice: --period: '2026-13' is not a period; expected YYYY-MM, e.g. 2026-11"),
+    (["invoice", "--as-of", "yesterday"],
+     "agenttally invoice: --as-of: 'yesterday' is not an instant; expected an RFC 3339 instant "
+     "with a zone or a date, e.g. 2026-11-30T09:00:00Z or 2026-11-30"),
+    (["sessions", "--as-of", "2026-11-30T10:00"],  # RFC 3339 needs a zone
+     "agenttally sessions: --as-of: '2026-11-30T10:00' is not an instant; expected an RFC 3339 "
+     "instant with a zone or a date, e.g. 2026-11-30T09:00:00Z or 2026-11-30"),
+    (["whatif", "data/scenarios/identity.toml", "--period", "Q4"],
+     "agenttally whatif: --period: 'Q4' is not a period; expected YYYY-MM, YYYY-Qn, YYYY or "
+     "all, e.g. 2026-11 or 2026-Q4"),
+    (["simulate", "--profile", "data/profiles/demo.toml", "--start", "2026-02-30"],
+     "agenttally simulate: --start: '2026-02-30' is not a day; expected YYYY-MM-DD, "
+     "e.g. 2026-10-01"),
+])
+def test_malformed_periods_and_instants_exit_2_with_one_line(tmp_path, capsys, argv, line):
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--db", str(tmp_path / "s.duckdb")])
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", line + "\n")
+
+
+def test_a_bare_date_is_midnight_utc_and_a_zone_is_honoured(tmp_path, capsys):
+    db = str(tmp_path / "s.duckdb")
+    main(["ingest", _write(tmp_path, EVENTS), "--db", db])
+    capsys.readouterr()
+    for as_of in ("2026-11-04", "2026-11-04T01:00:00+01:00"):
+        assert main(["invoice", "--db", db, "--as-of", as_of, "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out)["as_of"] == "2026-11-04T00:00:00.000Z"
+
+
+def test_a_period_without_usage_says_so_and_is_not_final(tmp_path, capsys):
+    db = str(tmp_path / "s.duckdb")
+    main(["ingest", _write(tmp_path, EVENTS), "--db", db])
+    capsys.readouterr()
+    assert main(["invoice", "--db", db, "--period", "2026-03", "--as-of", "2026-12-01"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "Invoice 2026-03  as of 2026-12-01T00:00:00.000Z  USD  no usage in 2026-03"
+    assert main(["chargeback", "--db", db, "--period", "2026-03", "--as-of", "2026-12-01"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("no usage in 2026-03")
+    assert main(["invoice", "--db", db, "--period", "2026-11", "--as-of", "2026-12-01"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("USD  final")
+
+
+# --- sessions --as-of T: the sessions that existed at T, as they were at T ----------------------
+
+def test_sessions_as_of_lists_only_sessions_that_existed_with_their_status_then(tmp_path, capsys):
+    db = str(tmp_path / "s.duckdb")
+    events = EVENTS + [
+        # created after T: not listed as of T
+        session_record("sesn_02", created_at="2026-11-03T12:00:00Z"),
+        status("sesn_02", "sevt_21", "2026-11-03T12:00:00.000Z", "running"),
+        # running at T, terminated after T (its record says terminated now)
+        session_record("sesn_03", created_at="2026-11-03T08:30:00Z", status="terminated",
+                       updated_at="2026-11-03T13:00:00Z"),
+        status("sesn_03", "sevt_31", "2026-11-03T10:30:00.000Z", "running"),
+        status("sesn_03", "sevt_32", "2026-11-03T13:00:00.000Z", "terminated"),
+        # created before T, nothing happened yet: idle, as sessions start
+        session_record("sesn_04", created_at="2026-11-03T10:59:00Z", status="running",
+                       updated_at="2026-11-03T12:00:00Z"),
+    ]
+    main(["ingest", _write(tmp_path, events), "--db", db])
+    capsys.readouterr()
+    main(["sessions", "--db", db, "--as-of", "2026-11-03T11:00:00Z", "--format", "csv"])
+    assert capsys.readouterr().out.splitlines() == [
+        "session_id,team,project,model,status,running_ms,idle_ms,provisional",
+        "sesn_01,platform,,claude-opus-5,idle,3600000,3600000,True",
+        "sesn_03,platform,,claude-opus-5,running,1800000,0,True",
+        "sesn_04,platform,,claude-opus-5,idle,0,0,False",
+    ]
+    main(["sessions", "--db", db, "--as-of", "2026-11-03T14:00:00Z", "--format", "csv"])
+    rows = capsys.readouterr().out.splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["sesn_01", "sesn_02", "sesn_03", "sesn_04"]
+    assert rows[3].split(",")[4] == "terminated" and rows[4].split(",")[4] == "running"

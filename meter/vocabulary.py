@@ -1,0 +1,128 @@
+"""The words every layer shares, parsed and printed one way: instants and periods.
+
+An *instant* is epoch milliseconds (int), read from RFC 3339 with a zone
+(`2026-11-30T09:15:00.250Z`, `2026-11-30T10:15:00+01:00`) or a bare date meaning 00:00 UTC
+(`2026-11-30`), and printed as `2026-11-30T09:15:00.250Z`. A *period* is a calendar month in
+UTC (`Period`, written `YYYY-MM`); what-if and forecasts also take a *span* of months
+(`YYYY-MM`, `YYYY-Qn`, `YYYY` or `all`). Anything else is refused with a `VocabularyError`
+that names the value and the expected form with an example (and no command-line flag: the
+CLI adds that).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+__all__ = ["INSTANT_FORM", "PERIOD_FORM", "SPAN_FORM", "Period", "VocabularyError", "iso_ms",
+           "parse_day", "parse_instant", "parse_span"]
+
+INSTANT_FORM = "an RFC 3339 instant with a zone or a date, e.g. 2026-11-30T09:00:00Z or 2026-11-30"
+PERIOD_FORM = "YYYY-MM, e.g. 2026-11"
+SPAN_FORM = "YYYY-MM, YYYY-Qn, YYYY or all, e.g. 2026-11 or 2026-Q4"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+_PERIOD = re.compile(r"(\d{4})-(\d{2})")
+_QUARTER = re.compile(r"\d{4}-Q[1-4]")
+_YEAR = re.compile(r"\d{4}")
+
+
+class VocabularyError(ValueError):
+    """A value that is not an instant, a period or a span; the message says what is."""
+
+
+def parse_instant(text: str) -> int:
+    """RFC 3339 with a zone (up to microseconds), or a bare date (00:00 UTC) -> epoch ms,
+    sub-millisecond digits dropped (floor)."""
+    value = text.strip()
+    try:
+        if _DATE.fullmatch(value):
+            return _to_ms(datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC))
+        if _DATE_TIME.fullmatch(value):
+            return _to_ms(datetime.fromisoformat(value.upper().replace("Z", "+00:00")))
+    except ValueError:
+        pass
+    raise VocabularyError(f"{text!r} is not an instant; expected {INSTANT_FORM}")
+
+
+def parse_day(text: str) -> date:
+    """A UTC day, YYYY-MM-DD."""
+    value = text.strip()
+    try:
+        if _DATE.fullmatch(value):
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise VocabularyError(f"{text!r} is not a day; expected YYYY-MM-DD, e.g. 2026-10-01")
+
+
+def _to_ms(value: datetime) -> int:
+    return (value - _EPOCH) // _MS
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """Epoch ms as RFC 3339 in UTC with milliseconds: 2026-11-30T09:15:00.250Z."""
+    dt = _EPOCH + epoch_ms * _MS
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """A calendar month in UTC, from its first millisecond to the next month's (exclusive)."""
+
+    year: int
+    month: int
+
+    @classmethod
+    def parse(cls, text: str) -> Period:
+        found = _PERIOD.fullmatch(text.strip())
+        if not found or not 1 <= int(found.group(2)) <= 12:
+            raise VocabularyError(f"{text!r} is not a period; expected {PERIOD_FORM}")
+        return cls(int(found.group(1)), int(found.group(2)))
+
+    @classmethod
+    def containing(cls, epoch_ms: int) -> Period:
+        day = (_EPOCH + epoch_ms * _MS).date()
+        return cls(day.year, day.month)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-{self.month:02d}"
+
+    @property
+    def start(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def end(self) -> date:
+        """The first day after the period."""
+        return self.next().start
+
+    @property
+    def start_ms(self) -> int:
+        return _to_ms(datetime.combine(self.start, datetime.min.time(), UTC))
+
+    @property
+    def end_ms(self) -> int:
+        return self.next().start_ms
+
+    def next(self) -> Period:
+        return Period(self.year + self.month // 12, self.month % 12 + 1)
+
+    def previous(self) -> Period:
+        return Period(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
+
+def parse_span(text: str) -> str:
+    """A span of months as written (YYYY-MM, YYYY-Qn, YYYY or all), checked."""
+    value = text.strip()
+    if value == "all" or _QUARTER.fullmatch(value) or _YEAR.fullmatch(value):
+        return value
+    try:
+        return str(Period.parse(value))
+    except VocabularyError:
+        raise VocabularyError(f"{text!r} is not a period; expected {SPAN_FORM}") from None
