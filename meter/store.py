@@ -16,6 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from meter.errors import DataError
+
 SCHEMA_VERSION = 3
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
@@ -56,7 +58,7 @@ MIGRATIONS: dict[int, str] = {
 DEFAULT_DB = Path("data") / "agenttally.duckdb"
 
 
-class StoreError(RuntimeError):
+class StoreError(DataError):
     """The store cannot be opened or is of a schema this code does not know."""
 
 

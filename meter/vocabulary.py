@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from meter.errors import UsageError
+
 __all__ = ["INSTANT_FORM", "PERIOD_FORM", "SPAN_FORM", "Period", "VocabularyError", "iso_ms",
            "parse_day", "parse_instant", "parse_span"]
 
@@ -32,7 +34,7 @@ _QUARTER = re.compile(r"\d{4}-Q[1-4]")
 _YEAR = re.compile(r"\d{4}")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UsageError):
     """A value that is not an instant, a period or a span; the message says what is."""
 
 

@@ -18,6 +18,8 @@ from fractions import Fraction
 
 import duckdb
 
+from meter.errors import UsageError
+
 # An invoice line: what is rounded once. Every report rounds these lines (per period) and
 # apportions or adds their cents, so its totals equal the invoice's.
 LINE_KEYS = ("meter", "model", "token_class", "tier")
@@ -118,7 +120,7 @@ def runtime_units_per_ms(usd_per_hour: Decimal) -> int:
     rates of at most 8 decimals, as price books have)."""
     units = Fraction(usd_per_hour) * UNITS_PER_USD / 3_600_000
     if units.denominator != 1:
-        raise ValueError(f"runtime rate {usd_per_hour} USD/hour is too fine: at most 8 "
+        raise UsageError(f"runtime rate {usd_per_hour} USD/hour is too fine: at most 8 "
                          f"decimals are exact")
     return int(units)
 

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from meter.config_files import describe, read_toml, utc_moment
+from meter.errors import UsageError
 
 __all__ = [
     "TOKEN_CLASSES",
@@ -63,7 +64,7 @@ _ONE_MS = timedelta(milliseconds=1)
 _SNAPSHOT_SUFFIX = re.compile(r"-\d{8}$")
 
 
-class PriceBookError(ValueError):
+class PriceBookError(UsageError):
     """A price book that cannot be loaded; the message names the file, the field and the fix."""
 
 

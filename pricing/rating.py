@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from meter.errors import UsageError
 from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook
@@ -801,7 +802,7 @@ def _check_whole_units(con: duckdb.DuckDBPyConnection) -> None:
         LIMIT 1""").fetchall()
     if rows:
         meter, model, token_class, price = rows[0]
-        raise ValueError(f"{meter} {model or ''} {token_class or ''} price {price} is finer "
+        raise UsageError(f"{meter} {model or ''} {token_class or ''} price {price} is finer "
                          "than the money unit (USD / 9e18 per token, search or ms)")
 
 

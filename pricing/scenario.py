@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from meter.config_files import describe, read_toml
+from meter.errors import UsageError
 from pricing.pricebook import TOKEN_CLASSES, ModelPrice, PriceBook
 
 __all__ = [
@@ -51,7 +52,7 @@ RATE_DECIMALS = 8  # pricing.rating keeps unit prices as DECIMAL(18, 8)
 MAX_DECIMALS = 10  # factors are applied exactly at 1e-12; percent/100 must fit
 
 
-class ScenarioError(ValueError):
+class ScenarioError(UsageError):
     """A scenario that cannot be used; the message names the file, the field and the fix."""
 
 

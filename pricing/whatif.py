@@ -30,6 +30,7 @@ from fractions import Fraction
 
 import duckdb
 
+from meter.errors import UsageError
 from meter.intervals import build_intervals, split_sql
 from pricing.money import (
     LINE_KEYS,
@@ -147,7 +148,7 @@ def period_months(spec: str | None) -> list[str] | None:
                 return [f"{year}-{month:02d}"]
     except ValueError:
         pass
-    raise ValueError(f"--period: expected YYYY-MM, YYYY-Qn, YYYY or all, got {spec!r}")
+    raise UsageError(f"{spec!r} is not a period; expected YYYY-MM, YYYY-Qn, YYYY or all")
 
 
 def _month_fraction(period: str, as_of_ms: int) -> Fraction:
@@ -582,7 +583,7 @@ def compare(
     in ``period`` (YYYY-MM, YYYY-Qn, YYYY, or None/'all'). The baseline's total is the sum of
     the period's invoices, to the cent."""
     if by is not None and by not in GROUP_SQL:
-        raise ValueError(f"unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
+        raise UsageError(f"unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
     baseline = what_if.baseline_table if what_if else BASELINE
     scenario = what_if.scenario_table if what_if else SCENARIO
     months = period_months(period)

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from meter.config_files import describe, read_toml
+from meter.errors import UsageError
 
 __all__ = [
     "AllocationError",
@@ -39,7 +40,7 @@ DRIVERS = ("running_time", "tokens", "cost", "fixed")
 _KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]*$"
 
 
-class AllocationError(ValueError):
+class AllocationError(UsageError):
     """Allocation rules that cannot be used; the message names the file, the field and the fix."""
 
 

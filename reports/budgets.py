@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from meter.errors import UsageError
 from pricing.money import cents_of_units, usd_of_units
 from pricing.scenario import describe_error, exact_decimal
 from pricing.whatif import GROUP_SQL
@@ -47,7 +48,7 @@ __all__ = [
 MS_PER_DAY = 86_400_000
 
 
-class BudgetError(ValueError):
+class BudgetError(UsageError):
     """A budgets file that cannot be used; the message names the file, the field and the fix."""
 
 
@@ -117,7 +118,7 @@ def period_bounds(day: date, period: str) -> tuple[date, date, str]:
         label = f"{day.year}-Q{quarter + 1}"
         months = 3
     else:
-        raise ValueError(f"period must be monthly or quarterly, got {period!r}")
+        raise UsageError(f"period must be monthly or quarterly, got {period!r}")
     month = start.month - 1 + months
     end = date(start.year + month // 12, month % 12 + 1, 1)
     return start, end, label

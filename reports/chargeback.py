@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from meter.errors import UsageError
 from pricing.money import CENT, LINE_KEYS, apportion_cents, cents_of_units, install_sql_macros
 from reports.allocation import AllocationRules, json_path
 from reports.invoice import build_invoice
@@ -286,10 +287,10 @@ def build_chargeback(
 ) -> Chargeback:
     """The chargeback (or showback) of `period` from the temp table `charges` on `con`."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     by = tuple(dict.fromkeys(k.strip() for k in by if k.strip()))
     if not by:
-        raise ValueError("--by: name at least one tag key, e.g. team")
+        raise UsageError("group by at least one tag key, e.g. team")
     rules = rules or AllocationRules()
     keys = rules.keys_needed(by)
     install_sql_macros(con)

@@ -1,7 +1,9 @@
 """`agenttally`: one entry point, verbs that read like sentences.
 
-Each verb is a small function; heavy lifting lives in meter/, pricing/ and reports/. Errors
-print one clear line and exit non-zero; `--debug` shows the traceback.
+Each verb is a small function; heavy lifting lives in meter/, pricing/ and reports/. An
+AgentTallyError (meter.errors) or a file that cannot be read prints one clear line and exits
+2 (malformed input, flags included) or 1 (data); `--debug` shows the traceback. Anything else
+is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from meter import vocabulary
+from meter.errors import AgentTallyError
 from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
 from meter.intervals import RUNNING_BY_SESSION_SQL
 from meter.store import connect, default_db_path, open_store, table_counts
@@ -230,11 +233,14 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as exc:  # one clear line for people; --debug for the trace
+    except (AgentTallyError, OSError) as exc:  # one clear line for people; --debug: the trace
         if args.debug:
             raise
-        print(f"agenttally {args.command}: {exc}", file=sys.stderr)
-        return 1
+        hint = getattr(exc, "hint", None)
+        print(f"agenttally {args.command}: {exc}" + (f" ({hint})" if hint else ""),
+              file=sys.stderr)
+        return exc.exit_code if isinstance(exc, AgentTallyError) else 1
+    # anything else is a bug: Python prints its traceback
 
 
 if __name__ == "__main__":

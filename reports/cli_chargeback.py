@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from meter.errors import UsageError
 from meter.store import open_store
 from reports.allocation import load_rules
 from reports.chargeback import build_chargeback
@@ -27,7 +28,7 @@ def _decimal(text: str, option: str) -> Decimal:
     try:
         return Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"{option}: expected a number, got {text!r}") from None
+        raise UsageError(f"{option}: expected a number, got {text!r}") from None
 
 
 def _chargeback(con, args: argparse.Namespace, as_of: int, period: str):
@@ -90,10 +91,10 @@ def _provider_data(args: argparse.Namespace, start: datetime, end: datetime) -> 
     if args.fetch:
         key = os.environ.get(ADMIN_KEY_ENV)
         if not key:
-            raise ValueError(f"--fetch needs an Admin API key in ${ADMIN_KEY_ENV}")
+            raise UsageError(f"--fetch needs an Admin API key in ${ADMIN_KEY_ENV}")
         data.extend(fetch_reports(key, start, end, save_to=args.save_provider))
     if not data.sources:
-        raise ValueError("no provider data: pass --provider FILE (the Admin API's cost "
+        raise UsageError("no provider data: pass --provider FILE (the Admin API's cost "
                          f"report) or --fetch with ${ADMIN_KEY_ENV} set")
     return data
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from meter.errors import UsageError
 from meter.simulator import (
     ModelRates,
     RateCard,
@@ -78,7 +79,7 @@ def schedule_for(start_ms: int, end_ms: int, *, books: list[PriceBook] | None = 
               and b.effective_from_ms < end_ms
               and (b.effective_to_ms is None or b.effective_to_ms > start_ms)]
     if not chosen:
-        raise ValueError(
+        raise UsageError(
             f"no price book named {name!r} is in force between "
             f"{_day(start_ms)} and {_day(end_ms)}; see data/pricebooks/")
     chosen.sort(key=lambda b: b.effective_from_ms)
@@ -118,7 +119,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from meter.store import default_db_path, open_store
 
     if args.days < 1:
-        raise ValueError(f"--days must be at least 1, got {args.days}")
+        raise UsageError(f"--days must be at least 1, got {args.days}")
     start = date.fromisoformat(args.start) if args.start else \
         datetime.now(UTC).date() - timedelta(days=args.days - 1)
     # Without --start the window ends today: stop at the present, as a live store would.

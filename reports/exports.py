@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from meter.errors import UsageError
 from reports.render import render
 
 __all__ = ["EXPORT_FORMATS", "copy_query", "export_charges", "export_unrated", "format_of",
@@ -44,12 +45,12 @@ def format_of(path: str | Path, fmt: str | None = None) -> str:
     """`fmt` if given, else the format the file name says (.csv, .parquet, .pq)."""
     if fmt:
         if fmt not in EXPORT_FORMATS:
-            raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, "
+            raise UsageError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, "
                              f"got {fmt!r}")
         return fmt
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
-        raise ValueError(f"{path}: cannot tell the format from the name; end it in .csv or "
+        raise UsageError(f"{path}: cannot tell the format from the name; end it in .csv or "
                          ".parquet, or pass --to csv|parquet")
     return _SUFFIXES[suffix]
 

@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from meter.errors import UsageError
 from pricing.money import install_sql_macros, round_cents
 from pricing.whatif import GROUP_SQL
 
@@ -75,7 +76,7 @@ def daily_series(
     sums are exact in DuckDB; only the small day x group table reaches pandas as floats.
     """
     if by not in GROUP_SQL:
-        raise ValueError(f"--by: unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
+        raise UsageError(f"unknown group {by!r}; choose from {', '.join(GROUP_SQL)}")
     install_sql_macros(con)
     rows = con.execute(f"""
         SELECT day, {GROUP_SQL[by]} AS grp, units_usd(sum(amount_units))::DOUBLE AS usd
@@ -211,7 +212,7 @@ def forecast(
     days, consecutive), or from ``origin``. ``growth_per_month`` (percent, e.g. from a
     scenario) compounds on top of the fitted model from the first forecast day."""
     if horizon < 1:
-        raise ValueError(f"--horizon must be at least 1 day, got {horizon}")
+        raise UsageError(f"a horizon must be at least 1 day, got {horizon}")
     series = series.astype(float)
     name = group if group is not None else str(series.name or "total")
     if origin is None:

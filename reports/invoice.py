@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from meter.errors import UsageError
 from pricing.money import LINE_KEYS, cents_of_units, usd_of_units
 from reports.render import plain_decimal
 
@@ -101,7 +102,7 @@ def build_invoice(
     """The invoice of `period` (YYYY-MM) from relation `charges` and `unrated` on `con`."""
     unknown = [g for g in group_by if g not in GROUPABLE]
     if unknown:
-        raise ValueError(f"--group-by: unknown column {unknown[0]!r}; "
+        raise UsageError(f"unknown invoice column {unknown[0]!r} to group by; "
                          f"choose from {', '.join(GROUPABLE)}")
     keys = [f"{_COLUMN_SQL.get(g, g)} AS {g}" for g in group_by]
     for needed in LINE_KEYS:

@@ -27,6 +27,8 @@ import httpx
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from meter.errors import DataError, UsageError
+
 __all__ = ["ADMIN_KEY_ENV", "CostBucket", "ProviderData", "ProviderError", "UsageBucket",
            "fetch_reports", "load_into", "load_reports"]
 
@@ -39,7 +41,7 @@ _MAX_PAGES = 200
 _ATTO = Decimal("1e-18")
 
 
-class ProviderError(ValueError):
+class ProviderError(UsageError):
     """A provider report that cannot be read or fetched; the message says which and why."""
 
 
@@ -180,14 +182,14 @@ def _get_pages(client: httpx.Client, path: str, params: list[tuple[str, str]]) -
         query = params + ([("page", page)] if page else [])
         response = client.get(path, params=query)
         if response.status_code != 200:
-            raise ProviderError(f"GET {path}: HTTP {response.status_code}: "
+            raise DataError(f"GET {path}: HTTP {response.status_code}: "
                                 f"{response.text[:200]}")
         body = response.json(parse_float=Decimal)
         pages.append(body)
         if not body.get("has_more"):
             return pages
         page = body.get("next_page")
-    raise ProviderError(f"GET {path}: more than {_MAX_PAGES} pages; narrow the period")
+    raise DataError(f"GET {path}: more than {_MAX_PAGES} pages; narrow the period")
 
 
 def fetch_reports(

@@ -10,6 +10,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from meter.errors import UsageError
+
 FORMATS = ("table", "json", "csv")
 
 
@@ -52,7 +54,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         writer.writerows([[_plain(v) if v is not None else "" for v in r] for r in rows])
         return out.getvalue().rstrip("\n")
     if fmt != "table":
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     cells = [[_cell(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     numeric = [all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows) and rows

@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from meter.errors import DataError
+
 log = logging.getLogger("agenttally.collector.client")
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -38,7 +40,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
 
 
-class CollectorError(RuntimeError):
+class CollectorError(DataError):
     """A problem the user must fix (configuration, credentials); the CLI prints it as is."""
 
 
@@ -64,7 +66,7 @@ class NotFoundError(ApiError):
     """404: the session does not exist (any more)."""
 
 
-class StreamError(RuntimeError):
+class StreamError(DataError):
     """The server sent an SSE `event: error` frame; the stream is reconnected."""
 
 

@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from meter.errors import DataError
+
 log = logging.getLogger("agenttally.collector.webhooks")
 
 SECRET_ENV = "ANTHROPIC_WEBHOOK_SECRET"
@@ -36,7 +38,7 @@ TOLERANCE_S = 300
 MAX_BODY = 1 << 20
 
 
-class WebhookVerificationError(ValueError):
+class WebhookVerificationError(DataError):
     """The request is not a genuine, fresh webhook; the message says which check failed."""
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from meter.config_files import describe, read_toml, utc_moment
+from meter.errors import UsageError
 
 __all__ = [
     "Agent",
@@ -48,7 +49,7 @@ MAX_THREADS_PER_TURN = 25  # reference §7: at most 25 concurrent threads
 BUILTIN_TOOLS = ("bash", "read", "write", "edit", "glob", "grep", "web_fetch", "web_search")
 
 
-class ProfileError(ValueError):
+class ProfileError(UsageError):
     """A profile that cannot be used; the message names the file, the field and the fix."""
 
 

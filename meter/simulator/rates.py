@@ -19,6 +19,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from meter.errors import UsageError
+
 __all__ = [
     "CompiledRates",
     "ModelRates",
@@ -36,7 +38,7 @@ _SNAPSHOT_SUFFIX = re.compile(r"-\d{8}$")
 _MAX_DEN = 10**6
 
 
-class UnratedModelError(ValueError):
+class UnratedModelError(UsageError):
     """A profile uses a model for which the rate card in force has no price."""
 
 

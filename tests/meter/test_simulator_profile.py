@@ -101,7 +101,7 @@ def test_the_cli_registers_simulate_and_reports_a_bad_profile_in_one_line(tmp_pa
     code = cli.main(["simulate", "--profile", str(profile), "--days", "1",
                      "--out", str(tmp_path / "x.jsonl")])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2  # a malformed profile is malformed input
     assert err.startswith("agenttally simulate: ") and "unknown agent 'ghost'" in err
 
 

@@ -357,6 +357,6 @@ def test_cli_rule_errors_are_one_line(tmp_path, capsys):
     rules_path = tmp_path / "rules.toml"
     rules_path.write_text('[tags]\ndefualt = "x"\n')
     assert main(["chargeback", "--db", db, "--period", "2026-11", "--rules",
-                 str(rules_path)]) == 1
+                 str(rules_path)]) == 2  # malformed input
     assert capsys.readouterr().err == (f"agenttally chargeback: {rules_path}: tags.defualt: "
                                        "unknown key\n")

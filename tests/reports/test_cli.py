@@ -172,3 +172,53 @@ def test_sessions_as_of_lists_only_sessions_that_existed_with_their_status_then(
     rows = capsys.readouterr().out.splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["sesn_01", "sesn_02", "sesn_03", "sesn_04"]
     assert rows[3].split(",")[4] == "terminated" and rows[4].split(",")[4] == "running"
+
+
+# --- one error root: kinds mapped to exit codes, bugs keep their traceback ----------------------
+
+def test_every_error_class_has_the_one_root():
+    from meter.collector.client import ApiError, CollectorError, StreamError
+    from meter.collector.webhooks import WebhookVerificationError
+    from meter.errors import AgentTallyError, DataError, UsageError
+    from meter.simulator.profile import ProfileError
+    from meter.simulator.rates import UnratedModelError
+    from meter.store import StoreError
+    from meter.vocabulary import VocabularyError
+    from pricing.pricebook import PriceBookError
+    from pricing.scenario import ScenarioError
+    from reports.allocation import AllocationError
+    from reports.budgets import BudgetError
+    from reports.provider import ProviderError
+
+    usage = (VocabularyError, ProfileError, UnratedModelError, PriceBookError, ScenarioError,
+             AllocationError, BudgetError, ProviderError)
+    data = (StoreError, CollectorError, ApiError, StreamError, WebhookVerificationError)
+    assert all(issubclass(e, UsageError) and e.exit_code == 2 for e in usage)
+    assert all(issubclass(e, DataError) and e.exit_code == 1 for e in data)
+    assert all(issubclass(e, AgentTallyError) for e in usage + data)
+
+
+@pytest.mark.parametrize(("error", "code", "line"), [
+    ("usage", 2, "agenttally status: bad input (fix it so)"),
+    ("data", 1, "agenttally status: bad data"),
+])
+def test_errors_map_to_exit_codes_and_bugs_keep_their_traceback(monkeypatch, capsys, error,
+                                                                code, line):
+    import reports.cli as cli
+    from meter.errors import DataError, UsageError
+
+    def fails(args):
+        if error == "usage":
+            raise UsageError("bad input", hint="fix it so")
+        raise DataError("bad data")
+
+    monkeypatch.setattr(cli, "cmd_status", fails)
+    assert main(["status"]) == code
+    assert capsys.readouterr().err == line + "\n"
+
+    def bug(args):
+        return {}["missing"]
+
+    monkeypatch.setattr(cli, "cmd_status", bug)
+    with pytest.raises(KeyError):
+        main(["status"])

@@ -45,7 +45,7 @@ def test_daily_series_sums_exactly_per_group_and_fills_missing_days_with_zero():
                                                         "claude-opus-5"]
     total = daily_series(con, start=d, end=d + timedelta(days=5))
     assert total["total"].tolist() == [1.55, 0.0, 3.0, 0.0, 0.0]
-    with pytest.raises(ValueError, match="--by: unknown group 'color'"):
+    with pytest.raises(ValueError, match="unknown group 'color'"):
         daily_series(con, "color")
 
 
