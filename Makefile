@@ -29,7 +29,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check meter pricing reports tests bench app.py pages
+	$(BIN)/ruff check agenttally meter pricing reports tests bench app.py pages
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib
 import sys
 import time
 from collections.abc import Callable
@@ -177,11 +176,6 @@ def _add_common(p: argparse.ArgumentParser, *, fmt: bool = False) -> None:
         p.add_argument("--format", choices=FORMATS, default="table")
 
 
-# Modules that add verbs of their own through register(subparsers).
-PLUGINS = ("reports.cli_pricing", "reports.cli_simulate", "reports.cli_collect",
-           "reports.cli_chargeback", "reports.cli_planning", "reports.cli_app")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="agenttally",
@@ -210,13 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instant to list sessions as of (default: now), e.g. 2026-11-30T00:00:00Z "
                         "or 2026-11-30: only sessions that existed then, with their status then")
     verb("status", cmd_status, "what the store holds")
-    for name in PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    # The other verbs, each module adding its own (imported here: they import this module's
+    # helpers). Plain imports: a verb that cannot be imported fails loudly.
+    from reports import (
+        cli_app,
+        cli_chargeback,
+        cli_collect,
+        cli_planning,
+        cli_pricing,
+        cli_simulate,
+    )
+
+    for module in (cli_pricing, cli_simulate, cli_collect, cli_chargeback, cli_planning,
+                   cli_app):
         module.register(sub)
     return parser
 

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import agenttally
 from meter.store import default_db_path, open_store
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -36,10 +37,10 @@ def prepare_store(path: Path, *, demo: bool = True, demo_days: int = 60, rate: b
                       f"{getattr(result, 'events', 0):,} events", file=sys.stderr)
                 events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
     if rate and events:
-        from reports.cli_pricing import cmd_rate
-
-        cmd_rate(argparse.Namespace(db=str(path), as_of=None, pricebooks=pricebooks,
-                                    span_cache_ttl=None))
+        with agenttally.open_store(path) as store:
+            run = agenttally.rate(store, pricebooks=pricebooks)
+        print(f"rated as of {run.as_of}: {run.charge_lines:,} charge lines, "
+              f"{run.unrated_lines:,} unrated")
 
 
 def streamlit_command(address: str, port: int) -> list[str]:

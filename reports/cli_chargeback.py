@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+import agenttally
 from meter.errors import UsageError
 from meter.store import open_store
 from reports.allocation import load_rules
@@ -39,10 +40,12 @@ def _chargeback(con, args: argparse.Namespace, as_of: int, period: str):
 
 
 def cmd_chargeback(args: argparse.Namespace) -> int:
-    with open_store(args.db, read_only=True) as con:
-        as_of = rate_store(con, args)
-        period = args.period or current_period(as_of)
-        report = _chargeback(con, args, as_of, period)
+    with agenttally.open_store(args.db, read_only=True) as store:
+        report = agenttally.chargeback(
+            store, args.period, by=args.by.split(","), rules=load_rules(args.rules),
+            showback=args.showback, as_of=args.as_of, pricebooks=args.pricebooks,
+            span_cache_ttl=args.span_cache_ttl)
+    period = report.period
     if args.output:
         n = write_rows(report.columns(), report.rows(), args.output, fmt=args.to)
         print(f"{args.output}: {n:,} rows", file=sys.stderr)

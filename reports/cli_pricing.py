@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
+import agenttally
 from meter.store import open_store
 from pricing.check import list_cost_check
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions, rate
 from reports.cli import as_of_ms, instant_arg, iso_ms, period_arg
-from reports.invoice import DEFAULT_GROUP_BY, build_invoice, invoice_table
+from reports.invoice import DEFAULT_GROUP_BY, invoice_table
 from reports.render import FORMATS, render
 
 
@@ -28,33 +28,21 @@ def rate_store(con, args: argparse.Namespace) -> int:
 
 
 def cmd_rate(args: argparse.Namespace) -> int:
-    with open_store(args.db) as con:
-        as_of = rate_store(con, args)
-        # The store's own catalog, spelled out: temp tables shadow `main.charges`.
-        db = con.execute("SELECT current_database()").fetchall()[0][0]
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f'DELETE FROM "{db}".main.charges')
-        con.execute(f'INSERT INTO "{db}".main.charges SELECT * FROM temp.main.charges')
-        con.execute(f'DELETE FROM "{db}".main.unrated_usage')
-        con.execute(f'INSERT INTO "{db}".main.unrated_usage SELECT day, period, session_id, '
-                    "meter, model, token_class, quantity, unit, reason FROM temp.main.unrated")
-        counts = con.execute("SELECT (SELECT count(*) FROM temp.main.charges), "
-                             "(SELECT count(*) FROM temp.main.unrated)").fetchall()[0]
-        books = ",".join(f"{n}@{v}" for n, v in con.execute(
-            "SELECT name, version FROM pb_books ORDER BY book_id").fetchall())
-        con.execute("INSERT INTO rating_runs VALUES (?, ?, ?, ?, ?)",
-                    [int(time.time() * 1000), as_of, books, counts[0], counts[1]])
-        con.execute("COMMIT")
-    print(f"rated as of {iso_ms(as_of)}: {counts[0]:,} charge lines, {counts[1]:,} unrated")
+    with agenttally.open_store(args.db) as store:
+        run = agenttally.rate(store, as_of=args.as_of, pricebooks=args.pricebooks,
+                              span_cache_ttl=args.span_cache_ttl)
+    print(f"rated as of {run.as_of}: {run.charge_lines:,} charge lines, "
+          f"{run.unrated_lines:,} unrated")
     return 0
 
 
 def cmd_invoice(args: argparse.Namespace) -> int:
-    with open_store(args.db, read_only=True) as con:
-        as_of = rate_store(con, args)
-        period = args.period or current_period(as_of)
-        group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
-        invoice = build_invoice(con, period, as_of=iso_ms(as_of), group_by=group_by)
+    group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
+    with agenttally.open_store(args.db, read_only=True) as store:
+        invoice = agenttally.invoice(store, args.period, as_of=args.as_of, group_by=group_by,
+                                     pricebooks=args.pricebooks,
+                                     span_cache_ttl=args.span_cache_ttl)
+    period = invoice.period
     if args.format == "json":
         print(invoice.to_json())
         return 0

@@ -201,5 +201,5 @@ def test_cli_reconcile_reports_and_exits_1_when_strict(tmp_path, capsys):
     flagged = json.loads(capsys.readouterr().out)["rows"]
     assert [(r["day"], r["cost_type"], r["status"]) for r in flagged] == [
         ("2026-11-04", "session_usage", "over tolerance")]
-    assert main(["reconcile", "--db", db, "--period", "2026-11"]) == 2  # no provider report given: a usage error
+    assert main(["reconcile", "--db", db, "--period", "2026-11"]) == 2  # no report: usage
     assert "no provider data: pass --provider FILE" in capsys.readouterr().err
