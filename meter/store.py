@@ -7,7 +7,6 @@ read-only and retry briefly when a writer holds the lock, so both can share one 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from meter.errors import DataError
+from meter.settings import setting
 
 SCHEMA_VERSION = 3
 
@@ -64,7 +64,7 @@ class StoreError(DataError):
 
 def default_db_path() -> Path:
     """`AGENTTALLY_DB` if set, else `data/agenttally.duckdb` under the working directory."""
-    return Path(os.environ.get("AGENTTALLY_DB") or DEFAULT_DB)
+    return Path(setting("AGENTTALLY_DB") or DEFAULT_DB)
 
 
 def _schema_sql() -> str:

@@ -32,6 +32,7 @@ from pydantic import (
 
 from meter.config_files import describe, read_toml, utc_moment
 from meter.errors import UsageError
+from meter.settings import setting
 
 __all__ = [
     "TOKEN_CLASSES",
@@ -269,7 +270,7 @@ def canonical_model_id(model_id: str) -> str:
 
 
 def default_pricebook_dir() -> Path:
-    override = os.environ.get(PRICEBOOKS_ENV)
+    override = setting(PRICEBOOKS_ENV)
     if override:
         return Path(override).expanduser()
     return Path(__file__).resolve().parent.parent / "data" / "pricebooks"

@@ -20,6 +20,7 @@ from meter import vocabulary
 from meter.errors import AgentTallyError
 from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
 from meter.intervals import RUNNING_BY_SESSION_SQL
+from meter.settings import settings_help
 from meter.store import connect, default_db_path, open_store, table_counts
 from reports.render import FORMATS, render
 
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="agenttally",
         description="Metering, pricing and billing for Claude Managed Agents.",
+        epilog=settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

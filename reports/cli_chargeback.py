@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import agenttally
 from meter.errors import UsageError
+from meter.settings import setting
 from meter.store import open_store
 from reports.allocation import load_rules
 from reports.chargeback import build_chargeback
@@ -92,7 +92,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _provider_data(args: argparse.Namespace, start: datetime, end: datetime) -> ProviderData:
     data = load_reports(args.provider or [])
     if args.fetch:
-        key = os.environ.get(ADMIN_KEY_ENV)
+        key = setting(ADMIN_KEY_ENV)
         if not key:
             raise UsageError(f"--fetch needs an Admin API key in ${ADMIN_KEY_ENV}")
         data.extend(fetch_reports(key, start, end, save_to=args.save_provider))

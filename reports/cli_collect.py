@@ -13,6 +13,7 @@ import re
 import sys
 import time
 
+from meter.settings import setting
 from meter.vocabulary import VocabularyError, parse_instant
 
 COLLECT_EXAMPLES = """\
@@ -95,7 +96,7 @@ def register(subparsers) -> None:
         epilog=COLLECT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--db", default=argparse.SUPPRESS,
                    help="the store (default: $AGENTTALLY_DB or data/agenttally.duckdb)")
-    p.add_argument("--base-url", default=os.environ.get("ANTHROPIC_BASE_URL")
+    p.add_argument("--base-url", default=setting("ANTHROPIC_BASE_URL")
                    or "https://api.anthropic.com", help="API root (default: %(default)s)")
     p.add_argument("--since", type=parse_since, default=None, metavar="WHEN",
                    help="only sessions created since WHEN: 2026-11-01, an RFC 3339 time, or 7d")
@@ -155,8 +156,8 @@ def run_collect(args: argparse.Namespace) -> int:
         flush_interval_s=args.flush_interval, max_streams=args.max_streams,
         idle_linger_s=args.idle_linger, source=f"collector:{args.base_url}",
     )
-    secret = os.environ.get("ANTHROPIC_WEBHOOK_SECRET") if args.webhooks else None
-    redact = Redactor(os.environ.get("ANTHROPIC_API_KEY"), secret)
+    secret = setting("ANTHROPIC_WEBHOOK_SECRET") if args.webhooks else None
+    redact = Redactor(setting("ANTHROPIC_API_KEY"), secret)
     if args.webhooks and not secret:
         print("agenttally collect: --webhooks needs ANTHROPIC_WEBHOOK_SECRET (the whsec_... "
               "signing secret from the Console)", file=sys.stderr)
@@ -197,7 +198,7 @@ def run_emulate(args: argparse.Namespace) -> int:
             return 2
         replay = Replay.from_path(args.events, speed=args.speed)
         source = args.events
-    app = create_app(replay, api_key=os.environ.get("ANTHROPIC_API_KEY") or None,
+    app = create_app(replay, api_key=setting("ANTHROPIC_API_KEY"),
                      faults=faults, ping_interval_s=args.ping_interval)
     print(f"emulating the Managed Agents API at http://{args.host}:{args.port} from {source}: "
           f"{len(replay.sessions):,} sessions, {replay.total_events:,} events"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from meter.settings import setting
 from meter.store import open_store
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
@@ -336,7 +336,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p, fmt=True)
     _rating_args(p)
-    p.add_argument("--budgets", default=os.environ.get(BUDGETS_ENV, DEFAULT_BUDGETS),
+    p.add_argument("--budgets", default=setting(BUDGETS_ENV) or DEFAULT_BUDGETS,
                    help=f"budgets TOML (${BUDGETS_ENV} or {DEFAULT_BUDGETS})")
     _sampling_args(p)
     p.set_defaults(func=cmd_budgets)

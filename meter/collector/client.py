@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import os
 import random
 import re
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from meter.errors import DataError
+from meter.settings import setting
 
 log = logging.getLogger("agenttally.collector.client")
 
@@ -255,7 +255,7 @@ class ApiClient:
         beta: str = BETA,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
+        key = api_key if api_key is not None else (setting(API_KEY_ENV) or "")
         if not key.strip():
             raise CollectorError(
                 f"{API_KEY_ENV} is not set: export your API key in the environment "

@@ -9,7 +9,6 @@ store's table of the same name, so `narrow_charges` puts the filtered lines in a
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from meter.settings import setting
 from reports.dashboard.filters import Filters, filtered_charges
 
 __all__ = ["RULES_ENV", "chargeback_report", "export_bytes", "group_keys", "narrow_charges",
@@ -30,7 +30,7 @@ def rules_path() -> Path | None:
     """The allocation rules file in use: $AGENTTALLY_ALLOCATION, else none (the defaults of
     `agenttally chargeback` without --rules: session > agent > environment tags, nothing
     shared)."""
-    env = os.environ.get(RULES_ENV)
+    env = setting(RULES_ENV)
     return Path(env) if env else None
 
 

@@ -10,7 +10,6 @@ pro rata), so the Overview's forecast card and the budgets table agree.
 from __future__ import annotations
 
 import calendar
-import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from meter.settings import setting
 from reports.dashboard.chargeback import narrow_charges
 from reports.dashboard.filters import Filters
 
@@ -160,7 +160,7 @@ DEFAULT_BUDGETS = Path("data") / "budgets.toml"
 
 def budgets_path() -> Path | None:
     """$AGENTTALLY_BUDGETS, else data/budgets.toml (as `agenttally budgets`) when present."""
-    env = os.environ.get(BUDGETS_ENV)
+    env = setting(BUDGETS_ENV)
     if env:
         return Path(env)
     return DEFAULT_BUDGETS if DEFAULT_BUDGETS.exists() else None

@@ -1,0 +1,51 @@
+"""Every setting AgentTally reads from the environment, declared once: its variable, what it
+is for and its default. Code reads a setting through `setting(NAME)`, never `os.environ`;
+`agenttally --help` lists this table (`settings_help`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["SETTINGS", "Setting", "setting", "settings_help"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    variable: str
+    purpose: str
+    default: str | None = None
+    secret: bool = False
+
+
+SETTINGS = {s.variable: s for s in (
+    Setting("AGENTTALLY_DB", "the store file", "data/agenttally.duckdb"),
+    Setting("AGENTTALLY_PRICEBOOKS", "folder of price book TOML files", "data/pricebooks"),
+    Setting("AGENTTALLY_BUDGETS", "budgets TOML", "data/budgets.toml"),
+    Setting("AGENTTALLY_ALLOCATION", "allocation rules TOML for the dashboard's chargeback",
+            "none: session > agent > environment tags, nothing shared"),
+    Setting("ANTHROPIC_API_KEY", "API key for `collect` (and `emulate`, to require one)",
+            secret=True),
+    Setting("ANTHROPIC_BASE_URL", "API root for `collect`", "https://api.anthropic.com"),
+    Setting("ANTHROPIC_WEBHOOK_SECRET", "webhook signing secret for `collect --webhooks`",
+            secret=True),
+    Setting("ANTHROPIC_ADMIN_KEY", "Admin API key for `reconcile --fetch`", secret=True),
+)}
+
+
+def setting(variable: str) -> str | None:
+    """The value of a declared setting from the environment, None when unset or empty (the
+    caller applies the declared default, which may be relative to its own files)."""
+    if variable not in SETTINGS:
+        raise KeyError(f"{variable} is not a declared setting (meter/settings.py)")
+    return os.environ.get(variable) or None
+
+
+def settings_help() -> str:
+    """The table of settings, for `--help`."""
+    width = max(len(v) for v in SETTINGS)
+    rows = [f"  {s.variable:<{width}}  {s.purpose}"
+            + (f" (default: {s.default})" if s.default else "")
+            + (" [secret, never printed]" if s.secret else "")
+            for s in SETTINGS.values()]
+    return "environment:\n" + "\n".join(rows)
