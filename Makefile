@@ -23,6 +23,7 @@ run: $(STAMP)
 	$(BIN)/agenttally serve
 
 test: $(STAMP)
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(BENCH_STAMP)

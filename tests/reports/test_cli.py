@@ -27,6 +27,19 @@ def _write(tmp_path, lines):
     return str(path)
 
 
+def _store(tmp_path, capsys, events=EVENTS) -> str:
+    """A store holding `events`, its ingest's output read away."""
+    db = str(tmp_path / "s.duckdb")
+    main(["ingest", _write(tmp_path, events), "--db", db])
+    capsys.readouterr()
+    return db
+
+
+def _sessions(db, as_of, capsys) -> list[str]:
+    main(["sessions", "--db", db, "--as-of", as_of, "--format", "csv"])
+    return capsys.readouterr().out.splitlines()
+
+
 def test_ingest_prints_a_summary_and_strict_fails_on_quarantine(tmp_path, capsys):
     db = str(tmp_path / "s.duckdb")
     path = _write(tmp_path, EVENTS + ["{oops"])
@@ -38,9 +51,7 @@ def test_ingest_prints_a_summary_and_strict_fails_on_quarantine(tmp_path, capsys
 
 
 def test_invoice_json_is_the_documented_contract(tmp_path, capsys):
-    db = str(tmp_path / "s.duckdb")
-    main(["ingest", _write(tmp_path, EVENTS), "--db", db])
-    capsys.readouterr()
+    db = _store(tmp_path, capsys)
     assert main(["invoice", "--db", db, "--period", "2026-11", "--as-of", "2026-11-04",
                  "--format", "json"]) == 0
     invoice = json.loads(capsys.readouterr().out)
@@ -54,11 +65,7 @@ def test_invoice_json_is_the_documented_contract(tmp_path, capsys):
 
 
 def test_sessions_lists_running_and_idle_ms(tmp_path, capsys):
-    db = str(tmp_path / "s.duckdb")
-    main(["ingest", _write(tmp_path, EVENTS), "--db", db])
-    capsys.readouterr()
-    main(["sessions", "--db", db, "--as-of", "2026-11-03T11:00:00Z", "--format", "csv"])
-    assert capsys.readouterr().out.splitlines() == [
+    assert _sessions(_store(tmp_path, capsys), "2026-11-03T11:00:00Z", capsys) == [
         "session_id,team,project,model,status,running_ms,idle_ms,provisional",
         "sesn_01,platform,,claude-opus-5,idle,3600000,3600000,True",
     ]
@@ -121,18 +128,14 @@ def test_malformed_periods_and_instants_exit_2_with_one_line(tmp_path, capsys, a
 
 
 def test_a_bare_date_is_midnight_utc_and_a_zone_is_honoured(tmp_path, capsys):
-    db = str(tmp_path / "s.duckdb")
-    main(["ingest", _write(tmp_path, EVENTS), "--db", db])
-    capsys.readouterr()
+    db = _store(tmp_path, capsys)
     for as_of in ("2026-11-04", "2026-11-04T01:00:00+01:00"):
         assert main(["invoice", "--db", db, "--as-of", as_of, "--format", "json"]) == 0
         assert json.loads(capsys.readouterr().out)["as_of"] == "2026-11-04T00:00:00.000Z"
 
 
 def test_a_period_without_usage_says_so_and_is_not_final(tmp_path, capsys):
-    db = str(tmp_path / "s.duckdb")
-    main(["ingest", _write(tmp_path, EVENTS), "--db", db])
-    capsys.readouterr()
+    db = _store(tmp_path, capsys)
     assert main(["invoice", "--db", db, "--period", "2026-03", "--as-of", "2026-12-01"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first == "Invoice 2026-03  as of 2026-12-01T00:00:00.000Z  USD  no usage in 2026-03"
@@ -145,7 +148,6 @@ def test_a_period_without_usage_says_so_and_is_not_final(tmp_path, capsys):
 # --- sessions --as-of T: the sessions that existed at T, as they were at T ----------------------
 
 def test_sessions_as_of_lists_only_sessions_that_existed_with_their_status_then(tmp_path, capsys):
-    db = str(tmp_path / "s.duckdb")
     events = EVENTS + [
         # created after T: not listed as of T
         session_record("sesn_02", created_at="2026-11-03T12:00:00Z"),
@@ -159,17 +161,14 @@ def test_sessions_as_of_lists_only_sessions_that_existed_with_their_status_then(
         session_record("sesn_04", created_at="2026-11-03T10:59:00Z", status="running",
                        updated_at="2026-11-03T12:00:00Z"),
     ]
-    main(["ingest", _write(tmp_path, events), "--db", db])
-    capsys.readouterr()
-    main(["sessions", "--db", db, "--as-of", "2026-11-03T11:00:00Z", "--format", "csv"])
-    assert capsys.readouterr().out.splitlines() == [
+    db = _store(tmp_path, capsys, events)
+    assert _sessions(db, "2026-11-03T11:00:00Z", capsys) == [
         "session_id,team,project,model,status,running_ms,idle_ms,provisional",
         "sesn_01,platform,,claude-opus-5,idle,3600000,3600000,True",
         "sesn_03,platform,,claude-opus-5,running,1800000,0,True",
         "sesn_04,platform,,claude-opus-5,idle,0,0,False",
     ]
-    main(["sessions", "--db", db, "--as-of", "2026-11-03T14:00:00Z", "--format", "csv"])
-    rows = capsys.readouterr().out.splitlines()
+    rows = _sessions(db, "2026-11-03T14:00:00Z", capsys)
     assert [r.split(",")[0] for r in rows[1:]] == ["sesn_01", "sesn_02", "sesn_03", "sesn_04"]
     assert rows[3].split(",")[4] == "terminated" and rows[4].split(",")[4] == "running"
 
