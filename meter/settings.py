@@ -5,9 +5,16 @@ is for and its default. Code reads a setting through `setting(NAME)`, never `os.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["SETTINGS", "Setting", "setting", "settings_help"]
+__all__ = ["SETTINGS", "Setting", "setting", "settings_help", "shipped"]
+
+# Where the files AgentTally ships live: the source tree (a clone, an editable install), else
+# where a non-editable install put them (pyproject's data-files: <prefix>/share/agenttally).
+_SOURCE_TREE = Path(__file__).resolve().parent.parent
+_INSTALLED = Path(sys.prefix) / "share" / "agenttally"
 
 
 @dataclass(frozen=True)
@@ -49,3 +56,11 @@ def settings_help() -> str:
             + (" [secret, never printed]" if s.secret else "")
             for s in SETTINGS.values()]
     return "environment:\n" + "\n".join(rows)
+
+
+def shipped(relative: str) -> Path:
+    """A file or folder AgentTally ships (`data/pricebooks`, `data/profiles/demo.toml`,
+    `app.py`, ...): from the source tree when running from one, else from the install."""
+    if (_SOURCE_TREE / "pyproject.toml").exists():
+        return _SOURCE_TREE / relative
+    return _INSTALLED / relative

@@ -32,7 +32,7 @@ from pydantic import (
 
 from meter.config_files import describe, read_toml, utc_moment
 from meter.errors import UsageError
-from meter.settings import setting
+from meter.settings import setting, shipped
 
 __all__ = [
     "TOKEN_CLASSES",
@@ -273,7 +273,7 @@ def default_pricebook_dir() -> Path:
     override = setting(PRICEBOOKS_ENV)
     if override:
         return Path(override).expanduser()
-    return Path(__file__).resolve().parent.parent / "data" / "pricebooks"
+    return shipped("data/pricebooks")
 
 
 def _display(path: Path) -> str:

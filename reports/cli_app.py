@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import agenttally
+from meter.settings import shipped
 from meter.store import default_db_path, open_store
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = shipped("app.py")
 
 
 def prepare_store(path: Path, *, demo: bool = True, demo_days: int = 60, rate: bool = True,
@@ -51,8 +52,8 @@ def streamlit_command(address: str, port: int) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     path = Path(args.db or default_db_path()).resolve()
     if not APP.exists():
-        raise FileNotFoundError(f"{APP}: the dashboard ships with the source tree; run "
-                                "`agenttally serve` from a clone of the repository")
+        raise FileNotFoundError(f"{APP}: the dashboard is not installed; reinstall "
+                                "AgentTally (pip install .) or run from a clone")
     prepare_store(path, demo=not args.no_demo, demo_days=args.demo_days,
                   rate=not args.no_rate, pricebooks=args.pricebooks)
     env = dict(os.environ, AGENTTALLY_DB=str(path))

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from meter.errors import UsageError
+from meter.settings import shipped
 from meter.simulator import (
     ModelRates,
     RateCard,
@@ -30,7 +31,15 @@ from meter.simulator import (
 from pricing.pricebook import TOKEN_CLASSES, PriceBook, TokenRates, load_pricebooks
 
 DEFAULT_BOOK = "anthropic-list"
-DEMO_PROFILE = Path(__file__).resolve().parent.parent / "data" / "profiles" / "demo.toml"
+DEMO_PROFILE = shipped("data/profiles/demo.toml")
+
+
+def profile_path(name: str) -> Path:
+    """A profile TOML: a path, or the name of a shipped one (demo, midsize, large)."""
+    path = Path(name)
+    if path.suffix != ".toml" and not path.exists():
+        return shipped(f"data/profiles/{name}.toml")
+    return path
 
 EXAMPLES = """\
 examples:
@@ -172,7 +181,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "events and records the API returns, seeded and reproducible.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
-    p.add_argument("--profile", required=True, help="a profile TOML (see data/profiles/)")
+    p.add_argument("--profile", required=True, type=profile_path,
+                   help="a profile TOML, or the name of a shipped one: demo, midsize, large")
     p.add_argument("--start", type=date_arg,
                    help="first day, YYYY-MM-DD, e.g. 2026-10-01 (default: the last --days days, "
                         "up to the present instant)")
