@@ -34,12 +34,12 @@ import httpx
 
 from bench.common import fmt_rate, load_line, machine_line, table
 from meter.collector import ApiClient, Collector, CollectorConfig
-from meter.emulator.replay import iso_ms, parse_ms
 from meter.store import open_store
+from meter.vocabulary import iso_ms, parse_api_time
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-ant-bench-not-a-real-key"
-T0 = parse_ms("2026-11-03T09:00:00.000Z")
+T0 = parse_api_time("2026-11-03T09:00:00.000Z")
 CYCLE = [
     ("session.status_running", {}),
     ("span.model_request_start", {}),

@@ -17,8 +17,17 @@ from datetime import UTC, date, datetime, timedelta
 
 from meter.errors import UsageError
 
-__all__ = ["INSTANT_FORM", "PERIOD_FORM", "SPAN_FORM", "Period", "VocabularyError", "iso_ms",
-           "parse_day", "parse_instant", "parse_span"]
+__all__ = ["INSTANT_FORM", "METER_ORDER", "PERIOD_FORM", "SPAN_FORM", "TOKEN_CLASSES",
+           "UNTAGGED", "Period", "VocabularyError", "iso_ms", "parse_api_time", "parse_day",
+           "parse_instant", "parse_span"]
+
+# Token classes, disjoint (input is uncached input only), in the order reports list them.
+TOKEN_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+# Meters in the order reports list them (what-if adds its own after the billed three).
+METER_ORDER = ("runtime", "sandbox", "idle", "tokens", "web_search", "minimum",
+               "batch_discount", "discount", "commitment", "fixed")
+# The group of usage whose session carries no value for a tag key.
+UNTAGGED = "(untagged)"
 
 INSTANT_FORM = "an RFC 3339 instant with a zone or a date, e.g. 2026-11-30T09:00:00Z or 2026-11-30"
 PERIOD_FORM = "YYYY-MM, e.g. 2026-11"
@@ -61,6 +70,42 @@ def parse_day(text: str) -> date:
     except ValueError:
         pass
     raise VocabularyError(f"{text!r} is not a day; expected YYYY-MM-DD, e.g. 2026-10-01")
+
+
+_MINUTE_MS: dict[str, int] = {}
+
+
+def parse_api_time(text: object) -> int | None:
+    """A timestamp the API wrote (RFC 3339; a naive one is UTC) as epoch ms, None when missing
+    or unreadable: lenient, for reading records, where `parse_instant` is strict for input.
+
+    The API's own shape (`2026-11-03T09:00:00.123Z`) takes a fast path with a per-minute
+    cache: the collector parses one timestamp per event.
+    """
+    if not isinstance(text, str) or not text:
+        return None
+    if len(text) == 24 and text[-1] == "Z" and text[19] == "." and text[16] == ":":
+        base = _MINUTE_MS.get(text[:16])
+        if base is None:
+            base = _slow_parse_ms(text[:16] + ":00Z")
+            if base is not None:
+                if len(_MINUTE_MS) > 100_000:
+                    _MINUTE_MS.clear()
+                _MINUTE_MS[text[:16]] = base
+        sec, ms = text[17:19], text[20:23]
+        if base is not None and sec.isdigit() and ms.isdigit() and sec < "60":
+            return base + int(sec) * 1000 + int(ms)
+    return _slow_parse_ms(text)
+
+
+def _slow_parse_ms(text: str) -> int | None:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return _to_ms(dt)
 
 
 def _to_ms(value: datetime) -> int:

@@ -33,6 +33,7 @@ from pydantic import (
 from meter.config_files import describe, read_toml, utc_moment
 from meter.errors import UsageError
 from meter.settings import setting, shipped
+from meter.vocabulary import TOKEN_CLASSES
 
 __all__ = [
     "TOKEN_CLASSES",
@@ -50,13 +51,6 @@ __all__ = [
     "load_pricebooks",
 ]
 
-TOKEN_CLASSES: tuple[str, ...] = (
-    "input",
-    "output",
-    "cache_write_5m",
-    "cache_write_1h",
-    "cache_read",
-)
 
 PRICEBOOKS_ENV = "AGENTTALLY_PRICEBOOKS"
 

@@ -47,6 +47,7 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
+from meter.vocabulary import TOKEN_CLASSES
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook
 
@@ -126,7 +127,7 @@ SELECT t.session_id, t.thread_id, coalesce(t.model_id, r.model_id) AS model_id
 FROM threads t LEFT JOIN roster r USING (session_id, agent_name)
 """
 
-CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+CLASSES = TOKEN_CLASSES
 _CLASS_LIST = "[" + ", ".join(f"'{c}'" for c in CLASSES) + "]"
 _Q = ("q_input", "q_output", "q_5m", "q_1h", "q_read")  # usage_lines' quantity columns
 _P = ("p_input", "p_output", "p_5m", "p_1h", "p_read")  # token_prices' unit price columns

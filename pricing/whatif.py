@@ -32,6 +32,7 @@ import duckdb
 
 from meter.errors import UsageError
 from meter.intervals import build_intervals, split_sql
+from meter.vocabulary import METER_ORDER
 from pricing.money import (
     LINE_KEYS,
     UNITS_PER_USD,
@@ -82,8 +83,6 @@ GROUP_SQL = {
     "environment": "coalesce(environment_id, '(none)')",
 }
 
-METER_ORDER = ("runtime", "sandbox", "idle", "tokens", "web_search", "minimum",
-               "batch_discount", "discount", "commitment", "fixed")
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
 from meter.errors import DataError
 from meter.settings import setting
+from meter.vocabulary import iso_ms
 
 log = logging.getLogger("agenttally.collector.client")
 
@@ -162,47 +163,6 @@ class SseFrame:
 
     event: str
     data: str
-
-
-def iso_ms(epoch_ms: int) -> str:
-    """Epoch milliseconds as the API writes timestamps: `2026-11-03T09:00:00.123Z`."""
-    dt = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
-
-
-_MINUTE_MS: dict[str, int] = {}
-
-
-def parse_ms(text: object) -> int | None:
-    """RFC 3339 text as epoch milliseconds (None when missing or unreadable).
-
-    The API's own shape (`2026-11-03T09:00:00.123Z`) takes a fast path with a per-minute
-    cache: the collector parses one timestamp per event.
-    """
-    if not isinstance(text, str) or not text:
-        return None
-    if len(text) == 24 and text[-1] == "Z" and text[19] == "." and text[16] == ":":
-        base = _MINUTE_MS.get(text[:16])
-        if base is None:
-            base = _slow_parse_ms(text[:16] + ":00Z")
-            if base is not None:
-                if len(_MINUTE_MS) > 100_000:
-                    _MINUTE_MS.clear()
-                _MINUTE_MS[text[:16]] = base
-        sec, ms = text[17:19], text[20:23]
-        if base is not None and sec.isdigit() and ms.isdigit() and sec < "60":
-            return base + int(sec) * 1000 + int(ms)
-    return _slow_parse_ms(text)
-
-
-def _slow_parse_ms(text: str) -> int | None:
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
 def describe(exc: BaseException, redact: Callable[[object], str] = str) -> str:

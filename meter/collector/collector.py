@@ -35,11 +35,11 @@ from meter.collector.client import (
     NotFoundError,
     StreamError,
     describe,
-    parse_ms,
 )
 from meter.collector.state import CollectorConfig, CollectStats, SessionState
 from meter.collector.writer import BatchWriter, read_resume_points
 from meter.store import default_db_path
+from meter.vocabulary import parse_api_time
 
 log = logging.getLogger("agenttally.collector")
 
@@ -249,7 +249,7 @@ class Collector:
         if obj.get("type") != "session":
             obj = {**obj, "type": "session"}
         s = self._session(sid)
-        updated = parse_ms(obj.get("updated_at")) or parse_ms(obj.get("created_at"))
+        updated = parse_api_time(obj.get("updated_at")) or parse_api_time(obj.get("created_at"))
         text = _encode(obj)
         if text != s.record_text:
             unchanged = s.record_text is None and s.stored_key == (obj.get("status"), updated)
@@ -260,7 +260,7 @@ class Collector:
             s.record_text = text
         s.status = obj.get("status")
         s.updated_ms = updated
-        s.created_ms = parse_ms(obj.get("created_at"))
+        s.created_ms = parse_api_time(obj.get("created_at"))
         s.archived = obj.get("archived_at") is not None
         if s.created_ms is not None and (self._max_created is None
                                          or s.created_ms > self._max_created):
@@ -280,7 +280,7 @@ class Collector:
         if kind in STREAM_ONLY_EVENTS or event.get("processed_at") is None:
             return  # never persisted, or still queued: it comes back with a processed_at
         eid = event.get("id")
-        at = parse_ms(event.get("processed_at"))
+        at = parse_api_time(event.get("processed_at"))
         if isinstance(eid, str):
             if eid in s.seen:
                 self.stats.skipped_duplicates += 1

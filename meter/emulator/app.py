@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from meter.emulator.faults import Faults
-from meter.emulator.replay import Replay, parse_ms
+from meter.emulator.replay import Replay
+from meter.vocabulary import parse_api_time
 
 BETA = "managed-agents-2026-04-01"
 MAX_LIMIT = 1000
@@ -89,7 +90,7 @@ def _bounds(q) -> list[tuple[str, int]]:
         raw = q.get(f"created_at[{op}]")
         if raw is None:
             continue
-        value = parse_ms(raw)
+        value = parse_api_time(raw)
         if value is None:
             raise _BadRequest(f"created_at[{op}]: not an RFC 3339 timestamp: {raw!r}")
         out.append((op, value))

@@ -15,8 +15,10 @@ import time
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
+
+from meter.vocabulary import iso_ms, parse_api_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -26,23 +28,6 @@ STATUS_OF_EVENT = {
     "session.status_rescheduled": "rescheduling",
     "session.status_terminated": "terminated",
 }
-
-
-def parse_ms(text: object) -> int | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
-
-
-def iso_ms(epoch_ms: int) -> str:
-    dt = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch_ms) % 1000:03d}Z"
 
 
 class ReplayClock:
@@ -134,7 +119,7 @@ class SessionData:
         stamp = max(self.created_ms, last_event or self.created_ms,
                     updated if base_visible else self.created_ms)
         out["updated_at"] = iso_ms(stamp)
-        archived = parse_ms(out.get("archived_at"))
+        archived = parse_api_time(out.get("archived_at"))
         if archived is not None and archived > now:
             out["archived_at"] = None
         return out
@@ -182,14 +167,14 @@ class Replay:
                 skipped += 1
                 continue
             if obj.get("type") == "session" and isinstance(obj.get("id"), str):
-                created = parse_ms(obj.get("created_at"))
+                created = parse_api_time(obj.get("created_at"))
                 if created is None:
                     skipped += 1
                     continue
-                updated = parse_ms(obj.get("updated_at")) or created
+                updated = parse_api_time(obj.get("updated_at")) or created
                 records.setdefault(obj["id"], []).append((updated, order, obj))
                 continue
-            sid, at = obj.get("session_id"), parse_ms(obj.get("processed_at"))
+            sid, at = obj.get("session_id"), parse_api_time(obj.get("processed_at"))
             if not isinstance(sid, str) or at is None or obj.get("type") in ("agent",
                                                                               "environment"):
                 skipped += 1
@@ -204,7 +189,7 @@ class Replay:
                 recs = [(first, -1, {"type": "session", "id": sid, "created_at": iso_ms(first),
                                      "updated_at": iso_ms(first), "status": "idle",
                                      "metadata": {}})]
-            created = min(parse_ms(r[2].get("created_at")) for r in recs)
+            created = min(parse_api_time(r[2].get("created_at")) for r in recs)
             data = SessionData(sid, created, recs)
             for at, _, obj in evs:
                 kind = str(obj.get("type"))

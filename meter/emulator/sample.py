@@ -14,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from meter.emulator.replay import iso_ms, parse_ms
+from meter.vocabulary import iso_ms, parse_api_time
 
 MODELS = [
     {"id": "claude-opus-5", "speed": "standard", "inference_geo": "global"},
@@ -43,7 +43,7 @@ def sample_day(
     The same arguments always give the same lines; event ids are unique across seeds.
     """
     rng = random.Random(seed)
-    day0 = parse_ms(f"{day}T00:00:00.000Z")
+    day0 = parse_api_time(f"{day}T00:00:00.000Z")
     records: list[dict] = []
     events: list[dict] = []
     for i in range(sessions):

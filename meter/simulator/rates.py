@@ -20,6 +20,7 @@ from fractions import Fraction
 import numpy as np
 
 from meter.errors import UsageError
+from meter.vocabulary import TOKEN_CLASSES
 
 __all__ = [
     "CompiledRates",
@@ -30,7 +31,6 @@ __all__ = [
     "UnratedModelError",
 ]
 
-TOKEN_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 PICO_PER_USD = 10**12
 MS_PER_HOUR = 3_600_000
 STANDARD, FAST, LONG = 0, 1, 2  # rate variants

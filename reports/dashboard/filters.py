@@ -15,13 +15,17 @@ from typing import Any
 
 import duckdb
 
-from meter.vocabulary import Period
+from meter.vocabulary import UNTAGGED, Period
 
 __all__ = ["AGENT_NAMES", "Filters", "FilterOptions", "TEAM_SQL", "filter_options",
-           "filtered_charges", "period_bounds"]
+           "filtered_charges", "period_bounds", "team_sql"]
 
-UNTAGGED = "(untagged)"
-TEAM_SQL = f"coalesce(tags->>'$.team', '{UNTAGGED}')"
+def team_sql(metadata: str) -> str:
+    """SQL: the team tag of a JSON `metadata` column, UNTAGGED where it has none."""
+    return f"coalesce({metadata}->>'$.team', '{UNTAGGED}')"
+
+
+TEAM_SQL = team_sql("tags")
 
 
 @dataclass(frozen=True)

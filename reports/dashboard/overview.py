@@ -23,7 +23,13 @@ import pandas as pd
 from meter.intervals import INTERVALS_SQL, split_sql
 from meter.vocabulary import Period
 from pricing.money import usd_of_units
-from reports.dashboard.filters import AGENT_NAMES, Filters, filtered_charges, period_bounds
+from reports.dashboard.filters import (
+    AGENT_NAMES,
+    Filters,
+    filtered_charges,
+    period_bounds,
+    team_sql,
+)
 
 __all__ = ["MonthToDate", "Utilisation", "daily_by_meter", "month_to_date", "previous_period",
            "stage", "top_spenders", "utilisation", "utilisation_size"]
@@ -159,15 +165,15 @@ def daily_by_meter(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
 # token class x tier) each rounded once, then summed. Teams and agents come from dash_groups (the
 # team's JSON read once per distinct tags value), session counts from dash_sessions.
 _TOP = {
-    "team": """
+    "team": f"""
         SELECT t.key, NULL AS label, t.exact, t.cents, coalesce(n.sessions, 0) AS sessions,
                NULL AS team
         FROM (SELECT key, sum(exact) AS exact, sum(units_cents(exact)) AS cents
-              FROM (SELECT coalesce(tags->>'$.team', '(untagged)') AS key, meter, model,
+              FROM (SELECT {team_sql("tags")} AS key, meter, model,
                            token_class, tier, sum(exact) AS exact
                     FROM dash_groups GROUP BY ALL)
               GROUP BY key) t
-        LEFT JOIN (SELECT coalesce(s.metadata->>'$.team', '(untagged)') AS key,
+        LEFT JOIN (SELECT {team_sql("s.metadata")} AS key,
                           count(*) AS sessions
                    FROM dash_sessions d LEFT JOIN sessions s USING (session_id) GROUP BY 1) n
         USING (key)""",
@@ -182,13 +188,13 @@ _TOP = {
         LEFT JOIN (SELECT coalesce(agent_id, '(none)') AS key, count(*) AS sessions
                    FROM dash_sessions GROUP BY 1) c USING (key)
         LEFT JOIN ({AGENT_NAMES}) n ON n.agent_id = t.key""",
-    "session": """
+    "session": f"""
         SELECT d.session_id AS key, NULL AS label, d.exact, l.cents, 1 AS sessions,
-               coalesce(s.metadata->>'$.team', '(untagged)') AS team
+               {team_sql("s.metadata")} AS team
         FROM (SELECT * FROM dash_sessions ORDER BY exact DESC, session_id LIMIT $n) d
         JOIN (SELECT session_id, sum(cents) AS cents FROM (
                   SELECT session_id, units_cents(sum(amount_units)) AS cents
-                  FROM {charges}
+                  FROM {{charges}}
                   WHERE session_id IN (SELECT session_id FROM dash_sessions
                                        ORDER BY exact DESC, session_id LIMIT $n)
                   GROUP BY session_id, meter, model, token_class, tier)

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 
 from meter.intervals import INTERVALS_SQL
-from reports.dashboard.filters import TEAM_SQL, Filters, filtered_charges
+from reports.dashboard.filters import TEAM_SQL, Filters, filtered_charges, team_sql
 
 __all__ = ["session_detail", "session_list"]
 
@@ -60,7 +60,7 @@ def session_list(con: duckdb.DuckDBPyConnection, f: Filters, search: str = "",
                    bool_or(provisional) AS provisional, any_value(agent_id) AS agent_id
             FROM lines GROUP BY session_id)
         SELECT t.session_id, d.title,
-               coalesce(d.metadata->>'$.team', '(untagged)') AS team,
+               {team_sql("d.metadata")} AS team,
                d.metadata->>'$.project' AS project,
                coalesce(d.agent_name, x.agent_id) AS agent, d.model_id AS model,
                d.status, make_timestamp(d.created_ms * 1000) AS created,

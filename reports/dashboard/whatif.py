@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from meter.vocabulary import METER_ORDER
 from reports.dashboard.filters import Filters, filtered_charges
 
 __all__ = ["Levers", "SCENARIO_DIR", "build_scenario", "list_scenarios", "levers_of",
@@ -156,8 +157,6 @@ FROM (SELECT meter, model, token_class, tier, units_cents(sum(amount_units)) AS 
       FROM {table} WHERE period = $period GROUP BY ALL)
 GROUP BY ALL
 """
-METER_ORDER = ("runtime", "sandbox", "idle", "tokens", "web_search", "minimum", "batch_discount",
-               "discount", "commitment", "fixed")
 
 
 def _side_by_side(con: duckdb.DuckDBPyConnection, baseline: str, scenario: str,

@@ -26,17 +26,17 @@ from meter.collector import ApiClient, AuthenticationError, Collector, Collector
 from meter.collector.client import RateLimiter, RetryPolicy
 from meter.collector.webhooks import WebhookVerificationError, sign, verify
 from meter.emulator import EmulatorServer, Faults, Replay, create_app, sample_day, write_jsonl
-from meter.emulator.replay import parse_ms
 from meter.ingest import ingest_path
 from meter.store import open_store
+from meter.vocabulary import parse_api_time
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-ant-api03-collector-TEST-must-never-leak-0123456789"
 DAY = sample_day(sessions=24, seed=11)
 EVENT_IDS = {x["id"] for x in DAY if x["type"] != "session"}
 N_EVENTS = len(EVENT_IDS)
-START_MS = min(parse_ms(x["created_at"]) for x in DAY if x["type"] == "session")
-END_MS = max(parse_ms(x["processed_at"]) for x in DAY if x["type"] != "session")
+START_MS = min(parse_api_time(x["created_at"]) for x in DAY if x["type"] == "session")
+END_MS = max(parse_api_time(x["processed_at"]) for x in DAY if x["type"] != "session")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 # Tables whose rows must match a direct ingest exactly (bookkeeping columns left out).
@@ -376,8 +376,8 @@ def test_cli_takes_db_before_or_after_the_verb_and_reads_since():
     assert parser.parse_args(["collect", "--db", "b.duckdb"]).db == "b.duckdb"
     args = parser.parse_args(["emulate", "--sample", "--speed", "instant", "--fault", "dup=3"])
     assert (args.speed, args.fault, args.port) == (None, ["dup=3"], 8765)
-    assert parse_since("2026-11-01") == parse_ms("2026-11-01T00:00:00.000Z")
-    assert parse_since("2026-11-01T09:00:00Z") == parse_ms("2026-11-01T09:00:00.000Z")
+    assert parse_since("2026-11-01") == parse_api_time("2026-11-01T00:00:00.000Z")
+    assert parse_since("2026-11-01T09:00:00Z") == parse_api_time("2026-11-01T09:00:00.000Z")
     assert parse_since("36h", now=1_000_000) == (1_000_000 - 36 * 3600) * 1000
     with pytest.raises(argparse.ArgumentTypeError, match="expected a date"):
         parse_since("last tuesday")

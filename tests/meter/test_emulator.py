@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from meter.emulator import EmulatorServer, Faults, Replay, create_app, sample_day
-from meter.emulator.replay import iso_ms, parse_ms
+from meter.vocabulary import iso_ms, parse_api_time
 
 KEY = "sk-ant-emulator-test-key"
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01",
@@ -21,7 +21,7 @@ HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01",
 LINES = sample_day(sessions=24)
 EVENTS = [x for x in LINES if x["type"] != "session"]
 RECORDS = {x["id"]: x for x in LINES if x["type"] == "session"}
-END_MS = max(parse_ms(e["processed_at"]) for e in EVENTS)
+END_MS = max(parse_api_time(e["processed_at"]) for e in EVENTS)
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def serve():
 
 def _events_of(session_id: str, upto_ms: float = float("inf")) -> list[dict]:
     rows = [e for e in EVENTS if e["session_id"] == session_id
-            and parse_ms(e["processed_at"]) <= upto_ms]
-    return sorted(rows, key=lambda e: parse_ms(e["processed_at"]))
+            and parse_api_time(e["processed_at"]) <= upto_ms]
+    return sorted(rows, key=lambda e: parse_api_time(e["processed_at"]))
 
 
 def _wire(event: dict) -> dict:
@@ -77,7 +77,7 @@ def test_requests_without_the_key_or_beta_header_are_refused(serve):
 
 def test_session_listing_pages_through_every_session_in_both_orders(serve):
     url, _ = serve(speed=None)
-    ordered = sorted(RECORDS.values(), key=lambda r: (parse_ms(r["created_at"]), r["id"]))
+    ordered = sorted(RECORDS.values(), key=lambda r: (parse_api_time(r["created_at"]), r["id"]))
     with httpx.Client(base_url=url, headers=HEADERS) as client:
         desc = _walk(client, "/v1/sessions", {"limit": 5})
         asc = _walk(client, "/v1/sessions", {"limit": 7, "order": "asc"})
@@ -97,7 +97,7 @@ def test_session_listing_pages_through_every_session_in_both_orders(serve):
 
 def test_session_listing_filters_by_created_at_and_status(serve):
     url, _ = serve(speed=None)
-    ordered = sorted(RECORDS.values(), key=lambda r: (parse_ms(r["created_at"]), r["id"]))
+    ordered = sorted(RECORDS.values(), key=lambda r: (parse_api_time(r["created_at"]), r["id"]))
     pivot = ordered[10]["created_at"]
     with httpx.Client(base_url=url, headers=HEADERS) as client:
         gte = _walk(client, "/v1/sessions", {"created_at[gte]": pivot, "order": "asc"})
@@ -117,7 +117,7 @@ def test_events_listing_shows_only_emitted_events_with_filters_and_cursors(serve
     url, replay = serve(speed=0)
     sid = max(RECORDS, key=lambda s: len(_events_of(s)))
     everything = _events_of(sid)
-    middle = parse_ms(everything[len(everything) // 2]["processed_at"])
+    middle = parse_api_time(everything[len(everything) // 2]["processed_at"])
     with httpx.Client(base_url=url, headers=HEADERS) as client:
         client.get("/v1/sessions")
         replay.clock.set(middle)
@@ -131,10 +131,10 @@ def test_events_listing_shows_only_emitted_events_with_filters_and_cursors(serve
         typed = client.get(f"/v1/sessions/{sid}/events", params=[
             ("types[]", "session.status_idle"), ("types[]", "session.usage")]).json()
         desc = _walk(client, f"/v1/sessions/{sid}/events", {"order": "desc", "limit": 4})
-    at_ms = parse_ms(at)
-    assert gt == [_wire(e) for e in everything if parse_ms(e["processed_at"]) > at_ms]
-    assert gte == [_wire(e) for e in everything if parse_ms(e["processed_at"]) >= at_ms]
-    assert lte == [_wire(e) for e in everything if parse_ms(e["processed_at"]) <= at_ms]
+    at_ms = parse_api_time(at)
+    assert gt == [_wire(e) for e in everything if parse_api_time(e["processed_at"]) > at_ms]
+    assert gte == [_wire(e) for e in everything if parse_api_time(e["processed_at"]) >= at_ms]
+    assert lte == [_wire(e) for e in everything if parse_api_time(e["processed_at"]) <= at_ms]
     assert [e["type"] for e in typed["data"]] == [
         e["type"] for e in everything if e["type"] in ("session.status_idle", "session.usage")]
     assert desc == [_wire(e) for e in reversed(everything)]
@@ -147,9 +147,9 @@ def test_session_object_follows_the_emitted_status_then_the_final_record(serve):
     events = _events_of(sid)
     running = next(e for e in events if e["type"] == "session.status_running")
     with httpx.Client(base_url=url, headers=HEADERS) as client:
-        replay.clock.set(parse_ms(RECORDS[sid]["created_at"]) - 1)
+        replay.clock.set(parse_api_time(RECORDS[sid]["created_at"]) - 1)
         assert client.get(f"/v1/sessions/{sid}").status_code == 404
-        replay.clock.set(parse_ms(running["processed_at"]))
+        replay.clock.set(parse_api_time(running["processed_at"]))
         mid = client.get(f"/v1/sessions/{sid}").json()
         replay.clock.set(END_MS)
         final = client.get(f"/v1/sessions/{sid}").json()
@@ -161,9 +161,9 @@ def test_stream_sends_only_events_emitted_after_connecting_then_pings(serve):
     url, replay = serve(speed=0, ping_interval_s=0.1)
     sid = max(RECORDS, key=lambda s: len(_events_of(s)))
     events = _events_of(sid)
-    t1 = parse_ms(events[3]["processed_at"])
-    t2 = parse_ms(events[-4]["processed_at"])
-    expected = [e for e in events if t1 < parse_ms(e["processed_at"]) <= t2]
+    t1 = parse_api_time(events[3]["processed_at"])
+    t2 = parse_api_time(events[-4]["processed_at"])
+    expected = [e for e in events if t1 < parse_api_time(e["processed_at"]) <= t2]
     frames: list[tuple[str, str]] = []
     with httpx.Client(base_url=url, headers=HEADERS, timeout=5) as client:
         replay.clock.start()
@@ -216,4 +216,4 @@ def test_fault_specs_parse_and_refuse_unknown_names():
 
 
 def test_iso_round_trip_keeps_milliseconds():
-    assert iso_ms(parse_ms("2026-11-03T09:00:00.123Z")) == "2026-11-03T09:00:00.123Z"
+    assert iso_ms(parse_api_time("2026-11-03T09:00:00.123Z")) == "2026-11-03T09:00:00.123Z"
