@@ -98,7 +98,7 @@ class Emulator:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reports.cli_collect", "emulate", "--events", str(events),
+            [sys.executable, "-m", "agenttally.cli.collect", "emulate", "--events", str(events),
              "--port", str(self.port), "--speed", speed, "--ping-interval", "1"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60

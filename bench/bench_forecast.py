@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         with tempfile.TemporaryDirectory() as tmp:
             db = str(Path(tmp) / "sim.duckdb")
-            subprocess.run([sys.executable, "-m", "reports.cli", "simulate", "--profile",
+            subprocess.run([sys.executable, "-m", "agenttally.cli", "simulate", "--profile",
                             args.profile, "--start", args.start, "--days", str(args.days),
                             "--into", db], check=True)
             end = date.fromisoformat(args.start) + pd.Timedelta(days=args.days).to_pytimedelta()

@@ -22,11 +22,11 @@ import time
 from datetime import date
 from pathlib import Path
 
+from agenttally.cli.simulate import build_simulation
 from bench.common import fmt_rate, load_line, machine_line, out_dir, peak_rss_gib, table
 from meter.ingest import ingest_path
 from meter.simulator import write_jsonl, write_store
 from meter.store import connect
-from reports.cli_simulate import build_simulation
 
 PROFILES = Path(__file__).resolve().parent.parent / "data" / "profiles"
 TARGET_WRITTEN_PER_S = 1_000_000

@@ -86,7 +86,7 @@ EVENTS = [
 
 def rate_and_store(path: Path, as_of: str = AS_OF) -> None:
     """`agenttally rate --as-of`, on this store."""
-    from reports.cli import main
+    from agenttally.cli import main
 
     assert main(["rate", "--db", str(path), "--as-of", as_of]) == 0
 
@@ -127,7 +127,7 @@ def empty_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory) -> Path:
     """The simulator's demo profile over two weeks, rated: a realistic small fleet."""
-    simulate = pytest.importorskip("reports.cli_simulate")
+    simulate = pytest.importorskip("agenttally.cli.simulate")
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     con = connect(path)
     try:

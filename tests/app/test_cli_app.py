@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from agenttally.cli import app as cli_app
+from agenttally.cli import build_parser
 from meter.store import connect
-from reports import cli_app
-from reports.cli import build_parser
 from tests.app.conftest import build_tiny_store
 
 
@@ -36,7 +36,7 @@ def test_serve_leaves_an_empty_store_empty_without_the_demo(tmp_path):
 
 
 def test_serve_seeds_the_demo_into_an_empty_store(tmp_path):
-    pytest.importorskip("reports.cli_simulate")
+    pytest.importorskip("agenttally.cli.simulate")
     path = tmp_path / "demo.duckdb"
     cli_app.prepare_store(path, demo_days=2)
     events, charges, runs = counts(path)

@@ -191,7 +191,7 @@ def test_faults_and_restarts_lose_nothing_and_double_nothing(
 def _run_process(url: str, db: Path, sig: int, logs: list[str]) -> subprocess.CompletedProcess:
     """The CLI collector as its own process, sent `sig` right after its first stored batch."""
     env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "reports.cli_collect", "--db", str(db), "collect",
+    cmd = [sys.executable, "-m", "agenttally.cli.collect", "--db", str(db), "collect",
            "--base-url", url, "--poll-interval", "0.1", "--sweep-interval", "0.5",
            "--flush-interval", "0.2", "--heartbeat-timeout", "1", "--read-rpm", "60000",
            "--max-streams", "6", "-v"]
@@ -367,7 +367,7 @@ def test_sse_frames_parse_across_chunk_boundaries_and_line_endings():
 def test_cli_takes_db_before_or_after_the_verb_and_reads_since():
     import argparse
 
-    from reports.cli_collect import parse_since, register
+    from agenttally.cli.collect import parse_since, register
 
     parser = argparse.ArgumentParser(prog="agenttally")
     parser.add_argument("--db", default=None)

@@ -27,7 +27,7 @@ def test_a_setting_is_read_when_declared_and_refused_when_not(monkeypatch):
 
 
 def test_help_lists_every_setting(capsys):
-    from reports.cli import main
+    from agenttally.cli import main
 
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -10,12 +10,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from agenttally.cli.simulate import schedule_for
 from meter.events import parse_line
 from meter.ingest import ingest_path
 from meter.simulator import Simulation, parse_profile
 from meter.simulator.writers import write_jsonl, write_store
 from meter.store import connect
-from reports.cli_simulate import schedule_for
 
 START = date(2026, 10, 5)  # a Monday, inside price book anthropic-list 2026-08-07
 FUTURE_OK = 10**13  # simulated days may lie in the future: accept every timestamp

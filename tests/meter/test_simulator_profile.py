@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from agenttally import cli
+from agenttally.cli.simulate import build_simulation, seed_demo
+from agenttally.cli.simulate import main as simulate_main
 from meter.simulator import ProfileError, load_profile, parse_profile
 from meter.store import connect
-from reports import cli
-from reports.cli_simulate import build_simulation, seed_demo
-from reports.cli_simulate import main as simulate_main
 from tests.meter.test_simulator import TINY
 
 PROFILES = Path(__file__).resolve().parents[2] / "data" / "profiles"

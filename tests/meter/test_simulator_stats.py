@@ -14,8 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
+from agenttally.cli.simulate import schedule_for
 from meter.simulator import Simulation, parse_profile
-from reports.cli_simulate import schedule_for
 
 START = date(2026, 9, 7)  # a Monday
 DAYS = 56

@@ -357,7 +357,7 @@ def test_a_rate_change_for_a_model_no_book_prices_says_how_to_add_it():
 
 
 def test_whatif_cli_prints_baseline_scenario_and_deltas(tmp_path, capsys):
-    from reports.cli import main
+    from agenttally.cli import main
 
     db = tmp_path / "s.duckdb"
     con = connect(db)

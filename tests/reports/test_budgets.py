@@ -132,9 +132,9 @@ def test_bad_budget_files_name_the_field(tmp_path, text, message):
 
 
 def test_forecast_and_budgets_cli_on_a_tiny_store(tmp_path, capsys):
+    from agenttally.cli import main
     from meter.ingest import ingest_lines
     from meter.store import connect
-    from reports.cli import main
     from tests.pricing.test_rating import worked_example
 
     db = tmp_path / "s.duckdb"

@@ -323,7 +323,7 @@ def store_file(tmp_path, events):
 
 
 def test_cli_chargeback_prints_json_csv_and_writes_parquet(tmp_path, capsys):
-    from reports.cli import main
+    from agenttally.cli import main
 
     db = store_file(tmp_path, SHARED)
     rules_path = tmp_path / "rules.toml"
@@ -351,7 +351,7 @@ def test_cli_chargeback_prints_json_csv_and_writes_parquet(tmp_path, capsys):
 
 
 def test_cli_rule_errors_are_one_line(tmp_path, capsys):
-    from reports.cli import main
+    from agenttally.cli import main
 
     db = store_file(tmp_path, SHARED)
     rules_path = tmp_path / "rules.toml"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reports.cli import main
+from agenttally.cli import main
 from tests.conftest import session_record, status
 
 EVENTS = [
@@ -83,7 +83,7 @@ def test_every_verb_has_help_with_an_example(capsys):
 
     import pytest
 
-    from reports.cli import build_parser
+    from agenttally.cli import build_parser
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -203,7 +203,7 @@ def test_every_error_class_has_the_one_root():
 ])
 def test_errors_map_to_exit_codes_and_bugs_keep_their_traceback(monkeypatch, capsys, error,
                                                                 code, line):
-    import reports.cli as cli
+    import agenttally.cli as cli
     from meter.errors import DataError, UsageError
 
     def fails(args):

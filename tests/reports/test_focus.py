@@ -211,7 +211,7 @@ def test_an_unknown_export_suffix_is_refused(con, tmp_path):
 
 
 def test_cli_exports_focus_charges_and_the_chargeback(tmp_path, capsys):
-    from reports.cli import main
+    from agenttally.cli import main
     from tests.reports.test_chargeback import store_file
 
     db = store_file(tmp_path, _events())

@@ -178,7 +178,7 @@ def test_missing_days_read_as_ranges():
 
 
 def test_cli_reconcile_reports_and_exits_1_when_strict(tmp_path, capsys):
-    from reports.cli import main
+    from agenttally.cli import main
     from tests.reports.test_chargeback import store_file
 
     db = store_file(tmp_path, EVENTS)

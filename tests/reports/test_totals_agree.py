@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 
+from agenttally.cli import main
+from agenttally.cli.simulate import seed_demo
 from meter.store import connect
 from meter.vocabulary import parse_instant
 from pricing.pricebook import load_pricebooks
@@ -17,8 +19,6 @@ from pricing.rating import RatingOptions, rate
 from pricing.scenario import parse_scenario
 from pricing.whatif import compare, run_whatif
 from reports.chargeback import build_chargeback
-from reports.cli import main
-from reports.cli_simulate import seed_demo
 from reports.dashboard.filters import Filters
 from reports.dashboard.overview import month_to_date
 from reports.dashboard.source import read_store

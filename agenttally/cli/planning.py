@@ -8,6 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import duckdb
+
+from agenttally.cli import as_of_ms, iso_ms, span_arg
+from agenttally.cli.pricing import _rating_args, current_period, rate_store
 from meter.settings import setting
 from meter.store import open_store
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
@@ -16,8 +20,6 @@ from pricing.scenario import Scenario, load_scenario
 from pricing.whatif import GROUP_SQL, Comparison, compare, run_whatif
 from reports.backtest import run_backtest
 from reports.budgets import budget_status, load_budgets, outlook
-from reports.cli import as_of_ms, iso_ms, span_arg
-from reports.cli_pricing import _rating_args, current_period, rate_store
 from reports.forecast import Interval, daily_series, forecast, to_cents
 from reports.render import render
 
@@ -25,7 +27,8 @@ BUDGETS_ENV = "AGENTTALLY_BUDGETS"
 DEFAULT_BUDGETS = "data/budgets.toml"
 
 
-def _rated_table(con, args: argparse.Namespace, *, for_forecast: bool) -> tuple[int, str, Any]:
+def _rated_table(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, *,
+                 for_forecast: bool) -> tuple[int, str, Any]:
     """Rate the store (under --scenario when given); returns (as_of, table, scenario)."""
     if not getattr(args, "scenario", None):
         return rate_store(con, args), "charges", None
@@ -114,9 +117,9 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if args.format == "csv":  # one table: the backtest, else the daily rows, else the summary
-        table = (bt_columns, bt_rows) if backtests else \
+        shown = (bt_columns, bt_rows) if backtests else \
             (daily_columns, daily_rows) if args.daily else (columns, rows)
-        print(render(*table, "csv").rstrip("\n"))
+        print(render(shown[0], shown[1], "csv").rstrip("\n"))
         return 0
     print(f"Forecast by {args.by} as of {iso_ms(as_of)}"
           + (f" under scenario {scenario.name}" if scenario else "")
@@ -185,7 +188,7 @@ def cmd_budgets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _thresholds(s) -> str:
+def _thresholds(s: Any) -> str:
     parts = []
     for t in s.thresholds:
         if t.crossed_on:
@@ -195,7 +198,7 @@ def _thresholds(s) -> str:
     return "; ".join(parts)
 
 
-def _status_json(s) -> dict:
+def _status_json(s: Any) -> dict[str, Any]:
     def d(x: date | None) -> str | None:
         return x.isoformat() if x else None
 
@@ -269,7 +272,7 @@ def _signed(value: Decimal | None) -> str:
 
 
 def _comparison_json(c: Comparison, scenario: Scenario) -> str:
-    def row(r) -> dict:
+    def row(r: Any) -> dict[str, Any]:
         return {"group": r.group, "meter": r.meter, "baseline": str(r.baseline),
                 "scenario": str(r.scenario), "delta": str(r.delta),
                 "delta_percent": None if r.delta_percent is None else str(r.delta_percent)}
@@ -301,8 +304,8 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the sample paths (0)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from reports.cli import _add_common
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agenttally.cli import _add_common
 
     p = sub.add_parser(
         "forecast", help="forecast daily cost with 80%%/95%% prediction intervals",

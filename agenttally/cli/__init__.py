@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def verb(name: str, func: Callable[[argparse.Namespace], int], help_: str,
-             **kw) -> argparse.ArgumentParser:
+             **kw: bool) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_,
                            epilog=f"example:\n  {EXAMPLES[name]}" if name in EXAMPLES else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,17 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     verb("status", cmd_status, "what the store holds")
     # The other verbs, each module adding its own (imported here: they import this module's
     # helpers). Plain imports: a verb that cannot be imported fails loudly.
-    from reports import (
-        cli_app,
-        cli_chargeback,
-        cli_collect,
-        cli_planning,
-        cli_pricing,
-        cli_simulate,
-    )
+    from agenttally.cli import app, chargeback, collect, planning, pricing, simulate
 
-    for module in (cli_pricing, cli_simulate, cli_collect, cli_chargeback, cli_planning,
-                   cli_app):
+    for module in (pricing, simulate, collect, chargeback, planning, app):
         module.register(sub)
     return parser
 
@@ -227,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `agenttally invoice | head` is not an error
@@ -243,10 +235,6 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return exc.exit_code if isinstance(exc, AgentTallyError) else 1
     # anything else is a bug: Python prints its traceback
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 __all__ = ["as_of_ms", "build_parser", "connect", "date_arg", "instant_arg", "iso_ms", "main",

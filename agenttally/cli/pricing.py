@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+import duckdb
+
 import agenttally
+from agenttally.cli import as_of_ms, instant_arg, iso_ms, period_arg
 from meter.store import open_store
 from pricing.check import list_cost_check
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions, rate
-from reports.cli import as_of_ms, instant_arg, iso_ms, period_arg
 from reports.invoice import DEFAULT_GROUP_BY, invoice_table
 from reports.render import FORMATS, render
 
@@ -19,7 +21,7 @@ def current_period(as_of_ms: int) -> str:
     return iso_ms(as_of_ms)[:7]
 
 
-def rate_store(con, args: argparse.Namespace) -> int:
+def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:
     """Rate the store on `con` as of --as-of with the books of --pricebooks; returns as_of."""
     as_of = as_of_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
@@ -86,8 +88,8 @@ def _rating_args(p: argparse.ArgumentParser) -> None:
                    help="TTL assumed for span cache writes (default: the book's, 5m)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from reports.cli import _add_common
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agenttally.cli import _add_common
 
     p = sub.add_parser("rate", help="(re)build the charges table in the store",
                        description="Rate all metered usage and store the charges.",

@@ -7,14 +7,16 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+import duckdb
+
 import agenttally
+from agenttally.cli import iso_ms, period_arg
+from agenttally.cli.pricing import _rating_args, current_period, rate_store
 from meter.errors import UsageError
 from meter.settings import setting
 from meter.store import open_store
 from reports.allocation import load_rules
-from reports.chargeback import build_chargeback
-from reports.cli import iso_ms, period_arg
-from reports.cli_pricing import _rating_args, current_period, rate_store
+from reports.chargeback import Chargeback, build_chargeback
 from reports.exports import EXPORT_FORMATS, export_charges, export_unrated, write_rows
 from reports.focus import FocusOptions, period_bounds, write_focus
 from reports.invoice import build_invoice, invoice_table
@@ -32,7 +34,8 @@ def _decimal(text: str, option: str) -> Decimal:
         raise UsageError(f"{option}: expected a number, got {text!r}") from None
 
 
-def _chargeback(con, args: argparse.Namespace, as_of: int, period: str):
+def _chargeback(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, as_of: int,
+                period: str) -> Chargeback:
     rules = load_rules(args.rules)
     return build_chargeback(con, period, by=args.by.split(","), rules=rules,
                             mode="showback" if args.showback else "chargeback",
@@ -129,9 +132,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 1 if args.strict and result.flagged else 0
 
 
-def _verb(sub: argparse._SubParsersAction, name: str, help_: str, description: str,
-          example: str) -> argparse.ArgumentParser:
-    from reports.cli import _add_common
+def _verb(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str,
+          description: str, example: str) -> argparse.ArgumentParser:
+    from agenttally.cli import _add_common
 
     p = sub.add_parser(name, help=help_, description=description,
                        epilog=f"example:\n  {example}",
@@ -159,7 +162,7 @@ def _output_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
                    help="file format when the name does not say")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _verb(sub, "chargeback", "cost per team (or any tag), to the cent of the invoice",
               "Cost per group split by meter (runtime, tokens by model, web search), with share "
               "of total, sessions, running hours, tokens, cost per session and per running "

@@ -172,8 +172,8 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from reports.cli import _add_common, date_arg
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agenttally.cli import _add_common, date_arg
 
     p = sub.add_parser(
         "simulate", help="generate a realistic workload from a profile",
@@ -199,11 +199,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.cli_simulate")
+    parser = argparse.ArgumentParser(prog="python -m agenttally.cli.simulate")
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

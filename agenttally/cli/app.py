@@ -26,7 +26,7 @@ def prepare_store(path: Path, *, demo: bool = True, demo_days: int = 60, rate: b
         events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         if events == 0 and demo:
             try:
-                from reports.cli_simulate import seed_demo
+                from agenttally.cli.simulate import seed_demo
             except ImportError:
                 print("the simulator is not available: starting on an empty store",
                       file=sys.stderr)
@@ -68,8 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from reports.cli import _add_common
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from agenttally.cli import _add_common
 
     p = sub.add_parser(
         "serve", help="open the dashboard (seeds the demo into an empty store, rates it)",

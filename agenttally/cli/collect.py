@@ -1,7 +1,7 @@
 """`agenttally collect` and `agenttally emulate`: the live collector and the local API emulator.
 
 `reports/cli.py` calls `register(subparsers)`; each subcommand sets `func(args) -> int`.
-Run standalone as `python -m reports.cli_collect collect ...` too.
+Run standalone as `python -m agenttally.cli.collect collect ...` too.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("agenttally").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `collect` and `emulate` to the `agenttally` command line."""
     p = subparsers.add_parser(
         "collect", help="follow the Managed Agents API into the store (live or --once)",
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":
