@@ -19,7 +19,7 @@ from meter.errors import UsageError
 
 __all__ = ["INSTANT_FORM", "METER_ORDER", "PERIOD_FORM", "SPAN_FORM", "TOKEN_CLASSES",
            "UNTAGGED", "Period", "VocabularyError", "iso_ms", "parse_api_time", "parse_day",
-           "parse_instant", "parse_span"]
+           "parse_instant", "parse_span", "span_months"]
 
 # Token classes, disjoint (input is uncached input only), in the order reports list them.
 TOKEN_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
@@ -162,6 +162,21 @@ class Period:
 
     def previous(self) -> Period:
         return Period(self.year - (self.month == 1), (self.month - 2) % 12 + 1)
+
+
+def span_months(text: str | None) -> list[Period] | None:
+    """The months of a span: YYYY-MM one, YYYY-Qn three, YYYY twelve; None or `all`: None
+    (every month)."""
+    if text is None or text.strip() == "all":
+        return None
+    value = parse_span(text)
+    year = int(value[:4])
+    if _QUARTER.fullmatch(value):
+        first = 3 * int(value[6]) - 2
+        return [Period(year, m) for m in range(first, first + 3)]
+    if _YEAR.fullmatch(value):
+        return [Period(year, m) for m in range(1, 13)]
+    return [Period.parse(value)]
 
 
 def parse_span(text: str) -> str:

@@ -21,10 +21,9 @@ atto-dollars (1e-18 USD) with one half-even rounding there, never with DOUBLE ar
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 
@@ -32,7 +31,7 @@ import duckdb
 
 from meter.errors import UsageError
 from meter.intervals import build_intervals, split_sql
-from meter.vocabulary import METER_ORDER
+from meter.vocabulary import METER_ORDER, Period, span_months
 from pricing.money import (
     LINE_KEYS,
     UNITS_PER_USD,
@@ -130,33 +129,15 @@ def _units(value: Fraction) -> int:
 def period_months(spec: str | None) -> list[str] | None:
     """'2026-11' -> ['2026-11']; '2026-Q4' -> its three months; '2026' -> twelve; None or
     'all' -> None (every period)."""
-    if spec is None or spec == "all":
-        return None
-    text = spec.strip().upper()
-    try:
-        if len(text) == 4:
-            year = int(text)
-            return [f"{year}-{m:02d}" for m in range(1, 13)]
-        if len(text) == 7 and text[4:6] == "-Q":
-            year, quarter = int(text[:4]), int(text[6])
-            if 1 <= quarter <= 4:
-                return [f"{year}-{m:02d}" for m in range(3 * quarter - 2, 3 * quarter + 1)]
-        if len(text) == 7 and text[4] == "-":
-            year, month = int(text[:4]), int(text[5:])
-            if 1 <= month <= 12:
-                return [f"{year}-{month:02d}"]
-    except ValueError:
-        pass
-    raise UsageError(f"{spec!r} is not a period; expected YYYY-MM, YYYY-Qn, YYYY or all")
+    months = span_months(spec)
+    return None if months is None else [str(m) for m in months]
 
 
 def _month_fraction(period: str, as_of_ms: int) -> Fraction:
     """How much of month `period` has elapsed at `as_of_ms` (1 for a finished month)."""
-    year, month = int(period[:4]), int(period[5:7])
-    start = int(datetime(year, month, 1, tzinfo=UTC).timestamp() * 1000)
-    length = calendar.monthrange(year, month)[1] * 86_400_000
-    elapsed = min(max(as_of_ms - start, 0), length)
-    return Fraction(elapsed, length)
+    month = Period.parse(period)
+    length = month.end_ms - month.start_ms
+    return Fraction(min(max(as_of_ms - month.start_ms, 0), length), length)
 
 
 # --- staging -----------------------------------------------------------------------------
@@ -490,7 +471,8 @@ def _grow(con: duckdb.DuckDBPyConnection, table: str, growth: Fraction, start: d
         f"SELECT DISTINCT period FROM {table} WHERE period IS NOT NULL").fetchall()]
     rows = []
     for period in periods:
-        k = (int(period[:4]) - start.year) * 12 + int(period[5:7]) - start.month
+        month = Period.parse(period)
+        k = (month.year - start.year) * 12 + month.month - start.month
         if k > 0:
             factor = (1 + growth / 100) ** k
             num, den = _ratio(factor, notes)

@@ -10,6 +10,7 @@ import duckdb
 import agenttally
 from agenttally.cli import as_of_ms, instant_arg, iso_ms, period_arg
 from meter.store import open_store
+from meter.vocabulary import Period
 from pricing.check import list_cost_check
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions, rate
@@ -18,7 +19,7 @@ from reports.render import FORMATS, render
 
 
 def current_period(as_of_ms: int) -> str:
-    return iso_ms(as_of_ms)[:7]
+    return str(Period.containing(as_of_ms))
 
 
 def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:

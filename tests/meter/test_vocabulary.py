@@ -4,7 +4,15 @@ from datetime import date
 
 import pytest
 
-from meter.vocabulary import Period, VocabularyError, iso_ms, parse_day, parse_instant, parse_span
+from meter.vocabulary import (
+    Period,
+    VocabularyError,
+    iso_ms,
+    parse_day,
+    parse_instant,
+    parse_span,
+    span_months,
+)
 from tests.conftest import ms
 
 
@@ -53,3 +61,9 @@ def test_spans_and_days():
     assert parse_day("2026-10-01") == date(2026, 10, 1)
     with pytest.raises(VocabularyError, match="is not a day; expected YYYY-MM-DD"):
         parse_day("2026-02-30")
+
+
+def test_a_span_expands_to_its_months():
+    assert [str(m) for m in span_months("2026-Q4")] == ["2026-10", "2026-11", "2026-12"]
+    assert len(span_months("2026")) == 12 and span_months("all") is None
+    assert span_months(None) is None and [str(m) for m in span_months("2026-02")] == ["2026-02"]
