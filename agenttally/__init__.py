@@ -14,9 +14,10 @@ are the implementation. Every error raised on purpose is an `AgentTallyError`: a
 """
 
 from agenttally._billing import RatingRun, chargeback, invoice, rate, whatif
-from agenttally._store import Store, ingest, open_store
+from agenttally._store import Store, ingest, open_store, sessions
 from meter.errors import AgentTallyError, DataError, UsageError
 from meter.ingest import IngestResult
+from meter.intervals import SessionAsOf
 from meter.vocabulary import Period, iso_ms, parse_instant
 from pricing.scenario import Scenario, load_scenario
 from pricing.whatif import Comparison, ComparisonRow
@@ -27,7 +28,7 @@ from reports.invoice import Invoice, InvoiceLine, UnratedLine
 __all__ = [
     "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup", "Comparison",
     "ComparisonRow", "DataError", "IngestResult", "Invoice", "InvoiceLine", "Period",
-    "RatingRun", "Scenario", "Store", "UnratedLine", "UsageError", "chargeback", "ingest",
-    "invoice", "iso_ms", "load_rules", "load_scenario", "open_store", "parse_instant", "rate",
-    "whatif",
+    "RatingRun", "Scenario", "SessionAsOf", "Store", "UnratedLine", "UsageError", "chargeback",
+    "ingest", "invoice", "iso_ms", "load_rules", "load_scenario", "open_store", "parse_instant",
+    "rate", "sessions", "whatif",
 ]

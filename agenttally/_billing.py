@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agenttally._store import Store
-from meter.vocabulary import Period, iso_ms, parse_instant
+from meter.vocabulary import Period, iso_ms, to_epoch_ms
 from pricing.pricebook import PriceBook, default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.rating import rate as rate_usage
@@ -43,12 +43,6 @@ class RatingRun:
         return iso_ms(self.as_of_ms)
 
 
-def _instant(value: Instant) -> int:
-    if value is None:
-        return int(time.time() * 1000)
-    return value if isinstance(value, int) else parse_instant(value)
-
-
 def _period(value: Period | str | None, as_of_ms: int) -> Period:
     if value is None:
         return Period.containing(as_of_ms)
@@ -67,7 +61,7 @@ def rate(store: Store, *, as_of: Instant = None,
     """Rate all usage in `store` as of `as_of`. On a writable store the charges replace the
     stored ones (for the dashboard) in one transaction; on a read-only one they stay on the
     connection (temp `charges` and `unrated`), for the reports that follow."""
-    as_of_ms = _instant(as_of)
+    as_of_ms = to_epoch_ms(as_of)
     books = _books(pricebooks)
     con = store.connection
     rate_usage(con, books, RatingOptions(as_of_ms=as_of_ms, span_cache_ttl=span_cache_ttl))
@@ -120,7 +114,7 @@ def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None 
     """The same usage re-rated under `scenario` (a Scenario or its TOML file), side by side
     with the baseline (the invoices) in `period` (YYYY-MM, YYYY-Qn, YYYY or all; default the
     month of `as_of`), per meter and per `by` group."""
-    as_of_ms = _instant(as_of)
+    as_of_ms = to_epoch_ms(as_of)
     chosen = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     result = run_whatif(store.connection, _books(pricebooks), chosen,
                         RatingOptions(as_of_ms=as_of_ms))
@@ -131,7 +125,7 @@ def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None 
 def _rated(store: Store, as_of: Instant, pricebooks: str | Path | Sequence[PriceBook] | None,
            span_cache_ttl: str | None) -> int:
     """Rate on the connection only (reports never rewrite the stored charges); the as-of."""
-    as_of_ms = _instant(as_of)
+    as_of_ms = to_epoch_ms(as_of)
     rate_usage(store.connection, _books(pricebooks),
                RatingOptions(as_of_ms=as_of_ms, span_cache_ttl=span_cache_ttl))
     return as_of_ms

@@ -10,9 +10,11 @@ from pathlib import Path
 import duckdb
 
 from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
+from meter.intervals import SessionAsOf, sessions_as_of
 from meter.store import connect, default_db_path
+from meter.vocabulary import to_epoch_ms
 
-__all__ = ["Store", "ingest", "open_store"]
+__all__ = ["Store", "ingest", "open_store", "sessions"]
 
 
 @dataclass(frozen=True)
@@ -42,3 +44,9 @@ def ingest(store: Store, path: str | Path, *,
     """Ingest one JSONL file (.jsonl or .jsonl.gz, `-` for stdin) into `store`: new events
     stored once, duplicates counted, bad lines quarantined with the field that failed."""
     return ingest_path(store.connection, path, max_future_ms=max_future_ms)
+
+
+def sessions(store: Store, *, as_of: str | int | None = None) -> list[SessionAsOf]:
+    """The sessions that existed at `as_of` (RFC 3339, epoch ms, or None for now), each with
+    its status then and its running and idle time up to then."""
+    return sessions_as_of(store.connection, to_epoch_ms(as_of))

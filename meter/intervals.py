@@ -17,6 +17,8 @@ Rules (each has a test with hand-checked milliseconds):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 
 TERMINAL = ("terminated", "deleted")
@@ -301,3 +303,57 @@ def active_time_check(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> duckdb.D
         )
         SELECT *, metered_running_ms - api_active_ms AS difference_ms FROM metered
     """, params={"as_of": as_of_ms})
+
+
+# Sessions as of $as_of: those that existed then (created, or first seen in events, at or
+# before it), with the status they had then: the latest of their status events up to then and
+# of the session record (its status holds from its updated_at), events first on a tie; idle
+# (how a session starts) when neither says. Running and idle time up to $as_of.
+_SESSIONS_AS_OF = f"""
+WITH born AS (
+    SELECT session_id, min(at_ms) AS born_ms FROM (
+        SELECT session_id, created_ms AS at_ms FROM sessions
+        UNION ALL SELECT session_id, min(at_ms) FROM events GROUP BY session_id)
+    GROUP BY session_id HAVING min(at_ms) <= $as_of
+), said AS (
+    SELECT session_id, status, at_ms, 1 AS rank, event_id FROM status_events
+    WHERE thread_id IS NULL AND at_ms <= $as_of
+    UNION ALL
+    SELECT session_id, status, updated_ms, 0, NULL FROM sessions
+    WHERE updated_ms <= $as_of AND status IS NOT NULL
+), last AS (
+    SELECT session_id, status FROM said
+    QUALIFY row_number() OVER (PARTITION BY session_id
+                               ORDER BY at_ms DESC, rank DESC, event_id DESC) = 1
+)
+SELECT b.session_id, s.metadata->>'$.team' AS team, s.metadata->>'$.project' AS project,
+       s.model_id AS model, coalesce(last.status, 'idle') AS status,
+       coalesce(r.running_ms, 0) AS running_ms, coalesce(r.idle_ms, 0) AS idle_ms,
+       coalesce(r.provisional, false) AS provisional
+FROM born b
+LEFT JOIN sessions s USING (session_id)
+LEFT JOIN ({RUNNING_BY_SESSION_SQL}) r USING (session_id)
+LEFT JOIN last USING (session_id)
+ORDER BY b.session_id
+"""
+
+
+@dataclass(frozen=True)
+class SessionAsOf:
+    """A session as it stood at an instant: its status then, its time up to then."""
+
+    session_id: str
+    team: str | None
+    project: str | None
+    model: str | None
+    status: str
+    running_ms: int
+    idle_ms: int
+    provisional: bool  # its last interval was still open at the instant
+
+
+def sessions_as_of(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> list[SessionAsOf]:
+    """Every session that existed at `as_of_ms`, as it stood then, by session id."""
+    rows = con.execute(_SESSIONS_AS_OF, {"as_of": as_of_ms}).fetchall()
+    return [SessionAsOf(sid, team, project, model, status, int(run), int(idle), bool(prov))
+            for sid, team, project, model, status, run, idle, prov in rows]

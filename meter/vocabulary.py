@@ -12,6 +12,7 @@ CLI adds that).
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -19,7 +20,7 @@ from meter.errors import UsageError
 
 __all__ = ["INSTANT_FORM", "METER_ORDER", "PERIOD_FORM", "SPAN_FORM", "TOKEN_CLASSES",
            "UNTAGGED", "Period", "VocabularyError", "iso_ms", "parse_api_time", "parse_day",
-           "parse_instant", "parse_span", "span_months"]
+           "parse_instant", "parse_span", "span_months", "to_epoch_ms"]
 
 # Token classes, disjoint (input is uncached input only), in the order reports list them.
 TOKEN_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
@@ -59,6 +60,13 @@ def parse_instant(text: str) -> int:
     except ValueError:
         pass
     raise VocabularyError(f"{text!r} is not an instant; expected {INSTANT_FORM}")
+
+
+def to_epoch_ms(value: str | int | None) -> int:
+    """An as-of instant however a caller holds it: RFC 3339 text, epoch ms, or None for now."""
+    if value is None:
+        return time.time_ns() // 1_000_000
+    return value if isinstance(value, int) else parse_instant(value)
 
 
 def parse_day(text: str) -> date:

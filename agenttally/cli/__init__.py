@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import glob
 import sys
-import time
 from collections.abc import Callable
+from dataclasses import astuple, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
+import agenttally
 from meter import vocabulary
 from meter.errors import AgentTallyError
 from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
-from meter.intervals import RUNNING_BY_SESSION_SQL
+from meter.intervals import SessionAsOf
 from meter.settings import settings_help
 from meter.store import connect, default_db_path, open_store, table_counts
 from reports.render import FORMATS, render
@@ -34,11 +35,6 @@ EXAMPLES = {
 def iso_ms(epoch_ms: int | None) -> str:
     """An instant as the CLI prints it; blank for none."""
     return "" if epoch_ms is None else vocabulary.iso_ms(epoch_ms)
-
-
-def as_of_ms(value: int | None) -> int:
-    """The --as-of instant (parsed by `instant_arg`), else now."""
-    return int(time.time() * 1000) if value is None else value
 
 
 # Flag types: each parses with meter.vocabulary, so a malformed value stops argparse with exit
@@ -111,45 +107,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 1 if args.strict and total.quarantined else 0
 
 
-# Sessions as of $as_of: those that existed then (created, or first seen in events, at or
-# before it), with the status they had then: the latest of their status events up to then and
-# of the session record (its status holds from its updated_at), events first on a tie; idle
-# (how a session starts) when neither says. Running and idle time up to $as_of.
-SESSIONS_SQL = f"""
-WITH born AS (
-    SELECT session_id, min(at_ms) AS born_ms FROM (
-        SELECT session_id, created_ms AS at_ms FROM sessions
-        UNION ALL SELECT session_id, min(at_ms) FROM events GROUP BY session_id)
-    GROUP BY session_id HAVING min(at_ms) <= $as_of
-), said AS (
-    SELECT session_id, status, at_ms, 1 AS rank, event_id FROM status_events
-    WHERE thread_id IS NULL AND at_ms <= $as_of
-    UNION ALL
-    SELECT session_id, status, updated_ms, 0, NULL FROM sessions
-    WHERE updated_ms <= $as_of AND status IS NOT NULL
-), last AS (
-    SELECT session_id, status FROM said
-    QUALIFY row_number() OVER (PARTITION BY session_id
-                               ORDER BY at_ms DESC, rank DESC, event_id DESC) = 1
-)
-SELECT b.session_id, s.metadata->>'$.team' AS team, s.metadata->>'$.project' AS project,
-       s.model_id AS model, coalesce(last.status, 'idle') AS status,
-       coalesce(r.running_ms, 0) AS running_ms, coalesce(r.idle_ms, 0) AS idle_ms,
-       coalesce(r.provisional, false) AS provisional
-FROM born b
-LEFT JOIN sessions s USING (session_id)
-LEFT JOIN ({RUNNING_BY_SESSION_SQL}) r USING (session_id)
-LEFT JOIN last USING (session_id)
-ORDER BY b.session_id
-"""
-
-
 def cmd_sessions(args: argparse.Namespace) -> int:
-    as_of = as_of_ms(args.as_of)
-    with open_store(args.db, read_only=True) as con:
-        rel = con.sql(SESSIONS_SQL, params={"as_of": as_of})
-        columns, rows = rel.columns, rel.fetchall()
-    print(render(columns, rows, args.format))
+    with agenttally.open_store(args.db, read_only=True) as store:
+        sessions = agenttally.sessions(store, as_of=args.as_of)
+    columns = [f.name for f in fields(SessionAsOf)]
+    print(render(columns, [astuple(s) for s in sessions], args.format))
     return 0
 
 
@@ -237,5 +199,5 @@ def main(argv: list[str] | None = None) -> int:
     # anything else is a bug: Python prints its traceback
 
 
-__all__ = ["as_of_ms", "build_parser", "connect", "date_arg", "instant_arg", "iso_ms", "main",
+__all__ = ["build_parser", "connect", "date_arg", "instant_arg", "iso_ms", "main",
            "period_arg", "span_arg"]

@@ -10,10 +10,11 @@ from typing import Any
 
 import duckdb
 
-from agenttally.cli import as_of_ms, iso_ms, span_arg
+from agenttally.cli import iso_ms, span_arg
 from agenttally.cli.pricing import _rating_args, current_period, rate_store
 from meter.settings import setting
 from meter.store import open_store
+from meter.vocabulary import to_epoch_ms
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.scenario import Scenario, load_scenario
@@ -37,7 +38,7 @@ def _rated_table(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, *,
         # Forecasts grow from the as-of day; growth of the history would be counted twice.
         scenario = scenario.model_copy(
             update={"usage": scenario.usage.model_copy(update={"growth_from": None})})
-    as_of = as_of_ms(args.as_of)
+    as_of = to_epoch_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     what_if = run_whatif(con, books, scenario, RatingOptions(as_of_ms=as_of,
                                                              span_cache_ttl=args.span_cache_ttl))
@@ -224,7 +225,7 @@ def _status_json(s: Any) -> dict[str, Any]:
 
 def cmd_whatif(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario_file)
-    as_of = as_of_ms(args.as_of)
+    as_of = to_epoch_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     with open_store(args.db, read_only=True) as con:
         what_if = run_whatif(con, books, scenario,

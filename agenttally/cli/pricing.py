@@ -8,9 +8,9 @@ import sys
 import duckdb
 
 import agenttally
-from agenttally.cli import as_of_ms, instant_arg, iso_ms, period_arg
+from agenttally.cli import instant_arg, iso_ms, period_arg
 from meter.store import open_store
-from meter.vocabulary import Period
+from meter.vocabulary import Period, to_epoch_ms
 from pricing.check import list_cost_check
 from pricing.pricebook import default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions, rate
@@ -24,7 +24,7 @@ def current_period(as_of_ms: int) -> str:
 
 def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:
     """Rate the store on `con` as of --as-of with the books of --pricebooks; returns as_of."""
-    as_of = as_of_ms(args.as_of)
+    as_of = to_epoch_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     rate(con, books, RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
     return as_of

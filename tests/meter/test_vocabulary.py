@@ -12,6 +12,7 @@ from meter.vocabulary import (
     parse_instant,
     parse_span,
     span_months,
+    to_epoch_ms,
 )
 from tests.conftest import ms
 
@@ -67,3 +68,10 @@ def test_a_span_expands_to_its_months():
     assert [str(m) for m in span_months("2026-Q4")] == ["2026-10", "2026-11", "2026-12"]
     assert len(span_months("2026")) == 12 and span_months("all") is None
     assert span_months(None) is None and [str(m) for m in span_months("2026-02")] == ["2026-02"]
+
+
+def test_an_as_of_is_text_epoch_ms_or_now():
+    import time
+
+    assert to_epoch_ms("2026-11-30") == ms("2026-11-30T00:00:00Z") and to_epoch_ms(5) == 5
+    assert abs(to_epoch_ms(None) - time.time() * 1000) < 5_000
