@@ -306,34 +306,34 @@ def active_time_check(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> duckdb.D
 
 
 # Sessions as of $as_of: those that existed then (created, or first seen in events, at or
-# before it), with the status they had then: the latest of their status events up to then and
-# of the session record (its status holds from its updated_at), events first on a tie; idle
-# (how a session starts) when neither says. Running and idle time up to $as_of.
+# before it), with the status they had then and their time up to then, both from the same
+# intervals (INTERVALS_SQL's rules: (time, event id) order, terminal is terminal, thread-only
+# sessions by their threads). A session's last interval is its terminal one, else the one
+# still open (provisional): exactly one of the two. A session without transitions by then has
+# its record's status if the record was updated by then, else idle (how a session starts).
 _SESSIONS_AS_OF = f"""
 WITH born AS (
     SELECT session_id, min(at_ms) AS born_ms FROM (
         SELECT session_id, created_ms AS at_ms FROM sessions
         UNION ALL SELECT session_id, min(at_ms) FROM events GROUP BY session_id)
     GROUP BY session_id HAVING min(at_ms) <= $as_of
-), said AS (
-    SELECT session_id, status, at_ms, 1 AS rank, event_id FROM status_events
-    WHERE thread_id IS NULL AND at_ms <= $as_of
-    UNION ALL
-    SELECT session_id, status, updated_ms, 0, NULL FROM sessions
-    WHERE updated_ms <= $as_of AND status IS NOT NULL
-), last AS (
-    SELECT session_id, status FROM said
-    QUALIFY row_number() OVER (PARTITION BY session_id
-                               ORDER BY at_ms DESC, rank DESC, event_id DESC) = 1
+), spent AS (
+    SELECT session_id,
+           coalesce(any_value(status) FILTER (WHERE status IN {TERMINAL}),
+                    any_value(status) FILTER (WHERE provisional)) AS status,
+           sum(duration_ms) FILTER (WHERE status = 'running')::BIGINT AS running_ms,
+           sum(duration_ms) FILTER (WHERE status = 'idle')::BIGINT AS idle_ms,
+           bool_or(provisional) AS provisional
+    FROM ({INTERVALS_SQL}) GROUP BY session_id
 )
 SELECT b.session_id, s.metadata->>'$.team' AS team, s.metadata->>'$.project' AS project,
-       s.model_id AS model, coalesce(last.status, 'idle') AS status,
+       s.model_id AS model,
+       coalesce(r.status, CASE WHEN s.updated_ms <= $as_of THEN s.status END, 'idle') AS status,
        coalesce(r.running_ms, 0) AS running_ms, coalesce(r.idle_ms, 0) AS idle_ms,
        coalesce(r.provisional, false) AS provisional
 FROM born b
 LEFT JOIN sessions s USING (session_id)
-LEFT JOIN ({RUNNING_BY_SESSION_SQL}) r USING (session_id)
-LEFT JOIN last USING (session_id)
+LEFT JOIN spent r USING (session_id)
 ORDER BY b.session_id
 """
 

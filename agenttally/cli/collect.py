@@ -52,8 +52,9 @@ def parse_since(text: str, now: float | None = None) -> int:
         return parse_instant(value)
     except VocabularyError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected a date (2026-11-01), an RFC 3339 time "
-            "(2026-11-01T09:00:00Z) or an age (36h, 7d)") from None
+            f"{text!r} is not an instant or an age; expected a date, an RFC 3339 instant with "
+            "a zone or an age in s, m, h or d, e.g. 2026-11-01, 2026-11-01T09:00:00Z or 7d"
+        ) from None
 
 
 def _listen(text: str) -> tuple[str, int]:

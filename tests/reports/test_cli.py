@@ -118,6 +118,10 @@ def test_every_verb_has_help_with_an_example(capsys):
     (["simulate", "--profile", "data/profiles/demo.toml", "--start", "2026-02-30"],
      "agenttally simulate: --start: '2026-02-30' is not a day; expected YYYY-MM-DD, "
      "e.g. 2026-10-01"),
+    (["collect", "--once", "--since", "yesterday"],
+     "agenttally collect: --since: 'yesterday' is not an instant or an age; expected a date, an "
+     "RFC 3339 instant with a zone or an age in s, m, h or d, e.g. 2026-11-01, "
+     "2026-11-01T09:00:00Z or 7d"),
 ])
 def test_malformed_periods_and_instants_exit_2_with_one_line(tmp_path, capsys, argv, line):
     with pytest.raises(SystemExit) as stopped:
@@ -171,6 +175,38 @@ def test_sessions_as_of_lists_only_sessions_that_existed_with_their_status_then(
     rows = _sessions(db, "2026-11-03T14:00:00Z", capsys)
     assert [r.split(",")[0] for r in rows[1:]] == ["sesn_01", "sesn_02", "sesn_03", "sesn_04"]
     assert rows[3].split(",")[4] == "terminated" and rows[4].split(",")[4] == "running"
+
+
+def _thread_running(session_id, event_id, at, thread_id):
+    return {"session_id": session_id, "type": "session.thread_status_running", "id": event_id,
+            "processed_at": at, "session_thread_id": thread_id}
+
+
+def test_sessions_as_of_says_the_status_its_time_was_metered_by(tmp_path, capsys):
+    db = _store(tmp_path, capsys, [
+        # terminal is terminal: a later 'running' is kept but never billed, nor shown
+        session_record("sesn_a", created_at="2026-11-03T08:00:00Z"),
+        status("sesn_a", "sevt_a1", "2026-11-03T09:00:00.000Z", "running"),
+        status("sesn_a", "sevt_a2", "2026-11-03T10:00:00.000Z", "terminated"),
+        status("sesn_a", "sevt_a3", "2026-11-03T10:30:00.000Z", "running"),
+        # only thread transitions: running while a thread runs
+        session_record("sesn_b", created_at="2026-11-03T08:00:00Z"),
+        _thread_running("sesn_b", "sevt_b1", "2026-11-03T10:00:00.000Z", "sthr_1"),
+        # seen only in events: listed from its first event on
+        status("sesn_c", "sevt_c1", "2026-11-03T10:30:00.000Z", "running"),
+        status("sesn_d", "sevt_d1", "2026-11-03T11:30:00.000Z", "running"),
+        # two transitions in one millisecond: the higher event id is the later
+        session_record("sesn_e", created_at="2026-11-03T08:00:00Z"),
+        status("sesn_e", "sevt_e2", "2026-11-03T10:00:00.000Z", "idle"),
+        status("sesn_e", "sevt_e1", "2026-11-03T10:00:00.000Z", "running"),
+    ])
+    assert _sessions(db, "2026-11-03T11:00:00Z", capsys) == [
+        "session_id,team,project,model,status,running_ms,idle_ms,provisional",
+        "sesn_a,platform,,claude-opus-5,terminated,3600000,0,False",
+        "sesn_b,platform,,claude-opus-5,running,3600000,0,True",
+        "sesn_c,,,,running,1800000,0,True",
+        "sesn_e,platform,,claude-opus-5,idle,0,3600000,True",
+    ]
 
 
 # --- one error root: kinds mapped to exit codes, bugs keep their traceback ----------------------
