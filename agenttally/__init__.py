@@ -13,7 +13,7 @@ are the implementation. Every error raised on purpose is an `AgentTallyError`: a
 `UsageError` for malformed input, a `DataError` for data or a store that is not as needed.
 """
 
-from agenttally._billing import RatingRun, chargeback, invoice, rate, whatif
+from agenttally._billing import RatingRun, chargeback, close, invoice, rate, whatif
 from agenttally._store import Store, ingest, open_store, sessions
 from meter.errors import AgentTallyError, DataError, UsageError
 from meter.ingest import IngestResult
@@ -23,12 +23,13 @@ from pricing.scenario import Scenario, load_scenario
 from pricing.whatif import Comparison, ComparisonRow
 from reports.allocation import AllocationRules, load_rules
 from reports.chargeback import Chargeback, ChargebackGroup
+from reports.closing import Issued, LatePolicy
 from reports.invoice import Invoice, InvoiceLine, UnratedLine
 
 __all__ = [
     "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup", "Comparison",
-    "ComparisonRow", "DataError", "IngestResult", "Invoice", "InvoiceLine", "Period",
-    "RatingRun", "Scenario", "SessionAsOf", "Store", "UnratedLine", "UsageError", "chargeback",
+    "ComparisonRow", "DataError", "IngestResult", "Invoice", "InvoiceLine", "Issued",
+    "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Store", "UnratedLine", "UsageError", "chargeback", "close",
     "ingest", "invoice", "iso_ms", "load_rules", "load_scenario", "open_store", "parse_instant",
     "rate", "sessions", "whatif",
 ]

@@ -7,40 +7,25 @@ of that instant with the price books in force, and returns a typed result.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from agenttally._store import Store
+from meter.errors import UsageError
 from meter.vocabulary import Period, iso_ms, to_epoch_ms
+from pricing.ledger import RatingRun, bring_up_to_date, last_run, overlay
 from pricing.pricebook import PriceBook, default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
-from pricing.rating import rate as rate_usage
 from pricing.scenario import Scenario, load_scenario
 from pricing.whatif import Comparison, compare, run_whatif
 from reports.allocation import AllocationRules
 from reports.chargeback import Chargeback, build_chargeback
-from reports.invoice import DEFAULT_GROUP_BY, Invoice, build_invoice
+from reports.closing import Issued, LatePolicy, close_period, closed_periods, invoice_of
+from reports.invoice import DEFAULT_GROUP_BY, Invoice
 
-__all__ = ["RatingRun", "chargeback", "invoice", "rate", "whatif"]
+__all__ = ["RatingRun", "chargeback", "close", "invoice", "rate", "whatif"]
 
 Instant = str | int | None
-
-
-@dataclass(frozen=True)
-class RatingRun:
-    """What one rating did: as of when, with which books, how many lines."""
-
-    as_of_ms: int
-    books: tuple[str, ...]  # name@version of each book loaded
-    charge_lines: int
-    unrated_lines: int
-    stored: bool  # written to the store's `charges` (else only on the connection)
-
-    @property
-    def as_of(self) -> str:
-        return iso_ms(self.as_of_ms)
 
 
 def _period(value: Period | str | None, as_of_ms: int) -> Period:
@@ -57,42 +42,50 @@ def _books(pricebooks: str | Path | Sequence[PriceBook] | None) -> list[PriceBoo
 
 def rate(store: Store, *, as_of: Instant = None,
          pricebooks: str | Path | Sequence[PriceBook] | None = None,
-         span_cache_ttl: str | None = None) -> RatingRun:
-    """Rate all usage in `store` as of `as_of`. On a writable store the charges replace the
-    stored ones (for the dashboard) in one transaction; on a read-only one they stay on the
-    connection (temp `charges` and `unrated`), for the reports that follow."""
-    as_of_ms = to_epoch_ms(as_of)
+         span_cache_ttl: str | None = None, full: bool = False) -> RatingRun:
+    """Bring the store's ledger of charges up to `as_of`: only the sessions that changed since
+    the last run are rated again (`full`: everything), in one transaction. On a read-only
+    store the result stays on the connection (temp `charges` and `unrated`) for the reports
+    that follow."""
+    options = RatingOptions(as_of_ms=to_epoch_ms(as_of), span_cache_ttl=span_cache_ttl)
     books = _books(pricebooks)
-    con = store.connection
-    rate_usage(con, books, RatingOptions(as_of_ms=as_of_ms, span_cache_ttl=span_cache_ttl))
-    counts = con.execute("SELECT (SELECT count(*) FROM temp.main.charges), "
-                         "(SELECT count(*) FROM temp.main.unrated)").fetchall()[0]
-    names = tuple(f"{n}@{v}" for n, v in con.execute(
-        "SELECT name, version FROM pb_books ORDER BY book_id").fetchall())
-    if not store.read_only:
-        # The store's own catalog, spelled out: temp tables shadow `main.charges`.
-        db = con.execute("SELECT current_database()").fetchall()[0][0]
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f'DELETE FROM "{db}".main.charges')
-        con.execute(f'INSERT INTO "{db}".main.charges SELECT * FROM temp.main.charges')
-        con.execute(f'DELETE FROM "{db}".main.unrated_usage')
-        con.execute(f'INSERT INTO "{db}".main.unrated_usage SELECT day, period, session_id, '
-                    "meter, model, token_class, quantity, unit, reason FROM temp.main.unrated")
-        con.execute("INSERT INTO rating_runs VALUES (?, ?, ?, ?, ?)",
-                    [int(time.time() * 1000), as_of_ms, ",".join(names), counts[0], counts[1]])
-        con.execute("COMMIT")
-    return RatingRun(as_of_ms=as_of_ms, books=names, charge_lines=int(counts[0]),
-                     unrated_lines=int(counts[1]), stored=not store.read_only)
+    if store.read_only:
+        return overlay(store.connection, books, options, full=full)
+    return bring_up_to_date(store.connection, books, options, full=full,
+                            closed=closed_periods(store.connection))
 
 
 def invoice(store: Store, period: Period | str | None = None, *, as_of: Instant = None,
             group_by: Sequence[str] = DEFAULT_GROUP_BY,
             pricebooks: str | Path | Sequence[PriceBook] | None = None,
             span_cache_ttl: str | None = None) -> Invoice:
-    """The invoice of `period` (default: the month of `as_of`), rated as of `as_of`."""
-    as_of_ms = _rated(store, as_of, pricebooks, span_cache_ttl)
-    return build_invoice(store.connection, str(_period(period, as_of_ms)),
-                         as_of=iso_ms(as_of_ms), group_by=tuple(group_by))
+    """The invoice of `period` (default: the month of `as_of`): for a closed period the
+    issued document as stored; else its lines from the ledger as of `as_of`, with the
+    corrections of closed periods billed in it."""
+    as_of_ms = to_epoch_ms(as_of)
+    chosen = _period(period, as_of_ms)
+    if chosen not in closed_periods(store.connection):
+        _rated(store, as_of_ms, pricebooks, span_cache_ttl)
+    return invoice_of(store.connection, chosen, as_of=iso_ms(as_of_ms),
+                      group_by=tuple(group_by))
+
+
+def close(store: Store, period: Period | str, *, as_of: Instant = None,
+          pricebooks: str | Path | Sequence[PriceBook] | None = None,
+          early: bool = False, allow_running: bool = False, reissue: bool = False,
+          policy: LatePolicy | None = None) -> Issued:
+    """Close `period`: bring the ledger up to `as_of` (default now) and issue the period's
+    invoice, stored and never changed after (see reports.closing for the late-usage policy);
+    `reissue` issues a new version of a closed one with a note against the old."""
+    if store.read_only:
+        raise UsageError("closing a period writes the store: open it writable")
+    now_ms = to_epoch_ms(None)
+    as_of_ms = to_epoch_ms(as_of) if as_of is not None else now_ms
+    run = rate(store, as_of=as_of_ms, pricebooks=pricebooks)
+    chosen = period if isinstance(period, Period) else Period.parse(period)
+    return close_period(store.connection, chosen, as_of_ms=as_of_ms, now_ms=now_ms,
+                        books=run.books, policy=policy or LatePolicy.from_settings(),
+                        early=early, allow_running=allow_running, reissue=reissue)
 
 
 def chargeback(store: Store, period: Period | str | None = None, *,
@@ -124,8 +117,15 @@ def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None 
 
 def _rated(store: Store, as_of: Instant, pricebooks: str | Path | Sequence[PriceBook] | None,
            span_cache_ttl: str | None) -> int:
-    """Rate on the connection only (reports never rewrite the stored charges); the as-of."""
-    as_of_ms = to_epoch_ms(as_of)
-    rate_usage(store.connection, _books(pricebooks),
-               RatingOptions(as_of_ms=as_of_ms, span_cache_ttl=span_cache_ttl))
-    return as_of_ms
+    """Make `charges` and `unrated` on the store's connection the ledger as of `as_of`: a
+    writable store's ledger is brought forward (stored), else the stale sessions are rated on
+    the connection only. Returns the as-of."""
+    options = RatingOptions(as_of_ms=to_epoch_ms(as_of), span_cache_ttl=span_cache_ttl)
+    books = _books(pricebooks)
+    covered = None if store.read_only else last_run(store.connection)
+    if not store.read_only and (covered is None or options.as_of_ms >= covered.as_of_ms):
+        bring_up_to_date(store.connection, books, options,
+                         closed=closed_periods(store.connection))
+    else:
+        overlay(store.connection, books, options)
+    return options.as_of_ms

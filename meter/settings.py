@@ -31,6 +31,8 @@ SETTINGS = {s.variable: s for s in (
     Setting("AGENTTALLY_BUDGETS", "budgets TOML", "data/budgets.toml"),
     Setting("AGENTTALLY_ALLOCATION", "allocation rules TOML for the dashboard's chargeback",
             "none: session > agent > environment tags, nothing shared"),
+    Setting("AGENTTALLY_GRACE_DAYS", "days after a month ends during which late usage still "
+            "lands in it and `close` waits (the late-usage policy, reports/closing.py)", "3"),
     Setting("ANTHROPIC_API_KEY", "API key for `collect` (and `emulate`, to require one)",
             secret=True),
     Setting("ANTHROPIC_BASE_URL", "API root for `collect`", "https://api.anthropic.com"),

@@ -18,7 +18,7 @@ import duckdb
 from meter.errors import DataError
 from meter.settings import setting
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
 # schema file itself; later versions append statements here and never edit old ones.
@@ -52,6 +52,31 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE charges ADD COLUMN amount_units HUGEINT;
     DELETE FROM charges;
     DELETE FROM unrated_usage;
+    """,
+    # v4: the ledger (pricing.ledger): what each rating run covered, so that the next one
+    # rates only what changed; the sessions open at the last run; and the issued billing
+    # documents of closed periods with their lines (reports.closing). A store rated before
+    # is rated in full once more by its next run.
+    4: """
+    ALTER TABLE rating_runs ADD COLUMN kind VARCHAR;
+    ALTER TABLE rating_runs ADD COLUMN through_ingest BIGINT;
+    ALTER TABLE rating_runs ADD COLUMN through_count BIGINT;
+    ALTER TABLE rating_runs ADD COLUMN prints VARCHAR;
+    ALTER TABLE rating_runs ADD COLUMN options VARCHAR;
+    ALTER TABLE rating_runs ADD COLUMN sessions_rated BIGINT;
+    ALTER TABLE rating_runs ADD COLUMN elapsed_ms BIGINT;
+    CREATE TABLE IF NOT EXISTS ledger_open (session_id VARCHAR NOT NULL);
+    CREATE TABLE IF NOT EXISTS billing_documents (
+        document_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, period VARCHAR NOT NULL,
+        version INTEGER NOT NULL, issued_ms BIGINT NOT NULL, as_of_ms BIGINT NOT NULL,
+        books VARCHAR NOT NULL, total DECIMAL(38, 2) NOT NULL, sha256 VARCHAR NOT NULL,
+        document VARCHAR NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS billed_lines (
+        document_id VARCHAR NOT NULL, billed_period VARCHAR NOT NULL,
+        usage_period VARCHAR NOT NULL, meter VARCHAR, model VARCHAR, token_class VARCHAR,
+        tier VARCHAR, quantity BIGINT NOT NULL, amount DECIMAL(38, 2) NOT NULL
+    );
     """,
 }
 
@@ -172,10 +197,16 @@ _DIMENSION_COLUMNS = {
 
 
 def latest_wins(table: str) -> str:
-    """The ON CONFLICT clause that every writer of a dimension table uses (ingest, simulator)."""
-    sets = ", ".join(f"{c} = excluded.{c}" for c in _DIMENSION_COLUMNS[table])
+    """The ON CONFLICT clause that every writer of a dimension table uses (ingest, simulator).
+    A record equal to the stored one (a duplicate) changes nothing, not even its ingest id:
+    the ledger takes a changed ingest id for a changed session."""
+    columns = _DIMENSION_COLUMNS[table]
+    sets = ", ".join(f"{c} = excluded.{c}" for c in columns)
+    same = [c for c in columns if c != "ingest_id"]
+    differs = " OR ".join(f"excluded.{c} IS DISTINCT FROM {table}.{c}" for c in same)
     return (f"ON CONFLICT ({_DIMENSION_KEYS[table]}) DO UPDATE SET {sets} "
-            f"WHERE excluded.updated_ms >= {table}.updated_ms")
+            f"WHERE excluded.updated_ms > {table}.updated_ms OR "
+            f"(excluded.updated_ms = {table}.updated_ms AND ({differs}))")
 
 
 def next_ingest_id(con: duckdb.DuckDBPyConnection) -> int:

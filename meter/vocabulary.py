@@ -48,6 +48,8 @@ class VocabularyError(UsageError):
     """A value that is not an instant, a period or a span; the message says what is."""
 
 
+DAY_MS = 86_400_000  # a UTC day in milliseconds
+
 def parse_instant(text: str) -> int:
     """RFC 3339 with a zone (up to microseconds), or a bare date (00:00 UTC) -> epoch ms,
     sub-millisecond digits dropped (floor)."""

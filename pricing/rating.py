@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
-from meter.vocabulary import TOKEN_CLASSES
+from meter.vocabulary import DAY_MS, TOKEN_CLASSES
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook
 
@@ -134,7 +134,6 @@ _P = ("p_input", "p_output", "p_5m", "p_1h", "p_read")  # token_prices' unit pri
 _R = ("r_input", "r_output", "r_5m", "r_1h", "r_read")  # token_prices' unrated reasons
 _A = ("a_input", "a_output", "a_5m", "a_1h", "a_read")  # token_lines' exact amounts
 
-DAY_MS = 86_400_000
 
 
 def day_start(ms: str) -> str:
@@ -787,6 +786,7 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_CHARGE_DAYS)
     drop_relation(con, "charges")
     con.execute(CHARGES_VIEW)
+    drop_relation(con, "unrated")  # (a ledger reader may have left a view of that name)
     con.execute(_UNRATED.format(book=at_book))
 
 

@@ -1,11 +1,15 @@
 """Invoices: the period's charges grouped into lines, rounded once, half-even to the cent.
 
 The JSON form (`Invoice.to_json`) is a stable contract for other tools:
-{"period", "as_of", "currency", "provisional",
+{"period", "as_of", "currency", "provisional", "status",
  "lines": [{"meter", "model", "token_class", "tier", "quantity", "unit", "unit_price",
-            "amount_exact", "amount"}],
+            "amount_exact", "amount", "charge_class", "corrects_period"}],
  "unrated": [{"model", "token_class", "quantity", "unit", "reason"}],
  "total"}
+plus, once the period is closed (reports.closing), "version", "issued_at" and "books".
+`status` is "open" (the numbers may still change) or "issued" (the document is stored and
+never changes); a line's `charge_class` is "usage", or "correction" for late usage of the
+closed period `corrects_period` billed in this one.
 Money is a decimal string; unit_price is null when a line mixes prices (two books, or
 data-residency and global usage under one model). A line's amount is its exact amount (the
 sum of its charges in pricing.money's units, so runtime sums are exact) rounded once,
@@ -49,6 +53,8 @@ class InvoiceLine:
     amount_exact: Decimal
     amount: Decimal
     group: dict[str, Any] = field(default_factory=dict)
+    charge_class: str = "usage"  # or "correction": late usage of a closed period
+    corrects_period: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,11 @@ class Invoice:
     provisional: bool
     lines: list[InvoiceLine]
     unrated: list[UnratedLine]
+    status: str = "open"  # or "issued": closed, stored, never changes
+    version: int | None = None
+    issued_at: str | None = None
+    books: tuple[str, ...] = ()  # name@version of the books the issued lines were rated with
+    document: str | None = field(default=None, repr=False)  # the issued JSON, as stored
 
     @property
     def total(self) -> Decimal:
@@ -75,21 +86,53 @@ class Invoice:
         return sum((line.amount for line in self.lines), Decimal("0.00"))
 
     def to_json(self) -> str:
+        """The JSON document; for an issued invoice, exactly the stored one."""
+        if self.document is not None:
+            return self.document
+
         def money(value: Decimal | None) -> str | None:
             return None if value is None else plain_decimal(value)
 
         lines = []
         for line in self.lines:
-            row = {k: v for k, v in asdict(line).items() if k != "group"}
+            row = {k: v for k, v in asdict(line).items()
+                   if k not in ("group", "charge_class", "corrects_period")}
             row.update(unit_price=money(line.unit_price), amount=str(line.amount),
                        amount_exact=money(line.amount_exact))
             row.update({k: v for k, v in line.group.items() if k not in row})
+            row.update(charge_class=line.charge_class, corrects_period=line.corrects_period)
             lines.append(row)
+        issued = ({"version": self.version, "issued_at": self.issued_at,
+                   "books": list(self.books)} if self.status == "issued" else {})
         return json.dumps({
             "period": self.period, "as_of": self.as_of, "currency": self.currency,
-            "provisional": self.provisional, "lines": lines,
+            "provisional": self.provisional, "status": self.status, **issued, "lines": lines,
             "unrated": [asdict(u) for u in self.unrated], "total": str(self.total),
         }, indent=2)
+
+    @classmethod
+    def from_json(cls, document: str) -> Invoice:
+        """An invoice read back from its JSON (an issued one keeps the text as stored)."""
+        data = json.loads(document)
+        known = {f for f in InvoiceLine.__dataclass_fields__ if f != "group"}
+
+        def decimal(value: str | None) -> Decimal | None:
+            return None if value is None else Decimal(value)
+
+        lines = [InvoiceLine(
+            meter=ln["meter"], model=ln["model"], token_class=ln["token_class"],
+            tier=ln["tier"], quantity=ln["quantity"], unit=ln["unit"],
+            unit_price=decimal(ln["unit_price"]),
+            amount_exact=Decimal(ln["amount_exact"]), amount=Decimal(ln["amount"]),
+            group={k: v for k, v in ln.items() if k not in known},
+            charge_class=ln.get("charge_class", "usage"),
+            corrects_period=ln.get("corrects_period")) for ln in data["lines"]]
+        return cls(period=data["period"], as_of=data["as_of"], currency=data["currency"],
+                   provisional=data["provisional"], lines=lines,
+                   unrated=[UnratedLine(**u) for u in data["unrated"]],
+                   status=data.get("status", "open"), version=data.get("version"),
+                   issued_at=data.get("issued_at"), books=tuple(data.get("books", ())),
+                   document=document if data.get("status") == "issued" else None)
 
 
 def build_invoice(
@@ -146,11 +189,14 @@ def invoice_table(invoice: Invoice) -> tuple[list[str], list[list[Any]]]:
     """Columns and rows for the human table, with the total as the last row."""
     group_cols = [g for g in (invoice.lines[0].group if invoice.lines else {})
                   if g not in LINE_KEYS]
-    columns = [*LINE_KEYS, *group_cols, "quantity", "unit", "unit_price", "amount"]
+    corrections = any(ln.charge_class == "correction" for ln in invoice.lines)
+    extra = ["corrects"] if corrections else []
+    columns = [*LINE_KEYS, *group_cols, *extra, "quantity", "unit", "unit_price", "amount"]
     # (only token lines have tiers worth reading; the JSON says "standard" for the others)
     rows = [[ln.meter, ln.model, ln.token_class, ln.tier if ln.meter == "tokens" else None,
-             *[ln.group[g] for g in group_cols],
+             *[ln.group.get(g) for g in group_cols],
+             *([ln.corrects_period] if corrections else []),
              ln.quantity, ln.unit, ln.unit_price, ln.amount] for ln in invoice.lines]
-    rows.append(["TOTAL", None, None, None, *[None for _ in group_cols], None, None, None,
-                 invoice.total])
+    rows.append(["TOTAL", None, None, None, *[None for _ in group_cols],
+                 *[None for _ in extra], None, None, None, invoice.total])
     return columns, rows

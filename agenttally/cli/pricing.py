@@ -1,4 +1,4 @@
-"""Verbs of the pricing side: rate, invoice, check."""
+"""Verbs of the pricing side: rate, close, invoice, check."""
 
 from __future__ import annotations
 
@@ -33,9 +33,31 @@ def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:
 def cmd_rate(args: argparse.Namespace) -> int:
     with agenttally.open_store(args.db) as store:
         run = agenttally.rate(store, as_of=args.as_of, pricebooks=args.pricebooks,
-                              span_cache_ttl=args.span_cache_ttl)
+                              span_cache_ttl=args.span_cache_ttl, full=args.full)
+    how = ("all sessions" if run.kind == "full"
+           else f"{run.sessions_rated:,} changed session{'s' if run.sessions_rated != 1 else ''}")
     print(f"rated as of {run.as_of}: {run.charge_lines:,} charge lines, "
-          f"{run.unrated_lines:,} unrated")
+          f"{run.unrated_lines:,} unrated ({run.kind}: {how} in {run.elapsed_ms:,} ms)")
+    for notice in run.notices:
+        print(notice, file=sys.stderr)
+    return 0
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    with agenttally.open_store(args.db) as store:
+        issued = agenttally.close(store, args.period, as_of=args.as_of,
+                                  pricebooks=args.pricebooks, early=args.early,
+                                  allow_running=args.allow_running, reissue=args.reissue)
+    invoice = issued.invoice
+    if args.format == "json":
+        print(invoice.to_json())
+    else:
+        print(f"issued {issued.document_id}: {invoice.period} total {invoice.currency} "
+              f"{invoice.total} as of {invoice.as_of} (sha256 {issued.sha256[:16]})")
+    if issued.note is not None:
+        note = issued.note
+        print(f"{note['document']}: {note['kind'].replace('_', ' ')} of {note['total']} "
+              f"against {note['against']}", file=sys.stderr if args.format == "json" else None)
     return 0
 
 
@@ -98,7 +120,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
     _rating_args(p)
+    p.add_argument("--full", action="store_true",
+                   help="rate every session again (default: only what changed since the "
+                        "last run)")
     p.set_defaults(func=cmd_rate)
+
+    p = sub.add_parser("close", help="close a month: issue its invoice, never to change",
+                       description="Issue the invoice of a month that has ended and store "
+                                   "it; later usage for it is billed as corrections in the "
+                                   "next open month.",
+                       epilog="examples:\n  agenttally close --period 2026-11\n"
+                              "  agenttally close --period 2026-11 --reissue",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=True)
+    p.add_argument("--period", type=period_arg, required=True, help="YYYY-MM, e.g. 2026-11")
+    p.add_argument("--as-of", type=instant_arg,
+                   help="rate usage up to this instant (default: now)")
+    p.add_argument("--pricebooks",
+                   help="folder of price book TOML files (default: data/pricebooks)")
+    p.add_argument("--early", action="store_true",
+                   help="close within the grace period after the month ends "
+                        "(AGENTTALLY_GRACE_DAYS)")
+    p.add_argument("--allow-running", action="store_true",
+                   help="close although sessions are still running (their time so far)")
+    p.add_argument("--reissue", action="store_true",
+                   help="issue a new version of a closed month, with a credit or debit note")
+    p.set_defaults(func=cmd_close)
 
     p = sub.add_parser("invoice", help="print the invoice of a month",
                        description="Invoice lines and total for a period, rounded half-even "

@@ -55,13 +55,17 @@ def test_invoice_json_is_the_documented_contract(tmp_path, capsys):
     assert main(["invoice", "--db", db, "--period", "2026-11", "--as-of", "2026-11-04",
                  "--format", "json"]) == 0
     invoice = json.loads(capsys.readouterr().out)
-    assert set(invoice) == {"period", "as_of", "currency", "provisional", "lines", "unrated",
-                            "total"}
+    assert set(invoice) == {"period", "as_of", "currency", "provisional", "status", "lines",
+                            "unrated", "total"}
+    assert invoice["status"] == "open"
     assert invoice["total"] == "0.71"  # 0.08 + 0.25 + 0.375 -> 0.38 (half-even per line)
     assert [(ln["meter"], ln["token_class"], ln["amount"]) for ln in invoice["lines"]] == [
         ("runtime", None, "0.08"), ("tokens", "input", "0.25"), ("tokens", "output", "0.38")]
     assert set(invoice["lines"][0]) == {"meter", "model", "token_class", "tier", "quantity", "unit",
-                                        "unit_price", "amount_exact", "amount"}
+                                        "unit_price", "amount_exact", "amount", "charge_class",
+                                        "corrects_period"}
+    assert (invoice["lines"][0]["charge_class"], invoice["lines"][0]["corrects_period"]) == (
+        "usage", None)
 
 
 def test_sessions_lists_running_and_idle_ms(tmp_path, capsys):

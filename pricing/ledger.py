@@ -1,0 +1,369 @@
+"""The ledger: rated charges kept in the store and brought up to date by rating what changed.
+
+The store's `charges` and `unrated_usage` tables hold the rating of every session as of the
+last rating run, and `rating_runs` records what that run covered: its as-of, the price books
+it used (name, version, effective range and a digest of their content), the rating options,
+and how far into the ingested data it saw (the highest ingest id, and how many rows carried
+it). Charges are a function of one session's events, its record, the books and the as-of
+(rating never mixes sessions), so a run only needs to rate again the sessions whose inputs
+changed since the last one:
+
+- sessions with events or a session record ingested since (ingest ids above the last run's);
+- sessions with events between the old and the new as-of (what the as-of now includes or
+  excludes);
+- sessions open at the last run (`ledger_open`: their running time grows with the as-of);
+- sessions with lines on the days of a price-book version added, removed or edited (every
+  priced or unrated quantity has a line on its day, so these are all the usage it prices).
+
+Those sessions' lines are deleted and rated again, in one transaction: the result is the full
+rating's, to the money unit (tests/pricing/test_ledger.py checks it on random histories).
+Other option values, a store rated before the ledger, or a change touching most sessions
+rate everything (`full`).
+
+A read-only reader cannot write the ledger: it rates the stale sessions on its connection and
+reads the ledger with their lines replaced (`overlay`), at the same cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+
+from meter.vocabulary import DAY_MS, Period, iso_ms
+from pricing.pricebook import PriceBook
+from pricing.rating import RatingOptions, drop_relation, load_books, rate
+
+__all__ = ["BookPrint", "RatingRun", "book_prints", "bring_up_to_date", "last_run",
+           "overlay", "stale_periods"]
+
+# The event tables rating reads: while stale sessions are rated, each is shadowed by a temp
+# view holding only their rows.
+_RATED_TABLES = ("status_events", "model_requests", "usage_snapshots", "threads", "sessions")
+
+# More stale sessions than this share of all sessions: rating everything is cheaper than
+# filtering every table to them.
+FULL_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class BookPrint:
+    """What a rating knew of one price book: enough to tell an added, removed or edited one."""
+
+    name: str
+    version: str
+    from_ms: int
+    to_ms: int | None
+    digest: str
+
+    def days(self) -> tuple[int, int | None]:
+        """The UTC days (epoch ms of midnight) the book can price, first and last."""
+        first = self.from_ms - self.from_ms % DAY_MS
+        last = None if self.to_ms is None else (self.to_ms - 1) - (self.to_ms - 1) % DAY_MS
+        return first, last
+
+
+def book_prints(books: Sequence[PriceBook]) -> tuple[BookPrint, ...]:
+    return tuple(sorted(
+        (BookPrint(b.name, b.version, b.effective_from_ms, b.effective_to_ms,
+                   hashlib.sha256(b.model_dump_json().encode()).hexdigest()[:16])
+         for b in books), key=lambda p: (p.from_ms, p.name, p.version, p.digest)))
+
+
+def _options_key(options: RatingOptions) -> str:
+    return json.dumps({"span_cache_ttl": options.span_cache_ttl}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class RatingRun:
+    """One rating run: what it covered, how it rated (`full` or `incremental`) and how much."""
+
+    as_of_ms: int
+    kind: str
+    sessions_rated: int
+    charge_lines: int  # lines the ledger holds after the run
+    unrated_lines: int
+    books: tuple[str, ...]  # name@version of each book loaded
+    elapsed_ms: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # stale sessions by cause
+    notices: tuple[str, ...] = ()  # e.g. a book change that affects a closed period
+    stored: bool = True  # written to the store (else only on the connection)
+
+    @property
+    def as_of(self) -> str:
+        return iso_ms(self.as_of_ms)
+
+
+@dataclass(frozen=True)
+class _Covered:
+    """What the last stored run covered (a row of `rating_runs`)."""
+
+    as_of_ms: int
+    through_ingest: int
+    through_count: int
+    prints: tuple[BookPrint, ...]
+    options: str
+
+
+def _db(con: duckdb.DuckDBPyConnection) -> str:
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' "
+        "AND table_name = 'ledger_open'").fetchall()[0][0])
+
+
+def last_run(con: duckdb.DuckDBPyConnection) -> _Covered | None:
+    """The last stored run the ledger can continue from (None: rate everything)."""
+    if not _has_ledger(con):
+        return None
+    rows = con.execute(f"""
+        SELECT as_of_ms, through_ingest, through_count, prints, options
+        FROM {_db(con)}.main.rating_runs WHERE prints IS NOT NULL
+        ORDER BY rated_ms DESC, rowid DESC LIMIT 1""").fetchall()
+    if not rows:
+        return None
+    as_of_ms, through, count, prints, options = rows[0]
+    return _Covered(as_of_ms=as_of_ms, through_ingest=through, through_count=count,
+                    prints=tuple(BookPrint(**p) for p in json.loads(prints)), options=options)
+
+
+def _watermark(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """The highest ingest id in the event and session tables, and how many rows carry it."""
+    db = _db(con)
+    top = con.execute(f"""
+        SELECT greatest(coalesce((SELECT max(ingest_id) FROM {db}.main.events), 0),
+                        coalesce((SELECT max(ingest_id) FROM {db}.main.sessions), 0))
+    """).fetchall()[0][0]
+    return int(top), _carrying(con, int(top))
+
+
+def _carrying(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
+    """How many event and session rows carry `ingest_id`."""
+    db = _db(con)
+    return int(con.execute(f"""
+        SELECT (SELECT count(*) FROM {db}.main.events WHERE ingest_id = $t)
+             + (SELECT count(*) FROM {db}.main.sessions WHERE ingest_id = $t)
+    """, {"t": ingest_id}).fetchall()[0][0])
+
+
+def _changed_books(old: Sequence[BookPrint], new: Sequence[BookPrint]) -> list[BookPrint]:
+    return sorted(set(old) ^ set(new), key=lambda p: (p.from_ms, p.name, p.digest))
+
+
+def _find_stale(con: duckdb.DuckDBPyConnection, covered: _Covered, as_of_ms: int,
+                prints: Sequence[BookPrint]) -> dict[str, int]:
+    """Fill temp table `ledger_stale` with the sessions whose lines may differ from the
+    ledger's when rated as of `as_of_ms` with books `prints`; the count per cause."""
+    db = _db(con)
+    # the last run's ingest went on after it (one ingest spanning the run): take its rows too
+    continued = _carrying(con, covered.through_ingest) != covered.through_count
+    newer = ">=" if continued else ">"
+    lo, hi = sorted((covered.as_of_ms, as_of_ms))
+    sources = {
+        "ingested": f"SELECT session_id FROM {db}.main.events "
+                    f"WHERE ingest_id {newer} {covered.through_ingest} "
+                    f"UNION SELECT session_id FROM {db}.main.sessions "
+                    f"WHERE ingest_id {newer} {covered.through_ingest}",
+        "as_of": f"SELECT session_id FROM {db}.main.events WHERE at_ms > {lo} AND at_ms <= {hi}",
+        "open": f"SELECT session_id FROM {db}.main.ledger_open",
+    }
+    days = []
+    for book in _changed_books(covered.prints, prints):
+        first, last = book.days()
+        days.append(f"(day >= {_date(first)}"
+                    + (f" AND day <= {_date(last)})" if last is not None else ")"))
+    if days:
+        where = " OR ".join(days)
+        sources["books"] = (f"SELECT session_id FROM {db}.main.charges WHERE {where} "
+                            f"UNION SELECT session_id FROM {db}.main.unrated_usage WHERE {where}")
+    con.execute("CREATE OR REPLACE TEMP TABLE ledger_stale_by AS "
+                + " UNION ALL ".join(f"SELECT DISTINCT session_id, '{cause}' AS cause "
+                                     f"FROM ({sql})" for cause, sql in sources.items()))
+    con.execute("CREATE OR REPLACE TEMP TABLE ledger_stale AS "
+                "SELECT DISTINCT session_id FROM ledger_stale_by")
+    by_cause = dict(con.execute("SELECT cause, count(*) FROM ledger_stale_by GROUP BY cause"
+                                ).fetchall())
+    con.execute("DROP TABLE ledger_stale_by")
+    return {cause: int(by_cause.get(cause, 0)) for cause in sources}
+
+
+def _date(day_ms: int) -> str:
+    return f"(DATE '1970-01-01' + {day_ms // DAY_MS})"
+
+
+def stale_periods(covered: _Covered | None,
+                  prints: Sequence[BookPrint]) -> list[tuple[int, int | None]]:
+    """The day ranges a change of books since the last run touches (see `bring_up_to_date`)."""
+    if covered is None:
+        return []
+    return [b.days() for b in _changed_books(covered.prints, prints)]
+
+
+def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
+                options: RatingOptions) -> None:
+    """Rate the sessions of `ledger_stale` only: each event table is shadowed, while rating,
+    by a temp view of their rows (the rating reads tables by name)."""
+    db = _db(con)
+    for table in _RATED_TABLES:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {db}.main.{table} "
+                    "WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)")
+    try:
+        rate(con, books, options)
+    finally:
+        for table in _RATED_TABLES:
+            con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """Lines of `charges` and `unrated` as reports will read them."""
+    row = con.execute("SELECT (SELECT count(*) FROM charges), (SELECT count(*) FROM unrated)"
+                      ).fetchall()[0]
+    return int(row[0]), int(row[1])
+
+
+def _book_names(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
+    return tuple(f"{n}@{v}" for n, v in con.execute(
+        "SELECT name, version FROM pb_books ORDER BY book_id").fetchall())
+
+
+def _plan(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], options: RatingOptions,
+          full: bool) -> tuple[str, dict[str, int], _Covered | None]:
+    """How to bring the ledger to `options.as_of_ms`: 'full' or 'incremental' (with
+    `ledger_stale` filled), the stale sessions by cause, and the last run."""
+    covered = None if full else last_run(con)
+    if covered is None:
+        return "full", {}, None
+    if covered.options != _options_key(options):
+        return "full", {"options": -1}, covered
+    reasons = _find_stale(con, covered, options.as_of_ms, book_prints(books))
+    stale = con.execute("SELECT count(*) FROM ledger_stale").fetchall()[0][0]
+    sessions = con.execute(f"SELECT count(*) FROM {_db(con)}.main.sessions").fetchall()[0][0]
+    if stale > FULL_SHARE * max(sessions, 1) and stale > 1000:
+        return "full", reasons, covered
+    return "incremental", {**reasons, "sessions": int(stale)}, covered
+
+
+def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
+                     options: RatingOptions, *, full: bool = False,
+                     closed: Sequence[Period] = ()) -> RatingRun:
+    """Rate what changed since the last run (everything if `full`) and store it: on a
+    writable connection, in one transaction. `closed` periods are only reported when a book
+    change reaches them: their issued invoices stay as they are, and the difference is billed
+    as corrections (reports.closing)."""
+    started = time.monotonic()
+    kind, reasons, covered = _plan(con, books, options, full)
+    if kind == "full":
+        rate(con, books, options)
+        rated = con.execute("SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM "
+                            "temp.main.charges UNION ALL SELECT session_id FROM "
+                            "temp.main.unrated)").fetchall()[0][0]
+    else:
+        rated = reasons["sessions"]
+        if rated:
+            _rate_stale(con, books, options)
+        else:
+            load_books(con, books)  # (nothing changed: the run is only recorded)
+    db = _db(con)
+    top, count = _watermark(con)
+    prints = book_prints(books)
+    scope = ("" if kind == "full"
+             else " WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if rated or kind == "full":
+            con.execute(f"DELETE FROM {db}.main.charges{scope}")
+            con.execute(f"INSERT INTO {db}.main.charges SELECT * FROM temp.main.charges")
+            con.execute(f"DELETE FROM {db}.main.unrated_usage{scope}")
+            con.execute(f"INSERT INTO {db}.main.unrated_usage SELECT day, period, session_id, "
+                        "meter, model, token_class, quantity, unit, reason "
+                        "FROM temp.main.unrated")
+            con.execute(f"DELETE FROM {db}.main.ledger_open")
+            con.execute(f"INSERT INTO {db}.main.ledger_open "
+                        "SELECT session_id FROM open_sessions")
+        charge_lines, unrated_lines = (int(n) for n in con.execute(
+            f"SELECT (SELECT count(*) FROM {db}.main.charges), "
+            f"(SELECT count(*) FROM {db}.main.unrated_usage)").fetchall()[0])
+        elapsed = int((time.monotonic() - started) * 1000)
+        con.execute(f"""
+            INSERT INTO {db}.main.rating_runs (rated_ms, as_of_ms, books, charges, unrated,
+                kind, through_ingest, through_count, prints, options, sessions_rated,
+                elapsed_ms)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [int(time.time() * 1000), options.as_of_ms, ",".join(_book_names(con)),
+             charge_lines, unrated_lines, kind, top, count,
+             json.dumps([p.__dict__ for p in prints]), _options_key(options), rated, elapsed])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    _read_stored(con)
+    return RatingRun(as_of_ms=options.as_of_ms, kind=kind, sessions_rated=int(rated),
+                     charge_lines=charge_lines, unrated_lines=unrated_lines,
+                     books=_book_names(con), elapsed_ms=elapsed, reasons=reasons,
+                     notices=_closed_notices(covered, prints, closed))
+
+
+def _closed_notices(covered: _Covered | None, prints: Sequence[BookPrint],
+                    closed: Sequence[Period]) -> tuple[str, ...]:
+    notices = []
+    for first, last in stale_periods(covered, prints):
+        for period in closed:
+            if period.end_ms > first and (last is None or period.start_ms <= last):
+                notices.append(f"price-book change affects closed period {period}: "
+                               "will be billed as corrections")
+    return tuple(dict.fromkeys(notices))
+
+
+def _read_stored(con: duckdb.DuckDBPyConnection) -> None:
+    """Point `charges` and `unrated` at the stored ledger (dropping what rating left)."""
+    db = _db(con)
+    drop_relation(con, "charges")
+    drop_relation(con, "unrated")
+    con.execute(f"CREATE TEMP VIEW unrated AS SELECT * FROM {db}.main.unrated_usage")
+
+
+def overlay(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
+            options: RatingOptions, *, full: bool = False) -> RatingRun:
+    """The ledger as of `options.as_of_ms` without writing it: the stale sessions rated on
+    the connection, and `charges` / `unrated` as temp views of the stored lines with theirs
+    replaced. (A store without a ledger, or other options, is rated whole on the connection.)
+    """
+    started = time.monotonic()
+    kind, reasons, _ = _plan(con, books, options, full=full)
+    if kind == "full":
+        rate(con, books, options)
+        charge_lines, unrated_lines = _counts(con)
+        return RatingRun(as_of_ms=options.as_of_ms, kind="full", sessions_rated=-1,
+                         charge_lines=charge_lines, unrated_lines=unrated_lines,
+                         books=_book_names(con), reasons=reasons, stored=False,
+                         elapsed_ms=int((time.monotonic() - started) * 1000))
+    db = _db(con)
+    if reasons["sessions"] == 0:
+        _read_stored(con)
+        load_books(con, books)
+    else:
+        _rate_stale(con, books, options)
+        con.execute("CREATE OR REPLACE TEMP TABLE ledger_fresh AS "
+                    "SELECT * FROM temp.main.charges")
+        con.execute("CREATE OR REPLACE TEMP TABLE ledger_fresh_unrated AS "
+                    "SELECT * FROM temp.main.unrated")
+        drop_relation(con, "charges")
+        drop_relation(con, "unrated")
+        keep = "WHERE session_id NOT IN (SELECT session_id FROM temp.main.ledger_stale)"
+        con.execute(f"CREATE TEMP VIEW charges AS SELECT * FROM {db}.main.charges {keep} "
+                    "UNION ALL SELECT * FROM temp.main.ledger_fresh")
+        con.execute(f"CREATE TEMP VIEW unrated AS SELECT * FROM {db}.main.unrated_usage {keep} "
+                    "UNION ALL SELECT * FROM temp.main.ledger_fresh_unrated")
+    charge_lines, unrated_lines = _counts(con)
+    return RatingRun(as_of_ms=options.as_of_ms, kind="overlay",
+                     sessions_rated=reasons["sessions"], charge_lines=charge_lines,
+                     unrated_lines=unrated_lines, books=_book_names(con), reasons=reasons,
+                     stored=False, elapsed_ms=int((time.monotonic() - started) * 1000))
