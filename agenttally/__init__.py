@@ -29,7 +29,7 @@ from reports.invoice import Invoice, InvoiceLine, UnratedLine
 __all__ = [
     "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup", "Comparison",
     "ComparisonRow", "DataError", "IngestResult", "Invoice", "InvoiceLine", "Issued",
-    "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Store", "UnratedLine", "UsageError", "chargeback", "close",
-    "ingest", "invoice", "iso_ms", "load_rules", "load_scenario", "open_store", "parse_instant",
-    "rate", "sessions", "whatif",
+    "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Store", "UnratedLine",
+    "UsageError", "chargeback", "close", "ingest", "invoice", "iso_ms", "load_rules",
+    "load_scenario", "open_store", "parse_instant", "rate", "sessions", "whatif",
 ]

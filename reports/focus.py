@@ -10,6 +10,10 @@ Costs, and why they differ by at most a cent per row:
   negotiated prices: the contracted unit price is the list price. Long-context tokens are rows
   of their own (tier in x_Tier and the SKU), at the long-context unit price, so
   ConsumedQuantity and PricingQuantity add up to the tokens used.
+- Corrections (late usage of a closed period, reports.closing) billed in this period are rows
+  of their own: ChargeCategory Usage, ChargeClass Correction, ChargePeriod the month they
+  correct, costs the corrected amount. For a closed period, BilledCost is what its issued
+  invoice billed per line (spread over the rows the ledger holds now).
 - BilledCost = EffectiveCost = whole cents: each invoice line's rounded amount (meter x model
   x token class x tier, half-even from the exact sum, as `agenttally invoice` prints it)
   apportioned over the line's rows
@@ -30,6 +34,7 @@ import duckdb
 
 from meter.vocabulary import Period
 from pricing.money import LINE_KEYS, apportion_cents, install_sql_macros
+from reports.closing import closed_periods, corrections_due
 from reports.exports import copy_query, format_of
 
 __all__ = ["FOCUS_COLUMNS", "FOCUS_VERSION", "FocusOptions", "build_focus", "period_bounds",
@@ -218,6 +223,20 @@ def build_focus(
         SELECT {lines}, CAST(units_cents(sum(amount_units)) * 100 AS HUGEINT) AS cents
         FROM focus_rows GROUP BY ALL
     """)
+    month = Period.parse(period)
+    closed = month in closed_periods(con)
+    if closed:
+        # BilledCost is what was invoiced: the issued lines (and any reissue's note), spread
+        # over the rows the ledger has now
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE focus_lines AS
+            SELECT l.{", l.".join(LINE_KEYS)},
+                   coalesce(CAST(b.amount * 100 AS HUGEINT), 0) AS cents
+            FROM focus_lines l LEFT JOIN (
+                SELECT {lines}, sum(amount) AS amount FROM billed_lines
+                WHERE billed_period = $p AND usage_period = $p GROUP BY ALL) b
+              ON {" AND ".join(f"l.{k} IS NOT DISTINCT FROM b.{k}" for k in LINE_KEYS)}
+        """, {"p": period})
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE focus_parts AS
         SELECT {lines}, rid, amount_units AS weight FROM focus_rows
@@ -227,7 +246,82 @@ def build_focus(
     con.execute(_FOCUS_SQL, {"account_id": options.billing_account_id,
                              "account_name": options.billing_account_name,
                              "period_start": start, "period_end": end})
+    _add_corrections(con, month, closed, options)
     return int(con.execute("SELECT count(*) FROM focus").fetchall()[0][0])
+
+
+def _add_corrections(con: duckdb.DuckDBPyConnection, month: Period, closed: bool,
+                     options: FocusOptions) -> None:
+    """Corrections billed in `month` (late usage of closed periods, reports.closing) as rows
+    of ChargeCategory Usage and ChargeClass Correction, charged over the period they correct:
+    those issued in its invoice if it is closed, else those due in it now."""
+    if closed:
+        rows = con.execute("""
+            SELECT usage_period, meter, model, token_class, tier, sum(quantity)::BIGINT,
+                   sum(amount)
+            FROM billed_lines WHERE billed_period = $p AND usage_period <> $p
+            GROUP BY ALL ORDER BY ALL
+        """, {"p": str(month)}).fetchall()
+    else:
+        rows = [(ln.corrects_period, ln.meter, ln.model, ln.token_class, ln.tier, ln.quantity,
+                 ln.amount) for ln in corrections_due(con, month, as_of="")]
+    if not rows:
+        return
+    start, end = period_bounds(str(month))
+    con.execute("CREATE OR REPLACE TEMP TABLE focus_corrections (usage_period VARCHAR, "
+                "meter VARCHAR, model VARCHAR, token_class VARCHAR, tier VARCHAR, "
+                "quantity BIGINT, amount DECIMAL(38, 2))")
+    con.executemany("INSERT INTO focus_corrections VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    con.execute(_CORRECTIONS_SQL, {"account_id": options.billing_account_id,
+                                   "account_name": options.billing_account_name,
+                                   "period_start": start, "period_end": end})
+
+
+_CORRECTIONS_SQL = f"""
+INSERT INTO focus BY NAME
+SELECT (SELECT coalesce(max(rid), 0) FROM focus) + row_number() OVER (
+           ORDER BY c.usage_period, c.meter, c.model, c.token_class, c.tier) AS rid,
+       c.amount AS BilledCost, $account_id AS BillingAccountId,
+       $account_name AS BillingAccountName, 'USD' AS BillingCurrency,
+       $period_end AS BillingPeriodEnd, $period_start AS BillingPeriodStart,
+       'Usage' AS ChargeCategory, 'Correction' AS ChargeClass,
+       'Correction of ' || c.usage_period || ': ' || CASE c.meter
+           WHEN 'runtime' THEN 'Claude Managed Agents session runtime'
+           WHEN 'web_search' THEN 'Claude Managed Agents web search'
+           ELSE c.model || ' ' || lower({_CLASS_NAMES}) || ' tokens'
+                || CASE WHEN c.tier = 'standard' THEN '' ELSE ' (' || replace(c.tier, '_', ' ')
+                        || ')' END END AS ChargeDescription,
+       'Usage-Based' AS ChargeFrequency,
+       timezone('UTC', CAST(CAST(c.usage_period || '-01' AS DATE) + INTERVAL 1 MONTH
+                            AS TIMESTAMP)) AS ChargePeriodEnd,
+       timezone('UTC', CAST(CAST(c.usage_period || '-01' AS DATE) AS TIMESTAMP))
+           AS ChargePeriodStart,
+       CAST(c.quantity AS DECIMAL(38, 0)) AS ConsumedQuantity,
+       CASE c.meter WHEN 'runtime' THEN 'Milliseconds' WHEN 'tokens' THEN 'Tokens'
+                    ELSE 'Requests' END AS ConsumedUnit,
+       CAST(c.amount AS DECIMAL(38, 18)) AS ContractedCost,
+       CAST(c.amount AS DECIMAL(38, 2)) AS EffectiveCost,
+       'Anthropic' AS InvoiceIssuerName,
+       CAST(c.amount AS DECIMAL(38, 18)) AS ListCost,
+       'Standard' AS PricingCategory,
+       CAST(CAST(CASE c.meter
+           WHEN 'runtime' THEN (CAST(c.quantity AS HUGEINT) * 1000000000000000000 + 1800000)
+                               // 3600000
+           WHEN 'tokens' THEN CAST(c.quantity AS HUGEINT) * 1000000000000
+           ELSE CAST(c.quantity AS HUGEINT) * 1000000000000000 END AS DECIMAL(38, 0))
+           * {_ATTO} AS DECIMAL(38, 18)) AS PricingQuantity,
+       CASE c.meter WHEN 'runtime' THEN 'Hours' WHEN 'tokens' THEN '1000000 Tokens'
+                    ELSE '1000 Requests' END AS PricingUnit,
+       'Anthropic' AS ProviderName, 'Anthropic' AS PublisherName,
+       'AI and Machine Learning' AS ServiceCategory, 'Claude Managed Agents' AS ServiceName,
+       'Generative AI' AS ServiceSubcategory,
+       CASE c.meter WHEN 'runtime' THEN 'session-runtime' WHEN 'web_search' THEN 'web-search'
+            ELSE c.model || '/' || c.token_class
+                 || CASE WHEN c.tier = 'standard' THEN '' ELSE '/' || c.tier END END AS SkuId,
+       c.meter AS x_Meter, c.model AS x_Model, c.token_class AS x_TokenClass,
+       c.tier AS x_Tier, false AS x_Provisional
+FROM focus_corrections c
+"""
 
 
 def focus_select(fmt: str) -> str:

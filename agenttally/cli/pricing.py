@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import duckdb
 
 import agenttally
 from agenttally.cli import instant_arg, iso_ms, period_arg
-from meter.store import open_store
-from meter.vocabulary import Period, to_epoch_ms
+from meter.store import default_db_path, open_store
+from meter.vocabulary import Period
 from pricing.check import list_cost_check
-from pricing.pricebook import default_pricebook_dir, load_pricebooks
-from pricing.rating import RatingOptions, rate
 from reports.invoice import DEFAULT_GROUP_BY, invoice_table
 from reports.render import FORMATS, render
 
@@ -23,11 +22,13 @@ def current_period(as_of_ms: int) -> str:
 
 
 def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:
-    """Rate the store on `con` as of --as-of with the books of --pricebooks; returns as_of."""
-    as_of = to_epoch_ms(args.as_of)
-    books = load_pricebooks(args.pricebooks or default_pricebook_dir())
-    rate(con, books, RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
-    return as_of
+    """Make `charges` and `unrated` on read-only `con` the ledger as of --as-of (sessions that
+    changed since the last `rate` are rated on the connection only); returns the as-of."""
+    store = agenttally.Store(path=Path(args.db or default_db_path()), connection=con,
+                             read_only=True)
+    run = agenttally.rate(store, as_of=args.as_of, pricebooks=args.pricebooks,
+                          span_cache_ttl=args.span_cache_ttl)
+    return run.as_of_ms
 
 
 def cmd_rate(args: argparse.Namespace) -> int:
