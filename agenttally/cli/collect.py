@@ -12,9 +12,16 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meter.settings import setting
+from meter.store import default_db_path
 from meter.vocabulary import VocabularyError, parse_instant
+
+if TYPE_CHECKING:
+    import duckdb
 
 COLLECT_EXAMPLES = """\
 examples:
@@ -121,6 +128,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="write a batch every N events ... (default: %(default)s)")
     p.add_argument("--flush-interval", type=float, default=1.0, metavar="S",
                    help="... or every S seconds (default: %(default)s)")
+    p.add_argument("--pricebooks",
+                   help="price books to rate with after each batch (default: data/pricebooks)")
+    p.add_argument("--no-rate", action="store_true",
+                   help="store events only; do not bring the charges up to date after each "
+                        "batch")
     p.add_argument("-v", "--verbose", action="store_true", help="log every flush and retry")
     p.set_defaults(func=run_collect)
 
@@ -169,6 +181,7 @@ def run_collect(args: argparse.Namespace) -> int:
             read_rpm=args.read_rpm, heartbeat_timeout_s=args.heartbeat_timeout,
             webhook_listen=args.webhooks, webhook_secret=secret,
             on_start=lambda c: log.info("collecting from %s into %s", args.base_url, c.db),
+            after_flush=None if args.no_rate else _rate_after_flush(args, log),
         )
     except CollectorError as exc:
         print(f"agenttally collect: {redact(exc)}", file=sys.stderr)
@@ -180,6 +193,25 @@ def run_collect(args: argparse.Namespace) -> int:
         return 1
     print(stats.summary())
     return 0
+
+
+def _rate_after_flush(args: argparse.Namespace,
+                      log: logging.Logger) -> Callable[[duckdb.DuckDBPyConnection], None]:
+    """After each stored batch: the ledger brought up to now (only what changed is rated),
+    on the flush's own connection, so the dashboard shows current charges."""
+    import agenttally
+    from pricing.pricebook import default_pricebook_dir, load_pricebooks
+
+    books = load_pricebooks(args.pricebooks or default_pricebook_dir())  # read once
+
+    def rate(con: duckdb.DuckDBPyConnection) -> None:
+        store = agenttally.Store(path=Path(args.db or default_db_path()), connection=con,
+                                 read_only=False)
+        run = agenttally.rate(store, pricebooks=books)
+        log.debug("rated %s: %d sessions (%s) in %d ms", run.as_of, run.sessions_rated,
+                  run.kind, run.elapsed_ms)
+
+    return rate
 
 
 def run_emulate(args: argparse.Namespace) -> int:

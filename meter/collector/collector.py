@@ -37,7 +37,7 @@ from meter.collector.client import (
     describe,
 )
 from meter.collector.state import CollectorConfig, CollectStats, SessionState
-from meter.collector.writer import BatchWriter, read_resume_points
+from meter.collector.writer import AfterFlush, BatchWriter, read_resume_points
 from meter.store import default_db_path
 from meter.vocabulary import parse_api_time
 
@@ -71,6 +71,7 @@ class Collector:
         *,
         webhook_listen: tuple[str, int] | None = None,
         webhook_secret: str | None = None,
+        after_flush: AfterFlush | None = None,
     ):
         self.client = client
         self.db = Path(db) if db else default_db_path()
@@ -83,7 +84,8 @@ class Collector:
         self._out = BatchWriter(self.db, source=self.config.source,
                                 flush_events=self.config.flush_events,
                                 flush_interval_s=self.config.flush_interval_s,
-                                stats=self.stats, redact=client.redact)
+                                stats=self.stats, redact=client.redact,
+                                after_flush=after_flush)
         self._last_progress = time.monotonic()
         self._max_created: int | None = None
         self._initial_sweep_done = False
@@ -610,8 +612,10 @@ def collect(
     webhook_listen: tuple[str, int] | None = None,
     webhook_secret: str | None = None,
     on_start: Callable[[Collector], None] | None = None,
+    after_flush: AfterFlush | None = None,
 ) -> CollectStats:
-    """Run a collector to completion (`once`) or until SIGINT/SIGTERM; the CLI's entry."""
+    """Run a collector to completion (`once`) or until SIGINT/SIGTERM; the CLI's entry.
+    `after_flush(con)` runs after each stored batch on its connection (the CLI rates)."""
     from meter.collector.client import DEFAULT_BASE_URL, DEFAULT_READ_RPM
 
     cfg = config or CollectorConfig()
@@ -623,7 +627,7 @@ def collect(
                            max_connections=cfg.max_requests + 4, max_streams=cfg.max_streams + 4)
         async with client:
             collector = Collector(client, db, cfg, webhook_listen=webhook_listen,
-                                  webhook_secret=webhook_secret)
+                                  webhook_secret=webhook_secret, after_flush=after_flush)
             if on_start:
                 on_start(collector)
             return await collector.run(

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
+
 from meter.collector.state import CollectStats
 from meter.ingest import IngestResult, ingest_lines
 from meter.store import open_store
@@ -46,9 +48,14 @@ def read_resume_points(db: Path) -> tuple[dict[str, int], list[tuple[str, str, i
     return cursors, stored
 
 
+AfterFlush = Callable[[duckdb.DuckDBPyConnection], None]
+
+
 def write_batch(db: Path, lines: list[str], cursors: dict[str, tuple[int, str]], *,
-                source: str) -> IngestResult:
-    """One flush: the lines through ingest, then the cursors of what it committed."""
+                source: str, after: AfterFlush | None = None) -> IngestResult:
+    """One flush: the lines through ingest, then the cursors of what it committed, then
+    `after` on the same connection (the CLI's: bring the ledger up to date, so that readers
+    see current charges). A failure of `after` is logged: the batch is stored either way."""
     with open_store(db) as con:
         result = ingest_lines(con, lines, source=source)
         if cursors:
@@ -61,6 +68,12 @@ def write_batch(db: Path, lines: list[str], cursors: dict[str, tuple[int, str]],
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        if after is not None:
+            try:
+                after(con)
+            except Exception as exc:
+                log.error("rating after the flush failed (the batch is stored; the next "
+                          "flush rates it): %s", exc)
     return result
 
 
@@ -72,8 +85,9 @@ class BatchWriter:
     """
 
     def __init__(self, db: Path, *, source: str, flush_events: int, flush_interval_s: float,
-                 stats: CollectStats, redact: Callable[[object], str]):
-        self.db, self.source = db, source
+                 stats: CollectStats, redact: Callable[[object], str],
+                 after_flush: AfterFlush | None = None):
+        self.db, self.source, self.after_flush = db, source, after_flush
         self.flush_events, self.flush_interval_s = flush_events, flush_interval_s
         self.stats, self.redact = stats, redact
         self.events: list[str] = []
@@ -120,7 +134,7 @@ class BatchWriter:
         self.records, self.events, self._cursors = [], [], {}
         try:
             result = await asyncio.to_thread(write_batch, self.db, records + events, cursors,
-                                             source=self.source)
+                                             source=self.source, after=self.after_flush)
         except Exception as exc:  # the store is locked or full: keep the lines, try again
             self.records[:0] = records
             self.events[:0] = events

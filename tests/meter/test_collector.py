@@ -108,12 +108,13 @@ def _config(**overrides) -> CollectorConfig:
     return CollectorConfig(**{**base, **overrides})
 
 
-def _collect(url, db, *, until=None, timeout_s=20.0, once=False, after=None, **overrides):
+def _collect(url, db, *, until=None, timeout_s=20.0, once=False, after=None,
+             after_flush=None, **overrides):
     """Run a collector in this thread until `until(collector)` holds (or `once` ends)."""
 
     async def main():
         async with _client(url) as client:
-            collector = Collector(client, db, _config(**overrides))
+            collector = Collector(client, db, _config(**overrides), after_flush=after_flush)
 
             async def watch():
                 deadline = time.monotonic() + timeout_s
@@ -381,3 +382,29 @@ def test_cli_takes_db_before_or_after_the_verb_and_reads_since():
     assert parse_since("36h", now=1_000_000) == (1_000_000 - 36 * 3600) * 1000
     with pytest.raises(argparse.ArgumentTypeError, match="expected a date"):
         parse_since("last tuesday")
+
+
+def test_the_collector_keeps_the_ledger_current_after_each_batch(emulator, tmp_path):
+    """`agenttally collect` rates after every flush: only what changed, on the flush's own
+    connection; the charges it leaves equal a full rating of what it stored."""
+    import argparse
+
+    from agenttally.cli.collect import _rate_after_flush
+    from pricing.pricebook import load_pricebooks
+    from pricing.rating import RatingOptions, rate
+
+    server, replay = emulator(speed=(END_MS - START_MS) / 2000)  # the day in ~2 s, live
+    db = tmp_path / "rated.duckdb"
+    after_flush = _rate_after_flush(argparse.Namespace(db=str(db), pricebooks=None),
+                                    logging.getLogger("test"))
+    stats = _collect(server.url, db, after_flush=after_flush,
+                     until=lambda c: c.stats.stored >= N_EVENTS and replay.done)
+    assert stats.stored == N_EVENTS and stats.flushes > 2
+    with open_store(db) as con:
+        runs = con.execute("SELECT kind, as_of_ms FROM rating_runs ORDER BY rated_ms").fetchall()
+        assert len(runs) == stats.flushes
+        assert runs[0][0] == "full" and {k for k, _ in runs[1:]} == {"incremental"}
+        ledger = con.execute("SELECT * FROM main.charges ORDER BY ALL").fetchall()
+        rate(con, load_pricebooks(), RatingOptions(as_of_ms=runs[-1][1]))
+        assert ledger and ledger == con.execute(
+            "SELECT * FROM temp.main.charges ORDER BY ALL").fetchall()
