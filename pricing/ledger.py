@@ -42,7 +42,7 @@ __all__ = ["BookPrint", "RatingRun", "book_prints", "bring_up_to_date", "last_ru
            "overlay", "stale_periods"]
 
 # The event tables rating reads: while stale sessions are rated, each is shadowed by a temp
-# view holding only their rows.
+# table holding only their rows.
 _RATED_TABLES = ("status_events", "model_requests", "usage_snapshots", "threads", "sessions")
 
 # More stale sessions than this share of all sessions: rating everything is cheaper than
@@ -210,16 +210,28 @@ def stale_periods(covered: _Covered | None,
 def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                 options: RatingOptions) -> None:
     """Rate the sessions of `ledger_stale` only: each event table is shadowed, while rating,
-    by a temp view of their rows (the rating reads tables by name)."""
+    by a temp table of their rows (the rating reads tables by name)."""
     db = _db(con)
+    # No event of a session precedes its creation (a day of slack for clocks): where every
+    # stale session has a record,
+    # the copies need only read from the earliest creation on (the tables' zone maps skip
+    # the older row groups without reading them).
+    since = con.execute(f"""
+        SELECT CASE WHEN count(*) = count(s.created_ms) THEN min(s.created_ms) END
+        FROM temp.main.ledger_stale l LEFT JOIN {db}.main.sessions s USING (session_id)
+    """).fetchall()[0][0]
+    recent = "" if since is None else f" AND at_ms >= {int(since) - DAY_MS}"
+    # (copied once: the rating reads some of them several times)
     for table in _RATED_TABLES:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {db}.main.{table} "
-                    "WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)")
+        where = recent if table != "sessions" else ""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {db}.main.{table} "
+                    "WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)"
+                    + where)
     try:
         rate(con, books, options)
     finally:
         for table in _RATED_TABLES:
-            con.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+            con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

@@ -78,6 +78,9 @@ def cmd_invoice(args: argparse.Namespace) -> int:
         return 0
     state = ("PROVISIONAL (sessions still running)" if invoice.provisional
              else "final" if invoice.lines else f"no usage in {period}")
+    if invoice.status == "issued":
+        state = (f"ISSUED v{invoice.version} {invoice.issued_at} (closed: never changes; "
+                 "later usage is billed as corrections)")
     print(f"Invoice {period}  as of {invoice.as_of}  {invoice.currency}  {state}")
     print(render(columns, rows))
     if invoice.unrated:
