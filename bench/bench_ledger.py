@@ -193,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
          f">= {TARGETS['speedup']:.0f}x", "yes" if full_s / rate_s >= TARGETS["speedup"]
          else "NO"),
         (f"invoice {period}, ledger current (read-only)", f"{reads['current'] * 1000:.0f} ms",
-         "0", f"< {TARGETS['invoice'] * 1000:.0f} ms",
+         "-", f"< {TARGETS['invoice'] * 1000:.0f} ms",
          "yes" if reads["current"] < TARGETS["invoice"] else "NO"),
         (f"invoice {period}, ledger 1 minute behind", f"{reads['behind'] * 1000:.0f} ms",
-         f"{incremental:,}", "", ""),
+         "-", "", ""),
         (f"invoice {period} rating the whole store (before)", f"{reads['whole']:.2f} s",
          f"{sessions:,}", "", ""),
     ]

@@ -11,7 +11,8 @@ changed since the last one:
 - sessions with events or a session record ingested since (ingest ids above the last run's);
 - sessions with events between the old and the new as-of (what the as-of now includes or
   excludes);
-- sessions open at the last run (`ledger_open`: their running time grows with the as-of);
+- sessions open at the last run (`ledger_open`: their running time grows with the as-of),
+  when the as-of moves;
 - sessions with lines on the days of a price-book version added, removed or edited (every
   priced or unrated quantity has a line on its day, so these are all the usage it prices).
 
@@ -173,7 +174,9 @@ def _find_stale(con: duckdb.DuckDBPyConnection, covered: _Covered, as_of_ms: int
                     f"UNION SELECT session_id FROM {db}.main.sessions "
                     f"WHERE ingest_id {newer} {covered.through_ingest}",
         "as_of": f"SELECT session_id FROM {db}.main.events WHERE at_ms > {lo} AND at_ms <= {hi}",
-        "open": f"SELECT session_id FROM {db}.main.ledger_open",
+        # (open sessions change with the as-of only)
+        "open": f"SELECT session_id FROM {db}.main.ledger_open"
+                + ("" if as_of_ms != covered.as_of_ms else " WHERE false"),
     }
     days = []
     for book in _changed_books(covered.prints, prints):
@@ -297,7 +300,7 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
             con.execute(f"INSERT INTO {db}.main.unrated_usage SELECT day, period, session_id, "
                         "meter, model, token_class, quantity, unit, reason "
                         "FROM temp.main.unrated")
-            con.execute(f"DELETE FROM {db}.main.ledger_open")
+            con.execute(f"DELETE FROM {db}.main.ledger_open{scope}")
             con.execute(f"INSERT INTO {db}.main.ledger_open "
                         "SELECT session_id FROM open_sessions")
         charge_lines, unrated_lines = (int(n) for n in con.execute(
