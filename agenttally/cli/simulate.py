@@ -28,6 +28,7 @@ from meter.simulator import (
     write_jsonl,
     write_store,
 )
+from meter.vocabulary import iso_ms
 from pricing.pricebook import TOKEN_CLASSES, PriceBook, TokenRates, load_pricebooks
 
 DEFAULT_BOOK = "anthropic-list"
@@ -137,6 +138,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                            as_of_ms=as_of, book=args.book)
     progress = _Progress(args.days)
     began = time.perf_counter()
+    if args.late_share:
+        return _simulate_late(args, sim, start, as_of, progress, began)
     if args.out:
         result = write_jsonl(args.out, sim, progress=progress)
         target = args.out
@@ -152,6 +155,56 @@ def cmd_simulate(args: argparse.Namespace) -> int:
           f"in {seconds:.1f} s ({rate:,.0f} events/s)")
     if result.duplicates:
         print(f"  {result.duplicates:,} events were already in the store and were skipped")
+    return 0
+
+
+def _simulate_late(args: argparse.Namespace, sim: Simulation, start: date, as_of: int | None,
+                   progress: _Progress, began: float) -> int:
+    """Simulate with late arrivals (meter.simulator.late): what arrives by the cut-off goes
+    to --out or the store (through ingest), the rest to --late-out in order of arrival."""
+    import tempfile
+
+    from meter.ingest import ingest_lines
+    from meter.simulator.late import LateArrivals, LateSplit, split_late
+    from meter.store import default_db_path, open_store
+
+    if not args.late_out:
+        raise UsageError("--late-share needs --late-out FILE: where the late events go")
+    late = LateArrivals(share=args.late_share, median_delay_hours=args.late_delay_hours,
+                        seed=args.seed)
+    cutoff = as_of if as_of is not None else sim.end_ms
+    held: list[tuple[int, str]] = []
+    split = LateSplit()
+    with tempfile.TemporaryDirectory() as scratch:
+        whole = Path(scratch) / "all.jsonl"
+        result = write_jsonl(whole, sim, progress=progress)
+        progress.close()
+        with open(whole, encoding="utf-8") as lines:
+            on_time = split_late(lines, late, cutoff, held, split)
+            if args.out:
+                with open(args.out, "w", encoding="utf-8") as out:
+                    out.writelines(on_time)
+                target = args.out
+            else:
+                target = str(args.into or args.db or default_db_path())
+                with open_store(target) as con:
+                    stored = ingest_lines(con, (x.rstrip("\n") for x in on_time),
+                                          source=f"simulate:{sim.profile.name}:late-split")
+                if stored.duplicates:
+                    print(f"  {stored.duplicates:,} events were already in the store and "
+                          "were skipped")
+    held.sort(key=lambda pair: pair[0])
+    with open(args.late_out, "w", encoding="utf-8") as out:
+        out.writelines(line for _, line in held)
+    seconds = time.perf_counter() - began
+    print(f"{sim.profile.name}: {result.sessions:,} sessions, "
+          f"{result.events - split.late_events:,} events on time "
+          f"({start} + {args.days} days, seed {args.seed}) -> {target} in {seconds:.1f} s")
+    window = ("" if split.first_arrival_ms is None else
+              f", arriving {iso_ms(split.first_arrival_ms)} .. "
+              f"{iso_ms(split.last_arrival_ms or 0)}")
+    print(f"  late: {split.late_events:,} events of {split.late_sessions:,} sessions -> "
+          f"{args.late_out}{window}")
     return 0
 
 
@@ -193,6 +246,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     target.add_argument("--into", help="write into this store (default: --db)")
     p.add_argument("--until-now", action="store_true",
                    help="stop at the present instant (no events in the future)")
+    p.add_argument("--late-share", type=float, default=0.0, metavar="S",
+                   help="share of sessions whose events arrive late (0..1; default 0)")
+    p.add_argument("--late-delay-hours", type=float, default=24.0, metavar="H",
+                   help="median delay of a late session, log-normal, sigma 1 (default 24)")
+    p.add_argument("--late-out", metavar="FILE.jsonl",
+                   help="where events arriving after the cut-off go, in order of arrival")
     p.add_argument("--book", default=DEFAULT_BOOK,
                    help=f"price book name for list_cost and budgets ({DEFAULT_BOOK})")
     p.set_defaults(func=cmd_simulate)
