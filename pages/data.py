@@ -71,13 +71,35 @@ else:
         "source": st.column_config.LinkColumn(),
     })
 
+st.subheader("Closed months and corrections", anchor=False)
+billing = ui.batch("billing")
+if billing["closed"].empty:
+    st.caption("No month is closed yet: every invoice is open and follows the ledger. "
+               "`agenttally close --period YYYY-MM` issues one, never to change.")
+else:
+    st.caption("An issued invoice never changes. Usage that reaches a closed month later is "
+               "billed as corrections in the next open month (or settled by a reissue's "
+               "note): first issued + billed later + pending = what the month costs now.")
+    money = {c: st.column_config.NumberColumn(format="$%.2f")
+             for c in ("first issued $", "billed later $", "pending corrections $",
+                       "costs now $", "amount $")}
+    st.dataframe(billing["closed"], hide_index=True, width="stretch", column_config={
+        "issued": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"), **money})
+    if billing["corrections"].empty:
+        st.success("No correction is pending.", icon=":material/check_circle:")
+    else:
+        st.dataframe(billing["corrections"], hide_index=True, width="stretch",
+                     column_config={"quantity": st.column_config.NumberColumn(
+                         format="localized"), **money})
+
 left, right = st.columns(2)
 with left:
     st.subheader("Rating runs", anchor=False)
     st.dataframe(data["rating_runs"], hide_index=True, width="stretch", column_config={
         "rated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "as_of": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        "charge_lines": st.column_config.NumberColumn(format="localized")})
+        "charge_lines": st.column_config.NumberColumn(format="localized"),
+        "elapsed_ms": st.column_config.NumberColumn("ms", format="localized")})
 with right:
     st.subheader("Tables", anchor=False)
     st.dataframe(data["counts"], hide_index=True, width="stretch",

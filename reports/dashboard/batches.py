@@ -72,6 +72,7 @@ BATCHES: dict[str, Callable[..., Any]] = {
     "session": lambda con, path, session_id, as_of_ms: sessions.session_detail(
         con, session_id, as_of_ms),
     "data": lambda con, path: status.data_status(con, path),
+    "billing": lambda con, path: status.billing_status(con),
 }
 
 
@@ -139,6 +140,7 @@ def bench_plan(db: str | Path) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("Sessions", "sessions", "sessions", {"f": f}),
         ("Sessions", "session", "session", {"session_id": sid, "as_of_ms": as_of}),
         ("Data", "data", "data", {}),
+        ("Data", "billing", "billing", {}),
         ("What-if", "whatif_context", "whatif_context", {"f": f, "as_of_ms": as_of}),
         ("What-if", f"whatif ({sample}% sample)" if sample else "whatif", "whatif",
          {"f": f, "as_of_ms": as_of, "sample_percent": sample,

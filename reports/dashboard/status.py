@@ -14,7 +14,7 @@ import pandas as pd
 
 from meter.store import table_counts
 
-__all__ = ["data_status", "price_books"]
+__all__ = ["billing_status", "data_status", "price_books"]
 
 
 def price_books(at_ms: int) -> pd.DataFrame:
@@ -55,7 +55,8 @@ def data_status(con: duckdb.DuckDBPyConnection, path: str | Path) -> dict[str, A
     """).fetch_df()
     runs = con.execute("""
         SELECT make_timestamp(rated_ms * 1000) AS rated, make_timestamp(as_of_ms * 1000) AS as_of,
-               books, charges AS charge_lines, unrated AS unrated_lines
+               coalesce(kind, 'full') AS kind, sessions_rated, elapsed_ms,
+               charges AS charge_lines, unrated AS unrated_lines, books
         FROM rating_runs ORDER BY rated_ms DESC LIMIT 10
     """).fetch_df()
     unrated = con.execute("""
@@ -71,3 +72,39 @@ def data_status(con: duckdb.DuckDBPyConnection, path: str | Path) -> dict[str, A
         "size_bytes": p.stat().st_size if p.exists() else 0,
         "wal_bytes": wal.stat().st_size if wal.exists() else 0,
     }
+
+
+def billing_status(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    """{"closed": each closed month: issued, billed since as corrections or notes, pending
+    corrections, what it costs now; "corrections": the correction lines due in open months}.
+    Reads the ledger (`charges`) and the issued documents (reports.closing)."""
+    from reports.closing import closed_periods, corrections_due, next_open
+    from reports.invoice import build_invoice
+
+    closed = closed_periods(con)
+    due: list[dict[str, Any]] = []
+    for period in sorted({next_open(p, closed) for p in closed}):
+        for line in corrections_due(con, period, as_of=""):
+            due.append({"billed in": str(period), "corrects": line.corrects_period,
+                        "meter": line.meter, "model": line.model,
+                        "token class": line.token_class, "tier": line.tier,
+                        "quantity": line.quantity, "amount $": float(line.amount)})
+    months = []
+    for period in closed:
+        issued = con.execute("""
+            SELECT any_value(document_id ORDER BY version DESC), max(version),
+                   make_timestamp(max(issued_ms) * 1000),
+                   sum(total) FILTER (WHERE version = 1 AND kind = 'invoice')
+            FROM billing_documents WHERE period = $p
+        """, {"p": str(period)}).fetchall()[0]
+        billed_later = con.execute("""
+            SELECT coalesce(sum(amount), 0) FROM billed_lines
+            WHERE usage_period = $p AND (billed_period <> $p OR document_id LIKE 'NOTE-%')
+        """, {"p": str(period)}).fetchall()[0][0]
+        pending = sum((float(r["amount $"]) for r in due if r["corrects"] == str(period)), 0.0)
+        now = build_invoice(con, str(period), as_of="").total
+        months.append({"month": str(period), "document": issued[0], "version": issued[1],
+                       "issued": issued[2], "first issued $": float(issued[3] or 0),
+                       "billed later $": float(billed_later), "pending corrections $": pending,
+                       "costs now $": float(now)})
+    return {"closed": pd.DataFrame(months), "corrections": pd.DataFrame(due)}

@@ -235,3 +235,20 @@ def test_focus_exports_corrections_as_charge_class_correction(db, tmp_path, caps
              "2026-11-01T00:00:00Z"),
             ("Usage", "tokens", "100000", "0.50", "2026-10-01T00:00:00Z",
              "2026-11-01T00:00:00Z")]
+
+
+def test_the_data_page_shows_what_the_policy_changed(db, tmp_path, capsys):
+    from reports.dashboard.source import read_store
+    from reports.dashboard.status import billing_status
+
+    assert _run(capsys, "close", "--db", db, "--period", "2026-10")[0] == 0
+    _ingest(db, tmp_path, LATE, "late", capsys)
+    assert _run(capsys, "rate", "--db", db)[0] == 0
+    with read_store(db) as con:
+        billing = billing_status(con)
+    month = billing["closed"].to_dict("records")[0]
+    assert (month["month"], month["document"], month["first issued $"], month["billed later $"],
+            month["pending corrections $"], month["costs now $"]) == (
+        "2026-10", "INV-2026-10-v1", 0.71, 0.0, 0.54, 1.25)
+    assert billing["corrections"][["billed in", "corrects", "meter", "amount $"]].values.tolist() \
+        == [["2026-11", "2026-10", "runtime", 0.04], ["2026-11", "2026-10", "tokens", 0.5]]
