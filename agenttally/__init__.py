@@ -13,18 +13,58 @@ are the implementation. Every error raised on purpose is an `AgentTallyError`: a
 `UsageError` for malformed input, a `DataError` for data or a store that is not as needed.
 """
 
-from agenttally._billing import RatingRun, chargeback, close, invoice, rate, whatif
-from agenttally._store import Store, ingest, open_store, sessions
-from meter.errors import AgentTallyError, DataError, UsageError
-from meter.ingest import IngestResult
-from meter.intervals import SessionAsOf
-from meter.vocabulary import Period, iso_ms, parse_instant
-from pricing.scenario import Scenario, load_scenario
-from pricing.whatif import Comparison, ComparisonRow
-from reports.allocation import AllocationRules, load_rules
-from reports.chargeback import Chargeback, ChargebackGroup
-from reports.closing import Issued, LatePolicy
-from reports.invoice import Invoice, InvoiceLine, UnratedLine
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads on first use
+    from agenttally._billing import RatingRun, chargeback, close, invoice, rate, whatif
+    from agenttally._store import Store, ingest, open_store, sessions
+    from meter.errors import AgentTallyError, DataError, UsageError
+    from meter.ingest import IngestResult
+    from meter.intervals import SessionAsOf
+    from meter.vocabulary import Period, iso_ms, parse_instant
+    from pricing.scenario import Scenario, load_scenario
+    from pricing.whatif import Comparison, ComparisonRow
+    from reports.allocation import AllocationRules, load_rules
+    from reports.chargeback import Chargeback, ChargebackGroup
+    from reports.closing import Issued, LatePolicy
+    from reports.invoice import Invoice, InvoiceLine, UnratedLine
+
+# Where each public name lives: imported on first use, so that `import agenttally` (and the
+# CLI's `--help`) does not load DuckDB, Arrow and pandas before a verb needs them.
+_HOMES = {
+    "AgentTallyError": "meter.errors",
+    "AllocationRules": "reports.allocation",
+    "Chargeback": "reports.chargeback",
+    "ChargebackGroup": "reports.chargeback",
+    "Comparison": "pricing.whatif",
+    "ComparisonRow": "pricing.whatif",
+    "DataError": "meter.errors",
+    "IngestResult": "meter.ingest",
+    "Invoice": "reports.invoice",
+    "InvoiceLine": "reports.invoice",
+    "Issued": "reports.closing",
+    "LatePolicy": "reports.closing",
+    "Period": "meter.vocabulary",
+    "RatingRun": "agenttally._billing",
+    "Scenario": "pricing.scenario",
+    "SessionAsOf": "meter.intervals",
+    "Store": "agenttally._store",
+    "UnratedLine": "reports.invoice",
+    "UsageError": "meter.errors",
+    "chargeback": "agenttally._billing",
+    "close": "agenttally._billing",
+    "ingest": "agenttally._store",
+    "invoice": "agenttally._billing",
+    "iso_ms": "meter.vocabulary",
+    "load_rules": "reports.allocation",
+    "load_scenario": "pricing.scenario",
+    "open_store": "agenttally._store",
+    "parse_instant": "meter.vocabulary",
+    "rate": "agenttally._billing",
+    "sessions": "agenttally._store",
+    "whatif": "agenttally._billing",
+}
 
 __all__ = [
     "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup", "Comparison",
@@ -33,3 +73,16 @@ __all__ = [
     "UsageError", "chargeback", "close", "ingest", "invoice", "iso_ms", "load_rules",
     "load_scenario", "open_store", "parse_instant", "rate", "sessions", "whatif",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'agenttally' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

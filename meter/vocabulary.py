@@ -48,6 +48,21 @@ class VocabularyError(UsageError):
     """A value that is not an instant, a period or a span; the message says what is."""
 
 
+# The keys of an invoice line: every report rounds once per (meter, model, class, tier).
+LINE_KEYS = ("meter", "model", "token_class", "tier")
+
+# The groups a report can break spend down by, as SQL over a charges-shaped table (forecast,
+# budgets, what-if).
+GROUP_SQL = {
+    "total": "'total'",
+    "team": "coalesce(tags->>'$.team', '(none)')",
+    "project": "coalesce(tags->>'$.project', '(none)')",
+    "meter": "meter",
+    "model": "coalesce(model, '(' || meter || ')')",
+    "agent": "coalesce(agent_id, '(none)')",
+    "environment": "coalesce(environment_id, '(none)')",
+}
+
 DAY_MS = 86_400_000  # a UTC day in milliseconds
 
 def parse_instant(text: str) -> int:

@@ -22,7 +22,6 @@ from meter.errors import UsageError
 
 # An invoice line: what is rounded once. Every report rounds these lines (per period) and
 # apportions or adds their cents, so its totals equal the invoice's.
-LINE_KEYS = ("meter", "model", "token_class", "tier")
 CENT = Decimal("0.01")
 EXACT_SQL_TYPE = "DECIMAL(38,18)"
 UNITS_PER_USD = 9 * 10**18

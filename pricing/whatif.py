@@ -31,9 +31,8 @@ import duckdb
 
 from meter.errors import UsageError
 from meter.intervals import build_intervals, split_sql
-from meter.vocabulary import METER_ORDER, Period, span_months
+from meter.vocabulary import GROUP_SQL, LINE_KEYS, METER_ORDER, Period, span_months
 from pricing.money import (
-    LINE_KEYS,
     UNITS_PER_USD,
     apportion_cents,
     cents_of_units,
@@ -70,19 +69,6 @@ BASELINE = "whatif_baseline"
 SCENARIO = "whatif_scenario"
 _STAGED = ("usage_lines", "search_lines", "runtime_days")
 _PICO = 10**12
-
-# Group-by keys over a charges-shaped table (shared with reports.forecast and reports.budgets).
-GROUP_SQL = {
-    "total": "'total'",
-    "team": "coalesce(tags->>'$.team', '(none)')",
-    "project": "coalesce(tags->>'$.project', '(none)')",
-    "meter": "meter",
-    "model": "coalesce(model, '(' || meter || ')')",
-    "agent": "coalesce(agent_id, '(none)')",
-    "environment": "coalesce(environment_id, '(none)')",
-}
-
-
 
 @dataclass(frozen=True)
 class WhatIf:

@@ -1,5 +1,4 @@
-"""What it means: invoices, chargeback, forecasts, budgets, exports, the CLI."""
+"""What it means: invoices, chargeback, forecasts, budgets, exports, the dashboard's queries.
 
-from reports.invoice import Invoice, build_invoice
-
-__all__ = ["Invoice", "build_invoice"]
+Import from the modules (`reports.invoice`, ...); the package itself imports nothing.
+"""

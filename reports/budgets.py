@@ -28,9 +28,9 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from meter.errors import UsageError
+from meter.vocabulary import GROUP_SQL
 from pricing.money import cents_of_units, usd_of_units
 from pricing.scenario import describe_error, exact_decimal
-from pricing.whatif import GROUP_SQL
 from reports.forecast import Forecast, Interval, daily_series, forecast
 
 __all__ = [

@@ -26,7 +26,8 @@ from typing import Any
 import duckdb
 
 from meter.errors import UsageError
-from pricing.money import CENT, LINE_KEYS, apportion_cents, cents_of_units, install_sql_macros
+from meter.vocabulary import LINE_KEYS
+from pricing.money import CENT, apportion_cents, cents_of_units, install_sql_macros
 from reports.allocation import AllocationRules, json_path
 from reports.invoice import build_invoice
 

@@ -33,8 +33,7 @@ import duckdb
 
 from meter.errors import UsageError
 from meter.settings import SETTINGS, setting
-from meter.vocabulary import DAY_MS, Period, iso_ms
-from pricing.money import LINE_KEYS
+from meter.vocabulary import DAY_MS, LINE_KEYS, Period, iso_ms
 from reports.invoice import DEFAULT_GROUP_BY, Invoice, InvoiceLine, build_invoice
 
 __all__ = ["Issued", "LatePolicy", "close_period", "closed_periods", "corrections_due",

@@ -18,12 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from meter.errors import UsageError
-from reports.render import render
+from reports.render import EXPORT_FORMATS, render
 
 __all__ = ["EXPORT_FORMATS", "copy_query", "export_charges", "export_unrated", "format_of",
            "write_rows"]
 
-EXPORT_FORMATS = ("csv", "parquet")
 _SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 CHARGES_SQL = """

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import duckdb
 
-from meter.vocabulary import Period
-from pricing.money import LINE_KEYS, apportion_cents, install_sql_macros
+from meter.vocabulary import LINE_KEYS, Period
+from pricing.money import apportion_cents, install_sql_macros
 from reports.closing import closed_periods, corrections_due
 from reports.exports import copy_query, format_of
 

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from meter.errors import UsageError
+from meter.vocabulary import GROUP_SQL
 from pricing.money import install_sql_macros, round_cents
-from pricing.whatif import GROUP_SQL
 
 __all__ = [
     "MIN_HISTORY",

@@ -27,7 +27,8 @@ from typing import Any
 import duckdb
 
 from meter.errors import UsageError
-from pricing.money import LINE_KEYS, cents_of_units, usd_of_units
+from meter.vocabulary import LINE_KEYS
+from pricing.money import cents_of_units, usd_of_units
 from reports.render import plain_decimal
 
 GROUPABLE = ("meter", "model", "token_class", "tier", "team", "project", "session_id", "day",

@@ -13,6 +13,7 @@ from typing import Any
 from meter.errors import UsageError
 
 FORMATS = ("table", "json", "csv")
+EXPORT_FORMATS = ("csv", "parquet")  # files other tools read (reports.exports)
 
 
 def plain_decimal(value: Decimal) -> str:

@@ -19,10 +19,7 @@ from typing import Any, NoReturn
 import agenttally
 from meter import vocabulary
 from meter.errors import AgentTallyError
-from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
-from meter.intervals import SessionAsOf
 from meter.settings import settings_help
-from meter.store import connect, default_db_path, open_store, table_counts
 from reports.render import FORMATS, render
 
 EXAMPLES = {
@@ -91,12 +88,16 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
+    from meter.store import open_store
+
     total = IngestResult()
+    max_future_ms = (DEFAULT_MAX_FUTURE_MS if args.max_future_hours is None
+                     else args.max_future_hours * 3_600_000)
     with open_store(args.db) as con:
         for path in _expand(args.paths):
             progress = _Progress(path)
-            result = ingest_path(con, path, max_future_ms=args.max_future_hours * 3_600_000,
-                                 progress=progress)
+            result = ingest_path(con, path, max_future_ms=max_future_ms, progress=progress)
             progress.close()
             print(f"{path}: {result.summary()}")
             for error in result.errors[:5]:
@@ -108,6 +109,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
+    from meter.intervals import SessionAsOf
     with agenttally.open_store(args.db, read_only=True) as store:
         sessions = agenttally.sessions(store, as_of=args.as_of)
     columns = [f.name for f in fields(SessionAsOf)]
@@ -116,6 +118,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from meter.store import default_db_path, open_store, table_counts
     path = Path(args.db or default_db_path())
     with open_store(path, read_only=True) as con:
         counts = table_counts(con)
@@ -161,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("ingest", cmd_ingest, "ingest JSONL files of sessions and events")
     p.add_argument("paths", nargs="+", help="files, globs, .jsonl.gz, or - for stdin")
     p.add_argument("--strict", action="store_true", help="exit 1 if any line was quarantined")
-    p.add_argument("--max-future-hours", type=int, default=DEFAULT_MAX_FUTURE_MS // 3_600_000,
+    p.add_argument("--max-future-hours", type=int, default=None,
                    help="quarantine events stamped further than this in the future (24)")
     p = verb("sessions", cmd_sessions, "list sessions with running and idle time", fmt=True)
     p.add_argument("--as-of", type=instant_arg,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import agenttally
 from meter.settings import shipped
-from meter.store import default_db_path, open_store
 
 APP = shipped("app.py")
 
@@ -22,6 +21,7 @@ APP = shipped("app.py")
 def prepare_store(path: Path, *, demo: bool = True, demo_days: int = 60, rate: bool = True,
                   pricebooks: str | None = None) -> None:
     """Create the store if needed, seed the demo into an empty one, and rate it."""
+    from meter.store import open_store
     with open_store(path) as con:
         events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         if events == 0 and demo:
@@ -50,6 +50,7 @@ def streamlit_command(address: str, port: int) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from meter.store import default_db_path
     path = Path(args.db or default_db_path()).resolve()
     if not APP.exists():
         raise FileNotFoundError(f"{APP}: the dashboard is not installed; reinstall "

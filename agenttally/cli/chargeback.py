@@ -6,23 +6,20 @@ import argparse
 import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-
-import duckdb
+from typing import TYPE_CHECKING
 
 import agenttally
 from agenttally.cli import iso_ms, period_arg
 from agenttally.cli.pricing import _rating_args, current_period, rate_store
 from meter.errors import UsageError
 from meter.settings import setting
-from meter.store import open_store
-from reports.allocation import load_rules
-from reports.chargeback import Chargeback, build_chargeback
-from reports.exports import EXPORT_FORMATS, export_charges, export_unrated, write_rows
-from reports.focus import FocusOptions, period_bounds, write_focus
-from reports.invoice import build_invoice, invoice_table
-from reports.provider import ADMIN_KEY_ENV, ProviderData, fetch_reports, load_into, load_reports
-from reports.reconcile import reconcile
-from reports.render import render
+from reports.render import EXPORT_FORMATS, render
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from reports.chargeback import Chargeback
+    from reports.provider import ProviderData
 
 EXPORTS = ("charges", "unrated", "focus", "invoice", "chargeback")
 
@@ -36,6 +33,8 @@ def _decimal(text: str, option: str) -> Decimal:
 
 def _chargeback(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, as_of: int,
                 period: str) -> Chargeback:
+    from reports.allocation import load_rules
+    from reports.chargeback import build_chargeback
     rules = load_rules(args.rules)
     return build_chargeback(con, period, by=args.by.split(","), rules=rules,
                             mode="showback" if args.showback else "chargeback",
@@ -43,6 +42,8 @@ def _chargeback(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, as_of:
 
 
 def cmd_chargeback(args: argparse.Namespace) -> int:
+    from reports.allocation import load_rules
+    from reports.exports import write_rows
     with agenttally.open_store(args.db, read_only=True) as store:
         report = agenttally.chargeback(
             store, args.period, by=args.by.split(","), rules=load_rules(args.rules),
@@ -71,6 +72,10 @@ def cmd_chargeback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from meter.store import open_store
+    from reports.exports import export_charges, export_unrated, write_rows
+    from reports.focus import FocusOptions, write_focus
+    from reports.invoice import build_invoice, invoice_table
     with open_store(args.db, read_only=True) as con:
         as_of = rate_store(con, args)
         period = args.period or current_period(as_of)
@@ -93,6 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _provider_data(args: argparse.Namespace, start: datetime, end: datetime) -> ProviderData:
+    from reports.provider import ADMIN_KEY_ENV, fetch_reports, load_reports
     data = load_reports(args.provider or [])
     if args.fetch:
         key = setting(ADMIN_KEY_ENV)
@@ -106,6 +112,11 @@ def _provider_data(args: argparse.Namespace, start: datetime, end: datetime) -> 
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from meter.store import open_store
+    from reports.exports import write_rows
+    from reports.focus import period_bounds
+    from reports.provider import load_into
+    from reports.reconcile import reconcile
     tolerance = _decimal(args.tolerance, "--tolerance")
     tolerance_pct = _decimal(args.tolerance_pct, "--tolerance-pct")
     with open_store(args.db, read_only=True) as con:
@@ -180,9 +191,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("what", choices=EXPORTS)
     _output_args(p, required=True)
     _allocation_args(p)
-    p.add_argument("--billing-account-id", default=FocusOptions.billing_account_id,
+    p.add_argument("--billing-account-id", default="anthropic-organization",
                    help="FOCUS BillingAccountId (your Anthropic organization id)")
-    p.add_argument("--billing-account-name", default=FocusOptions.billing_account_name,
+    p.add_argument("--billing-account-name", default="Anthropic organization",
                    help="FOCUS BillingAccountName")
     p.set_defaults(func=cmd_export)
 
@@ -195,7 +206,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--provider", nargs="+", metavar="FILE",
                    help="Admin API cost (and usage) report JSON files")
     p.add_argument("--fetch", action="store_true",
-                   help=f"fetch both reports over the Admin API with ${ADMIN_KEY_ENV}")
+                   help="fetch both reports over the Admin API with $ANTHROPIC_ADMIN_KEY")
     p.add_argument("--save-provider", metavar="FILE",
                    help="with --fetch: keep the fetched cost report as JSON")
     p.add_argument("--workspace", help="only the provider's costs of this workspace id")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meter.settings import setting
-from meter.store import default_db_path
 from meter.vocabulary import VocabularyError, parse_instant
 
 if TYPE_CHECKING:
@@ -200,6 +199,7 @@ def _rate_after_flush(args: argparse.Namespace,
     """After each stored batch: the ledger brought up to now (only what changed is rated),
     on the flush's own connection, so the dashboard shows current charges."""
     import agenttally
+    from meter.store import default_db_path
     from pricing.pricebook import default_pricebook_dir, load_pricebooks
 
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())  # read once

@@ -6,23 +6,20 @@ import argparse
 import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from agenttally.cli import iso_ms, span_arg
 from agenttally.cli.pricing import _rating_args, current_period, rate_store
 from meter.settings import setting
-from meter.store import open_store
-from meter.vocabulary import to_epoch_ms
-from pricing.pricebook import default_pricebook_dir, load_pricebooks
-from pricing.rating import RatingOptions
-from pricing.scenario import Scenario, load_scenario
-from pricing.whatif import GROUP_SQL, Comparison, compare, run_whatif
-from reports.backtest import run_backtest
-from reports.budgets import budget_status, load_budgets, outlook
-from reports.forecast import Interval, daily_series, forecast, to_cents
+from meter.vocabulary import GROUP_SQL, to_epoch_ms
 from reports.render import render
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from pricing.scenario import Scenario
+    from pricing.whatif import Comparison
+    from reports.forecast import Interval
 
 BUDGETS_ENV = "AGENTTALLY_BUDGETS"
 DEFAULT_BUDGETS = "data/budgets.toml"
@@ -31,6 +28,10 @@ DEFAULT_BUDGETS = "data/budgets.toml"
 def _rated_table(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, *,
                  for_forecast: bool) -> tuple[int, str, Any]:
     """Rate the store (under --scenario when given); returns (as_of, table, scenario)."""
+    from pricing.pricebook import default_pricebook_dir, load_pricebooks
+    from pricing.rating import RatingOptions
+    from pricing.scenario import load_scenario
+    from pricing.whatif import run_whatif
     if not getattr(args, "scenario", None):
         return rate_store(con, args), "charges", None
     scenario = load_scenario(args.scenario)
@@ -63,6 +64,10 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
+    from meter.store import open_store
+    from reports.backtest import run_backtest
+    from reports.budgets import outlook
+    from reports.forecast import daily_series, forecast, to_cents
     with open_store(args.db, read_only=True) as con:
         as_of, table, scenario = _rated_table(con, args, for_forecast=True)
         as_of_day = datetime.fromtimestamp(as_of / 1000, UTC).date()
@@ -157,6 +162,8 @@ def _day(d: date | None) -> str:
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
+    from meter.store import open_store
+    from reports.budgets import budget_status, load_budgets
     budgets = load_budgets(args.budgets)
     with open_store(args.db, read_only=True) as con:
         as_of, table, scenario = _rated_table(con, args, for_forecast=True)
@@ -224,6 +231,11 @@ def _status_json(s: Any) -> dict[str, Any]:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
+    from meter.store import open_store
+    from pricing.pricebook import default_pricebook_dir, load_pricebooks
+    from pricing.rating import RatingOptions
+    from pricing.scenario import load_scenario
+    from pricing.whatif import compare, run_whatif
     scenario = load_scenario(args.scenario_file)
     as_of = to_epoch_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())

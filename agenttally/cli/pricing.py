@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 import agenttally
 from agenttally.cli import instant_arg, iso_ms, period_arg
-from meter.store import default_db_path, open_store
-from meter.vocabulary import Period
-from pricing.check import list_cost_check
-from reports.invoice import DEFAULT_GROUP_BY, invoice_table
+from meter.vocabulary import LINE_KEYS, Period
 from reports.render import FORMATS, render
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def current_period(as_of_ms: int) -> str:
@@ -24,6 +23,7 @@ def current_period(as_of_ms: int) -> str:
 def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:
     """Make `charges` and `unrated` on read-only `con` the ledger as of --as-of (sessions that
     changed since the last `rate` are rated on the connection only); returns the as-of."""
+    from meter.store import default_db_path
     store = agenttally.Store(path=Path(args.db or default_db_path()), connection=con,
                              read_only=True)
     run = agenttally.rate(store, as_of=args.as_of, pricebooks=args.pricebooks,
@@ -63,6 +63,7 @@ def cmd_close(args: argparse.Namespace) -> int:
 
 
 def cmd_invoice(args: argparse.Namespace) -> int:
+    from reports.invoice import invoice_table
     group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
     with agenttally.open_store(args.db, read_only=True) as store:
         invoice = agenttally.invoice(store, args.period, as_of=args.as_of, group_by=group_by,
@@ -92,6 +93,8 @@ def cmd_invoice(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from meter.store import open_store
+    from pricing.check import list_cost_check
     with open_store(args.db, read_only=True) as con:
         as_of = rate_store(con, args)
         rel = list_cost_check(con, as_of, args.tolerance)
@@ -160,7 +163,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _rating_args(p)
     p.add_argument("--period", type=period_arg,
                    help="YYYY-MM, e.g. 2026-11 (default: the month of --as-of)")
-    p.add_argument("--group-by", default=",".join(DEFAULT_GROUP_BY),
+    p.add_argument("--group-by", default=",".join(LINE_KEYS),
                    help="comma list of meter,model,token_class,tier,team,project,session_id,"
                         "day,book_version")
     p.set_defaults(func=cmd_invoice)

@@ -12,24 +12,17 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from meter.errors import UsageError
 from meter.settings import shipped
-from meter.simulator import (
-    ModelRates,
-    RateCard,
-    RateSchedule,
-    Simulation,
-    TokenPrices,
-    WriteResult,
-    load_profile,
-    write_jsonl,
-    write_store,
-)
 from meter.vocabulary import iso_ms
-from pricing.pricebook import TOKEN_CLASSES, PriceBook, TokenRates, load_pricebooks
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from meter.simulator import RateCard, RateSchedule, Simulation, TokenPrices, WriteResult
+    from pricing.pricebook import PriceBook, TokenRates
 
 DEFAULT_BOOK = "anthropic-list"
 DEMO_PROFILE = shipped("data/profiles/demo.toml")
@@ -53,11 +46,14 @@ examples:
 
 
 def _prices(rates: TokenRates) -> TokenPrices:
+    from meter.simulator import TokenPrices
+    from pricing.pricebook import TOKEN_CLASSES
     return TokenPrices(*(rates.rate(c) for c in TOKEN_CLASSES))
 
 
 def card_from_book(book: PriceBook) -> RateCard:
     """The simulator's view of a price book: rates by model id and alias."""
+    from meter.simulator import ModelRates, RateCard
     models: dict[str, ModelRates] = {}
     for m in book.models:
         rates = ModelRates(
@@ -84,6 +80,8 @@ def schedule_for(start_ms: int, end_ms: int, *, books: list[PriceBook] | None = 
     """The books named `name` in force at some point of [start_ms, end_ms), as cards by the
     instant each takes effect (a window spanning two books gets both, split where they
     change)."""
+    from meter.simulator import RateSchedule
+    from pricing.pricebook import load_pricebooks
     books = load_pricebooks() if books is None else books
     chosen = [b for b in books if b.name == name
               and b.effective_from_ms < end_ms
@@ -107,6 +105,7 @@ def _window_ms(start: date, days: int) -> tuple[int, int]:
 
 def build_simulation(profile_path: str | Path, *, start: date, days: int, seed: int,
                      as_of_ms: int | None = None, book: str = DEFAULT_BOOK) -> Simulation:
+    from meter.simulator import Simulation, load_profile
     profile = load_profile(profile_path)
     begin, end = _window_ms(start, days)
     # Sessions created on the last day may run past the window: rate a week beyond it.
@@ -118,6 +117,7 @@ def seed_demo(con: duckdb.DuckDBPyConnection, *, days: int = 60, end: date | Non
               seed: int = 7) -> WriteResult:
     """Fill an open store with the demo profile for the `days` days ending `end` (default:
     today, UTC), cut at the present instant so that nothing lies in the future."""
+    from meter.simulator import write_store
     now_ms = int(time.time() * 1000)
     end = end or datetime.now(UTC).date()
     start = end - timedelta(days=days - 1)
@@ -126,6 +126,7 @@ def seed_demo(con: duckdb.DuckDBPyConnection, *, days: int = 60, end: date | Non
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from meter.simulator import write_jsonl, write_store
     from meter.store import default_db_path, open_store
 
     if args.days < 1:
@@ -165,6 +166,7 @@ def _simulate_late(args: argparse.Namespace, sim: Simulation, start: date, as_of
     import tempfile
 
     from meter.ingest import ingest_lines
+    from meter.simulator import write_jsonl
     from meter.simulator.late import LateArrivals, LateSplit, split_late
     from meter.store import default_db_path, open_store
 

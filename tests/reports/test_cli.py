@@ -261,3 +261,17 @@ def test_errors_map_to_exit_codes_and_bugs_keep_their_traceback(monkeypatch, cap
     monkeypatch.setattr(cli, "cmd_status", bug)
     with pytest.raises(KeyError):
         main(["status"])
+
+
+def test_help_starts_without_loading_the_engines():
+    """`agenttally --help` (and any verb's parser) loads no DuckDB, Arrow, pandas, NumPy or
+    pydantic: each verb imports what it needs when it runs, so --help starts in ~0.1 s."""
+    import subprocess
+    import sys
+
+    code = ("import sys, agenttally.cli as c; c.build_parser().format_help(); "
+            "print(sorted(m for m in ('duckdb', 'pyarrow', 'pandas', 'numpy', 'pydantic', "
+            "'streamlit', 'httpx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
