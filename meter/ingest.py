@@ -391,11 +391,19 @@ def _ingest_batch(
     try:
         con.execute(_STAGE_SQL, {"shape": _SHAPE, "max_ms": now_ms + max_future_ms})
         # First sight of each id in the batch, and only ids the store has not seen before.
+        # The stored ids are probed with the batch's (a hash of the batch, not of the store:
+        # memory and time follow the batch, the scan reads one column).
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE new_lines AS
-            SELECT min(line_no) AS line_no FROM stage
-            WHERE error IS NULL AND kind NOT IN {RECORD_TYPES}
-              AND event_id NOT IN (SELECT event_id FROM events)
+            WITH batch AS (
+                SELECT line_no, event_id FROM stage
+                WHERE error IS NULL AND kind NOT IN {RECORD_TYPES}
+            ), seen AS (
+                SELECT event_id FROM events
+                WHERE event_id IN (SELECT event_id FROM batch)
+            )
+            SELECT min(line_no) AS line_no FROM batch
+            WHERE event_id NOT IN (SELECT event_id FROM seen)
             GROUP BY event_id
         """)
         new, valid = con.execute(f"""
