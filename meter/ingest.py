@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import duckdb
@@ -488,21 +489,12 @@ class _IngestRun:
         return t
 
 
-def ingest_lines(
-    con: duckdb.DuckDBPyConnection,
-    lines: Iterable[str],
-    *,
-    source: str,
-    batch_lines: int = BATCH_LINES,
-    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
-    progress: Callable[[int], None] | None = None,
-) -> IngestResult:
-    """Ingest JSON lines held in memory (the collector's buffer, stdin) in batches.
-
-    Line numbers count from 1 across the whole iterable; blank lines are skipped.
-    """
-    run = _IngestRun(con, source, max_future_ms)
-    line_no = 1
+def _feed_batches(run: _IngestRun, con: duckdb.DuckDBPyConnection, lines: Iterable[str], *,
+                  first: int, batch_lines: int,
+                  progress: Callable[[int], None] | None) -> None:
+    """Lines held in Python through `run`, a batch at a time, numbered from `first`; blank
+    lines are skipped (and counted)."""
+    line_no = first
     for batch in _batched(lines, batch_lines):
         kept = [i for i, text in enumerate(batch) if text.strip()]
         if kept:
@@ -517,14 +509,47 @@ def ingest_lines(
         line_no += len(batch)
         if progress:
             progress(len(batch))
+
+
+def ingest_lines(
+    con: duckdb.DuckDBPyConnection,
+    lines: Iterable[str],
+    *,
+    source: str,
+    batch_lines: int = BATCH_LINES,
+    max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+    progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Ingest JSON lines held in memory (the collector's buffer, stdin) in batches.
+
+    Line numbers count from 1 across the whole iterable; blank lines are skipped.
+    """
+    run = _IngestRun(con, source, max_future_ms)
+    _feed_batches(run, con, lines, first=1, batch_lines=batch_lines, progress=progress)
     return run.finish()
 
 
+def _gathered(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.ChunkedArray]:
+    """The first column of a stream of record batches, regrouped into runs of `size` rows
+    (the stream yields small batches; each ingest batch has a fixed cost)."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= size:
+            yield pa.Table.from_batches(pending).column(0)
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).column(0)
+
+
 def _read_lines_sql(path: str) -> str:
-    """DuckDB reading a file as one VARCHAR column, one row per line, in file order."""
+    """DuckDB reading a file as one VARCHAR column, one row per line, in file order (a
+    streaming query: no window or sort that would hold the whole file)."""
     compression = "gzip" if path.endswith(".gz") else "none"
     return (
-        "SELECT row_number() OVER () AS line_no, line FROM read_csv($path, "
+        "SELECT line FROM read_csv($path, "
         "columns = {'line': 'VARCHAR'}, header = false, delim = '\x1e', quote = '', "
         f"escape = '', auto_detect = false, strict_mode = false, null_padding = true, "
         f"compression = '{compression}')"
@@ -550,8 +575,9 @@ def ingest_path(
 ) -> IngestResult:
     """Ingest one JSONL file (`.jsonl`, `.jsonl.gz`, or `-` for stdin).
 
-    Files are split into lines by DuckDB itself (no Python loop per line); a file that is not
-    valid UTF-8 falls back to a Python reader that replaces the bad bytes.
+    Files are split into lines by DuckDB itself (no Python loop per line) and streamed a batch
+    at a time, so memory follows the batch, not the file; from a line that is not valid UTF-8
+    on, a Python reader that replaces the bad bytes (to be quarantined) takes over.
     """
     name = str(path)
     if name == "-":
@@ -561,25 +587,30 @@ def ingest_path(
                             progress=progress)
     if not Path(name).is_file():
         raise FileNotFoundError(f"{name}: no such file")
+    run = _IngestRun(con, name, max_future_ms)
+    done = 0
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE file_lines AS " + _read_lines_sql(name),
-                    {"path": name})
-    except duckdb.InvalidInputException:
-        return ingest_lines(con, _text_lines(name), source=name, batch_lines=batch_lines,
-                            max_future_ms=max_future_ms, progress=progress)
-    try:
-        n_lines = int(con.execute("SELECT count(*) FROM file_lines").fetchall()[0][0])
-        run = _IngestRun(con, name, max_future_ms)
-        for first in range(1, n_lines + 1, batch_lines):
-            last = first + batch_lines - 1
-            con.execute(
-                "CREATE OR REPLACE TEMP VIEW batch_lines AS SELECT line_no, line FROM file_lines "
-                f"WHERE line_no BETWEEN {first} AND {last}"
-            )
-            run.batch()
+        # Streamed: a batch of lines at a time, whatever the file's size (memory stays
+        # bounded). Read on a cursor of its own, since `con` writes between batches.
+        reader = con.cursor().sql(_read_lines_sql(name), params={"path": name}
+                                  ).to_arrow_reader(batch_lines)
+        for lines in _gathered(reader, batch_lines):
+            n = len(lines)
+            con.register("batch_lines", pa.table({
+                "line_no": pa.array(range(done + 1, done + n + 1), pa.int64()),
+                "line": lines}))
+            try:
+                run.batch()
+            finally:
+                con.unregister("batch_lines")
+            done += n
             if progress:
-                progress(min(last, n_lines) - first + 1)
-        return run.finish()
-    finally:
-        con.execute("DROP VIEW IF EXISTS batch_lines")
-        con.execute("DROP TABLE IF EXISTS file_lines")
+                progress(n)
+    except (duckdb.InvalidInputException, OSError) as exc:
+        # Not valid UTF-8 from some line on (raised by DuckDB, or through the Arrow stream
+        # as an OSError): the forgiving reader goes on from there. Other errors stand.
+        if "utf-8" not in str(exc).lower() and "unicode" not in str(exc).lower():
+            raise
+        _feed_batches(run, con, islice(_text_lines(name), done, None), first=done + 1,
+                      batch_lines=batch_lines, progress=progress)
+    return run.finish()

@@ -218,3 +218,24 @@ def test_reingest_partial_overlap_and_shuffle_give_identical_results(tmp_path_fa
     ingest_lines(con, [json.dumps(e) for e in second + first[:overlap]], source="b")
     assert con.execute("SELECT count(*) FROM events").fetchall()[0][0] == len(EVENTS)
     assert _fingerprint(con, as_of) == _fingerprint(ref, as_of)
+
+
+@pytest.mark.parametrize(("n", "bad_at", "batch_lines"),
+                         [(7, 4, 2), (7, 4, 1_000), (30_000, 25_000, 5_000)])
+def test_invalid_utf8_mid_file_is_quarantined_and_nothing_is_read_twice(
+        store, tmp_path, n, bad_at, batch_lines):
+    """The file is streamed a batch at a time; bytes that are not UTF-8 switch to the
+    forgiving reader where the stream stopped (in the large case, after batches were
+    stored): the bad line is quarantined with its number, every good line is stored once."""
+    path = tmp_path / "mixed.jsonl"
+    start = ms("2026-11-03T09:00:00Z")
+    lines = [json.dumps(status(f"s{i % 50}", f"e{i}", iso(start + i), "running")).encode()
+             for i in range(n)]
+    lines.insert(bad_at, b'{"type": "session.status_idle", "id": "bad\xff\xfe"}')
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = ingest_path(store, path, batch_lines=batch_lines)
+    assert (result.lines, result.new_events, result.duplicates, result.quarantined) == \
+        (n + 1, n, 0, 1)
+    assert store.sql("SELECT line_no FROM quarantine").fetchall() == [(bad_at + 1,)]
+    assert store.sql("SELECT count(*), count(DISTINCT event_id) FROM events").fetchall() == \
+        [(n, n)]
