@@ -36,8 +36,8 @@ from meter.settings import SETTINGS, setting
 from meter.vocabulary import DAY_MS, LINE_KEYS, Period, iso_ms
 from reports.invoice import DEFAULT_GROUP_BY, Invoice, InvoiceLine, build_invoice
 
-__all__ = ["Issued", "LatePolicy", "close_period", "closed_periods", "corrections_due",
-           "invoice_of"]
+__all__ = ["CloseRefused", "Issued", "LatePolicy", "close_period", "closed_periods",
+           "corrections_due", "invoice_of"]
 
 Key = tuple[str | None, str | None, str | None, str | None]  # meter, model, class, tier
 
@@ -59,6 +59,16 @@ class LatePolicy:
             raise UsageError(f"AGENTTALLY_GRACE_DAYS: {text!r} is not a number of days; "
                              "expected a whole number >= 0, e.g. 3")
         return cls(grace_days=days)
+
+
+class CloseRefused(UsageError):
+    """A period that cannot be closed (or reissued) as asked. `about` names the argument at
+    fault ("period" or "reissue"); `override`, the option that would close it anyway
+    ("early", "allow_running", "reissue"), if any."""
+
+    def __init__(self, message: str, *, about: str = "period", override: str | None = None):
+        super().__init__(message)
+        self.about, self.override = about, override
 
 
 @dataclass(frozen=True)
@@ -189,28 +199,27 @@ def invoice_of(con: duckdb.DuckDBPyConnection, period: Period, *, as_of: str,
 def _check_closable(con: duckdb.DuckDBPyConnection, period: Period, now_ms: int,
                     policy: LatePolicy, *, early: bool, allow_running: bool) -> None:
     if period.start_ms > now_ms:
-        raise UsageError(f"--period: {period} is in the future; only a month that has ended "
-                         "can be closed")
+        raise CloseRefused(f"{period} is in the future; only a month that has ended can be "
+                           "closed")
     if period.end_ms > now_ms:
-        raise UsageError(f"--period: {period} has not ended (it ends {iso_ms(period.end_ms)}); "
-                         "only a month that has ended can be closed")
+        raise CloseRefused(f"{period} has not ended (it ends {iso_ms(period.end_ms)}); only a "
+                           "month that has ended can be closed")
     grace_end = period.end_ms + policy.grace_days * DAY_MS
     if grace_end > now_ms and not early:
-        raise UsageError(f"--period: {period} is in its grace period until "
-                         f"{iso_ms(grace_end)} (late usage still lands in it); close it "
-                         "then, or pass --early")
+        raise CloseRefused(f"{period} is in its grace period until {iso_ms(grace_end)} (late "
+                           "usage still lands in it); close it then", override="early")
     first = con.execute("SELECT min(at_ms) FROM events").fetchall()[0][0]
     if first is None or first >= period.end_ms:
-        raise UsageError(f"--period: {period} is unknown to this store: it holds no usage in "
-                         "or before it")
+        raise CloseRefused(f"{period} is unknown to this store: it holds no usage in or "
+                           "before it")
     running = [r[0] for r in con.execute("""
         SELECT DISTINCT session_id FROM charges WHERE period = $p AND provisional ORDER BY 1
     """, {"p": str(period)}).fetchall()]
     if running and not allow_running:
         shown = ", ".join(running[:5]) + (", ..." if len(running) > 5 else "")
-        raise UsageError(f"{period} still has {len(running)} running session"
-                         f"{'s' if len(running) != 1 else ''} ({shown}); close it when they "
-                         "stop, or pass --allow-running to bill their time so far")
+        raise CloseRefused(f"{period} still has {len(running)} running session"
+                           f"{'s' if len(running) != 1 else ''} ({shown}); close it when they "
+                           "stop", override="allow_running")
 
 
 def _store_document(con: duckdb.DuckDBPyConnection, document_id: str, kind: str,
@@ -238,10 +247,9 @@ def close_period(con: duckdb.DuckDBPyConnection, period: Period, *, as_of_ms: in
     billed for it before. One transaction."""
     issued = _issued(con, period)
     if reissue and issued is None:
-        raise UsageError(f"--reissue: {period} is not closed; close it first")
+        raise CloseRefused(f"{period} is not closed; close it first", about="reissue")
     if not reissue and issued is not None:
-        raise UsageError(f"--period: {period} is already closed ({issued[0]}); "
-                         "pass --reissue to issue a new version")
+        raise CloseRefused(f"{period} is already closed ({issued[0]})", override="reissue")
     if not reissue:
         _check_closable(con, period, now_ms, policy, early=early,
                         allow_running=allow_running)

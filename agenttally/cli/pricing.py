@@ -44,11 +44,23 @@ def cmd_rate(args: argparse.Namespace) -> int:
     return 0
 
 
+# What each way past a refusal means on the command line.
+_OVERRIDES = {"early": ", or pass --early",
+              "allow_running": ", or pass --allow-running to bill their time so far",
+              "reissue": "; pass --reissue to issue a new version"}
+
+
 def cmd_close(args: argparse.Namespace) -> int:
-    with agenttally.open_store(args.db) as store:
-        issued = agenttally.close(store, args.period, as_of=args.as_of,
-                                  pricebooks=args.pricebooks, early=args.early,
-                                  allow_running=args.allow_running, reissue=args.reissue)
+    from reports.closing import CloseRefused
+
+    try:
+        with agenttally.open_store(args.db) as store:
+            issued = agenttally.close(store, args.period, as_of=args.as_of,
+                                      pricebooks=args.pricebooks, early=args.early,
+                                      allow_running=args.allow_running, reissue=args.reissue)
+    except CloseRefused as exc:
+        hint = _OVERRIDES.get(exc.override or "")
+        raise agenttally.UsageError(f"--{exc.about}: {exc}{hint or ''}") from exc
     invoice = issued.invoice
     if args.format == "json":
         print(invoice.to_json())

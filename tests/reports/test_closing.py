@@ -252,3 +252,16 @@ def test_the_data_page_shows_what_the_policy_changed(db, tmp_path, capsys):
         "2026-10", "INV-2026-10-v1", 0.71, 0.0, 0.54, 1.25)
     assert billing["corrections"][["billed in", "corrects", "meter", "amount $"]].values.tolist() \
         == [["2026-11", "2026-10", "runtime", 0.04], ["2026-11", "2026-10", "tokens", 0.5]]
+
+
+def test_the_cli_names_the_flag_that_would_close_it(tmp_path, capsys):
+    db = str(tmp_path / "r.duckdb")
+    _ingest(db, tmp_path, ON_TIME + [session_record("s9", created_at="2026-10-31T20:00:00Z"),
+                                     status("s9", "s9a", "2026-10-31T23:00:00.000Z",
+                                            "running")], "running", capsys)
+    code, out, err = _run(capsys, "close", "--db", db, "--period", "2026-10")
+    assert (code, out) == (2, "")
+    assert err == ("agenttally close: --period: 2026-10 still has 1 running session (s9); "
+                   "close it when they stop, or pass --allow-running to bill their time so "
+                   "far\n")
+    assert _run(capsys, "close", "--db", db, "--period", "2026-10", "--allow-running")[0] == 0
