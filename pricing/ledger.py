@@ -37,7 +37,7 @@ import duckdb
 
 from meter.vocabulary import DAY_MS, Period, iso_ms
 from pricing.pricebook import PriceBook
-from pricing.rating import RatingOptions, drop_relation, load_books, rate
+from pricing.rating import RatingOptions, as_date, drop_relation, load_books, rate
 
 __all__ = ["BookPrint", "RatingRun", "book_prints", "bring_up_to_date", "last_run",
            "overlay", "stale_periods"]
@@ -181,8 +181,8 @@ def _find_stale(con: duckdb.DuckDBPyConnection, covered: _Covered, as_of_ms: int
     days = []
     for book in _changed_books(covered.prints, prints):
         first, last = book.days()
-        days.append(f"(day >= {_date(first)}"
-                    + (f" AND day <= {_date(last)})" if last is not None else ")"))
+        days.append(f"(day >= {as_date(str(first))}"
+                    + (f" AND day <= {as_date(str(last))})" if last is not None else ")"))
     if days:
         where = " OR ".join(days)
         sources["books"] = (f"SELECT session_id FROM {db}.main.charges WHERE {where} "
@@ -196,10 +196,6 @@ def _find_stale(con: duckdb.DuckDBPyConnection, covered: _Covered, as_of_ms: int
                                 ).fetchall())
     con.execute("DROP TABLE ledger_stale_by")
     return {cause: int(by_cause.get(cause, 0)) for cause in sources}
-
-
-def _date(day_ms: int) -> str:
-    return f"(DATE '1970-01-01' + {day_ms // DAY_MS})"
 
 
 def stale_periods(covered: _Covered | None,

@@ -141,7 +141,8 @@ def day_start(ms: str) -> str:
     return f"({ms} - (({ms}) % {DAY_MS} + {DAY_MS}) % {DAY_MS})"
 
 
-def _as_date(day_ms: str) -> str:
+def as_date(day_ms: str) -> str:
+    """SQL: the DATE of the UTC day starting at epoch ms `day_ms`."""
     return f"(DATE '1970-01-01' + CAST(({day_ms}) // {DAY_MS} AS INTEGER))"
 
 
@@ -528,7 +529,7 @@ _NO_TOK_LINES = """
 # shared (see below).
 _TOKEN_LINES = f"""
 CREATE OR REPLACE TEMP TABLE token_lines AS
-SELECT {_as_date("day_ms")} AS day, session_id, line_key,
+SELECT {as_date("day_ms")} AS day, session_id, line_key,
        {", ".join(_Q)},
        {", ".join(f"CAST({q} * {p} * 0.000001 AS {EXACT_SQL_TYPE}) AS {a}"
                   for q, p, a in zip(_Q, _P, _A, strict=True))},
@@ -558,15 +559,15 @@ _CHARGE_LINES = f"""
 CREATE OR REPLACE TEMP TABLE charge_lines AS
 WITH tok_lines AS ({{tok_lines}}
 )
-SELECT {_as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
+SELECT {as_date("day_ms")} AS day, session_id, -2 * book_id - 1 AS sku, ms AS quantity,
        runtime_usd(ms, b.rt_units) AS amount_exact, provisional
 FROM runtime_days JOIN pb_books b USING (book_id) WHERE ms > 0
 UNION ALL
-SELECT {_as_date("day_ms")}, session_id, sku, quantity,
+SELECT {as_date("day_ms")}, session_id, sku, quantity,
        CAST(quantity * unit_price * 0.000001 AS {EXACT_SQL_TYPE}), provisional
 FROM tok_lines WHERE quantity <> 0 AND unit_price IS NOT NULL
 UNION ALL
-SELECT {_as_date("day_ms")}, session_id, -2 * book_id - 2, quantity,
+SELECT {as_date("day_ms")}, session_id, -2 * book_id - 2, quantity,
        CAST(quantity * b.search_usd_per_1000 * 0.001 AS {EXACT_SQL_TYPE}),
        session_id IN (SELECT session_id FROM open_sessions)
 FROM (SELECT session_id, {day_start("at_ms")} AS day_ms, {{book}} AS book_id,
@@ -584,7 +585,7 @@ WITH bounds AS (
         UNION ALL SELECT {day_start("min(at_ms)")}, {day_start("max(at_ms)")} FROM usage_lines
         UNION ALL SELECT {day_start("min(at_ms)")}, {day_start("max(at_ms)")} FROM search_lines)
 )
-SELECT {_as_date("d")} AS day, strftime({_as_date("d")}, '%Y-%m') AS period
+SELECT {as_date("d")} AS day, strftime({as_date("d")}, '%Y-%m') AS period
 FROM (SELECT unnest(range(lo, hi + 1, {DAY_MS})) AS d FROM bounds WHERE lo IS NOT NULL)
 """
 
@@ -615,7 +616,7 @@ LEFT JOIN rating_sessions s USING (session_id)
 _UNRATED = f"""
 CREATE OR REPLACE TEMP TABLE unrated AS
 WITH tok AS (
-    SELECT {_as_date("day_ms")} AS day, session_id, model_raw,
+    SELECT {as_date("day_ms")} AS day, session_id, model_raw,
            unnest({_CLASS_LIST}) AS token_class,
            unnest([{", ".join(_Q)}]) AS quantity, unnest([{", ".join(_R)}]) AS reason
     FROM token_priced WHERE {" OR ".join(f"{r} IS NOT NULL" for r in _R)}
@@ -626,11 +627,11 @@ SELECT day, strftime(day, '%Y-%m') AS period, session_id, 'tokens' AS meter,
 FROM tok WHERE reason IS NOT NULL AND quantity <> 0
 GROUP BY ALL
 UNION ALL
-SELECT {_as_date("day_ms")}, strftime({_as_date("day_ms")}, '%Y-%m'), session_id, 'runtime',
+SELECT {as_date("day_ms")}, strftime({as_date("day_ms")}, '%Y-%m'), session_id, 'runtime',
        NULL, NULL, sum(ms)::BIGINT, 'ms', 'no price book in force'
 FROM runtime_days WHERE book_id = -1 AND ms > 0 GROUP BY ALL
 UNION ALL
-SELECT {_as_date(day_start("at_ms"))}, strftime({_as_date(day_start("at_ms"))}, '%Y-%m'),
+SELECT {as_date(day_start("at_ms"))}, strftime({as_date(day_start("at_ms"))}, '%Y-%m'),
        session_id, 'web_search', NULL, NULL, sum(quantity)::BIGINT, 'searches',
        'no price book in force'
 FROM search_lines WHERE {{book}} = -1

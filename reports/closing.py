@@ -33,7 +33,7 @@ import duckdb
 
 from meter.errors import UsageError
 from meter.settings import SETTINGS, setting
-from meter.vocabulary import DAY_MS, LINE_KEYS, Period, iso_ms
+from meter.vocabulary import DAY_MS, LINE_KEYS, METER_ORDER, TOKEN_CLASSES, Period, iso_ms
 from reports.invoice import DEFAULT_GROUP_BY, Invoice, InvoiceLine, build_invoice
 
 __all__ = ["CloseRefused", "Issued", "LatePolicy", "close_period", "closed_periods",
@@ -152,13 +152,13 @@ def _differences(con: duckdb.DuckDBPyConnection, usage: Period, as_of: str
     return lines
 
 
-_METERS = {"runtime": 0, "tokens": 1, "web_search": 2}
-_CLASSES = {"input": 0, "output": 1, "cache_write_5m": 2, "cache_write_1h": 3, "cache_read": 4}
-
-
 def _order(key: Key) -> tuple[Any, ...]:
+    """Invoice order: meter, model, token class, standard tier first."""
     meter, model, token_class, tier = key
-    return (_METERS.get(meter or "", 3), model or "", _CLASSES.get(token_class or "", 5),
+    return (METER_ORDER.index(meter) if meter in METER_ORDER else len(METER_ORDER),
+            model or "",
+            TOKEN_CLASSES.index(token_class) if token_class in TOKEN_CLASSES
+            else len(TOKEN_CLASSES),
             tier != "standard", tier or "")
 
 
