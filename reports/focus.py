@@ -90,6 +90,29 @@ _CLASS_NAMES = ("CASE c.token_class WHEN 'input' THEN 'Input' WHEN 'output' THEN
                 "THEN 'Cache Write 1h' WHEN 'cache_read' THEN 'Cache Read' "
                 "ELSE c.token_class END")
 
+# Fragments both the usage rows and the correction rows use (over rows `c` with meter, model,
+# token_class, tier and quantity).
+_DESCRIPTION = f"""CASE c.meter
+        WHEN 'runtime' THEN 'Claude Managed Agents session runtime'
+        WHEN 'web_search' THEN 'Claude Managed Agents web search'
+        ELSE c.model || ' ' || lower({_CLASS_NAMES}) || ' tokens'
+             || CASE WHEN c.tier = 'standard' THEN '' ELSE ' (' || replace(c.tier, '_', ' ')
+                     || ')' END
+    END"""
+_CONSUMED_UNIT = """CASE c.meter WHEN 'runtime' THEN 'Milliseconds' WHEN 'tokens' THEN 'Tokens'
+                 ELSE 'Requests' END"""
+_PRICING_QUANTITY = f"""CAST(CAST(CASE c.meter
+        WHEN 'runtime' THEN (CAST(c.quantity AS HUGEINT) * 1000000000000000000 + 1800000)
+                            // 3600000
+        WHEN 'tokens' THEN CAST(c.quantity AS HUGEINT) * 1000000000000
+        ELSE CAST(c.quantity AS HUGEINT) * 1000000000000000 END AS DECIMAL(38, 0)) * {_ATTO}
+        AS DECIMAL(38, 18))"""
+_PRICING_UNIT = """CASE c.meter WHEN 'runtime' THEN 'Hours' WHEN 'tokens' THEN '1000000 Tokens'
+                 ELSE '1000 Requests' END"""
+_SKU = """CASE c.meter WHEN 'runtime' THEN 'session-runtime' WHEN 'web_search' THEN 'web-search'
+            ELSE c.model || '/' || c.token_class
+                 || CASE WHEN c.tier = 'standard' THEN '' ELSE '/' || c.tier END END"""
+
 # Tags are finalized, i.e. inherited: the environment's metadata, overridden by the agent's,
 # overridden by the session's (the default precedence of reports.allocation).
 _OBJECT = "CASE WHEN json_type({x}) = 'OBJECT' THEN CAST({x} AS JSON) ELSE '{{}}'::JSON END"
@@ -108,19 +131,12 @@ SELECT
     $period_start AS BillingPeriodStart,
     'Usage' AS ChargeCategory,
     CAST(NULL AS VARCHAR) AS ChargeClass,
-    CASE c.meter
-        WHEN 'runtime' THEN 'Claude Managed Agents session runtime'
-        WHEN 'web_search' THEN 'Claude Managed Agents web search'
-        ELSE c.model || ' ' || lower({_CLASS_NAMES}) || ' tokens'
-             || CASE WHEN c.tier = 'standard' THEN '' ELSE ' (' || replace(c.tier, '_', ' ')
-                     || ')' END
-    END AS ChargeDescription,
+    {_DESCRIPTION} AS ChargeDescription,
     'Usage-Based' AS ChargeFrequency,
     timezone('UTC', CAST(c.day + INTERVAL 1 DAY AS TIMESTAMP)) AS ChargePeriodEnd,
     timezone('UTC', CAST(c.day AS TIMESTAMP)) AS ChargePeriodStart,
     CAST(c.quantity AS DECIMAL(38, 0)) AS ConsumedQuantity,
-    CASE c.meter WHEN 'runtime' THEN 'Milliseconds' WHEN 'tokens' THEN 'Tokens'
-                 ELSE 'Requests' END AS ConsumedUnit,
+    {_CONSUMED_UNIT} AS ConsumedUnit,
     CAST(c.amount_exact AS DECIMAL(38, 18)) AS ContractedCost,
     CAST(c.unit_price AS DECIMAL(38, 12)) AS ContractedUnitPrice,
     CAST(CAST(a.cents AS DECIMAL(36, 0)) * CAST(0.01 AS DECIMAL(2, 2)) AS DECIMAL(38, 2))
@@ -129,14 +145,8 @@ SELECT
     CAST(c.amount_exact AS DECIMAL(38, 18)) AS ListCost,
     CAST(c.unit_price AS DECIMAL(38, 12)) AS ListUnitPrice,
     'Standard' AS PricingCategory,
-    CAST(CAST(CASE c.meter
-        WHEN 'runtime' THEN (CAST(c.quantity AS HUGEINT) * 1000000000000000000 + 1800000)
-                            // 3600000
-        WHEN 'tokens' THEN CAST(c.quantity AS HUGEINT) * 1000000000000
-        ELSE CAST(c.quantity AS HUGEINT) * 1000000000000000 END AS DECIMAL(38, 0)) * {_ATTO}
-        AS DECIMAL(38, 18)) AS PricingQuantity,
-    CASE c.meter WHEN 'runtime' THEN 'Hours' WHEN 'tokens' THEN '1000000 Tokens'
-                 ELSE '1000 Requests' END AS PricingUnit,
+    {_PRICING_QUANTITY} AS PricingQuantity,
+    {_PRICING_UNIT} AS PricingUnit,
     'Anthropic' AS ProviderName,
     'Anthropic' AS PublisherName,
     c.session_id AS ResourceId,
@@ -204,18 +214,14 @@ def build_focus(
     """
     start, end = period_bounds(period)
     install_sql_macros(con)
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE focus_rows AS
         SELECT row_number() OVER (ORDER BY day, session_id, meter, model NULLS FIRST,
                                   token_class NULLS FIRST, tier, book, book_version,
                                   unit_price) AS rid,
                *,
-               CASE meter WHEN 'runtime' THEN 'session-runtime'
-                          WHEN 'web_search' THEN 'web-search'
-                          ELSE model || '/' || token_class
-                               || CASE WHEN tier = 'standard' THEN '' ELSE '/' || tier END
-               END AS sku
-        FROM charges WHERE period = $period
+               {_SKU} AS sku
+        FROM charges c WHERE period = $period
     """, {"period": period})
     lines = ", ".join(LINE_KEYS)
     con.execute(f"""
@@ -285,39 +291,25 @@ SELECT (SELECT coalesce(max(rid), 0) FROM focus) + row_number() OVER (
        $account_name AS BillingAccountName, 'USD' AS BillingCurrency,
        $period_end AS BillingPeriodEnd, $period_start AS BillingPeriodStart,
        'Usage' AS ChargeCategory, 'Correction' AS ChargeClass,
-       'Correction of ' || c.usage_period || ': ' || CASE c.meter
-           WHEN 'runtime' THEN 'Claude Managed Agents session runtime'
-           WHEN 'web_search' THEN 'Claude Managed Agents web search'
-           ELSE c.model || ' ' || lower({_CLASS_NAMES}) || ' tokens'
-                || CASE WHEN c.tier = 'standard' THEN '' ELSE ' (' || replace(c.tier, '_', ' ')
-                        || ')' END END AS ChargeDescription,
+       'Correction of ' || c.usage_period || ': ' || {_DESCRIPTION} AS ChargeDescription,
        'Usage-Based' AS ChargeFrequency,
        timezone('UTC', CAST(CAST(c.usage_period || '-01' AS DATE) + INTERVAL 1 MONTH
                             AS TIMESTAMP)) AS ChargePeriodEnd,
        timezone('UTC', CAST(CAST(c.usage_period || '-01' AS DATE) AS TIMESTAMP))
            AS ChargePeriodStart,
        CAST(c.quantity AS DECIMAL(38, 0)) AS ConsumedQuantity,
-       CASE c.meter WHEN 'runtime' THEN 'Milliseconds' WHEN 'tokens' THEN 'Tokens'
-                    ELSE 'Requests' END AS ConsumedUnit,
+       {_CONSUMED_UNIT} AS ConsumedUnit,
        CAST(c.amount AS DECIMAL(38, 18)) AS ContractedCost,
        CAST(c.amount AS DECIMAL(38, 2)) AS EffectiveCost,
        'Anthropic' AS InvoiceIssuerName,
        CAST(c.amount AS DECIMAL(38, 18)) AS ListCost,
        'Standard' AS PricingCategory,
-       CAST(CAST(CASE c.meter
-           WHEN 'runtime' THEN (CAST(c.quantity AS HUGEINT) * 1000000000000000000 + 1800000)
-                               // 3600000
-           WHEN 'tokens' THEN CAST(c.quantity AS HUGEINT) * 1000000000000
-           ELSE CAST(c.quantity AS HUGEINT) * 1000000000000000 END AS DECIMAL(38, 0))
-           * {_ATTO} AS DECIMAL(38, 18)) AS PricingQuantity,
-       CASE c.meter WHEN 'runtime' THEN 'Hours' WHEN 'tokens' THEN '1000000 Tokens'
-                    ELSE '1000 Requests' END AS PricingUnit,
+       {_PRICING_QUANTITY} AS PricingQuantity,
+       {_PRICING_UNIT} AS PricingUnit,
        'Anthropic' AS ProviderName, 'Anthropic' AS PublisherName,
        'AI and Machine Learning' AS ServiceCategory, 'Claude Managed Agents' AS ServiceName,
        'Generative AI' AS ServiceSubcategory,
-       CASE c.meter WHEN 'runtime' THEN 'session-runtime' WHEN 'web_search' THEN 'web-search'
-            ELSE c.model || '/' || c.token_class
-                 || CASE WHEN c.tier = 'standard' THEN '' ELSE '/' || c.tier END END AS SkuId,
+       {_SKU} AS SkuId,
        c.meter AS x_Meter, c.model AS x_Model, c.token_class AS x_TokenClass,
        c.tier AS x_Tier, false AS x_Provisional
 FROM focus_corrections c
