@@ -219,6 +219,9 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     names = [
         "events", "status_events", "model_requests", "usage_snapshots", "tool_uses",
         "threads", "session_updates", "other_events", "sessions", "agents", "environments",
-        "quarantine", "ingest_log", "charges", "unrated_usage",
+        "quarantine", "ingest_log", "charges", "unrated_usage", "billing_documents",
     ]
-    return {n: int(con.execute(f"SELECT count(*) FROM {n}").fetchall()[0][0]) for n in names}
+    present = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    return {n: int(con.execute(f"SELECT count(*) FROM {n}").fetchall()[0][0])
+            for n in names if n in present}

@@ -120,13 +120,26 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from meter.store import default_db_path, open_store, table_counts
     path = Path(args.db or default_db_path())
+    from reports.closing import closed_periods
+
     with open_store(path, read_only=True) as con:
         counts = table_counts(con)
         last = con.execute(
             "SELECT source, finished_ms, lines, new_events, duplicates, quarantined "
             "FROM ingest_log ORDER BY ingest_id DESC LIMIT 5").fetchall()
+        runs = con.execute(
+            "SELECT as_of_ms, coalesce(kind, 'full'), sessions_rated, elapsed_ms "
+            "FROM rating_runs ORDER BY rated_ms DESC LIMIT 1").fetchall()
+        closed = closed_periods(con)
     size = path.stat().st_size if path.exists() else 0
     print(f"store: {path} ({size / 1e6:.1f} MB)")
+    if runs:
+        as_of, kind, rated, ms = runs[0]
+        print(f"ledger: rated as of {iso_ms(as_of)} ({kind}"
+              + (f", {rated:,} sessions in {ms:,} ms" if rated is not None else "") + ")")
+    else:
+        print("ledger: not rated yet (agenttally rate)")
+    print("closed months: " + (", ".join(map(str, closed)) if closed else "none"))
     print(render(["table", "rows"], sorted(counts.items())))
     if last:
         print("\nrecent ingests:")

@@ -265,3 +265,11 @@ def test_the_cli_names_the_flag_that_would_close_it(tmp_path, capsys):
                    "close it when they stop, or pass --allow-running to bill their time so "
                    "far\n")
     assert _run(capsys, "close", "--db", db, "--period", "2026-10", "--allow-running")[0] == 0
+
+
+def test_status_says_how_the_ledger_was_rated_and_which_months_are_closed(db, capsys):
+    assert _run(capsys, "close", "--db", db, "--period", "2026-10")[0] == 0
+    code, out, _ = _run(capsys, "status", "--db", db)
+    assert code == 0
+    assert "ledger: rated as of " in out and "(full, 2 sessions in " in out
+    assert "closed months: 2026-10\n" in out
