@@ -80,8 +80,9 @@ def split_late(lines: Iterable[str], late: LateArrivals, cutoff_ms: int,
         session_id = item.get("session_id")
         delay = late.delay_ms(session_id) if session_id and item.get("type") != "session" \
             else None
-        if delay is not None:
-            arrival = parse_api_time(item["processed_at"]) + delay
+        at_ms = parse_api_time(item.get("processed_at"))
+        if delay is not None and at_ms is not None:  # (no readable time: on time)
+            arrival = at_ms + delay
             if arrival > cutoff_ms:
                 held.append((arrival, line))
                 sessions.add(session_id)
