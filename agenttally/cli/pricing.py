@@ -133,8 +133,10 @@ def _rating_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from agenttally.cli import _add_common
 
-    p = sub.add_parser("rate", help="(re)build the charges table in the store",
-                       description="Rate all metered usage and store the charges.",
+    p = sub.add_parser("rate", help="bring the ledger of charges up to date",
+                       description="Rate what changed since the last run (sessions with new "
+                                   "events, open sessions, days of an edited price book) and "
+                                   "store the charges; --full rates everything.",
                        epilog="example:\n  agenttally rate --as-of 2026-12-01",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
