@@ -72,6 +72,7 @@ def invoice(store: Store, period: Period | str | None = None, *, as_of: Instant 
 
 def close(store: Store, period: Period | str, *, as_of: Instant = None,
           pricebooks: str | Path | Sequence[PriceBook] | None = None,
+          span_cache_ttl: str | None = None,
           early: bool = False, allow_running: bool = False, reissue: bool = False,
           policy: LatePolicy | None = None) -> Issued:
     """Close `period`: bring the ledger up to `as_of` (default now) and issue the period's
@@ -81,7 +82,7 @@ def close(store: Store, period: Period | str, *, as_of: Instant = None,
         raise UsageError("closing a period writes the store: open it writable")
     now_ms = to_epoch_ms(None)
     as_of_ms = to_epoch_ms(as_of) if as_of is not None else now_ms
-    run = rate(store, as_of=as_of_ms, pricebooks=pricebooks)
+    run = rate(store, as_of=as_of_ms, pricebooks=pricebooks, span_cache_ttl=span_cache_ttl)
     chosen = period if isinstance(period, Period) else Period.parse(period)
     return close_period(store.connection, chosen, as_of_ms=as_of_ms, now_ms=now_ms,
                         books=run.books, policy=policy or LatePolicy.from_settings(),

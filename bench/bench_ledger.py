@@ -32,7 +32,7 @@ from bench.common import machine_line, out_dir, peak_rss_gib, table
 from meter.settings import shipped
 from meter.simulator import Simulation, load_profile, write_store
 from meter.store import connect
-from meter.vocabulary import Period, iso_ms
+from meter.vocabulary import Period, iso_ms, parse_instant
 from pricing.ledger import bring_up_to_date
 from pricing.pricebook import load_pricebooks
 from pricing.rating import RatingOptions, rate
@@ -56,7 +56,7 @@ def build_store(scale: float, days: int, force: bool = False) -> Path:
     profile = profile.model_copy(update={"teams": teams})
     from agenttally.cli.simulate import schedule_for
 
-    start_ms = Period(START.year, START.month).start_ms + (START.day - 1) * 86_400_000
+    start_ms = parse_instant(START.isoformat())
     schedule = schedule_for(start_ms, start_ms + (days + 7) * 86_400_000)
     sim = Simulation(profile, schedule, start=START, days=days, seed=7)
     con = connect(path)

@@ -273,9 +273,7 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     kind, reasons, covered = _plan(con, books, options, full)
     if kind == "full":
         rate(con, books, options)
-        rated = con.execute("SELECT count(DISTINCT session_id) FROM (SELECT session_id FROM "
-                            "temp.main.charges UNION ALL SELECT session_id FROM "
-                            "temp.main.unrated)").fetchall()[0][0]
+        rated = -1  # (counted from the stored lines below)
     else:
         rated = reasons["sessions"]
         if rated:
@@ -302,6 +300,10 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
         charge_lines, unrated_lines = (int(n) for n in con.execute(
             f"SELECT (SELECT count(*) FROM {db}.main.charges), "
             f"(SELECT count(*) FROM {db}.main.unrated_usage)").fetchall()[0])
+        if kind == "full":
+            rated = con.execute(
+                f"SELECT count(*) FROM (SELECT session_id FROM {db}.main.charges UNION "
+                f"SELECT session_id FROM {db}.main.unrated_usage)").fetchall()[0][0]
         elapsed = int((time.monotonic() - started) * 1000)
         con.execute(f"""
             INSERT INTO {db}.main.rating_runs (rated_ms, as_of_ms, books, charges, unrated,

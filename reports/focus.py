@@ -276,8 +276,10 @@ def _add_corrections(con: duckdb.DuckDBPyConnection, month: Period, closed: bool
     start, end = period_bounds(str(month))
     con.execute("CREATE OR REPLACE TEMP TABLE focus_corrections (usage_period VARCHAR, "
                 "meter VARCHAR, model VARCHAR, token_class VARCHAR, tier VARCHAR, "
-                "quantity BIGINT, amount DECIMAL(38, 2))")
-    con.executemany("INSERT INTO focus_corrections VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                "quantity BIGINT, amount DECIMAL(38, 2), usage_start TIMESTAMPTZ, "
+                "usage_end TIMESTAMPTZ)")
+    con.executemany("INSERT INTO focus_corrections VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [[*row, *period_bounds(str(row[0]))] for row in rows])
     con.execute(_CORRECTIONS_SQL, {"account_id": options.billing_account_id,
                                    "account_name": options.billing_account_name,
                                    "period_start": start, "period_end": end})
@@ -293,10 +295,8 @@ SELECT (SELECT coalesce(max(rid), 0) FROM focus) + row_number() OVER (
        'Usage' AS ChargeCategory, 'Correction' AS ChargeClass,
        'Correction of ' || c.usage_period || ': ' || {_DESCRIPTION} AS ChargeDescription,
        'Usage-Based' AS ChargeFrequency,
-       timezone('UTC', CAST(CAST(c.usage_period || '-01' AS DATE) + INTERVAL 1 MONTH
-                            AS TIMESTAMP)) AS ChargePeriodEnd,
-       timezone('UTC', CAST(CAST(c.usage_period || '-01' AS DATE) AS TIMESTAMP))
-           AS ChargePeriodStart,
+       c.usage_end AS ChargePeriodEnd,
+       c.usage_start AS ChargePeriodStart,
        CAST(c.quantity AS DECIMAL(38, 0)) AS ConsumedQuantity,
        {_CONSUMED_UNIT} AS ConsumedUnit,
        CAST(c.amount AS DECIMAL(38, 18)) AS ContractedCost,

@@ -56,7 +56,8 @@ def cmd_close(args: argparse.Namespace) -> int:
     try:
         with agenttally.open_store(args.db) as store:
             issued = agenttally.close(store, args.period, as_of=args.as_of,
-                                      pricebooks=args.pricebooks, early=args.early,
+                                      pricebooks=args.pricebooks,
+                                      span_cache_ttl=args.span_cache_ttl, early=args.early,
                                       allow_running=args.allow_running, reissue=args.reissue)
     except CloseRefused as exc:
         hint = _OVERRIDES.get(exc.override or "")
@@ -155,10 +156,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p, fmt=True)
     p.add_argument("--period", type=period_arg, required=True, help="YYYY-MM, e.g. 2026-11")
-    p.add_argument("--as-of", type=instant_arg,
-                   help="rate usage up to this instant (default: now)")
-    p.add_argument("--pricebooks",
-                   help="folder of price book TOML files (default: data/pricebooks)")
+    _rating_args(p)
     p.add_argument("--early", action="store_true",
                    help="close within the grace period after the month ends "
                         "(AGENTTALLY_GRACE_DAYS)")

@@ -167,13 +167,17 @@ def _simulate_late(args: argparse.Namespace, sim: Simulation, start: date, as_of
 
     from meter.ingest import ingest_lines
     from meter.simulator import write_jsonl
-    from meter.simulator.late import LateArrivals, LateSplit, split_late
+    from meter.simulator.late import LateArrivals, LateArrivalsError, LateSplit, split_late
     from meter.store import default_db_path, open_store
 
     if not args.late_out:
         raise UsageError("--late-share needs --late-out FILE: where the late events go")
-    late = LateArrivals(share=args.late_share, median_delay_hours=args.late_delay_hours,
-                        seed=args.seed)
+    try:
+        late = LateArrivals(share=args.late_share, median_delay_hours=args.late_delay_hours,
+                            seed=args.seed)
+    except LateArrivalsError as exc:  # the library names no flag: say which one
+        flag = {"share": "--late-share"}.get(exc.field, "--late-delay-hours")
+        raise UsageError(f"{flag}: {exc.detail}") from exc
     cutoff = as_of if as_of is not None else sim.end_ms
     held: list[tuple[int, str]] = []
     split = LateSplit()

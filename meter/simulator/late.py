@@ -24,9 +24,18 @@ from statistics import NormalDist
 from meter.errors import UsageError
 from meter.vocabulary import parse_api_time
 
-__all__ = ["LateArrivals", "LateSplit", "split_late"]
+__all__ = ["LateArrivals", "LateArrivalsError", "LateSplit", "split_late"]
 
 _NORMAL = NormalDist()
+
+
+class LateArrivalsError(UsageError):
+    """A knob out of range: `field` is "share" or "median_delay_hours", `detail` what is
+    wrong with its value."""
+
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"late arrivals: {field} {detail}")
+        self.field, self.detail = field, detail
 
 
 @dataclass(frozen=True)
@@ -40,11 +49,11 @@ class LateArrivals:
 
     def __post_init__(self) -> None:
         if not 0 <= self.share <= 1:
-            raise UsageError(f"--late-share: {self.share} is not a share; expected a number "
-                             "from 0 to 1, e.g. 0.02")
+            raise LateArrivalsError("share", f"{self.share} is not a share; expected a "
+                                             "number from 0 to 1, e.g. 0.02")
         if self.median_delay_hours <= 0:
-            raise UsageError(f"--late-delay-hours: {self.median_delay_hours} is not a delay; "
-                             "expected hours > 0, e.g. 24")
+            raise LateArrivalsError("median_delay_hours", f"{self.median_delay_hours} is not "
+                                             "a delay; expected hours > 0, e.g. 24")
 
     def _uniform(self, session_id: str, salt: str) -> float:
         digest = hashlib.sha256(f"{self.seed}:{salt}:{session_id}".encode()).digest()

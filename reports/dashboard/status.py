@@ -6,6 +6,7 @@ reason, rating runs and the price books (read from their TOML files, not from th
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def billing_status(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
             due.append({"billed in": str(period), "corrects": line.corrects_period,
                         "meter": line.meter, "model": line.model,
                         "token class": line.token_class, "tier": line.tier,
-                        "quantity": line.quantity, "amount $": float(line.amount)})
+                        "quantity": line.quantity, "amount $": line.amount})
     months = []
     for period in closed:
         issued = con.execute("""
@@ -101,10 +102,22 @@ def billing_status(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
             SELECT coalesce(sum(amount), 0) FROM billed_lines
             WHERE usage_period = $p AND (billed_period <> $p OR document_id LIKE 'NOTE-%')
         """, {"p": str(period)}).fetchall()[0][0]
-        pending = sum((float(r["amount $"]) for r in due if r["corrects"] == str(period)), 0.0)
+        pending = sum((r["amount $"] for r in due if r["corrects"] == str(period)),
+                      Decimal("0.00"))
         now = build_invoice(con, str(period), as_of="").total
         months.append({"month": str(period), "document": issued[0], "version": issued[1],
-                       "issued": issued[2], "first issued $": float(issued[3] or 0),
-                       "billed later $": float(billed_later), "pending corrections $": pending,
-                       "costs now $": float(now)})
-    return {"closed": pd.DataFrame(months), "corrections": pd.DataFrame(due)}
+                       "issued": issued[2], "first issued $": issued[3] or Decimal("0.00"),
+                       "billed later $": billed_later, "pending corrections $": pending,
+                       "costs now $": now})
+    # (exact above; floats only for the table's display, at the end)
+    return {"closed": _display_money(pd.DataFrame(months)),
+            "corrections": _display_money(pd.DataFrame(due))}
+
+
+def _display_money(frame: pd.DataFrame) -> pd.DataFrame:
+    """The `... $` columns as floats for Streamlit's number formatting (cents, already
+    rounded)."""
+    for column in frame.columns:
+        if column.endswith(" $"):
+            frame[column] = frame[column].map(float)
+    return frame

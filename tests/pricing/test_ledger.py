@@ -183,9 +183,8 @@ def test_a_run_rates_only_the_sessions_that_changed():
     assert run.reasons["ingested"] == 1
     again = bring_up_to_date(con, BASE, RatingOptions(as_of_ms=AS_OF[-1]))
     assert again.sessions_rated == 0
-    duplicate = _feed(con, POOL[15:21])
+    _feed(con, POOL[15:21])  # the same again: duplicates change nothing
     assert bring_up_to_date(con, BASE, RatingOptions(as_of_ms=AS_OF[-1])).sessions_rated == 0
-    _ = duplicate
 
 
 def test_an_open_session_is_rated_again_as_the_as_of_moves():
