@@ -19,7 +19,7 @@ from pricing.rating import RatingOptions
 from pricing.scenario import Scenario, load_scenario
 from pricing.whatif import Comparison, compare, run_whatif
 from reports.allocation import AllocationRules
-from reports.chargeback import Chargeback, build_chargeback
+from reports.chargeback import Chargeback, build_chargeback, check_dimensions
 from reports.closing import Issued, LatePolicy, close_period, closed_periods, invoice_of
 from reports.invoice import DEFAULT_GROUP_BY, Invoice
 
@@ -95,7 +95,13 @@ def chargeback(store: Store, period: Period | str | None = None, *,
                pricebooks: str | Path | Sequence[PriceBook] | None = None,
                span_cache_ttl: str | None = None) -> Chargeback:
     """Who spent the invoice of `period`: its cents apportioned to groups of tag values
-    (`by`), shared costs redistributed by `rules` unless `showback`."""
+    (`by`: tag keys, or `tag:<key>`), shared costs redistributed by `rules` unless `showback`.
+
+    A bare key that no session, agent or environment of the store carries raises
+    `DimensionError` (a `UsageError`) naming it and the keys the store knows, before anything
+    is rated; `tag:<key>` groups by it anyway. A key no charge of the period carries is
+    reported in the result's `warnings`."""
+    check_dimensions(store.connection, by, rules)
     as_of_ms = _rated(store, as_of, pricebooks, span_cache_ttl)
     return build_chargeback(store.connection, str(_period(period, as_of_ms)), by=by,
                             rules=rules, mode="showback" if showback else "chargeback",

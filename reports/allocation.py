@@ -28,6 +28,7 @@ from meter.config_files import describe, read_toml
 from meter.errors import UsageError
 
 __all__ = [
+    "TAG_KEY_PATTERN",
     "AllocationError",
     "AllocationRules",
     "SharedCost",
@@ -38,6 +39,7 @@ __all__ = [
 SOURCES = ("session", "agent", "environment")
 DRIVERS = ("running_time", "tokens", "cost", "fixed")
 _KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]*$"
+TAG_KEY_PATTERN = _KEY  # what a tag key may be: never SQL, never a JSON path of its own
 
 
 class AllocationError(UsageError):

@@ -13,11 +13,18 @@ The JSON form (`Chargeback.to_json`) is a stable contract:
              "tokens", "cost_per_session", "cost_per_running_hour"}],
  "total", "invoice_total", "warnings"}
 Money is a decimal string; `shared` is the part of `total` received from shared pools.
+
+Grouping keys are tag keys, written bare (`team`) or explicitly (`tag:team`). A bare key that
+no session, agent or environment in the store carries is refused (`DimensionError`): it is
+nearly always a typo, and grouping by it would put every cent under the default group. The
+explicit form groups by a key even so (e.g. before the first tagged session arrives). Either
+way, a key that no charge of the period carries gets a warning in `warnings`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -28,12 +35,16 @@ import duckdb
 from meter.errors import UsageError
 from meter.vocabulary import LINE_KEYS
 from pricing.money import CENT, apportion_cents, cents_of_units, install_sql_macros
-from reports.allocation import AllocationRules, json_path
+from reports.allocation import TAG_KEY_PATTERN, AllocationRules, json_path
 from reports.invoice import build_invoice
 
-__all__ = ["Chargeback", "ChargebackGroup", "MODES", "build_chargeback", "resolve_groups"]
+__all__ = ["Chargeback", "ChargebackGroup", "Dimension", "DimensionError", "MODES", "TAG_PREFIX",
+           "build_chargeback", "check_dimensions", "known_tag_keys", "parse_dimensions",
+           "resolve_groups"]
 
 MODES = ("chargeback", "showback")
+TAG_PREFIX = "tag:"
+_KEYS_SHOWN = 20  # known keys listed in a refusal
 _MS_PER_HOUR = Decimal(3_600_000)
 
 _SOURCE_SQL = {
@@ -42,11 +53,117 @@ _SOURCE_SQL = {
     "environment": "nullif(trim(json_extract_string(e.metadata, {p})), '')",
 }
 
+_SOURCE_TABLE = {"session": "sessions", "agent": "agents", "environment": "environments"}
+
 _DRIVER_SQL = {
     "running_time": "sum(quantity) FILTER (WHERE meter = 'runtime')",
     "tokens": "sum(quantity) FILTER (WHERE meter = 'tokens')",
     "cost": "floordiv(sum(amount_units), 9000000000000)",  # micro-dollars
 }
+
+
+class DimensionError(UsageError):
+    """A grouping key that cannot be used: malformed, or carried by no record of the store.
+
+    The message speaks of the value only (`'teem' is not a tag key ...`), never of a CLI flag;
+    the CLI puts its own flag in front. `value` is the text as given, `known` the tag keys
+    the store's records carry (empty when the value is malformed).
+    """
+
+    def __init__(self, value: str, message: str, *, known: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.value = value
+        self.known = tuple(known)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One grouping key: a tag key, and whether it was written `tag:<key>` (group by it even
+    when no record of the store carries it)."""
+
+    key: str
+    explicit: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Dimension:
+        value = text.strip()
+        explicit = value.startswith(TAG_PREFIX)
+        key = value[len(TAG_PREFIX):].strip() if explicit else value
+        if not re.match(TAG_KEY_PATTERN, key):
+            raise DimensionError(
+                text, f"{text!r} is not a tag key; expected letters, digits and _ . : / - "
+                      f"(e.g. team), or {TAG_PREFIX}<key>")
+        return cls(key, explicit)
+
+
+def parse_dimensions(by: Sequence[str]) -> tuple[Dimension, ...]:
+    """The grouping keys of `by` (blank items skipped, repeats once), each checked for form;
+    refuses an empty list."""
+    dims = tuple(Dimension.parse(text) for text in by if text.strip())
+    if not dims:
+        raise DimensionError(",".join(by), "no tag key to group by; expected a comma list of "
+                                            "tag keys, e.g. team,project")
+    unique: dict[str, Dimension] = {}
+    for dim in dims:
+        seen = unique.get(dim.key)
+        unique[dim.key] = dim if seen is None else Dimension(dim.key, seen.explicit
+                                                             or dim.explicit)
+    return tuple(unique.values())
+
+
+def _carried_sql(source: str) -> str:
+    """SQL (parameter $p, a JSON path) true when some record of `source` carries the key with
+    a non-blank value, as `resolve_groups` reads it."""
+    return (f"EXISTS (SELECT 1 FROM {_SOURCE_TABLE[source]} "
+            "WHERE nullif(trim(json_extract_string(metadata, $p)), '') IS NOT NULL)")
+
+
+def known_tag_keys(con: duckdb.DuckDBPyConnection,
+                   sources: Sequence[str] = ("session", "agent", "environment")) -> list[str]:
+    """Every metadata key with a non-blank value on some record of `sources`, sorted."""
+    selects = " UNION ALL ".join(
+        f"SELECT DISTINCT metadata FROM {_SOURCE_TABLE[s]} WHERE json_type(metadata) = 'OBJECT'"
+        for s in sources)
+    rows = con.execute(f"""
+        SELECT DISTINCT key FROM (
+            SELECT metadata, unnest(json_keys(metadata)) AS key FROM ({selects}))
+        WHERE nullif(trim(json_extract_string(metadata, key)), '') IS NOT NULL
+        ORDER BY key
+    """).fetchall()
+    return [r[0] for r in rows]
+
+
+def check_dimensions(con: duckdb.DuckDBPyConnection, by: Sequence[str],
+                     rules: AllocationRules | None = None) -> tuple[Dimension, ...]:
+    """Refuse a bare grouping key that no session, agent or environment of the store carries
+    (among the sources `rules` read): grouping by it would put every cent in the default group
+    without a word. `tag:<key>` is taken as is. A store without sessions refuses nothing
+    (there is nothing to allocate). Returns the parsed keys."""
+    dims = parse_dimensions(by)
+    bare = [d for d in dims if not d.explicit]
+    if not bare or not con.execute("SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)"
+                                   ).fetchall()[0][0]:
+        return dims
+    sources = (rules or AllocationRules()).tags.precedence
+    carried = " OR ".join(_carried_sql(s) for s in sources)
+    for dim in bare:
+        if con.execute(f"SELECT {carried}", {"p": json_path(dim.key)}).fetchall()[0][0]:
+            continue
+        known = known_tag_keys(con, sources)
+        where = _sources_text(sources)
+        listed = ", ".join(known[:_KEYS_SHOWN]) + (", ..." if len(known) > _KEYS_SHOWN else "")
+        expected = (f"; expected one of {listed}, or " if known
+                    else " (none carries any tag); expected ")
+        raise DimensionError(
+            dim.key, f"{dim.key!r} is not a tag key of any {where} in the store{expected}"
+                     f"{TAG_PREFIX}{dim.key} to group by it anyway", known=known)
+    return dims
+
+
+def _sources_text(sources: Sequence[str]) -> str:
+    """("session", "agent", "environment") -> "session, agent or environment"."""
+    names = list(sources)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 @dataclass(frozen=True)
@@ -169,7 +286,8 @@ def resolve_groups(
     agent's, the environment's), falls back to the default, then goes through the renames.
     A group only depends on (tags, agent, environment), so the charges are aggregated first
     (sums are exact: integers, amounts in money units) and the JSON is read once per distinct
-    combination, not once per charge line.
+    combination, not once per charge line. `cb_keys` also has found0..foundN: whether the
+    key's value came from a record rather than the default.
     """
     con.execute("CREATE OR REPLACE TEMP TABLE cb_renames "
                 "(key VARCHAR, from_value VARCHAR, to_value VARCHAR)")
@@ -182,7 +300,8 @@ def resolve_groups(
         params[f"p{i}"] = json_path(key)
         params[f"k{i}"] = key
         sources = [_SOURCE_SQL[s].format(p=f"$p{i}") for s in rules.tags.precedence]
-        raw.append(f"coalesce({', '.join(sources)}, $default) AS raw{i}")
+        raw.append(f"coalesce({', '.join(sources)}, $default) AS raw{i}, "
+                   f"coalesce({', '.join(sources)}) IS NOT NULL AS found{i}")
         joins.append(f"LEFT JOIN cb_renames r{i} ON r{i}.key = $k{i} "
                      f"AND r{i}.from_value = b.raw{i}")
         final.append(f"coalesce(r{i}.to_value, b.raw{i}) AS g{i}")
@@ -289,9 +408,7 @@ def build_chargeback(
     """The chargeback (or showback) of `period` from the temp table `charges` on `con`."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    by = tuple(dict.fromkeys(k.strip() for k in by if k.strip()))
-    if not by:
-        raise UsageError("group by at least one tag key, e.g. team")
+    by = tuple(d.key for d in parse_dimensions(by))
     rules = rules or AllocationRules()
     keys = rules.keys_needed(by)
     install_sql_macros(con)
@@ -399,9 +516,25 @@ def build_chargeback(
         f"shared rule {rules.shared[pool].name!r}: no {rules.shared[pool].driver.replace('_', ' ')}"
         f" among its targets; its ${cents_of_units(amount)} stays with its own group"
         for pool, amount in unsplit]
+    warnings += _untagged_warnings(con, period, by, keys, rules)
     if invoice.unrated:
         warnings.append(f"{len(invoice.unrated)} unrated usage line(s) are in no total; "
                         "see `agenttally invoice`")
     return Chargeback(period=period, as_of=as_of, mode=mode, by=by, currency=invoice.currency,
                       provisional=invoice.provisional, groups=groups,
                       invoice_total=invoice.total, warnings=warnings)
+
+
+def _untagged_warnings(con: duckdb.DuckDBPyConnection, period: str, by: Sequence[str],
+                       keys: Sequence[str], rules: AllocationRules) -> list[str]:
+    """One warning per grouping key that no charge of the period carries (from any source the
+    rules read): its whole cost sits in the default group, which is rarely what was meant."""
+    found = con.execute(
+        "SELECT count(*), " + ", ".join(f"bool_or(found{keys.index(k)})" for k in by)
+        + " FROM cb_keys").fetchall()[0]
+    if not found[0]:
+        return []  # no usage in the period: nothing was allocated
+    where = _sources_text(rules.tags.precedence)
+    return [f"no {where} of {period} carries tag {key!r}: all of the period's cost is under "
+            f"{rules.tags.default!r}" for key, carried in zip(by, found[1:], strict=True)
+            if not carried]

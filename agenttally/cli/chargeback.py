@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
@@ -31,22 +33,35 @@ def _decimal(text: str, option: str) -> Decimal:
         raise UsageError(f"{option}: expected a number, got {text!r}") from None
 
 
+@contextmanager
+def _by_flag() -> Iterator[None]:
+    """A grouping key the library refuses, said as the flag that gave it (exit status 2)."""
+    from reports.chargeback import DimensionError
+    try:
+        yield
+    except DimensionError as exc:
+        raise UsageError(f"--by: {exc}") from exc
+
+
 def _chargeback(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, as_of: int,
                 period: str) -> Chargeback:
     from reports.allocation import load_rules
-    from reports.chargeback import build_chargeback
+    from reports.chargeback import build_chargeback, check_dimensions
     rules = load_rules(args.rules)
-    return build_chargeback(con, period, by=args.by.split(","), rules=rules,
-                            mode="showback" if args.showback else "chargeback",
-                            as_of=iso_ms(as_of))
+    with _by_flag():
+        check_dimensions(con, args.by.split(","), rules)
+        return build_chargeback(con, period, by=args.by.split(","), rules=rules,
+                                mode="showback" if args.showback else "chargeback",
+                                as_of=iso_ms(as_of))
 
 
 def cmd_chargeback(args: argparse.Namespace) -> int:
     from reports.allocation import load_rules
     from reports.exports import write_rows
-    with agenttally.open_store(args.db, read_only=True) as store:
+    rules = load_rules(args.rules)
+    with agenttally.open_store(args.db, read_only=True) as store, _by_flag():
         report = agenttally.chargeback(
-            store, args.period, by=args.by.split(","), rules=load_rules(args.rules),
+            store, args.period, by=args.by.split(","), rules=rules,
             showback=args.showback, as_of=args.as_of, pricebooks=args.pricebooks,
             span_cache_ttl=args.span_cache_ttl)
     period = report.period
@@ -159,7 +174,9 @@ def _verb(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, h
 
 def _allocation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default="team",
-                   help="comma list of tag keys to group by (default: team), e.g. team,project")
+                   help="comma list of tag keys to group by (default: team), e.g. team,project; "
+                        "a key no session, agent or environment carries is refused unless "
+                        "written tag:<key>")
     p.add_argument("--rules", help="allocation rules TOML (tag precedence, renames, shared "
                                    "costs); see data/allocation.toml")
     p.add_argument("--showback", action="store_true",

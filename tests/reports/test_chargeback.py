@@ -360,3 +360,106 @@ def test_cli_rule_errors_are_one_line(tmp_path, capsys):
                  str(rules_path)]) == 2  # malformed input
     assert capsys.readouterr().err == (f"agenttally chargeback: {rules_path}: tags.defualt: "
                                        "unknown key\n")
+
+
+# --- grouping keys: refused when unknown, warned when unused ------------------------------
+
+def _api_chargeback(db, by, period="2026-11"):
+    import agenttally
+
+    with agenttally.open_store(db, read_only=True) as store:
+        return agenttally.chargeback(store, period, by=by, as_of="2026-12-01")
+
+
+def test_a_key_no_record_carries_is_refused_by_the_api_naming_the_known_keys(tmp_path):
+    import agenttally
+    from reports.chargeback import DimensionError
+
+    db = store_file(tmp_path, SHARED + session("p", team="a", project="web"))
+    with pytest.raises(DimensionError) as info:
+        _api_chargeback(db, ["team", "nonexistent_column"])
+    assert isinstance(info.value, agenttally.UsageError)
+    assert str(info.value) == (
+        "'nonexistent_column' is not a tag key of any session, agent or environment in the "
+        "store; expected one of project, team, or tag:nonexistent_column to group by it anyway")
+    assert (info.value.value, info.value.known) == ("nonexistent_column", ("project", "team"))
+    assert "--by" not in str(info.value)  # the library names no flag
+
+
+def test_keys_are_looked_up_only_in_the_sources_the_rules_read(tmp_path):
+    from reports.chargeback import DimensionError, check_dimensions
+
+    db = store_file(tmp_path, session("s", agent="agent_beta"))  # team only on the agent
+    with open_store_ro(db) as con:
+        assert [d.key for d in check_dimensions(con, ["team"])] == ["team"]
+        with pytest.raises(DimensionError) as info:
+            check_dimensions(con, ["team"], rules(tags={"precedence": ["session"]}))
+    assert str(info.value) == ("'team' is not a tag key of any session in the store (none "
+                               "carries any tag); expected tag:team to group by it anyway")
+
+
+def open_store_ro(db):
+    from meter.store import open_store
+
+    return open_store(db, read_only=True)
+
+
+def test_tag_prefix_groups_by_a_key_no_record_carries_and_warns(tmp_path):
+    db = store_file(tmp_path, SHARED)
+    report = _api_chargeback(db, ["tag:cost_center"])
+    assert report.by == ("cost_center",)
+    assert totals(report) == {("unallocated",): D("1.78")} and report.total == D("1.78")
+    assert report.warnings == ["no session, agent or environment of 2026-11 carries tag "
+                               "'cost_center': all of the period's cost is under 'unallocated'"]
+    assert json.loads(report.to_json())["warnings"] == report.warnings
+
+
+def test_a_key_carried_only_in_another_period_warns_instead_of_refusing(tmp_path):
+    db = store_file(tmp_path, SHARED + session("old", team="a", project="web", day="2026-10-05"))
+    report = _api_chargeback(db, ["project"])
+    assert totals(report) == {("unallocated",): D("1.78")}
+    assert report.warnings == ["no session, agent or environment of 2026-11 carries tag "
+                               "'project': all of the period's cost is under 'unallocated'"]
+    assert _api_chargeback(db, ["team"]).warnings == []  # every session has a team somewhere
+
+
+def test_an_empty_store_refuses_no_key_and_a_period_without_usage_warns_nothing(tmp_path):
+    db = store_file(tmp_path, [])
+    report = _api_chargeback(db, ["anything"])
+    assert (report.groups, report.warnings) == ([], [])
+
+
+@pytest.mark.parametrize(("by", "line"), [
+    ("nonexistent_column",
+     "agenttally chargeback: --by: 'nonexistent_column' is not a tag key of any session, agent "
+     "or environment in the store; expected one of team, or tag:nonexistent_column to group by "
+     "it anyway"),
+    ("team;DROP TABLE events",
+     "agenttally chargeback: --by: 'team;DROP TABLE events' is not a tag key; expected letters, "
+     "digits and _ . : / - (e.g. team), or tag:<key>"),
+    (",", "agenttally chargeback: --by: no tag key to group by; expected a comma list of tag "
+          "keys, e.g. team,project"),
+])
+def test_cli_refuses_unusable_keys_with_exit_2_and_one_line(tmp_path, capsys, by, line):
+    from agenttally.cli import main
+
+    db = store_file(tmp_path, SHARED)
+    common = ["--db", db, "--period", "2026-11", "--as-of", "2026-12-01", "--by", by]
+    assert main(["chargeback", *common]) == 2
+    assert capsys.readouterr() == ("", line + "\n")
+    assert main(["export", "chargeback", *common, "-o", str(tmp_path / "cb.csv")]) == 2
+    assert capsys.readouterr() == ("", line.replace("agenttally chargeback",
+                                                     "agenttally export") + "\n")
+    assert not (tmp_path / "cb.csv").exists()
+
+
+def test_cli_warns_on_stderr_when_no_session_carries_the_tag(tmp_path, capsys):
+    from agenttally.cli import main
+
+    db = store_file(tmp_path, SHARED)
+    assert main(["chargeback", "--db", db, "--period", "2026-11", "--as-of", "2026-12-01",
+                 "--by", "team,tag:cost_center", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["by"] == ["team", "cost_center"]
+    assert err == ("warning: no session, agent or environment of 2026-11 carries tag "
+                   "'cost_center': all of the period's cost is under 'unallocated'\n")
