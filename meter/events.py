@@ -4,10 +4,15 @@ The bulk path (`meter.ingest`) applies the same rules set-wise in DuckDB, since 
 million lines one object at a time would be the slowest part of the pipeline; the test
 `tests/meter/test_event_models.py` feeds both the same lines and requires the same verdicts.
 Everything not billed is still accepted: `OtherEvent` keeps it whole.
+
+Beyond the shapes, every count and time has a plausibility bound (`Bounds`, configurable
+through the settings in `meter.settings`): a line beyond one is quarantined with the field,
+its value and the bound, so that no single line can make a sum overflow.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -23,13 +28,75 @@ from pydantic import (
     model_validator,
 )
 
+from meter.errors import UsageError
+from meter.settings import SETTINGS, setting
+from meter.vocabulary import VocabularyError, iso_ms, parse_instant
+
 Count = Annotated[StrictInt, Field(ge=0)]
 MAX_FUTURE = timedelta(days=1)
 
+# The speeds a request or a model configuration may name; rating knows the rates of these
+# only, so any other is quarantined rather than billed at standard rates.
+KNOWN_SPEEDS = ("standard", "fast")
+Speed = Literal["standard", "fast"]
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Plausibility bounds at ingest: a line with a value beyond one is quarantined, naming
+    the field, the value and the bound (and the setting that changes it).
+
+    Why these keep every sum exact: a stored request count is at most `request_tokens`
+    (10^9), so a sum of fewer than 9.2 x 10^9 request counts fits BIGINT (2^63 - 1 =
+    9.22 x 10^18), and DuckDB sums BIGINT into HUGEINT (+-1.7 x 10^38) anyway. A stored
+    snapshot counter is at most `session_tokens` (10^11) and never below an earlier one of
+    its session (meter.ingest refuses a decrease), so a session's differences between
+    snapshots are >= 0 and add up to its last snapshot, <= 10^11; a sum over fewer than
+    9.2 x 10^7 such sessions fits BIGINT. Web requests likewise (10^7 each). Times lie
+    between `earliest_ms` (1900) and now + the allowed skew: |epoch ms| < 10^13, so
+    differences, and rating's packing of at_ms x 4, stay far from 2^63.
+    """
+
+    request_tokens: int = 10**9
+    session_tokens: int = 10**11
+    web_requests: int = 10**7
+    earliest_ms: int = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+
+    @classmethod
+    def from_settings(cls) -> Bounds:
+        """The bounds as configured (AGENTTALLY_MAX_* and AGENTTALLY_EARLIEST_TIME), each
+        unset one at its default; a malformed value is a UsageError naming the variable."""
+        return cls(request_tokens=_count_setting("AGENTTALLY_MAX_REQUEST_TOKENS"),
+                   session_tokens=_count_setting("AGENTTALLY_MAX_SESSION_TOKENS"),
+                   web_requests=_count_setting("AGENTTALLY_MAX_WEB_REQUESTS"),
+                   earliest_ms=_instant_setting("AGENTTALLY_EARLIEST_TIME"))
+
+
+# No bound may come near BIGINT: a sum of a few of them must still fit (see Bounds).
+_LARGEST_BOUND = 10**15
+
+
+def _count_setting(variable: str) -> int:
+    text = setting(variable) or SETTINGS[variable].default or ""
+    value = text.strip().replace("_", "")
+    if not value.isdigit() or not 0 < int(value) <= _LARGEST_BOUND:
+        raise UsageError(f"{variable}={text!r}: expected a whole number from 1 to 10^15, "
+                         f"e.g. {SETTINGS[variable].default}")
+    return int(value)
+
+
+def _instant_setting(variable: str) -> int:
+    text = setting(variable) or SETTINGS[variable].default or ""
+    try:
+        return parse_instant(text)
+    except VocabularyError as exc:
+        raise UsageError(f"{variable}={text!r}: {exc}") from None
+
 
 def _utc(value: datetime) -> datetime:
+    """An aware time in UTC; a time without a zone is refused (it would be a guess)."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+        raise ValueError("no time zone (expected e.g. 2026-11-03T09:00:00Z)")
     return value.astimezone(UTC)
 
 
@@ -81,7 +148,7 @@ class ModelUsage(_Lenient):
     output_tokens: Count
     cache_creation_input_tokens: Count
     cache_read_input_tokens: Count
-    speed: str | None = None
+    speed: Speed | None = None
 
 
 class ModelRequestEnd(_Event):
@@ -142,7 +209,7 @@ class SessionUpdated(_Event):
 
 class ModelConfig(_Lenient):
     id: str
-    speed: str | None = None
+    speed: Speed | None = None
     inference_geo: str | None = None
 
 
@@ -207,8 +274,9 @@ Line = Known | OtherEvent
 
 
 def parse_line(text: str, *, now: datetime | None = None,
-               max_future: timedelta = MAX_FUTURE) -> Line:
-    """Validate one line; raises ValueError naming the field (pydantic's location)."""
+               max_future: timedelta = MAX_FUTURE, bounds: Bounds | None = None) -> Line:
+    """Validate one line against the shapes and `bounds` (default: the default bounds);
+    raises ValueError naming the field (pydantic's location)."""
     try:
         import json
 
@@ -232,4 +300,43 @@ def parse_line(text: str, *, now: datetime | None = None,
     limit = (now or datetime.now(UTC)) + max_future
     if moment is not None and moment > limit:
         raise ValueError("processed_at: lies in the future beyond the allowed skew")
+    beyond = _beyond_bounds(line, bounds or Bounds())
+    if beyond:
+        raise ValueError(beyond)
     return line
+
+
+def _beyond_bounds(line: Line, bounds: Bounds) -> str | None:
+    """The first field of `line` beyond its plausibility bound, as the SQL path words it."""
+    counts: list[tuple[str, int | None, int, str]] = []
+    if isinstance(line, ModelRequestEnd):
+        mu = line.model_usage
+        counts = [(f"model_usage.{name}", getattr(mu, name), bounds.request_tokens,
+                   "AGENTTALLY_MAX_REQUEST_TOKENS")
+                  for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                               "cache_read_input_tokens")]
+    elif isinstance(line, SessionUsageEvent):
+        u = line.usage
+        tools = u.server_tool_use or ServerToolUse()
+        counts = [
+            *[(f"usage.{name}", getattr(u, name), bounds.session_tokens,
+               "AGENTTALLY_MAX_SESSION_TOKENS")
+              for name in ("input_tokens", "output_tokens", "cache_read_input_tokens")],
+            *[(f"usage.cache_creation.{name}", getattr(u.cache_creation, name),
+               bounds.session_tokens, "AGENTTALLY_MAX_SESSION_TOKENS")
+              for name in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")],
+            *[(f"usage.server_tool_use.{name}", getattr(tools, name), bounds.web_requests,
+               "AGENTTALLY_MAX_WEB_REQUESTS")
+              for name in ("web_search_requests", "web_fetch_requests")],
+        ]
+    for label, value, bound, variable in counts:
+        if value is not None and value > bound:
+            return f"{label}: {value} exceeds the plausible bound {bound} ({variable})"
+    for label in ("processed_at", "created_at", "updated_at"):
+        moment = getattr(line, label, None)
+        if isinstance(moment, datetime):
+            at = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+            if at < bounds.earliest_ms:
+                return (f"{label}: {moment.isoformat()} is before the earliest plausible time "
+                        f"{iso_ms(bounds.earliest_ms)} (AGENTTALLY_EARLIEST_TIME)")
+    return None

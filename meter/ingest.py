@@ -5,26 +5,49 @@ so de-duplication and validation happen in one place. Lines are validated set-wi
 each line is parsed once (`json_transform` into a struct), every check is a column
 expression, and the first failing check names the field. `meter.events` holds the same rules
 as pydantic models; a test keeps the two in agreement.
+
+What a line must satisfy beyond its shape: counts and times within the plausibility bounds
+(`meter.events.Bounds`), times with a zone, a known `speed`, and, for a `session.usage`
+snapshot, no cumulative counter below an earlier snapshot of its session (nor above a later
+stored one). An event is new unless the store holds its (session_id, event_id); an id that
+another session also uses is kept and reported as a collision.
+
+How an ingest shares the store and what a crash leaves: lines are committed in batches sized
+to take about half of AGENTTALLY_WRITE_HOLD_S each, and the file is released between batches
+at least every AGENTTALLY_WRITE_HOLD_S (`meter.store.WriteHold`), so that readers get in. Each
+batch commits its rows, its quarantine and the run's progress in `ingest_log` in one
+transaction: a run killed mid-file keeps whole batches only, and shows as interrupted. A
+`.gz` input is read to its end first (CRC and length): a corrupt one fails before anything
+is stored.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
 import sys
+import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import IO
 
 import duckdb
 import pyarrow as pa
 
-from meter.store import latest_wins, next_ingest_id
+from meter.errors import UsageError
+from meter.events import KNOWN_SPEEDS, Bounds
+from meter.store import WriteHold, latest_wins, next_ingest_id, this_host
 
-BATCH_LINES = 1_000_000
+BATCH_LINES = 1_000_000  # the most lines of one batch; the pace sets fewer on a slow machine
+FIRST_BATCH_LINES = 100_000  # before the pace is known
+MIN_BATCH_LINES = 10_000
 DEFAULT_MAX_FUTURE_MS = 24 * 3600 * 1000
+GZIP_MAGIC = b"\x1f\x8b"
 
 STATUS_TYPES = {
     "session.status_running": "running",
@@ -73,17 +96,23 @@ def _is_count(leaf: str) -> str:
             f"AND NOT contains(lower({leaf}), 'e'))")
 
 
-def _count(leaf: str) -> str:
-    return f"CASE WHEN {_is_count(leaf)} THEN CAST({leaf} AS BIGINT) END"
+def _count(leaf: str, bound: str) -> str:
+    """The leaf as BIGINT when it is a count within `bound` (a bound parameter), else NULL."""
+    return (f"CASE WHEN {_is_count(leaf)} AND TRY_CAST({leaf} AS UBIGINT) <= {bound} "
+            f"THEN CAST({leaf} AS BIGINT) END")
 
 
-def _int_check(leaf: str, value: str, label: str, required: bool = True) -> str:
-    """Error text when the JSON leaf is not a non-negative integer; `value` is its parse."""
+def _int_check(leaf: str, value: str, label: str, bound: str, variable: str,
+               required: bool = True) -> str:
+    """Error text when the JSON leaf is not a non-negative integer within `bound`; `value` is
+    its parse (NULL when it is not one)."""
     missing = f"'{label}: missing'" if required else "NULL"
     return (
         f"CASE WHEN {value} IS NOT NULL THEN NULL WHEN {leaf} IS NULL THEN {missing} "
         f"WHEN starts_with({leaf}, '-') AND TRY_CAST({leaf} AS BIGINT) IS NOT NULL "
         f"THEN '{label}: must be >= 0, got ' || {leaf} "
+        f"WHEN regexp_full_match({leaf}, '[0-9]+') THEN '{label}: ' || {leaf} "
+        f"|| ' exceeds the plausible bound ' || {bound} || ' ({variable})' "
         f"ELSE '{label}: expected an integer, got ' || left({leaf}, 40) END"
     )
 
@@ -92,24 +121,48 @@ def _string_check(leaf: str, label: str) -> str:
     return f"CASE WHEN {leaf} IS NULL OR {leaf} = '' THEN '{label}: missing' END"
 
 
+def _speed_check(leaf: str, label: str) -> str:
+    known = ", ".join(f"'{s}'" for s in KNOWN_SPEEDS)
+    return (f"CASE WHEN {leaf} IS NOT NULL AND {leaf} NOT IN ({known}) "
+            f"THEN '{label}: unknown speed ' || left({leaf}, 40) "
+            f"|| ' (expected {' or '.join(KNOWN_SPEEDS)}; it would be billed at a guess)' END")
+
+
 def _ts(leaf: str) -> str:
     return f"epoch_ms(TRY_CAST({leaf} AS TIMESTAMPTZ))"
 
 
+# A zone after the time of day: an offset (+02:00, +0200, +02) or a zone name (UTC,
+# Europe/Paris); Z is tested apart, first, being the common case.
+_ZONE_RE = (r"'[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)? ?([+-][0-9]{2}(:?[0-9]{2})?"
+            r"|UTC|GMT|[A-Za-z]+/[A-Za-z_/+-]+)$'")
+
+
 def _time_check(leaf: str, ms: str, label: str, required: bool) -> str:
-    """Error text for a timestamp leaf whose parsed value (epoch ms) is column `ms`."""
+    """Error text for a timestamp leaf whose parsed value (epoch ms) is column `ms`: missing,
+    unreadable, beyond the bounds ($max_ms: now + skew, $min_ms), or without a zone."""
     missing = f"'{label}: missing'" if required else "NULL"
     return (
         f"CASE WHEN {leaf} IS NULL THEN {missing} "
         f"WHEN {ms} IS NULL THEN '{label}: not an RFC 3339 timestamp: ' || left({leaf}, 40) "
         f"WHEN {ms} > $max_ms THEN '{label}: lies in the future beyond the allowed skew: ' "
-        f"|| {leaf} END"
+        f"|| {leaf} "
+        f"WHEN {ms} < $min_ms THEN '{label}: ' || {leaf} || ' is before the earliest "
+        f"plausible time ' || $min_text || ' (AGENTTALLY_EARLIEST_TIME)' "
+        f"WHEN right({leaf}, 1) IN ('Z', 'z') THEN NULL "
+        f"WHEN regexp_matches({leaf}, {_ZONE_RE}) THEN NULL "
+        f"ELSE '{label}: no time zone (expected e.g. 2026-11-03T09:00:00Z, a zone is never "
+        f"guessed): ' || left({leaf}, 40) END"
     )
 
 
 # Typed columns the stage carries, by name: (SQL over the parsed struct `s`, check or None).
-# Token counts become BIGINT only when valid; the check gives the error text otherwise.
+# Token counts become BIGINT only when valid and within bounds; the check gives the error
+# text otherwise. Bounds are query parameters ($max_request, ...; see meter.events.Bounds).
 _MU, _U = "s.model_usage", "s.usage"
+_REQUEST = ("$max_request", "AGENTTALLY_MAX_REQUEST_TOKENS")
+_SESSION = ("$max_session", "AGENTTALLY_MAX_SESSION_TOKENS")
+_WEB = ("$max_web", "AGENTTALLY_MAX_WEB_REQUESTS")
 _SPAN_COUNTS = {
     "mu_input": (f"{_MU}.input_tokens", "model_usage.input_tokens"),
     "mu_output": (f"{_MU}.output_tokens", "model_usage.output_tokens"),
@@ -118,23 +171,28 @@ _SPAN_COUNTS = {
     "mu_cache_read": (f"{_MU}.cache_read_input_tokens", "model_usage.cache_read_input_tokens"),
 }
 _USAGE_COUNTS = {
-    "u_input": (f"{_U}.input_tokens", "usage.input_tokens", True),
-    "u_output": (f"{_U}.output_tokens", "usage.output_tokens", True),
-    "u_cache_read": (f"{_U}.cache_read_input_tokens", "usage.cache_read_input_tokens", True),
+    "u_input": (f"{_U}.input_tokens", "usage.input_tokens", True, _SESSION),
+    "u_output": (f"{_U}.output_tokens", "usage.output_tokens", True, _SESSION),
+    "u_cache_read": (f"{_U}.cache_read_input_tokens", "usage.cache_read_input_tokens", True,
+                     _SESSION),
     "u_cache_5m": (f"{_U}.cache_creation.ephemeral_5m_input_tokens",
-                   "usage.cache_creation.ephemeral_5m_input_tokens", True),
+                   "usage.cache_creation.ephemeral_5m_input_tokens", True, _SESSION),
     "u_cache_1h": (f"{_U}.cache_creation.ephemeral_1h_input_tokens",
-                   "usage.cache_creation.ephemeral_1h_input_tokens", True),
+                   "usage.cache_creation.ephemeral_1h_input_tokens", True, _SESSION),
     "u_searches": (f"{_U}.server_tool_use.web_search_requests",
-                   "usage.server_tool_use.web_search_requests", False),
+                   "usage.server_tool_use.web_search_requests", False, _WEB),
     "u_fetches": (f"{_U}.server_tool_use.web_fetch_requests",
-                  "usage.server_tool_use.web_fetch_requests", False),
+                  "usage.server_tool_use.web_fetch_requests", False, _WEB),
 }
+_BOUND_OF = {**{name: _REQUEST[0] for name in _SPAN_COUNTS},
+             **{name: spec[3][0] for name, spec in _USAGE_COUNTS.items()}}
 _EVENT_CHECKS = {
     "span.model_request_end": [
-        _int_check(leaf, name, label) for name, (leaf, label) in _SPAN_COUNTS.items()],
+        _int_check(leaf, name, label, *_REQUEST) for name, (leaf, label) in _SPAN_COUNTS.items()]
+    + [_speed_check(f"{_MU}.speed", "model_usage.speed")],
     "session.usage": [
-        _int_check(leaf, name, label, req) for name, (leaf, label, req) in _USAGE_COUNTS.items()]
+        _int_check(leaf, name, label, *bound, required=req)
+        for name, (leaf, label, req, bound) in _USAGE_COUNTS.items()]
     + [
         f"CASE WHEN {_U}.active_seconds IS NOT NULL AND "
         f"coalesce(TRY_CAST({_U}.active_seconds AS DECIMAL(18,3)) < 0, true) "
@@ -143,7 +201,11 @@ _EVENT_CHECKS = {
         f"CASE WHEN {_U}.list_cost.amount IS NOT NULL AND "
         f"NOT regexp_full_match({_U}.list_cost.amount, '[0-9]+') "
         f"THEN 'usage.list_cost.amount: expected whole cents as a string, got ' "
-        f"|| left({_U}.list_cost.amount, 40) END",
+        f"|| left({_U}.list_cost.amount, 40) "
+        f"WHEN {_U}.list_cost.amount IS NOT NULL AND "
+        f"TRY_CAST({_U}.list_cost.amount AS BIGINT) IS NULL "
+        f"THEN 'usage.list_cost.amount: ' || left({_U}.list_cost.amount, 40) "
+        f"|| ' cents is beyond any plausible cost' END",
     ],
     "session.thread_created": [_string_check("s.session_thread_id", "session_thread_id")],
     **{t: [_string_check("s.session_thread_id", "session_thread_id")]
@@ -156,8 +218,9 @@ _RECORD_CHECKS = {
         _time_check("s.updated_at", "updated_at_ms", "updated_at", required=False),
         "CASE WHEN s.metadata IS NOT NULL AND NOT starts_with(s.metadata, '{') "
         "THEN 'metadata: expected an object' END",
+        _speed_check("s.agent.model->>'$.speed'", "agent.model.speed"),
     ],
-    "agent": [_string_check("s.id", "id")],
+    "agent": [_string_check("s.id", "id"), _speed_check("s.model->>'$.speed'", "model.speed")],
     "environment": [_string_check("s.id", "id")],
 }
 
@@ -189,7 +252,7 @@ def _validation_sql() -> str:
     ])
     count_names = ", ".join({**_SPAN_COUNTS, **_USAGE_COUNTS})
     counts = ",\n".join(
-        f"{_count(leaf)} AS {name}"
+        f"{_count(leaf, _BOUND_OF[name])} AS {name}"
         for name, (leaf, *_rest) in {**_SPAN_COUNTS, **_USAGE_COUNTS}.items()
     )
     return f"""
@@ -262,7 +325,9 @@ class IngestResult:
     duplicates: int = 0
     records: int = 0
     quarantined: int = 0
+    id_collisions: int = 0  # new events whose id another session also uses (kept, reported)
     errors: list[str] = field(default_factory=list)  # the first few, for the CLI
+    warnings: list[str] = field(default_factory=list)  # the first few collisions
 
     def add(self, other: IngestResult) -> None:
         self.lines += other.lines
@@ -270,12 +335,16 @@ class IngestResult:
         self.duplicates += other.duplicates
         self.records += other.records
         self.quarantined += other.quarantined
+        self.id_collisions += other.id_collisions
         self.errors.extend(other.errors[: max(0, 10 - len(self.errors))])
+        self.warnings.extend(other.warnings[: max(0, 10 - len(self.warnings))])
 
     def summary(self) -> str:
         return (
             f"{self.lines:,} lines: {self.new_events:,} new, {self.duplicates:,} duplicate, "
             f"{self.records:,} records, {self.quarantined:,} quarantined"
+            + (f", {self.id_collisions:,} ids also used by another session"
+               if self.id_collisions else "")
         )
 
 
@@ -374,43 +443,158 @@ def _apply_records(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
     return int(con.execute("SELECT count(*) FROM new_records").fetchall()[0][0])
 
 
-def _ingest_batch(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    source: str,
-    ingest_id: int,
-    max_future_ms: int,
-) -> IngestResult:
+_ISO = "strftime(make_timestamp({} * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')"
+
+# The snapshot counters (stage column, store column, field named in errors), in field order.
+_SNAPSHOT_COUNTERS = [
+    ("u_input", "input_tokens", "usage.input_tokens"),
+    ("u_output", "output_tokens", "usage.output_tokens"),
+    ("u_cache_read", "cache_read_tokens", "usage.cache_read_input_tokens"),
+    ("u_cache_5m", "cache_write_5m_tokens", "usage.cache_creation.ephemeral_5m_input_tokens"),
+    ("u_cache_1h", "cache_write_1h_tokens", "usage.cache_creation.ephemeral_1h_input_tokens"),
+    ("u_searches", "web_search_requests", "usage.server_tool_use.web_search_requests"),
+    ("u_fetches", "web_fetch_requests", "usage.server_tool_use.web_fetch_requests"),
+]
+
+
+def _snapshot_order_sql() -> str:
+    """Temp table `usage_refused` (line_no, error): the batch's new `session.usage` snapshots
+    (lines in `new_lines`) with a cumulative counter below the largest value of that counter
+    in an earlier snapshot of the session (stored, or in the batch), or above the smallest in
+    a later stored one. Rating bills the differences between consecutive snapshots: such a
+    snapshot would take back usage already counted, so it stays out of the store.
+    Snapshots are ordered as rating orders them: by at_ms, then event id."""
+    fresh_cols = ", ".join(f"coalesce({c}, 0) AS {c}" for c, _, _ in _SNAPSHOT_COUNTERS)
+    stored_cols = ", ".join(f"{col} AS {c}" for c, col, _ in _SNAPSHOT_COUNTERS)
+    windows = ",\n".join(
+        f"max_by({{'v': {c}, 'at': at_ms, 'id': event_id}}, {c}) OVER before AS before_{c}, "
+        f"min_by({{'v': {c}, 'at': at_ms, 'id': event_id}}, "
+        f"CASE WHEN line_no IS NULL THEN {c} END) OVER after AS after_{c}"
+        for c, _, _ in _SNAPSHOT_COUNTERS)
+    checks = ",\n".join(
+        f"CASE WHEN {c} < before_{c}.v THEN '{label}: went down from ' || before_{c}.v "
+        f"|| ' (event ' || before_{c}.id || ' at ' || {_ISO.format(f'before_{c}.at')} "
+        f"|| ') to ' || {c} || '; a cumulative counter never decreases' "
+        f"WHEN {c} > after_{c}.v THEN '{label}: ' || {c} || ' exceeds ' || after_{c}.v "
+        f"|| ' of the later snapshot (event ' || after_{c}.id || ' at ' "
+        f"|| {_ISO.format(f'after_{c}.at')} || '); a cumulative counter never decreases' END"
+        for c, _, label in _SNAPSHOT_COUNTERS)
+    return f"""
+    CREATE OR REPLACE TEMP TABLE usage_refused AS
+    WITH fresh AS (
+        SELECT line_no, event_id, session_id, at_ms, {fresh_cols}
+        FROM stage WHERE kind = 'session.usage' AND error IS NULL
+          AND line_no IN (SELECT line_no FROM new_lines)
+    ), snapshots AS (
+        SELECT * FROM fresh
+        UNION ALL
+        SELECT NULL::BIGINT, event_id, session_id, at_ms, {stored_cols} FROM usage_snapshots
+        WHERE session_id IN (SELECT session_id FROM fresh)
+    ), compared AS (
+        SELECT line_no, {", ".join(c for c, _, _ in _SNAPSHOT_COUNTERS)}, {windows}
+        FROM snapshots
+        WINDOW before AS (PARTITION BY session_id ORDER BY at_ms, event_id
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+               after AS (PARTITION BY session_id ORDER BY at_ms, event_id
+                         ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)
+    )
+    SELECT line_no, coalesce({checks}) AS error FROM compared
+    WHERE line_no IS NOT NULL AND error IS NOT NULL
+    """
+
+
+_SNAPSHOT_ORDER_SQL = _snapshot_order_sql()
+
+
+def _find_new_events(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp tables `new_lines` (line_no, session_id, event_id: the first line of each event
+    the store does not hold) and `stored_ids` (the stored (event_id, session_id) pairs of the
+    batch's ids). An event's identity is (session_id, event_id): the provider numbers events
+    per session, so one id in two sessions is two events. The stored ids are probed with the
+    batch's (a hash of the batch, not of the store: memory and time follow the batch)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE stored_ids AS
+        SELECT DISTINCT event_id, session_id FROM events
+        WHERE event_id IN (SELECT event_id FROM stage
+                           WHERE error IS NULL AND kind NOT IN {RECORD_TYPES})
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE new_lines AS
+        SELECT min(line_no) AS line_no, session_id, event_id
+        FROM (SELECT line_no, session_id, event_id FROM stage
+              WHERE error IS NULL AND kind NOT IN {RECORD_TYPES}) b
+        ANTI JOIN stored_ids USING (event_id, session_id)
+        GROUP BY session_id, event_id
+    """)
+
+
+def _collisions(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, list[str]]:
+    """The new events whose id another session uses too (in the store or in the batch): how
+    many, and the first few as `source:line: event ...: ...` warnings."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE id_collisions AS
+        WITH shared AS (
+            SELECT event_id FROM new_lines GROUP BY event_id HAVING count(*) > 1
+            UNION SELECT event_id FROM stored_ids
+        ), users AS (
+            SELECT event_id, session_id FROM new_lines
+            WHERE event_id IN (SELECT event_id FROM shared)
+            UNION SELECT event_id, session_id FROM stored_ids
+        )
+        SELECT n.line_no, n.event_id, n.session_id,
+               string_agg(DISTINCT u.session_id, ', ' ORDER BY u.session_id) AS others
+        FROM new_lines n JOIN users u ON u.event_id = n.event_id AND u.session_id <> n.session_id
+        GROUP BY ALL
+    """)
+    count = int(con.execute("SELECT count(*) FROM id_collisions").fetchall()[0][0])
+    if not count:
+        return 0, []
+    return count, [
+        f"{source}:{n}: event {e} of session {sid}: the id is also used by session {others}; "
+        "kept as a separate event (events are identified by session and id)"
+        for n, e, sid, others in con.execute(
+            "SELECT line_no, event_id, session_id, others FROM id_collisions "
+            "ORDER BY line_no LIMIT 10").fetchall()]
+
+
+def _refuse_decreasing_snapshots(con: duckdb.DuckDBPyConnection) -> None:
+    """Quarantine the new snapshots that would take back counted usage (see
+    `_snapshot_order_sql`): their error set in `stage`, their lines out of `new_lines`."""
+    if not con.execute("SELECT count(*) FROM stage WHERE kind = 'session.usage' "
+                       "AND error IS NULL").fetchall()[0][0]:
+        return
+    con.execute(_SNAPSHOT_ORDER_SQL)
+    if not con.execute("SELECT count(*) FROM usage_refused").fetchall()[0][0]:
+        return
+    con.execute("UPDATE stage SET error = r.error FROM usage_refused r "
+                "WHERE stage.line_no = r.line_no")
+    con.execute("DELETE FROM new_lines WHERE line_no IN (SELECT line_no FROM usage_refused)")
+
+
+def _ingest_batch(con: duckdb.DuckDBPyConnection, run: _IngestRun) -> IngestResult:
     """Validate and store the lines of relation `batch_lines` in a single transaction.
 
-    Either the whole batch lands (events, typed rows, records, quarantine) or none of it, so
-    a crash between batches loses nothing that was reported stored, and re-running the same
-    input afterwards only finds duplicates.
+    Either the whole batch lands (events, typed rows, records, quarantine, and the run's
+    progress in `ingest_log`) or none of it, so a crash between batches loses nothing that
+    was reported stored, and re-running the same input afterwards only finds duplicates.
     """
     now_ms = int(time.time() * 1000)
+    source, bounds = run.source, run.bounds
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(_STAGE_SQL, {"shape": _SHAPE, "max_ms": now_ms + max_future_ms})
-        # First sight of each id in the batch, and only ids the store has not seen before.
-        # The stored ids are probed with the batch's (a hash of the batch, not of the store:
-        # memory and time follow the batch, the scan reads one column).
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE new_lines AS
-            WITH batch AS (
-                SELECT line_no, event_id FROM stage
-                WHERE error IS NULL AND kind NOT IN {RECORD_TYPES}
-            ), seen AS (
-                SELECT event_id FROM events
-                WHERE event_id IN (SELECT event_id FROM batch)
-            )
-            SELECT min(line_no) AS line_no FROM batch
-            WHERE event_id NOT IN (SELECT event_id FROM seen)
-            GROUP BY event_id
-        """)
+        ingest_id = run.current_id()
+        con.execute(_STAGE_SQL, {
+            "shape": _SHAPE, "max_ms": now_ms + run.max_future_ms,
+            "min_ms": bounds.earliest_ms, "min_text": _iso(bounds.earliest_ms),
+            "max_request": bounds.request_tokens, "max_session": bounds.session_tokens,
+            "max_web": bounds.web_requests})
+        _find_new_events(con)
+        _refuse_decreasing_snapshots(con)
         new, valid = con.execute(f"""
             SELECT (SELECT count(*) FROM new_lines),
                    (SELECT count(*) FROM stage WHERE error IS NULL
                       AND kind NOT IN {RECORD_TYPES})""").fetchall()[0]
+        collisions, warnings = _collisions(con, source)
         # The common case, fresh data, needs no join back: every valid event is new.
         only_new = "" if new == valid else "AND line_no IN (SELECT line_no FROM new_lines)"
         con.execute("CREATE OR REPLACE TEMP VIEW new_events AS SELECT * FROM stage "
@@ -431,71 +615,211 @@ def _ingest_batch(
                 SELECT 1 FROM quarantine q
                 WHERE q.source = $source AND q.line_no = s.line_no AND q.raw = b.line)
         """, {"ingest_id": ingest_id, "source": source, "now": now_ms}) if bad else None
-        counts = (new, valid, bad,
-                  con.execute("SELECT count(*) FROM stage").fetchall()[0][0])
+        lines = con.execute("SELECT count(*) FROM stage").fetchall()[0][0]
         errors = [
             f"{source}:{n}: {e}" for n, e in con.execute(
                 f"SELECT line_no, {_RECORD_LABEL} || error "
                 "FROM stage WHERE error IS NOT NULL ORDER BY line_no LIMIT 10"
             ).fetchall()
         ]
+        result = IngestResult(
+            lines=int(lines), new_events=int(new), duplicates=int(valid) - int(new),
+            records=records, quarantined=int(bad), id_collisions=collisions, errors=errors,
+            warnings=warnings)
+        run.log_progress(result, now_ms)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    new, valid_events, quarantined = (int(c) for c in counts[:3])
-    return IngestResult(
-        lines=int(counts[3]), new_events=new, duplicates=valid_events - new, records=records,
-        quarantined=quarantined, errors=errors,
-    )
+    return result
 
 
-def _batched(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+def _iso(epoch_ms: int) -> str:
+    from meter.vocabulary import iso_ms
+
+    return iso_ms(epoch_ms)
+
+
+def _batched(lines: Iterable[str], size: Callable[[], int]) -> Iterator[list[str]]:
+    """`lines` in lists of `size()` lines (asked again after each list)."""
     batch: list[str] = []
+    limit = size()
     for line in lines:
         batch.append(line)
-        if len(batch) >= size:
+        if len(batch) >= limit:
             yield batch
             batch = []
+            limit = size()
     if batch:
         yield batch
 
 
 class _IngestRun:
-    """One logged ingest: an `ingest_log` row opened at the start and closed with the counts."""
+    """One logged ingest: an `ingest_log` row opened at the start ('running', with this
+    process's pid and host), advanced with every committed batch, closed when done
+    ('finished', or 'failed' / 'interrupted' when an error or Ctrl-C stops it; a kill leaves
+    it 'running' with a dead pid, which `ingest_runs` shows as interrupted).
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: str, max_future_ms: int):
+    It also paces the batches: each sized to take about half the write hold, the store
+    released between batches before the hold runs out (`WriteHold`).
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: str, max_future_ms: int,
+                 batch_lines: int, bounds: Bounds | None = None):
         self.con, self.source, self.max_future_ms = con, source, max_future_ms
-        self.ingest_id = next_ingest_id(con)
+        self.bounds = bounds or Bounds.from_settings()
+        self.hold = WriteHold(con)
+        self.max_batch = max(1, batch_lines)
+        self.next_batch = min(self.max_batch, FIRST_BATCH_LINES)
+        self.last_batch_s = 0.0
         self.total = IngestResult()
-        con.execute(
-            "INSERT INTO ingest_log (ingest_id, source, started_ms) VALUES (?, ?, ?)",
-            [self.ingest_id, source, int(time.time() * 1000)],
-        )
+        _mark_dead_runs(con)
+        self.ingest_id = self._open_log_row(int(time.time() * 1000))
+
+    def _open_log_row(self, now_ms: int) -> int:
+        ingest_id = next_ingest_id(self.con)
+        self.con.execute(
+            "INSERT INTO ingest_log (ingest_id, source, started_ms, status, pid, host, "
+            "heartbeat_ms, lines, new_events, duplicates, records, quarantined, id_collisions) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, 0, 0, 0)",
+            [ingest_id, self.source, now_ms, os.getpid(), this_host(), now_ms])
+        return ingest_id
+
+    def current_id(self) -> int:
+        """The ingest id for the batch about to commit (inside its transaction). Another
+        ingest may have started while this one released the store: rows committed from then
+        on carry a new id above it, logged as a continuation, so that ingest ids grow in
+        commit order (the ledger's watermark, pricing.ledger, relies on it)."""
+        top = self.con.execute("SELECT max(ingest_id) FROM ingest_log").fetchall()[0][0]
+        if top is not None and top > self.ingest_id:
+            now = int(time.time() * 1000)
+            self.con.execute("UPDATE ingest_log SET status = 'continued', finished_ms = ? "
+                             "WHERE ingest_id = ?", [now, self.ingest_id])
+            self.ingest_id = self._open_log_row(now)
+        return self.ingest_id
+
+    def log_progress(self, batch: IngestResult, now_ms: int) -> None:
+        """Add a batch's counts to the run's row (inside the batch's transaction)."""
+        self.con.execute(
+            "UPDATE ingest_log SET lines = lines + ?, new_events = new_events + ?, "
+            "duplicates = duplicates + ?, records = records + ?, "
+            "quarantined = quarantined + ?, id_collisions = id_collisions + ?, "
+            "heartbeat_ms = ? WHERE ingest_id = ?",
+            [batch.lines, batch.new_events, batch.duplicates, batch.records,
+             batch.quarantined, batch.id_collisions, now_ms, self.ingest_id])
+
+    def batch_size(self) -> int:
+        return self.next_batch
 
     def batch(self) -> None:
-        """Ingest what relation `batch_lines` holds now."""
-        self.total.add(_ingest_batch(self.con, source=self.source, ingest_id=self.ingest_id,
-                                     max_future_ms=self.max_future_ms))
+        """Ingest what relation `batch_lines` holds now; then set the next batch's size from
+        this one's pace and release the store if the hold would run out during it."""
+        began = time.monotonic()
+        n = self.con.execute("SELECT count(*) FROM batch_lines").fetchall()[0][0]
+        self.total.add(_ingest_batch(self.con, self))
+        took = time.monotonic() - began
+        if took > 0 and n:
+            paced = int(n / took * self.hold.hold_s / 2)
+            self.next_batch = min(self.max_batch, max(MIN_BATCH_LINES, paced))
+        self.last_batch_s = took * self.next_batch / max(n, 1)
+
+    def pause_point(self) -> None:
+        """Between batches: let waiting readers in if the hold would run out."""
+        self.hold.pause_point(self.last_batch_s)
 
     def finish(self) -> IngestResult:
-        t = self.total
+        self._close_log_row("finished", None)
+        return self.total
+
+    def fail(self, exc: BaseException) -> None:
+        """Record why the run stopped, if the store can still be written."""
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            self._close_log_row(status, (str(exc).splitlines() or [type(exc).__name__])[0])
+        except duckdb.Error:
+            pass  # the store is gone or held: the row stays 'running', shown as interrupted
+
+    def _close_log_row(self, status: str, error: str | None) -> None:
         self.con.execute(
-            "UPDATE ingest_log SET finished_ms = ?, lines = ?, new_events = ?, duplicates = ?, "
-            "records = ?, quarantined = ? WHERE ingest_id = ?",
-            [int(time.time() * 1000), t.lines, t.new_events, t.duplicates, t.records,
-             t.quarantined, self.ingest_id],
-        )
-        return t
+            "UPDATE ingest_log SET finished_ms = ?, status = ?, error = ? WHERE ingest_id = ?",
+            [int(time.time() * 1000), status, error, self.ingest_id])
+
+
+def _mark_dead_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """Runs of this host still 'running' whose process is gone were interrupted: say so."""
+    host = this_host()
+    dead = [ingest_id for ingest_id, pid in con.execute(
+        "SELECT ingest_id, pid FROM ingest_log WHERE status = 'running' AND host = ?",
+        [host]).fetchall() if pid is None or not _alive(int(pid))]
+    if dead:
+        con.execute("UPDATE ingest_log SET status = 'interrupted' "
+                    f"WHERE ingest_id IN ({', '.join(str(int(i)) for i in dead)})")
+
+
+def _alive(pid: int) -> bool:
+    from meter.store import _pid_alive
+
+    return pid == os.getpid() or _pid_alive(pid)
+
+
+@dataclass(frozen=True)
+class IngestRunState:
+    """A row of `ingest_log` with its state as a reader sees it."""
+
+    ingest_id: int
+    source: str
+    started_ms: int
+    finished_ms: int | None
+    state: str  # running | finished | failed | interrupted | continued
+    lines: int | None
+    new_events: int | None
+    duplicates: int | None
+    records: int | None
+    quarantined: int | None
+    id_collisions: int | None
+    error: str | None
+
+
+def ingest_runs(con: duckdb.DuckDBPyConnection, limit: int = 20) -> list[IngestRunState]:
+    """The latest ingests, newest first, each with its state: a run that never finished is
+    'running' while its process lives (same host) or its heartbeat is recent, otherwise
+    'interrupted'; works read-only, also on a store of an older schema."""
+    columns = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' "
+        "AND table_name = 'ingest_log' AND database_name = current_database()").fetchall()}
+    extra = ("status, pid, host, heartbeat_ms, id_collisions, error" if "status" in columns
+             else "NULL, NULL, NULL, NULL, NULL, NULL")
+    rows = con.execute(f"""
+        SELECT ingest_id, source, started_ms, finished_ms, lines, new_events, duplicates,
+               records, quarantined, {extra}
+        FROM ingest_log ORDER BY ingest_id DESC LIMIT {int(limit)}""").fetchall()
+    host, now = this_host(), int(time.time() * 1000)
+    out = []
+    for (ingest_id, source, started, finished, lines, new, dup, records, quarantined,
+         status, pid, run_host, heartbeat, collisions, error) in rows:
+        if finished is not None:
+            state = status or "finished"
+        elif status in ("interrupted", "failed"):
+            state = status
+        elif pid is not None and run_host == host:
+            state = "running" if _alive(int(pid)) else "interrupted"
+        else:  # another host, or a writer that logs no pid: live while it shows progress
+            live = heartbeat is not None and now - heartbeat < _STALE_HEARTBEAT_MS
+            state = "running" if live else "interrupted"
+        out.append(IngestRunState(int(ingest_id), source, started, finished, state, lines,
+                                  new, dup, records, quarantined, collisions, error))
+    return out
+
+
+_STALE_HEARTBEAT_MS = 10 * 60 * 1000
 
 
 def _feed_batches(run: _IngestRun, con: duckdb.DuckDBPyConnection, lines: Iterable[str], *,
-                  first: int, batch_lines: int,
-                  progress: Callable[[int], None] | None) -> None:
+                  first: int, progress: Callable[[int], None] | None) -> None:
     """Lines held in Python through `run`, a batch at a time, numbered from `first`; blank
     lines are skipped (and counted)."""
     line_no = first
-    for batch in _batched(lines, batch_lines):
+    for batch in _batched(lines, run.batch_size):
         kept = [i for i, text in enumerate(batch) if text.strip()]
         if kept:
             con.register("batch_lines", pa.table({
@@ -509,6 +833,17 @@ def _feed_batches(run: _IngestRun, con: duckdb.DuckDBPyConnection, lines: Iterab
         line_no += len(batch)
         if progress:
             progress(len(batch))
+        run.pause_point()
+
+
+def _logged(run: _IngestRun, work: Callable[[], None]) -> IngestResult:
+    """Do `work` for `run`, then close its log row as finished, or as failed/interrupted."""
+    try:
+        work()
+    except BaseException as exc:
+        run.fail(exc)
+        raise
+    return run.finish()
 
 
 def ingest_lines(
@@ -518,36 +853,41 @@ def ingest_lines(
     source: str,
     batch_lines: int = BATCH_LINES,
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+    bounds: Bounds | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Ingest JSON lines held in memory (the collector's buffer, stdin) in batches.
 
-    Line numbers count from 1 across the whole iterable; blank lines are skipped.
+    Line numbers count from 1 across the whole iterable; blank lines are skipped. `bounds`
+    default to the configured ones (`Bounds.from_settings`).
     """
-    run = _IngestRun(con, source, max_future_ms)
-    _feed_batches(run, con, lines, first=1, batch_lines=batch_lines, progress=progress)
-    return run.finish()
+    run = _IngestRun(con, source, max_future_ms, batch_lines, bounds)
+    return _logged(run, lambda: _feed_batches(run, con, lines, first=1, progress=progress))
 
 
-def _gathered(reader: pa.RecordBatchReader, size: int) -> Iterator[pa.ChunkedArray]:
-    """The first column of a stream of record batches, regrouped into runs of `size` rows
+def _gathered(reader: pa.RecordBatchReader, size: Callable[[], int]
+              ) -> Iterator[pa.ChunkedArray]:
+    """The first column of a stream of record batches, regrouped into runs of `size()` rows
     (the stream yields small batches; each ingest batch has a fixed cost)."""
     pending: list[pa.RecordBatch] = []
     rows = 0
     for batch in reader:
         pending.append(batch)
         rows += batch.num_rows
-        if rows >= size:
-            yield pa.Table.from_batches(pending).column(0)
-            pending, rows = [], 0
-    if pending:
+        while rows >= size():
+            whole = pa.Table.from_batches(pending)
+            cut = size()
+            yield whole.column(0).slice(0, cut)
+            rest = whole.slice(cut)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
         yield pa.Table.from_batches(pending).column(0)
 
 
-def _read_lines_sql(path: str) -> str:
+def _read_lines_sql(compressed: bool) -> str:
     """DuckDB reading a file as one VARCHAR column, one row per line, in file order (a
     streaming query: no window or sort that would hold the whole file)."""
-    compression = "gzip" if path.endswith(".gz") else "none"
+    compression = "gzip" if compressed else "none"
     return (
         "SELECT line FROM read_csv($path, "
         "columns = {'line': 'VARCHAR'}, header = false, delim = '\x1e', quote = '', "
@@ -556,13 +896,55 @@ def _read_lines_sql(path: str) -> str:
     )
 
 
-def _text_lines(path: str) -> Iterator[str]:
+def _text_lines(path: str, compressed: bool) -> Iterator[str]:
     """The slow but forgiving reader: undecodable bytes become U+FFFD and get quarantined."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8",
-                                                     errors="replace") as text:
+    raw: IO[bytes] = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+    with raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as text:
         for line in text:
             yield line.rstrip("\r\n")
+
+
+def is_gzip(path: str) -> bool:
+    """Whether the file starts with gzip's magic bytes (whatever its name)."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def _gzip_problem(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "the compressed stream ends early (truncated file)"
+    text = str(exc) or type(exc).__name__
+    return text[0].lower() + text[1:]
+
+
+def _copy_gzip(source: IO[bytes], target: IO[bytes] | None, name: str) -> None:
+    """Decompress `source` to its end into `target` (or nowhere), so that gzip checks each
+    member's CRC and length; a corrupt stream is a UsageError naming the file and the fault."""
+    try:
+        with gzip.GzipFile(fileobj=source, mode="rb") as unzipped:
+            while chunk := unzipped.read(1 << 20):
+                if target is not None:
+                    target.write(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UsageError(f"{name}: corrupt gzip data: {_gzip_problem(exc)}; nothing from this "
+                         "file was stored") from None
+
+
+def verify_gzip(path: str) -> None:
+    """Read a gzip file to its end, checking every member's CRC and length."""
+    with open(path, "rb") as raw:
+        _copy_gzip(raw, None, path)
+
+
+def _check_input(name: str) -> None:
+    if Path(name).is_dir():
+        raise UsageError(f"{name}: is a directory; expected a JSONL file (.jsonl, .jsonl.gz) "
+                         "or - for stdin")
+    if not Path(name).exists():
+        raise FileNotFoundError(f"{name}: no such file")
+    if not Path(name).is_file():
+        raise UsageError(f"{name}: not a regular file; expected a JSONL file (.jsonl, "
+                         ".jsonl.gz) or - for stdin")
 
 
 def ingest_path(
@@ -571,46 +953,84 @@ def ingest_path(
     *,
     batch_lines: int = BATCH_LINES,
     max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+    bounds: Bounds | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
-    """Ingest one JSONL file (`.jsonl`, `.jsonl.gz`, or `-` for stdin).
+    """Ingest one JSONL file (`.jsonl`, gzip-compressed whatever its name, or `-` for stdin).
 
     Files are split into lines by DuckDB itself (no Python loop per line) and streamed a batch
     at a time, so memory follows the batch, not the file; from a line that is not valid UTF-8
-    on, a Python reader that replaces the bad bytes (to be quarantined) takes over.
+    on, a Python reader that replaces the bad bytes (to be quarantined) takes over. Gzip data
+    (by its magic bytes, also on stdin) is first read to its end: a corrupt stream raises a
+    UsageError and stores nothing. A directory is a UsageError too.
     """
     name = str(path)
     if name == "-":
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        return ingest_lines(con, (ln.rstrip("\r\n") for ln in stdin), source="<stdin>",
-                            batch_lines=batch_lines, max_future_ms=max_future_ms,
-                            progress=progress)
-    if not Path(name).is_file():
-        raise FileNotFoundError(f"{name}: no such file")
-    run = _IngestRun(con, name, max_future_ms)
-    done = 0
-    try:
-        # Streamed: a batch of lines at a time, whatever the file's size (memory stays
-        # bounded). Read on a cursor of its own, since `con` writes between batches.
-        reader = con.cursor().sql(_read_lines_sql(name), params={"path": name}
-                                  ).to_arrow_reader(batch_lines)
-        for lines in _gathered(reader, batch_lines):
-            n = len(lines)
-            con.register("batch_lines", pa.table({
-                "line_no": pa.array(range(done + 1, done + n + 1), pa.int64()),
-                "line": lines}))
-            try:
-                run.batch()
-            finally:
-                con.unregister("batch_lines")
-            done += n
-            if progress:
-                progress(n)
-    except (duckdb.InvalidInputException, OSError) as exc:
-        # Not valid UTF-8 from some line on (raised by DuckDB, or through the Arrow stream
-        # as an OSError): the forgiving reader goes on from there. Other errors stand.
-        if "utf-8" not in str(exc).lower() and "unicode" not in str(exc).lower():
-            raise
-        _feed_batches(run, con, islice(_text_lines(name), done, None), first=done + 1,
-                      batch_lines=batch_lines, progress=progress)
-    return run.finish()
+        return _ingest_stdin(con, batch_lines=batch_lines, max_future_ms=max_future_ms,
+                             bounds=bounds, progress=progress)
+    _check_input(name)
+    compressed = is_gzip(name)
+    if compressed:
+        verify_gzip(name)
+    return _ingest_file(con, name, name, compressed, batch_lines=batch_lines,
+                        max_future_ms=max_future_ms, bounds=bounds, progress=progress)
+
+
+def _ingest_stdin(con: duckdb.DuckDBPyConnection, *, batch_lines: int, max_future_ms: int,
+                  bounds: Bounds | None, progress: Callable[[int], None] | None
+                  ) -> IngestResult:
+    """Standard input: gzip data is decompressed (and verified) to a scratch file first and
+    ingested from there; text is read line by line."""
+    raw = sys.stdin.buffer
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    if head == GZIP_MAGIC:
+        with tempfile.TemporaryDirectory(prefix="agenttally-stdin-") as scratch:
+            plain = os.path.join(scratch, "stdin.jsonl")
+            with open(plain, "wb") as out:
+                _copy_gzip(raw, out, "<stdin>")
+            return _ingest_file(con, plain, "<stdin>", False, batch_lines=batch_lines,
+                                max_future_ms=max_future_ms, bounds=bounds,
+                                progress=progress)
+    stdin = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+    return ingest_lines(con, (ln.rstrip("\r\n") for ln in stdin), source="<stdin>",
+                        batch_lines=batch_lines, max_future_ms=max_future_ms, bounds=bounds,
+                        progress=progress)
+
+
+def _ingest_file(con: duckdb.DuckDBPyConnection, name: str, source: str, compressed: bool, *,
+                 batch_lines: int, max_future_ms: int, bounds: Bounds | None,
+                 progress: Callable[[int], None] | None) -> IngestResult:
+    run = _IngestRun(con, source, max_future_ms, batch_lines, bounds)
+
+    def work() -> None:
+        done = 0
+        # The file is read by a DuckDB of its own (in memory): nothing of the reader's open
+        # query then refers to the store, which is released between batches.
+        reader_db = duckdb.connect(":memory:")
+        try:
+            reader = reader_db.sql(_read_lines_sql(compressed), params={"path": name}
+                                   ).to_arrow_reader(MIN_BATCH_LINES)
+            for lines in _gathered(reader, run.batch_size):
+                n = len(lines)
+                con.register("batch_lines", pa.table({
+                    "line_no": pa.array(range(done + 1, done + n + 1), pa.int64()),
+                    "line": lines}))
+                try:
+                    run.batch()
+                finally:
+                    con.unregister("batch_lines")
+                done += n
+                if progress:
+                    progress(n)
+                run.pause_point()
+        except (duckdb.InvalidInputException, OSError) as exc:
+            # Not valid UTF-8 from some line on (raised by DuckDB, or through the Arrow stream
+            # as an OSError): the forgiving reader goes on from there. Other errors stand.
+            if "utf-8" not in str(exc).lower() and "unicode" not in str(exc).lower():
+                raise
+            _feed_batches(run, con, islice(_text_lines(name, compressed), done, None),
+                          first=done + 1, progress=progress)
+        finally:
+            reader_db.close()
+
+    return _logged(run, work)

@@ -33,6 +33,21 @@ SETTINGS = {s.variable: s for s in (
             "none: session > agent > environment tags, nothing shared"),
     Setting("AGENTTALLY_GRACE_DAYS", "days after a month ends during which late usage still "
             "lands in it and `close` waits (the late-usage policy, reports/closing.py)", "3"),
+    Setting("AGENTTALLY_MAX_REQUEST_TOKENS", "plausibility bound at ingest: the most tokens "
+            "of one class one model request may report (span.model_request_end); a line beyond "
+            "it is quarantined", "1000000000"),
+    Setting("AGENTTALLY_MAX_SESSION_TOKENS", "plausibility bound at ingest: the most tokens of "
+            "one class a session's cumulative usage snapshot may report (session.usage)",
+            "100000000000"),
+    Setting("AGENTTALLY_MAX_WEB_REQUESTS", "plausibility bound at ingest: the most web searches "
+            "(and web fetches) a session's cumulative usage snapshot may report", "10000000"),
+    Setting("AGENTTALLY_EARLIEST_TIME", "plausibility bound at ingest: events and records "
+            "stamped before this instant are quarantined (the latest is now + "
+            "--max-future-hours)", "1900-01-01T00:00:00Z"),
+    Setting("AGENTTALLY_WRITE_HOLD_S", "the longest a writer (ingest) holds the store before it "
+            "commits and lets waiting readers in", "2"),
+    Setting("AGENTTALLY_LOCK_WAIT_S", "how long a reader or writer waits for another process "
+            "that holds the store before giving up", "30"),
     Setting("ANTHROPIC_API_KEY", "API key for `collect` (and `emulate`, to require one)",
             secret=True),
     Setting("ANTHROPIC_BASE_URL", "API root for `collect`", "https://api.anthropic.com"),

@@ -1,24 +1,33 @@
 """The DuckDB store: one file, a versioned schema, and the connection rules around it.
 
-DuckDB lets one process write a file at a time. Writers (ingest, the collector, the simulator)
-hold the store only for the length of a batch; readers (reports, the dashboard) open it
-read-only and retry briefly when a writer holds the lock, so both can share one file.
+DuckDB lets one process hold a file while a connection is open (many read-only processes, or
+one writer). So writers hold the store only for a bounded time: ingest commits in batches and
+releases the file at least every AGENTTALLY_WRITE_HOLD_S seconds of work (`WriteHold`), the
+collector for the length of a flush. A process that finds the file held (`connect`) says so on
+stderr, leaves a marker beside the store so that the writer lets it in at its next release,
+and waits up to AGENTTALLY_LOCK_WAIT_S before a `StoreError`, never a raw DuckDB error.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import sys
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
-from meter.errors import DataError
-from meter.settings import setting
+from meter.errors import DataError, UsageError
+from meter.settings import SETTINGS, setting
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
 # schema file itself; later versions append statements here and never edit old ones.
@@ -78,9 +87,26 @@ MIGRATIONS: dict[int, str] = {
         tier VARCHAR, quantity BIGINT NOT NULL, amount DECIMAL(38, 2) NOT NULL
     );
     """,
+    # v5: an ingest's state (running, finished, failed, interrupted, continued) and who runs
+    # it (pid and host: a run no longer live that never finished was interrupted); its
+    # progress is committed with each batch (heartbeat_ms). Event ids are de-duplicated per
+    # session (the provider's identity is (session_id, event_id)): id_collisions counts the
+    # new events whose id another session also uses. Runs logged before this version
+    # without a finish were interrupted (no older writer can be live: it held the file).
+    5: """
+    ALTER TABLE ingest_log ADD COLUMN status VARCHAR;
+    ALTER TABLE ingest_log ADD COLUMN pid BIGINT;
+    ALTER TABLE ingest_log ADD COLUMN host VARCHAR;
+    ALTER TABLE ingest_log ADD COLUMN heartbeat_ms BIGINT;
+    ALTER TABLE ingest_log ADD COLUMN id_collisions BIGINT;
+    ALTER TABLE ingest_log ADD COLUMN error VARCHAR;
+    UPDATE ingest_log
+    SET status = CASE WHEN finished_ms IS NULL THEN 'interrupted' ELSE 'finished' END;
+    """,
 }
 
 DEFAULT_DB = Path("data") / "agenttally.duckdb"
+T = TypeVar("T")
 
 
 class StoreError(DataError):
@@ -137,37 +163,203 @@ def _is_lock_error(exc: Exception) -> bool:
     return "lock" in text or "conflicting" in text
 
 
+def _seconds_setting(variable: str) -> float:
+    text = setting(variable) or SETTINGS[variable].default or ""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86_400:
+        raise UsageError(f"{variable}={text!r}: expected seconds, a number from 0 to 86400 "
+                         f"(exclusive of 0), e.g. {SETTINGS[variable].default}")
+    return value
+
+
+def lock_wait_s() -> float:
+    """How long `connect` and a writer's `WriteHold` wait for the file (AGENTTALLY_LOCK_WAIT_S)."""
+    return _seconds_setting("AGENTTALLY_LOCK_WAIT_S")
+
+
+def write_hold_s() -> float:
+    """The longest a writer holds the file before letting others in (AGENTTALLY_WRITE_HOLD_S)."""
+    return _seconds_setting("AGENTTALLY_WRITE_HOLD_S")
+
+
+def _holder(exc: Exception) -> str:
+    """'another process (PID n)' from DuckDB's lock error, or 'another process'."""
+    found = re.search(r"\(PID (\d+)\)", str(exc))
+    return f"another process (PID {found.group(1)})" if found else "another process"
+
+
+def _marker_prefix(target: str) -> str:
+    return f"{target}.waiting-"
+
+
+def _announce_waiting(target: str) -> Path | None:
+    """A marker beside the store saying this process waits for it (a writer yields to it at
+    its next release); None if the folder is not writable (the wait then relies on timing)."""
+    marker = Path(f"{_marker_prefix(target)}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        marker.touch()
+    except OSError:
+        return None
+    return marker
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def others_waiting(target: str) -> bool:
+    """Whether a live process (other than this one) has announced that it waits for `target`."""
+    folder = Path(target).parent
+    prefix = Path(_marker_prefix(target)).name
+    try:
+        names = [p.name for p in folder.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return False
+    for name in names:
+        pid_text = name[len(prefix):].split("-", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+            return True
+    return False
+
+
+def _wait_for_file(target: str, attempt: Callable[[], T], *, timeout_s: float,
+                   doing: str) -> T:
+    """Run `attempt` (an open or an attach of `target`) until no other process holds the
+    file: one line on stderr when it has to wait, a marker for the holder while it waits,
+    and a StoreError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    marker: Path | None = None
+    try:
+        while True:
+            try:
+                return attempt()
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise StoreError(f"{target}: cannot open the store: {first}") from exc
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{target}: {_holder(exc)} still holds the store after "
+                        f"{timeout_s:g} s; try again when it has finished",
+                        hint="AGENTTALLY_LOCK_WAIT_S sets how long to wait") from None
+                if marker is None:
+                    print(f"waiting for {target}: {_holder(exc)} is {doing} it "
+                          f"(up to {timeout_s:g} s) ...", file=sys.stderr, flush=True)
+                    marker = _announce_waiting(target)
+                time.sleep(0.02)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
 def connect(
     path: str | Path | None = None,
     *,
     read_only: bool = False,
-    lock_timeout_s: float = 10.0,
+    lock_timeout_s: float | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Open the store, creating and migrating it unless `read_only`.
 
-    Waits up to `lock_timeout_s` for another process's write lock, since writers hold it only
-    for a batch. `":memory:"` gives a throwaway store (tests, what-if sandboxes).
+    When another process holds the file (a writer between two of its releases, or readers
+    when this one writes), waits for it with one line on stderr ("waiting for <path>:
+    another process (PID n) is writing it ..."), up to `lock_timeout_s` (default
+    AGENTTALLY_LOCK_WAIT_S, 30 s), then raises StoreError. `":memory:"` gives a throwaway
+    store (tests, what-if sandboxes).
     """
     target = str(path or default_db_path())
     if target != ":memory:":
+        if Path(target).is_dir():
+            raise StoreError(f"{target}: is a directory, expected a store file "
+                             "(e.g. data/agenttally.duckdb)")
         if read_only and not Path(target).exists():
             raise StoreError(f"{target}: no store here yet; ingest or simulate some data first")
         Path(target).parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + lock_timeout_s
-    delay = 0.05
-    while True:
-        try:
-            con = duckdb.connect(target, read_only=read_only)
-            break
-        except duckdb.IOException as exc:
-            if not _is_lock_error(exc) or time.monotonic() > deadline:
-                raise StoreError(f"{target}: {exc}") from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
+    timeout = lock_wait_s() if lock_timeout_s is None else lock_timeout_s
+    con = _wait_for_file(target, lambda: duckdb.connect(target, read_only=read_only),
+                         timeout_s=timeout, doing="writing" if read_only else "using")
     _configure(con)
     if not read_only:
         migrate(con)
     return con
+
+
+def store_file(con: duckdb.DuckDBPyConnection) -> tuple[str, str | None]:
+    """The current database of `con`: its name and its file (None for an in-memory store)."""
+    name, path = con.execute(
+        "SELECT database_name, path FROM duckdb_databases() "
+        "WHERE database_name = current_database()").fetchall()[0]
+    return str(name), (str(path) if path else None)
+
+
+class WriteHold:
+    """A writer's hold on the store file, released at bounded intervals.
+
+    A writer calls `pause_point()` between two committed batches (never inside a
+    transaction). Once the next batch would take the hold past `hold_s` seconds, the file
+    is released: the store is detached from the writer's connection (DuckDB then closes it
+    and drops the lock; temp tables and settings stay), processes that announced they wait
+    (`connect`) get in, and the store is attached again under its name, waiting for those
+    others (readers) up to `wait_s`. Callers keep using the same connection. An in-memory
+    store is never released.
+    """
+
+    _PARKING = "agenttally_released"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, hold_s: float | None = None,
+                 wait_s: float | None = None) -> None:
+        self.con = con
+        self.hold_s = write_hold_s() if hold_s is None else hold_s
+        self.wait_s = lock_wait_s() if wait_s is None else wait_s
+        self.name, self.path = store_file(con)
+        self.since = time.monotonic()
+        self.releases = 0
+
+    def pause_point(self, next_batch_s: float = 0.0) -> bool:
+        """Release and re-take the file if holding it for the next batch (`next_batch_s`,
+        as long as the last) would exceed the hold; True when it was released."""
+        if self.path is None or time.monotonic() - self.since + next_batch_s < self.hold_s:
+            return False
+        self.release()
+        return True
+
+    def release(self) -> None:
+        """Let others in now: detach, give announced waiters up to a second to open the
+        file, attach again (waiting for them to finish, up to `wait_s`)."""
+        if self.path is None:
+            return
+        con, quoted = self.con, '"' + self.name.replace('"', '""') + '"'
+        con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {self._PARKING}")
+        con.execute(f"USE {self._PARKING}")
+        try:
+            con.execute(f"DETACH {quoted}")
+        except duckdb.Error:  # in use by another cursor of the caller's: keep holding it
+            con.execute(f"USE {quoted}")
+            con.execute(f"DETACH {self._PARKING}")
+            self.since = time.monotonic()
+            return
+        handover = time.monotonic() + 1.0
+        while others_waiting(self.path) and time.monotonic() < handover:
+            time.sleep(0.01)
+        path = self.path.replace("'", "''")
+        _wait_for_file(self.path, lambda: con.execute(f"ATTACH '{path}' AS {quoted}"),
+                       timeout_s=self.wait_s, doing="reading")
+        con.execute(f"USE {quoted}")
+        con.execute(f"DETACH {self._PARKING}")
+        self.releases += 1
+        self.since = time.monotonic()
+
+
+def this_host() -> str:
+    return socket.gethostname()
 
 
 @contextmanager
