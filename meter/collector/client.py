@@ -3,8 +3,11 @@
 One `httpx.AsyncClient` (HTTP/1.1 keep-alive) serves every request of a collector run. The API
 key is read from `ANTHROPIC_API_KEY`, attached by an `httpx.Auth` flow (so it never sits in the
 client's default headers, whose repr httpx does not mask for `x-api-key`), and scrubbed from
-every error message this module builds. The usage and cost report importer uses the same
-client: `get_json` and `paginate` work for any read endpoint.
+every error message this module builds. Credentials written into a URL (`user:key@` or a
+`?api_key=` parameter of the base URL) are scrubbed the same way from every message, every
+log record of the collector's loggers (and httpx's) and every text the collector stores.
+The usage and cost report importer uses the same client: `get_json` and `paginate` work for
+any read endpoint.
 """
 
 from __future__ import annotations
@@ -71,17 +74,99 @@ class StreamError(DataError):
     """The server sent an SSE `event: error` frame; the stream is reconnected."""
 
 
+# A URL inside any text: scheme, then userinfo (up to the authority's last @), host and path,
+# then the query. Quotes and brackets end it, so a URL inside a message or a repr is found.
+_URL = re.compile(r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#'"<>]*@)?"""
+                  r"""(?P<rest>[^\s?#'"<>]*)(?P<query>\?[^\s#'"<>]*)?"""
+                  r"""(?P<fragment>#[^\s'"<>]*)?""")
+# Query parameter names whose values are credentials (api_key, access_token, X-Api-Key, sig...).
+_SECRET_PARAM = re.compile(r"key|token|secret|pass|pwd|auth|sig|cred", re.IGNORECASE)
+REDACTED = "[REDACTED]"
+
+
+def _scrub_query(query: str) -> str:
+    pairs = []
+    for pair in query.split("&"):
+        name, eq, _value = pair.partition("=")
+        pairs.append(f"{name}={REDACTED}" if eq and _SECRET_PARAM.search(name) else pair)
+    return "&".join(pairs)
+
+
+def redact_urls(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by [REDACTED]: the whole
+    userinfo (`https://user:sk-ant-...@host/` -> `https://[REDACTED]@host/`) and the values of
+    query parameters named like a credential (`?api_key=...`, `?access_token=...`)."""
+    def scrub(match: re.Match[str]) -> str:
+        out = match["scheme"] + (f"{REDACTED}@" if match["userinfo"] else "") + match["rest"]
+        for part in ("query", "fragment"):  # `#access_token=...` is a query of its own
+            if match[part]:
+                out += match[part][0] + _scrub_query(match[part][1:])
+        return out
+
+    return _URL.sub(scrub, text)
+
+
 class Redactor:
-    """Scrubs a secret (and anything shaped like an Anthropic key) out of text."""
+    """Scrubs secrets out of text: the ones given, anything shaped like an Anthropic key, and
+    the credentials of any URL (`redact_urls`)."""
 
     def __init__(self, *secrets: str | None):
         self._secrets = [s for s in secrets if s]
 
+    def add(self, secret: str | None) -> None:
+        if secret and secret not in self._secrets:
+            self._secrets.append(secret)
+
     def __call__(self, text: object) -> str:
-        out = str(text)
+        out = redact_urls(str(text))
         for secret in self._secrets:
-            out = out.replace(secret, "[REDACTED]")
-        return _KEY_PATTERN.sub("sk-ant-[REDACTED]", out)
+            out = out.replace(secret, REDACTED)
+        return _KEY_PATTERN.sub(f"sk-ant-{REDACTED}", out)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record with its message (and traceback) scrubbed
+    by a `Redactor`: what a log line says of a URL or a key never carries the credential,
+    whoever wrote the line (our code, a caller's `log.info("... %s", base_url)`, httpx)."""
+
+    def __init__(self, redact: Redactor):
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+# Every logger that may see a URL or a key during a collector run; each client adds its key.
+LOG_REDACTOR = Redactor()
+_LOG_FILTER = RedactingFilter(LOG_REDACTOR)
+REDACTED_LOGGERS = ("agenttally.collector", "agenttally.collector.client",
+                    "agenttally.collector.webhooks", "httpx", "httpcore")
+for _name in REDACTED_LOGGERS:
+    if _LOG_FILTER not in logging.getLogger(_name).filters:
+        logging.getLogger(_name).addFilter(_LOG_FILTER)
+
+
+def split_base_url(base_url: str) -> tuple[str, list[tuple[str, str]], bool]:
+    """The API root as requests use it: (scheme://host[:port]/path without userinfo or query,
+    the query's parameters, sent with every request, whether a userinfo was dropped). httpx
+    would send the query in place of each request's own path, and never uses a userinfo
+    beside the key's own auth."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise CollectorError(f"base URL {redact_urls(base_url)!r} is not a URL: "
+                             f"{redact_urls(str(exc))}") from None
+    params = list(url.params.multi_items())
+    had_userinfo = bool(url.userinfo)
+    root = url.copy_with(username=None, password=None, query=None, fragment=None)
+    return str(root).rstrip("/"), params, had_userinfo
 
 
 class _ApiKeyAuth(httpx.Auth):
@@ -222,7 +307,12 @@ class ApiClient:
                 "(it is never read from the command line, printed or stored)"
             )
         self.redact = Redactor(key)
-        self.base_url = base_url.rstrip("/")
+        LOG_REDACTOR.add(key.strip())
+        root, base_params, had_userinfo = split_base_url(base_url)
+        self.base_url = root
+        if had_userinfo:
+            log.warning("the user:password@ part of the base URL %s is not used: the API key "
+                        "is read from %s", self.redact(base_url), API_KEY_ENV)
         self.limiter = RateLimiter(read_rpm)
         self.retry = retry or RetryPolicy()
         self.timeout_s = timeout_s
@@ -239,6 +329,7 @@ class ApiClient:
                 "accept": "application/json",
                 "user-agent": "agenttally-collector/0.1",
             },
+            params=base_params,
             timeout=httpx.Timeout(timeout_s),
             transport=transport,
         )
@@ -248,7 +339,7 @@ class ApiClient:
             max_connections=max_streams, max_keepalive_connections=max_streams))
 
     def __repr__(self) -> str:
-        return f"<ApiClient {self.base_url}>"
+        return f"<ApiClient {self.redact(self.base_url)}>"
 
     async def aclose(self) -> None:
         await self._http.aclose()

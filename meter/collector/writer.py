@@ -87,7 +87,9 @@ class BatchWriter:
     def __init__(self, db: Path, *, source: str, flush_events: int, flush_interval_s: float,
                  stats: CollectStats, redact: Callable[[object], str],
                  after_flush: AfterFlush | None = None):
-        self.db, self.source, self.after_flush = db, source, after_flush
+        # the source names where the lines came from (`collector:<base url>`) in ingest_log
+        # and quarantine: never with the credentials a URL may carry
+        self.db, self.source, self.after_flush = db, redact(source), after_flush
         self.flush_events, self.flush_interval_s = flush_events, flush_interval_s
         self.stats, self.redact = stats, redact
         self.events: list[str] = []

@@ -408,3 +408,81 @@ def test_the_collector_keeps_the_ledger_current_after_each_batch(emulator, tmp_p
         rate(con, load_pricebooks(), RatingOptions(as_of_ms=runs[-1][1]))
         assert ledger and ledger == con.execute(
             "SELECT * FROM temp.main.charges ORDER BY ALL").fetchall()
+
+
+# --- credentials written into a URL -------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "clean"), [
+    ("collector:https://user:sk-ant-secret-1@api.example.com/",
+     "collector:https://[REDACTED]@api.example.com/"),
+    ("GET http://tok3n@127.0.0.1:8/v1?api_key=abc&limit=2&X-Api-Key=q ok",
+     "GET http://[REDACTED]@127.0.0.1:8/v1?api_key=[REDACTED]&limit=2&X-Api-Key=[REDACTED] ok"),
+    ("URL('https://u:p@ss@gw.example/x#access_token=t&y=1')",
+     "URL('https://[REDACTED]@gw.example/x#access_token=[REDACTED]&y=1')"),
+    ("https://gw.example/?order=asc&signature=s1&password=pw",
+     "https://gw.example/?order=asc&signature=[REDACTED]&password=[REDACTED]"),
+    ("no URL here: api_key=abc", "no URL here: api_key=abc"),
+])
+def test_credentials_in_any_url_of_a_text_are_redacted(text, clean):
+    from meter.collector.client import redact_urls
+
+    assert redact_urls(text) == clean
+
+
+def _requiring_query(app, pair: str):
+    """`app` behind a gateway that answers 401 to any request whose query lacks `pair`."""
+    refusal = json.dumps({"type": "error", "error": {"type": "authentication_error",
+                                                     "message": "gateway: no api_key"}})
+
+    async def gateway(scope, receive, send):
+        if scope["type"] == "http" and pair not in scope["query_string"].decode().split("&"):
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": refusal.encode()})
+            return
+        await app(scope, receive, send)
+
+    return gateway
+
+
+def test_a_base_url_carrying_credentials_is_used_without_them(tmp_path, caplog):
+    """A key in the URL's userinfo and another in its query: the query still reaches the API
+    (a gateway refuses any request without it) and the paths stay the API's, while no log
+    record, no stored row and no repr carries either credential."""
+    in_userinfo, in_query = "sk-ant-api03-in-the-userinfo-77", "query-token-never-shown-31"
+    app = create_app(Replay.from_lines(DAY, speed=None), api_key=KEY)
+    server = EmulatorServer(_requiring_query(app, f"api_key={in_query}")).start()
+    host = server.url.removeprefix("http://")
+    url = f"http://admin:{in_userinfo}@{host}/?api_key={in_query}"
+    db = tmp_path / "url.duckdb"
+    caplog.set_level(logging.DEBUG)
+
+    async def main():
+        async with _client(url) as client:
+            logging.getLogger("agenttally.collector").info("collecting from %s", url)
+            assert in_query not in repr(client) and in_userinfo not in repr(client)
+            return await Collector(client, db, _config(source=f"collector:{url}")).run(once=True)
+
+    try:
+        stats = asyncio.run(main())
+    finally:
+        server.stop()
+    assert stats.stored == N_EVENTS
+    assert f"collecting from http://[REDACTED]@{host}/?api_key=[REDACTED]" in caplog.text
+    assert "user:password@ part of the base URL" in caplog.text
+    assert in_userinfo not in caplog.text and in_query not in caplog.text
+    with open_store(db, read_only=True) as con:
+        sources = {r[0] for r in con.execute("SELECT source FROM ingest_log").fetchall()}
+    assert sources == {f"collector:http://[REDACTED]@{host}/?api_key=[REDACTED]"}
+    for path in tmp_path.glob("url.duckdb*"):
+        data = path.read_bytes()
+        assert in_userinfo.encode() not in data and in_query.encode() not in data, path
+
+
+def test_a_malformed_base_url_is_refused_without_its_credentials():
+    from meter.collector import CollectorError
+
+    with pytest.raises(CollectorError) as info:
+        ApiClient("http://me:sk-ant-api03-secret-in-bad-url@host:port/", api_key=KEY)
+    assert str(info.value) == ("base URL 'http://[REDACTED]@host:port/' is not a URL: "
+                               "Invalid port: 'port'")
