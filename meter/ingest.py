@@ -464,7 +464,6 @@ def _snapshot_order_sql() -> str:
     a later stored one. Rating bills the differences between consecutive snapshots: such a
     snapshot would take back usage already counted, so it stays out of the store.
     Snapshots are ordered as rating orders them: by at_ms, then event id."""
-    fresh_cols = ", ".join(f"coalesce({c}, 0) AS {c}" for c, _, _ in _SNAPSHOT_COUNTERS)
     stored_cols = ", ".join(f"{col} AS {c}" for c, col, _ in _SNAPSHOT_COUNTERS)
     windows = ",\n".join(
         f"max_by({{'v': {c}, 'at': at_ms, 'id': event_id}}, {c}) OVER before AS before_{c}, "
@@ -481,15 +480,11 @@ def _snapshot_order_sql() -> str:
         for c, _, label in _SNAPSHOT_COUNTERS)
     return f"""
     CREATE OR REPLACE TEMP TABLE usage_refused AS
-    WITH fresh AS (
-        SELECT line_no, event_id, session_id, at_ms, {fresh_cols}
-        FROM stage WHERE kind = 'session.usage' AND error IS NULL
-          AND line_no IN (SELECT line_no FROM new_lines)
-    ), snapshots AS (
-        SELECT * FROM fresh
+    WITH snapshots AS (
+        SELECT * FROM usage_fresh WHERE session_id IN (SELECT session_id FROM usage_suspects)
         UNION ALL
         SELECT NULL::BIGINT, event_id, session_id, at_ms, {stored_cols} FROM usage_snapshots
-        WHERE session_id IN (SELECT session_id FROM fresh)
+        WHERE session_id IN (SELECT session_id FROM usage_suspects)
     ), compared AS (
         SELECT line_no, {", ".join(c for c, _, _ in _SNAPSHOT_COUNTERS)}, {windows}
         FROM snapshots
@@ -503,6 +498,31 @@ def _snapshot_order_sql() -> str:
     """
 
 
+def _snapshot_suspects_sql() -> str:
+    """Temp tables `usage_fresh` (the batch's new snapshots) and `usage_suspects`: the
+    sessions where some counter of the new and stored snapshots, in order, goes down. The
+    cheap pass (lag, no framed windows): in the common case no session is a suspect, and the
+    exact comparison (`_snapshot_order_sql`) does not run at all."""
+    fresh_cols = ", ".join(f"coalesce({c}, 0) AS {c}" for c, _, _ in _SNAPSHOT_COUNTERS)
+    stored_cols = ", ".join(f"{col} AS {c}" for c, col, _ in _SNAPSHOT_COUNTERS)
+    down = " OR ".join(f"{c} < lag({c}) OVER w" for c, _, _ in _SNAPSHOT_COUNTERS)
+    return f"""
+    CREATE OR REPLACE TEMP TABLE usage_fresh AS
+    SELECT line_no, event_id, session_id, at_ms, {fresh_cols}
+    FROM stage WHERE kind = 'session.usage' AND error IS NULL
+      AND line_no IN (SELECT line_no FROM new_lines);
+    CREATE OR REPLACE TEMP TABLE usage_suspects AS
+    SELECT DISTINCT session_id FROM (
+        SELECT * FROM usage_fresh
+        UNION ALL
+        SELECT NULL::BIGINT, event_id, session_id, at_ms, {stored_cols} FROM usage_snapshots
+        WHERE session_id IN (SELECT session_id FROM usage_fresh))
+    WINDOW w AS (PARTITION BY session_id ORDER BY at_ms, event_id)
+    QUALIFY {down}
+    """
+
+
+_SNAPSHOT_SUSPECTS_SQL = _snapshot_suspects_sql()
 _SNAPSHOT_ORDER_SQL = _snapshot_order_sql()
 
 
@@ -562,6 +582,9 @@ def _refuse_decreasing_snapshots(con: duckdb.DuckDBPyConnection) -> None:
     `_snapshot_order_sql`): their error set in `stage`, their lines out of `new_lines`."""
     if not con.execute("SELECT count(*) FROM stage WHERE kind = 'session.usage' "
                        "AND error IS NULL").fetchall()[0][0]:
+        return
+    con.execute(_SNAPSHOT_SUSPECTS_SQL)
+    if not con.execute("SELECT count(*) FROM usage_suspects").fetchall()[0][0]:
         return
     con.execute(_SNAPSHOT_ORDER_SQL)
     if not con.execute("SELECT count(*) FROM usage_refused").fetchall()[0][0]:
@@ -913,8 +936,7 @@ def is_gzip(path: str) -> bool:
 def _gzip_problem(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return "the compressed stream ends early (truncated file)"
-    text = str(exc) or type(exc).__name__
-    return text[0].lower() + text[1:]
+    return str(exc) or type(exc).__name__
 
 
 def _copy_gzip(source: IO[bytes], target: IO[bytes] | None, name: str) -> None:

@@ -35,15 +35,11 @@ def price_books(at_ms: int) -> pd.DataFrame:
 
 
 def data_status(con: duckdb.DuckDBPyConnection, path: str | Path) -> dict[str, Any]:
-    """{"counts", "ingests", "quarantine" (by reason), "quarantined" (latest rows),
+    """{"counts", "ingests" (the latest, each with its state: running, finished, failed,
+    interrupted or continued), "quarantine" (by reason), "quarantined" (latest rows),
     "rating_runs", "unrated" (by reason), "size_bytes", "wal_bytes"}."""
     counts = pd.DataFrame(sorted(table_counts(con).items()), columns=["table", "rows"])
-    ingests = con.execute("""
-        SELECT ingest_id, source, make_timestamp(started_ms * 1000) AS started,
-               (finished_ms - started_ms) / 1000.0 AS seconds, lines, new_events, duplicates,
-               records, quarantined
-        FROM ingest_log ORDER BY ingest_id DESC LIMIT 20
-    """).fetch_df()
+    ingests = _ingests(con)
     by_reason = con.execute("""
         SELECT error AS reason, count(*) AS lines, count(DISTINCT source) AS sources,
                make_timestamp(max(quarantined_ms) * 1000) AS latest
@@ -73,6 +69,24 @@ def data_status(con: duckdb.DuckDBPyConnection, path: str | Path) -> dict[str, A
         "size_bytes": p.stat().st_size if p.exists() else 0,
         "wal_bytes": wal.stat().st_size if wal.exists() else 0,
     }
+
+
+def _ingests(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The latest 20 ingests; an ingest killed mid-file shows as 'interrupted' with what its
+    committed batches stored (meter.ingest.ingest_runs)."""
+    from meter.ingest import ingest_runs
+
+    columns = ["ingest_id", "state", "source", "started", "seconds", "lines", "new_events",
+               "duplicates", "records", "quarantined", "id_collisions", "error"]
+    rows = [{
+        "ingest_id": r.ingest_id, "state": r.state, "source": r.source,
+        "started": pd.Timestamp(r.started_ms, unit="ms"),
+        "seconds": None if r.finished_ms is None else (r.finished_ms - r.started_ms) / 1000.0,
+        "lines": r.lines, "new_events": r.new_events, "duplicates": r.duplicates,
+        "records": r.records, "quarantined": r.quarantined, "id_collisions": r.id_collisions,
+        "error": r.error,
+    } for r in ingest_runs(con, limit=20)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def billing_status(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
