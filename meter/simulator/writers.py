@@ -5,6 +5,13 @@ once (``ids``), and the same SQL expressions, so a line in the file and a row in
 cannot disagree: ingesting the JSONL with ``meter.ingest`` gives the same store content as
 :func:`write_store` (a test holds the two to it). The store path parses no JSON at all;
 only unbilled events keep their whole line, as the ingest keeps it.
+
+Readers while the simulator writes: DuckDB lets no other process open a file while one
+writes it, so :func:`write_store` commits in transactions of about a second of work
+(`GROUP_S`) and, once it has held a store file for `HOLD_S`, lets go of it for `RELEASE_S`
+(longer than a waiting reader's retry interval, so a reader polling for the lock gets in),
+then takes it back, waiting for the readers that came in. What was committed stays; a run
+stopped anywhere is completed by running it again (ids already stored are skipped).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from meter.errors import DataError
 from meter.simulator.events import (
     AGENT_TEXTS,
     ERRORS,
@@ -48,7 +56,12 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 SESSION_STATUS = ("idle", "running", "rescheduling", "terminated")
-BATCH_EVENTS = 4_000_000  # events per store transaction (days are grouped up to this)
+BATCH_EVENTS = 4_000_000  # at most this many events per store transaction (whole days)
+FIRST_GROUP_EVENTS = 200_000  # the first transaction's size, before the write rate is known
+GROUP_S = 1.0  # later transactions are sized to take about this long at the rate measured
+HOLD_S = 2.0  # a store file is held this long (or one transaction more) ...
+RELEASE_S = 0.6  # ... then let go this long: above a waiting reader's retry interval (0.5 s)
+RETAKE_WAIT_S = 120.0  # how long to wait for readers to let the store go again
 ROW_GROUP = 122_880  # DuckDB's row group: Arrow chunks of this size scan in parallel
 
 # Per kind: (column holding an event number of the same session, id column it becomes).
@@ -465,17 +478,128 @@ def _write_records(con: duckdb.DuckDBPyConnection, sim: Simulation, ingest: int)
     return len(envs) + len(agents)
 
 
-def _grouped(batches: Iterable[Batch], limit: int) -> Iterator[list[Batch]]:
+class _GroupSize:
+    """How many events the next transaction takes: whole batches (days) up to `limit`, which
+    the writer sets from the rate it measures so that a transaction takes about `GROUP_S`."""
+
+    def __init__(self, first: int, most: int):
+        self.most = max(1, most)
+        self.limit = min(first, self.most)
+
+    def measured(self, events: int, seconds: float) -> None:
+        if events and seconds > 0:
+            self.limit = int(min(self.most, max(10_000, events / seconds * GROUP_S)))
+
+
+def _grouped(batches: Iterable[Batch], size: _GroupSize) -> Iterator[list[Batch]]:
     group: list[Batch] = []
-    size = 0
+    events = 0
     for batch in batches:
         group.append(batch)
-        size += batch.n_events
-        if size >= limit:
+        events += batch.n_events
+        if events >= size.limit:
             yield group
-            group, size = [], 0
+            group, events = [], 0
     if group:
         yield group
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "lock" in text or "conflicting" in text
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _Lease:
+    """The write lock of a store file, held at most about `hold_s` at a time.
+
+    DuckDB keeps a file locked while its database is attached, and a caller's connection must
+    stay usable after the write, so the lock is let go by attaching an in-memory database,
+    switching to it and detaching the store (which checkpoints it), then taken back by
+    attaching the same file under the same name: the caller's connection, its settings and
+    temp tables are as they were. An in-memory store is never let go (there is no file).
+    """
+
+    _PARKING = "agenttally_simulate_parked"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, hold_s: float | None, release_s: float,
+                 retake_wait_s: float):
+        self.con = con
+        self.name, path = con.execute(
+            "SELECT database_name, path FROM duckdb_databases() "
+            "WHERE database_name = current_database()").fetchall()[0]
+        self.path: str | None = path if path and path != ":memory:" else None
+        self.hold_s, self.release_s, self.retake_wait_s = hold_s, release_s, retake_wait_s
+        self.since = time.monotonic()
+        self.releases = 0
+
+    @property
+    def due(self) -> bool:
+        return (self.path is not None and self.hold_s is not None
+                and time.monotonic() - self.since >= self.hold_s)
+
+    def release_and_retake(self) -> None:
+        """Let the file go for `release_s`, then take it back (waiting while readers hold it)."""
+        con, name = self.con, _quoted(self.name)
+        con.execute(f"ATTACH ':memory:' AS {self._PARKING}")
+        con.execute(f"USE {self._PARKING}")
+        con.execute(f"DETACH {name}")
+        time.sleep(self.release_s)
+        deadline = time.monotonic() + self.retake_wait_s
+        delay = 0.02
+        while True:
+            try:
+                con.execute(f"ATTACH '{(self.path or '').replace(chr(39), chr(39) * 2)}' "
+                            f"AS {name}")
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise DataError(
+                        f"{self.path}: could not take the store back after "
+                        f"{self.retake_wait_s:.0f} s (another process holds it): {exc}; what "
+                        "was written is committed, and running the same simulation again "
+                        "completes it") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        con.execute(f"USE {name}")
+        con.execute(f"DETACH {self._PARKING}")
+        self.releases += 1
+        self.since = time.monotonic()
+
+
+class _IngestRows:
+    """The run's `ingest_log` rows. One row normally; when another writer logged an ingest
+    while the store was let go, the rows written next take a new id (and row), so that they
+    are newer than anything a rating run may have covered meanwhile (the ledger finds changed
+    sessions by ingest id)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: str):
+        self.con, self.source = con, source
+        self.part = WriteResult()
+        self.id = self._open()
+
+    def _open(self) -> int:
+        ingest = next_ingest_id(self.con)
+        self.con.execute("INSERT INTO ingest_log (ingest_id, source, started_ms) "
+                         "VALUES (?, ?, ?)", [ingest, self.source, int(time.time() * 1000)])
+        return ingest
+
+    def after_retake(self) -> None:
+        if next_ingest_id(self.con) != self.id + 1:
+            self.close()
+            self.part = WriteResult()
+            self.id = self._open()
+
+    def close(self) -> None:
+        part = self.part
+        self.con.execute(
+            "UPDATE ingest_log SET finished_ms = ?, lines = ?, new_events = ?, duplicates = ?, "
+            "records = ?, quarantined = 0 WHERE ingest_id = ?",
+            [int(time.time() * 1000), part.events + part.duplicates + part.records,
+             part.events, part.duplicates, part.records, self.id])
 
 
 def _existing(con: duckdb.DuckDBPyConnection, tag: str, group: list[Batch],
@@ -504,19 +628,23 @@ def _existing(con: duckdb.DuckDBPyConnection, tag: str, group: list[Batch],
 
 def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
                 batches: Iterable[Batch] | None = None, source: str | None = None,
-                batch_events: int = BATCH_EVENTS,
+                batch_events: int = BATCH_EVENTS, hold_s: float | None = HOLD_S,
+                release_s: float = RELEASE_S, retake_wait_s: float = RETAKE_WAIT_S,
                 progress: Callable[[int], None] | None = None) -> WriteResult:
     """Write the run straight into the store's typed tables: one transaction per group of
-    days, events whose ids the store already holds skipped, one `ingest_log` row.
+    days (about `GROUP_S` of work each, at most `batch_events` events), events whose ids the
+    store already holds skipped, one `ingest_log` row (one more each time another writer
+    logged an ingest while the store was let go).
 
-    `batches` defaults to all of ``sim.batches()`` (the benchmark passes pre-generated ones
-    to time the writing alone).
+    A store file is let go between transactions once held for `hold_s`, for `release_s`,
+    so that readers can open it (`hold_s=None`: held for the whole run, as the benchmarks
+    do). `batches` defaults to all of ``sim.batches()`` (the benchmark passes pre-generated
+    ones to time the writing alone).
     """
     source = source or (f"simulate:{sim.profile.name}:seed={sim.seed}:"
                         f"{sim.start.isoformat()}+{sim.days}d")
-    ingest = next_ingest_id(con)
-    con.execute("INSERT INTO ingest_log (ingest_id, source, started_ms) VALUES (?, ?, ?)",
-                [ingest, source, int(time.time() * 1000)])
+    log = _IngestRows(con, source)
+    lease = _Lease(con, hold_s, release_s, retake_wait_s)
     result = WriteResult()
     s = _Strings(sim)
     # Row order inside the tables means nothing (every reader sorts); letting DuckDB insert
@@ -524,38 +652,42 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
     preserve = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     con.execute("SET preserve_insertion_order = false")
     try:
-        _write_groups(con, sim, s, ingest, result,
-                      sim.batches() if batches is None else batches, batch_events, progress)
+        _write_groups(con, sim, s, log, lease, result,
+                      sim.batches() if batches is None else batches,
+                      _GroupSize(FIRST_GROUP_EVENTS, batch_events), progress)
     finally:
         con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
-    con.execute(
-        "UPDATE ingest_log SET finished_ms = ?, lines = ?, new_events = ?, duplicates = ?, "
-        "records = ?, quarantined = 0 WHERE ingest_id = ?",
-        [int(time.time() * 1000), result.events + result.duplicates + result.records,
-         result.events, result.duplicates, result.records, ingest])
+    log.close()
     return result
 
 
-def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings, ingest: int,
-                  result: WriteResult, batches: Iterable[Batch], batch_events: int,
+def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
+                  log: _IngestRows, lease: _Lease, result: WriteResult,
+                  batches: Iterable[Batch], size: _GroupSize,
                   progress: Callable[[int], None] | None) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
-        result.records += _write_records(con, sim, ingest)
+        records = _write_records(con, sim, log.id)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    for group, tables in _one_ahead(_grouped(batches, batch_events),
+    result.records += records
+    log.part.records += records
+    for group, tables in _one_ahead(_grouped(batches, size),
                                     lambda g: _tables(g, s, lines=False)):
+        if lease.due:
+            lease.release_and_retake()
+            log.after_retake()
+        began = time.monotonic()
         reg = _Registered(con, tables)
         con.execute("BEGIN TRANSACTION")
         try:
             where, found = _existing(con, sim.tag, group, reg)
             for sql in _inserts(reg.kinds, where):
-                _run(con, sql, {"ingest": ingest})
+                _run(con, sql, {"ingest": log.id})
             if reg.n_sessions:
-                _run(con, _SESSIONS_UPSERT, {"ingest": ingest})
+                _run(con, _SESSIONS_UPSERT, {"ingest": log.id})
             con.execute("DROP TABLE IF EXISTS _stored_ids")
             con.execute("COMMIT")
         except BaseException:
@@ -564,10 +696,12 @@ def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings, 
         finally:
             reg.close()
         events = sum(b.n_events for b in group)
-        result.events += events - found
-        result.duplicates += found
-        result.sessions += reg.n_sessions
-        result.records += reg.n_sessions
+        size.measured(events, time.monotonic() - began)
+        for counts in (result, log.part):
+            counts.events += events - found
+            counts.duplicates += found
+            counts.sessions += reg.n_sessions
+            counts.records += reg.n_sessions
         if progress:
             for b in group:
                 progress(b.n_events)
