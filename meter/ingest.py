@@ -251,10 +251,10 @@ def _validation_sql() -> str:
         _time_check("s.processed_at", "at_ms", "processed_at", required=True),
     ])
     count_names = ", ".join({**_SPAN_COUNTS, **_USAGE_COUNTS})
+    leaves = {**{n: spec[0] for n, spec in _SPAN_COUNTS.items()},
+              **{n: spec[0] for n, spec in _USAGE_COUNTS.items()}}
     counts = ",\n".join(
-        f"{_count(leaf, _BOUND_OF[name])} AS {name}"
-        for name, (leaf, *_rest) in {**_SPAN_COUNTS, **_USAGE_COUNTS}.items()
-    )
+        f"{_count(leaf, _BOUND_OF[name])} AS {name}" for name, leaf in leaves.items())
     return f"""
     CREATE OR REPLACE TEMP TABLE stage AS
     WITH parsed AS (
@@ -921,7 +921,7 @@ def _read_lines_sql(compressed: bool) -> str:
 
 def _text_lines(path: str, compressed: bool) -> Iterator[str]:
     """The slow but forgiving reader: undecodable bytes become U+FFFD and get quarantined."""
-    raw: IO[bytes] = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+    raw = gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
     with raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as text:
         for line in text:
             yield line.rstrip("\r\n")

@@ -145,6 +145,33 @@ BAD_LINES = [
     (json.dumps({"type": "session.thread_created", "id": "sevt_1", "session_id": "s",
                  "processed_at": "2026-11-03T09:00:00Z"}),
      "event sevt_1: session_thread_id: missing"),
+    (json.dumps(span("s", "sevt_1", "2026-11-03T09:00:00Z", input_tokens=2**63 - 1)),
+     "event sevt_1: model_usage.input_tokens: 9223372036854775807 exceeds the plausible bound "
+     "1000000000 (AGENTTALLY_MAX_REQUEST_TOKENS)"),
+    (json.dumps(usage("s", "sevt_1", "2026-11-03T09:00:00Z", output_tokens=10**12)),
+     "event sevt_1: usage.output_tokens: 1000000000000 exceeds the plausible bound "
+     "100000000000 (AGENTTALLY_MAX_SESSION_TOKENS)"),
+    (json.dumps(usage("s", "sevt_1", "2026-11-03T09:00:00Z",
+                      server_tool_use={"web_search_requests": 10**8})),
+     "event sevt_1: usage.server_tool_use.web_search_requests: 100000000 exceeds the "
+     "plausible bound 10000000 (AGENTTALLY_MAX_WEB_REQUESTS)"),
+    (json.dumps({**span("s", "sevt_1", "2026-11-03T09:00:00Z"),
+                 "model_usage": {"input_tokens": 1, "output_tokens": 1,
+                                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                                 "speed": "warp"}}),
+     "event sevt_1: model_usage.speed: unknown speed warp (expected standard or fast; it "
+     "would be billed at a guess)"),
+    (json.dumps({"type": "session.status_idle", "id": "sevt_1", "session_id": "s",
+                 "processed_at": "2026-11-03T09:00:00"}),
+     "event sevt_1: processed_at: no time zone (expected e.g. 2026-11-03T09:00:00Z, a zone is "
+     "never guessed): 2026-11-03T09:00:00"),
+    (json.dumps({"type": "session.status_idle", "id": "sevt_1", "session_id": "s",
+                 "processed_at": "1850-01-01T00:00:00Z"}),
+     "event sevt_1: processed_at: 1850-01-01T00:00:00Z is before the earliest plausible time "
+     "1900-01-01T00:00:00.000Z (AGENTTALLY_EARLIEST_TIME)"),
+    (json.dumps({"type": "session", "id": "sesn_1", "created_at": "2026-11-01 00:00:00"}),
+     "session sesn_1: created_at: no time zone (expected e.g. 2026-11-03T09:00:00Z, a zone is "
+     "never guessed): 2026-11-01 00:00:00"),
     (json.dumps({"type": "session", "id": "sesn_1"}), "session sesn_1: created_at: missing"),
     (json.dumps({"type": "session", "id": "sesn_1", "created_at": "2026-11-01T00:00:00Z",
                  "metadata": ["team"]}), "session sesn_1: metadata: expected an object"),
