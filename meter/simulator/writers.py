@@ -7,16 +7,17 @@ cannot disagree: ingesting the JSONL with ``meter.ingest`` gives the same store 
 only unbilled events keep their whole line, as the ingest keeps it.
 
 Readers while the simulator writes: DuckDB lets no other process open a file while one
-writes it, so :func:`write_store` commits in transactions of about a second of work
-(`GROUP_S`) and, once it has held a store file for `HOLD_S`, lets go of it for `RELEASE_S`
-(longer than a waiting reader's retry interval, so a reader polling for the lock gets in),
-then takes it back, waiting for the readers that came in. What was committed stays; a run
+writes it, so :func:`write_store` commits in transactions of about half the write hold
+(AGENTTALLY_WRITE_HOLD_S) each and lets the file go between two of them, as ingest does
+(`meter.store.WriteHold`: when a reader announced that it waits, or after a longer fallback
+time), then takes it back. What was committed stays, with its counts in `ingest_log`; a run
 stopped anywhere is completed by running it again (ids already stored are skipped).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from meter.errors import DataError
 from meter.simulator.events import (
     AGENT_TEXTS,
     ERRORS,
@@ -48,7 +48,7 @@ from meter.simulator.ids import (
     timestamps,
     with_nulls,
 )
-from meter.store import latest_wins, next_ingest_id
+from meter.store import WriteHold, latest_wins, next_ingest_id, this_host
 
 __all__ = ["WriteResult", "record_lines", "write_jsonl", "write_store"]
 
@@ -58,10 +58,6 @@ R = TypeVar("R")
 SESSION_STATUS = ("idle", "running", "rescheduling", "terminated")
 BATCH_EVENTS = 4_000_000  # at most this many events per store transaction (whole days)
 FIRST_GROUP_EVENTS = 200_000  # the first transaction's size, before the write rate is known
-GROUP_S = 1.0  # later transactions are sized to take about this long at the rate measured
-HOLD_S = 2.0  # a store file is held this long (or one transaction more) ...
-RELEASE_S = 0.6  # ... then let go this long: above a waiting reader's retry interval (0.5 s)
-RETAKE_WAIT_S = 120.0  # how long to wait for readers to let the store go again
 ROW_GROUP = 122_880  # DuckDB's row group: Arrow chunks of this size scan in parallel
 
 # Per kind: (column holding an event number of the same session, id column it becomes).
@@ -480,15 +476,16 @@ def _write_records(con: duckdb.DuckDBPyConnection, sim: Simulation, ingest: int)
 
 class _GroupSize:
     """How many events the next transaction takes: whole batches (days) up to `limit`, which
-    the writer sets from the rate it measures so that a transaction takes about `GROUP_S`."""
+    the writer sets from the rate it measures so that a transaction takes about `target_s`."""
 
-    def __init__(self, first: int, most: int):
+    def __init__(self, first: int, most: int, target_s: float):
         self.most = max(1, most)
         self.limit = min(first, self.most)
+        self.target_s = target_s
 
     def measured(self, events: int, seconds: float) -> None:
         if events and seconds > 0:
-            self.limit = int(min(self.most, max(10_000, events / seconds * GROUP_S)))
+            self.limit = int(min(self.most, max(10_000, events / seconds * self.target_s)))
 
 
 def _grouped(batches: Iterable[Batch], size: _GroupSize) -> Iterator[list[Batch]]:
@@ -504,102 +501,51 @@ def _grouped(batches: Iterable[Batch], size: _GroupSize) -> Iterator[list[Batch]
         yield group
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return "lock" in text or "conflicting" in text
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class _Lease:
-    """The write lock of a store file, held at most about `hold_s` at a time.
-
-    DuckDB keeps a file locked while its database is attached, and a caller's connection must
-    stay usable after the write, so the lock is let go by attaching an in-memory database,
-    switching to it and detaching the store (which checkpoints it), then taken back by
-    attaching the same file under the same name: the caller's connection, its settings and
-    temp tables are as they were. An in-memory store is never let go (there is no file).
-    """
-
-    _PARKING = "agenttally_simulate_parked"
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, hold_s: float | None, release_s: float,
-                 retake_wait_s: float):
-        self.con = con
-        self.name, path = con.execute(
-            "SELECT database_name, path FROM duckdb_databases() "
-            "WHERE database_name = current_database()").fetchall()[0]
-        self.path: str | None = path if path and path != ":memory:" else None
-        self.hold_s, self.release_s, self.retake_wait_s = hold_s, release_s, retake_wait_s
-        self.since = time.monotonic()
-        self.releases = 0
-
-    @property
-    def due(self) -> bool:
-        return (self.path is not None and self.hold_s is not None
-                and time.monotonic() - self.since >= self.hold_s)
-
-    def release_and_retake(self) -> None:
-        """Let the file go for `release_s`, then take it back (waiting while readers hold it)."""
-        con, name = self.con, _quoted(self.name)
-        con.execute(f"ATTACH ':memory:' AS {self._PARKING}")
-        con.execute(f"USE {self._PARKING}")
-        con.execute(f"DETACH {name}")
-        time.sleep(self.release_s)
-        deadline = time.monotonic() + self.retake_wait_s
-        delay = 0.02
-        while True:
-            try:
-                con.execute(f"ATTACH '{(self.path or '').replace(chr(39), chr(39) * 2)}' "
-                            f"AS {name}")
-                break
-            except duckdb.IOException as exc:
-                if not _is_lock_error(exc) or time.monotonic() > deadline:
-                    raise DataError(
-                        f"{self.path}: could not take the store back after "
-                        f"{self.retake_wait_s:.0f} s (another process holds it): {exc}; what "
-                        "was written is committed, and running the same simulation again "
-                        "completes it") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.2)
-        con.execute(f"USE {name}")
-        con.execute(f"DETACH {self._PARKING}")
-        self.releases += 1
-        self.since = time.monotonic()
-
-
-class _IngestRows:
-    """The run's `ingest_log` rows. One row normally; when another writer logged an ingest
-    while the store was let go, the rows written next take a new id (and row), so that they
-    are newer than anything a rating run may have covered meanwhile (the ledger finds changed
-    sessions by ingest id)."""
+class _SimulateRun:
+    """The run's `ingest_log` row, kept as ingest keeps its own (meter.ingest): opened
+    'running' with this process's pid and host, advanced inside every transaction (so its
+    counts are what was committed), closed 'finished' (or 'failed' / 'interrupted'; a kill
+    leaves it 'running' with a dead pid, shown as interrupted). When another writer logged an
+    ingest while the store was let go, the rows committed next take a new id and row (the
+    old one 'continued'): ingest ids grow in commit order, which the ledger relies on to find
+    the sessions that changed since a rating run."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str):
         self.con, self.source = con, source
-        self.part = WriteResult()
-        self.id = self._open()
+        self.id = self._open(int(time.time() * 1000))
 
-    def _open(self) -> int:
+    def _open(self, now_ms: int) -> int:
         ingest = next_ingest_id(self.con)
-        self.con.execute("INSERT INTO ingest_log (ingest_id, source, started_ms) "
-                         "VALUES (?, ?, ?)", [ingest, self.source, int(time.time() * 1000)])
+        self.con.execute(
+            "INSERT INTO ingest_log (ingest_id, source, started_ms, status, pid, host, "
+            "heartbeat_ms, lines, new_events, duplicates, records, quarantined, id_collisions) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, 0, 0, 0)",
+            [ingest, self.source, now_ms, os.getpid(), this_host(), now_ms])
         return ingest
 
-    def after_retake(self) -> None:
-        if next_ingest_id(self.con) != self.id + 1:
-            self.close()
-            self.part = WriteResult()
-            self.id = self._open()
+    def current_id(self) -> int:
+        """The ingest id for the transaction about to commit (called inside it)."""
+        top = self.con.execute("SELECT max(ingest_id) FROM ingest_log").fetchall()[0][0]
+        if top is not None and top > self.id:
+            now = int(time.time() * 1000)
+            self.con.execute("UPDATE ingest_log SET status = 'continued', finished_ms = ? "
+                             "WHERE ingest_id = ?", [now, self.id])
+            self.id = self._open(now)
+        return self.id
 
-    def close(self) -> None:
-        part = self.part
+    def progress(self, events: int, duplicates: int, records: int) -> None:
+        """Add a transaction's counts to the row (inside that transaction)."""
         self.con.execute(
-            "UPDATE ingest_log SET finished_ms = ?, lines = ?, new_events = ?, duplicates = ?, "
-            "records = ?, quarantined = 0 WHERE ingest_id = ?",
-            [int(time.time() * 1000), part.events + part.duplicates + part.records,
-             part.events, part.duplicates, part.records, self.id])
+            "UPDATE ingest_log SET lines = lines + ?, new_events = new_events + ?, "
+            "duplicates = duplicates + ?, records = records + ?, heartbeat_ms = ? "
+            "WHERE ingest_id = ?",
+            [events + duplicates + records, events, duplicates, records,
+             int(time.time() * 1000), self.id])
+
+    def close(self, status: str, error: str | None = None) -> None:
+        self.con.execute(
+            "UPDATE ingest_log SET finished_ms = ?, status = ?, error = ? WHERE ingest_id = ?",
+            [int(time.time() * 1000), status, error, self.id])
 
 
 def _existing(con: duckdb.DuckDBPyConnection, tag: str, group: list[Batch],
@@ -628,23 +574,21 @@ def _existing(con: duckdb.DuckDBPyConnection, tag: str, group: list[Batch],
 
 def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
                 batches: Iterable[Batch] | None = None, source: str | None = None,
-                batch_events: int = BATCH_EVENTS, hold_s: float | None = HOLD_S,
-                release_s: float = RELEASE_S, retake_wait_s: float = RETAKE_WAIT_S,
+                batch_events: int = BATCH_EVENTS, hold_s: float | None = None,
                 progress: Callable[[int], None] | None = None) -> WriteResult:
     """Write the run straight into the store's typed tables: one transaction per group of
-    days (about `GROUP_S` of work each, at most `batch_events` events), events whose ids the
-    store already holds skipped, one `ingest_log` row (one more each time another writer
-    logged an ingest while the store was let go).
+    days (about half of `hold_s` of work each, at most `batch_events` events), events whose
+    ids the store already holds skipped, logged in `ingest_log` like an ingest.
 
-    A store file is let go between transactions once held for `hold_s`, for `release_s`,
-    so that readers can open it (`hold_s=None`: held for the whole run, as the benchmarks
-    do). `batches` defaults to all of ``sim.batches()`` (the benchmark passes pre-generated
-    ones to time the writing alone).
+    Between transactions the store file is let go for readers that wait for it
+    (`meter.store.WriteHold`; `hold_s` defaults to AGENTTALLY_WRITE_HOLD_S). `batches`
+    defaults to all of ``sim.batches()`` (the benchmark passes pre-generated ones to time
+    the writing alone).
     """
     source = source or (f"simulate:{sim.profile.name}:seed={sim.seed}:"
                         f"{sim.start.isoformat()}+{sim.days}d")
-    log = _IngestRows(con, source)
-    lease = _Lease(con, hold_s, release_s, retake_wait_s)
+    run = _SimulateRun(con, source)
+    hold = WriteHold(con, hold_s=hold_s)
     result = WriteResult()
     s = _Strings(sim)
     # Row order inside the tables means nothing (every reader sorts); letting DuckDB insert
@@ -652,56 +596,62 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
     preserve = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     con.execute("SET preserve_insertion_order = false")
     try:
-        _write_groups(con, sim, s, log, lease, result,
+        _write_groups(con, sim, s, run, hold, result,
                       sim.batches() if batches is None else batches,
-                      _GroupSize(FIRST_GROUP_EVENTS, batch_events), progress)
+                      _GroupSize(FIRST_GROUP_EVENTS, batch_events, hold.hold_s / 2), progress)
+    except BaseException as exc:
+        try:
+            run.close("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                      (str(exc).splitlines() or [type(exc).__name__])[0])
+        except duckdb.Error:
+            pass  # the store is gone or held: the row stays 'running', shown as interrupted
+        raise
     finally:
         con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
-    log.close()
+    run.close("finished")
     return result
 
 
 def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
-                  log: _IngestRows, lease: _Lease, result: WriteResult,
+                  run: _SimulateRun, hold: WriteHold, result: WriteResult,
                   batches: Iterable[Batch], size: _GroupSize,
                   progress: Callable[[int], None] | None) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
-        records = _write_records(con, sim, log.id)
+        records = _write_records(con, sim, run.current_id())
+        run.progress(0, 0, records)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     result.records += records
-    log.part.records += records
     for group, tables in _one_ahead(_grouped(batches, size),
                                     lambda g: _tables(g, s, lines=False)):
-        if lease.due:
-            lease.release_and_retake()
-            log.after_retake()
+        hold.pause_point()
         began = time.monotonic()
         reg = _Registered(con, tables)
+        events = sum(b.n_events for b in group)
         con.execute("BEGIN TRANSACTION")
         try:
+            ingest = run.current_id()
             where, found = _existing(con, sim.tag, group, reg)
             for sql in _inserts(reg.kinds, where):
-                _run(con, sql, {"ingest": log.id})
+                _run(con, sql, {"ingest": ingest})
             if reg.n_sessions:
-                _run(con, _SESSIONS_UPSERT, {"ingest": log.id})
+                _run(con, _SESSIONS_UPSERT, {"ingest": ingest})
             con.execute("DROP TABLE IF EXISTS _stored_ids")
+            run.progress(events - found, found, reg.n_sessions)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
             reg.close()
-        events = sum(b.n_events for b in group)
         size.measured(events, time.monotonic() - began)
-        for counts in (result, log.part):
-            counts.events += events - found
-            counts.duplicates += found
-            counts.sessions += reg.n_sessions
-            counts.records += reg.n_sessions
+        result.events += events - found
+        result.duplicates += found
+        result.sessions += reg.n_sessions
+        result.records += reg.n_sessions
         if progress:
             for b in group:
                 progress(b.n_events)

@@ -33,10 +33,10 @@ CONSISTENT = (f"SELECT (SELECT count(*) FROM events), "
               f"{' + '.join(f'(SELECT count(*) FROM {t})' for t in TYPED)}")
 
 
-def _simulate(db: Path, *, days: int, hold_s: float, release_s: float) -> subprocess.Popen[str]:
-    """`write_store` of `days` demo days into `db`, in a process of its own, letting go of the
-    store every `hold_s` for `release_s` (`agenttally simulate --into` does the same every
-    2 s for 0.6 s; shorter here so that a small run lets go several times on any machine)."""
+def _simulate(db: Path, *, days: int, hold_s: float) -> subprocess.Popen[str]:
+    """`write_store` of `days` demo days into `db`, in a process of its own, in transactions
+    of about `hold_s` / 2 (`agenttally simulate --into` uses AGENTTALLY_WRITE_HOLD_S, 2 s;
+    shorter here so that a small run has many pause points on any machine)."""
     script = textwrap.dedent(f"""
         from datetime import date
         from agenttally.cli.simulate import build_simulation, profile_path
@@ -45,7 +45,7 @@ def _simulate(db: Path, *, days: int, hold_s: float, release_s: float) -> subpro
         sim = build_simulation(profile_path("demo"), start=date(2026, 10, 1), days={days},
                                seed=7)
         with open_store({str(db)!r}) as con:
-            result = write_store(con, sim, hold_s={hold_s}, release_s={release_s})
+            result = write_store(con, sim, hold_s={hold_s})
         print(result.events, result.duplicates)
     """)
     return subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=ENV,
@@ -64,7 +64,7 @@ def test_readers_open_the_store_while_the_simulator_writes_it(tmp_path):
     the store read-only again and again (waiting in `connect` while the writer holds it);
     then the same run again in this process."""
     db = tmp_path / "sim.duckdb"
-    writer = _simulate(db, days=15, hold_s=0.2, release_s=0.4)
+    writer = _simulate(db, days=15, hold_s=0.5)
     mid_run: list[tuple[int, int]] = []  # (events, typed rows) seen while the run was open
     try:
         while writer.poll() is None:
@@ -93,7 +93,7 @@ def test_readers_open_the_store_while_the_simulator_writes_it(tmp_path):
     con = connect(db)
     try:
         con.execute("CREATE TEMP TABLE mine AS SELECT 42 AS answer")
-        again = write_store(con, sim, hold_s=0.0, release_s=0.05)
+        again = write_store(con, sim, hold_s=0.0)  # lets go at every pause point
         assert (again.events, again.duplicates) == (0, stored)
         assert con.execute(CONSISTENT).fetchall()[0] == (stored, stored)
         assert con.execute("SELECT answer FROM mine").fetchall() == [(42,)]
@@ -103,17 +103,17 @@ def test_readers_open_the_store_while_the_simulator_writes_it(tmp_path):
 
 
 def test_rows_written_after_another_writers_ingest_take_a_newer_ingest_id(tmp_path):
-    """~5 s: the simulator (in its own process, letting go every 0.3 s) and an ingest by
-    this process in one of its pauses. The simulator's later rows must carry an ingest id
+    """~5 s: the simulator (in its own process) and an ingest by this process, which gets in
+    at one of its pause points. The simulator's later rows must carry an ingest id
     above that ingest's, or a rating run between the two would never see them (the ledger
     finds changed sessions by ingest id)."""
     db = tmp_path / "sim.duckdb"
     connect(db).close()
-    writer = _simulate(db, days=12, hold_s=0.3, release_s=0.5)
+    writer = _simulate(db, days=12, hold_s=0.5)
     ours = None
     try:
         while ours is None and writer.poll() is None:
-            con = connect(db, lock_timeout_s=30)
+            con = connect(db)  # waits, announced, until the simulator lets go
             try:
                 if con.execute("SELECT count(*) FROM events").fetchall()[0][0]:
                     lines = [json.dumps(r) for r in (
