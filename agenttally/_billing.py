@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from agenttally._lake import lake_as_of
 from agenttally._store import Store
 from meter.errors import UsageError
 from meter.vocabulary import Period, iso_ms, to_epoch_ms
@@ -62,7 +63,7 @@ def invoice(store: Store, period: Period | str | None = None, *, as_of: Instant 
     """The invoice of `period` (default: the month of `as_of`): for a closed period the
     issued document as stored; else its lines from the ledger as of `as_of`, with the
     corrections of closed periods billed in it."""
-    as_of_ms = to_epoch_ms(as_of)
+    as_of_ms = to_epoch_ms(as_of) if store.lake_as_of_ms is None else lake_as_of(store, as_of)
     chosen = _period(period, as_of_ms)
     if chosen not in closed_periods(store.connection):
         _rated(store, as_of_ms, pricebooks, span_cache_ttl)
@@ -127,6 +128,8 @@ def _rated(store: Store, as_of: Instant, pricebooks: str | Path | Sequence[Price
     """Make `charges` and `unrated` on the store's connection the ledger as of `as_of`: a
     writable store's ledger is brought forward (stored), else the stale sessions are rated on
     the connection only. Returns the as-of."""
+    if store.lake_as_of_ms is not None:  # a lake's charges: rated already (agenttally._lake)
+        return lake_as_of(store, as_of)
     options = RatingOptions(as_of_ms=to_epoch_ms(as_of), span_cache_ttl=span_cache_ttl)
     books = _books(pricebooks)
     covered = None if store.read_only else last_run(store.connection)

@@ -24,6 +24,8 @@ class Store:
     path: Path
     connection: duckdb.DuckDBPyConnection
     read_only: bool
+    # set for a lake's rated charges (agenttally._lake): reports read them as priced then
+    lake_as_of_ms: int | None = None
 
 
 @contextmanager

@@ -186,9 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     verb("status", cmd_status, "what the store holds")
     # The other verbs, each module adding its own (imported here: they import this module's
     # helpers). Plain imports: a verb that cannot be imported fails loudly.
-    from agenttally.cli import app, chargeback, collect, planning, pricing, simulate
+    from agenttally.cli import app, chargeback, collect, lake, planning, pricing, simulate
 
-    for module in (pricing, simulate, collect, chargeback, planning, app):
+    for module in (pricing, simulate, collect, chargeback, planning, lake, app):
         module.register(sub)
     return parser
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,10 @@ def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:
 
 
 def cmd_rate(args: argparse.Namespace) -> int:
+    if args.engine == "spark" or args.lake:
+        return _rate_lake(args)
+    if args.master:
+        raise agenttally.UsageError(f"--master {args.master}: only with --engine spark")
     with agenttally.open_store(args.db) as store:
         run = agenttally.rate(store, as_of=args.as_of, pricebooks=args.pricebooks,
                               span_cache_ttl=args.span_cache_ttl, full=args.full)
@@ -41,6 +46,25 @@ def cmd_rate(args: argparse.Namespace) -> int:
           f"{run.unrated_lines:,} unrated ({run.kind}: {how} in {run.elapsed_ms:,} ms)")
     for notice in run.notices:
         print(notice, file=sys.stderr)
+    return 0
+
+
+def _rate_lake(args: argparse.Namespace) -> int:
+    from agenttally._lake import rate_on_spark
+    if args.engine != "spark":
+        raise agenttally.UsageError(f"--lake {args.lake}: a lake is rated on Spark; add "
+                                    "--engine spark")
+    if not args.lake:
+        raise agenttally.UsageError("--engine spark needs --lake DIR (write one with "
+                                    "`agenttally lake export --to DIR`)")
+    if args.full:
+        raise agenttally.UsageError("--full: a lake is always rated whole on Spark")
+    run = rate_on_spark(args.lake, as_of=args.as_of, pricebooks=args.pricebooks,
+                        master=args.master, span_cache_ttl=args.span_cache_ttl)
+    print(f"rated {args.lake} on Spark ({run.master}) as of {iso_ms(run.as_of_ms)}: "
+          f"{run.charge_lines:,} charge lines, {run.unrated_lines:,} unrated, "
+          f"total {run.total} USD exact, periods {', '.join(run.periods) or 'none'} "
+          f"in {run.elapsed_s:.1f} s")
     return 0
 
 
@@ -78,7 +102,7 @@ def cmd_close(args: argparse.Namespace) -> int:
 def cmd_invoice(args: argparse.Namespace) -> int:
     from reports.invoice import invoice_table
     group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
-    with agenttally.open_store(args.db, read_only=True) as store:
+    with reading(args) as store:
         invoice = agenttally.invoice(store, args.period, as_of=args.as_of, group_by=group_by,
                                      pricebooks=args.pricebooks,
                                      span_cache_ttl=args.span_cache_ttl)
@@ -121,6 +145,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if flagged and args.strict else 0
 
 
+def reading(args: argparse.Namespace) -> AbstractContextManager[agenttally.Store]:
+    """The store a report reads: --lake DIR's rated charges, else the store (read-only)."""
+    if getattr(args, "lake", None):
+        from agenttally._lake import open_rated_lake
+        return open_rated_lake(args.lake)
+    return agenttally.open_store(args.db, read_only=True)
+
+
+def lake_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lake", metavar="DIR",
+                   help="read a lake's charges as rated by `rate --engine spark` instead of "
+                        "the store")
+
+
 def _rating_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as-of", type=instant_arg,
                    help="rate usage up to this instant (default: now), e.g. "
@@ -145,6 +183,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--full", action="store_true",
                    help="rate every session again (default: only what changed since the "
                         "last run)")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="duckdb: the store (default); spark: a lake (--lake), the same rules "
+                        "run by Apache Spark")
+    p.add_argument("--lake", metavar="DIR",
+                   help="the lake to rate with --engine spark; charges are written back to it")
+    p.add_argument("--master", metavar="URL",
+                   help="Spark master for --engine spark (default local[*]; spark://..., "
+                        "yarn, k8s://...)")
     p.set_defaults(func=cmd_rate)
 
     p = sub.add_parser("close", help="close a month: issue its invoice, never to change",
@@ -178,6 +224,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--group-by", default=",".join(LINE_KEYS),
                    help="comma list of meter,model,token_class,tier,team,project,session_id,"
                         "day,book_version")
+    lake_arg(p)
     p.set_defaults(func=cmd_invoice)
 
     p = sub.add_parser("check", help="compare our cost with the provider's list_cost",
