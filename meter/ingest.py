@@ -13,8 +13,8 @@ stored one). An event is new unless the store holds its (session_id, event_id); 
 another session also uses is kept and reported as a collision.
 
 How an ingest shares the store and what a crash leaves: lines are committed in batches sized
-to take about half of AGENTTALLY_WRITE_HOLD_S each, and the file is released between batches
-at least every AGENTTALLY_WRITE_HOLD_S (`meter.store.WriteHold`), so that readers get in. Each
+to take under AGENTTALLY_WRITE_HOLD_S each, and between two batches the file is released to
+any process waiting for it (`meter.store.WriteHold`), so a reader waits about one batch. Each
 batch commits its rows, its quarantine and the run's progress in `ingest_log` in one
 transaction: a run killed mid-file keeps whole batches only, and shows as interrupted. A
 `.gz` input is read to its end first (CRC and length): a corrupt one fails before anything
@@ -47,6 +47,7 @@ BATCH_LINES = 1_000_000  # the most lines of one batch; the pace sets fewer on a
 FIRST_BATCH_LINES = 100_000  # before the pace is known
 MIN_BATCH_LINES = 10_000
 DEFAULT_MAX_FUTURE_MS = 24 * 3600 * 1000
+_PACE_MARGIN = 0.8  # a batch aims at 80% of the write hold, as fast as the last one went
 GZIP_MAGIC = b"\x1f\x8b"
 
 STATUS_TYPES = {
@@ -509,8 +510,7 @@ def _snapshot_suspects_sql() -> str:
     return f"""
     CREATE OR REPLACE TEMP TABLE usage_fresh AS
     SELECT line_no, event_id, session_id, at_ms, {fresh_cols}
-    FROM stage WHERE kind = 'session.usage' AND error IS NULL
-      AND line_no IN (SELECT line_no FROM new_lines);
+    FROM stage WHERE kind = 'session.usage' AND error IS NULL {{only_new}};
     CREATE OR REPLACE TEMP TABLE usage_suspects AS
     SELECT DISTINCT session_id FROM (
         SELECT * FROM usage_fresh
@@ -577,21 +577,34 @@ def _collisions(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, list[
             "ORDER BY line_no LIMIT 10").fetchall()]
 
 
-def _refuse_decreasing_snapshots(con: duckdb.DuckDBPyConnection) -> None:
+def _new_and_valid(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+    """(new events, valid events) of the staged batch."""
+    new, valid = con.execute(f"""
+        SELECT (SELECT count(*) FROM new_lines),
+               (SELECT count(*) FROM stage WHERE error IS NULL
+                  AND kind NOT IN {RECORD_TYPES})""").fetchall()[0]
+    return int(new), int(valid)
+
+
+def _refuse_decreasing_snapshots(con: duckdb.DuckDBPyConnection, *, all_new: bool) -> bool:
     """Quarantine the new snapshots that would take back counted usage (see
-    `_snapshot_order_sql`): their error set in `stage`, their lines out of `new_lines`."""
+    `_snapshot_order_sql`): their error set in `stage`, their lines out of `new_lines`.
+    `all_new`: every valid line is new (no need to look the lines up in `new_lines`).
+    True when some were refused."""
     if not con.execute("SELECT count(*) FROM stage WHERE kind = 'session.usage' "
                        "AND error IS NULL").fetchall()[0][0]:
-        return
-    con.execute(_SNAPSHOT_SUSPECTS_SQL)
+        return False
+    con.execute(_SNAPSHOT_SUSPECTS_SQL.format(
+        only_new="" if all_new else "AND line_no IN (SELECT line_no FROM new_lines)"))
     if not con.execute("SELECT count(*) FROM usage_suspects").fetchall()[0][0]:
-        return
+        return False
     con.execute(_SNAPSHOT_ORDER_SQL)
     if not con.execute("SELECT count(*) FROM usage_refused").fetchall()[0][0]:
-        return
+        return False
     con.execute("UPDATE stage SET error = r.error FROM usage_refused r "
                 "WHERE stage.line_no = r.line_no")
     con.execute("DELETE FROM new_lines WHERE line_no IN (SELECT line_no FROM usage_refused)")
+    return True
 
 
 def _ingest_batch(con: duckdb.DuckDBPyConnection, run: _IngestRun) -> IngestResult:
@@ -612,11 +625,9 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, run: _IngestRun) -> IngestResu
             "max_request": bounds.request_tokens, "max_session": bounds.session_tokens,
             "max_web": bounds.web_requests})
         _find_new_events(con)
-        _refuse_decreasing_snapshots(con)
-        new, valid = con.execute(f"""
-            SELECT (SELECT count(*) FROM new_lines),
-                   (SELECT count(*) FROM stage WHERE error IS NULL
-                      AND kind NOT IN {RECORD_TYPES})""").fetchall()[0]
+        new, valid = _new_and_valid(con)
+        if _refuse_decreasing_snapshots(con, all_new=new == valid):
+            new, valid = _new_and_valid(con)
         collisions, warnings = _collisions(con, source)
         # The common case, fresh data, needs no join back: every valid event is new.
         only_new = "" if new == valid else "AND line_no IN (SELECT line_no FROM new_lines)"
@@ -683,8 +694,8 @@ class _IngestRun:
     ('finished', or 'failed' / 'interrupted' when an error or Ctrl-C stops it; a kill leaves
     it 'running' with a dead pid, which `ingest_runs` shows as interrupted).
 
-    It also paces the batches: each sized to take about half the write hold, the store
-    released between batches before the hold runs out (`WriteHold`).
+    It also paces the batches: each sized to take under the write hold (as fast as the last
+    went), the store released between batches to whoever waits for it (`WriteHold`).
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str, max_future_ms: int,
@@ -694,7 +705,6 @@ class _IngestRun:
         self.hold = WriteHold(con)
         self.max_batch = max(1, batch_lines)
         self.next_batch = min(self.max_batch, FIRST_BATCH_LINES)
-        self.last_batch_s = 0.0
         self.total = IngestResult()
         _mark_dead_runs(con)
         self.ingest_id = self._open_log_row(int(time.time() * 1000))
@@ -742,13 +752,12 @@ class _IngestRun:
         self.total.add(_ingest_batch(self.con, self))
         took = time.monotonic() - began
         if took > 0 and n:
-            paced = int(n / took * self.hold.hold_s / 2)
+            paced = int(n / took * self.hold.hold_s * _PACE_MARGIN)
             self.next_batch = min(self.max_batch, max(MIN_BATCH_LINES, paced))
-        self.last_batch_s = took * self.next_batch / max(n, 1)
 
     def pause_point(self) -> None:
-        """Between batches: let waiting readers in if the hold would run out."""
-        self.hold.pause_point(self.last_batch_s)
+        """Between batches: let in whoever waits for the store."""
+        self.hold.pause_point()
 
     def finish(self) -> IngestResult:
         self._close_log_row("finished", None)
@@ -1034,9 +1043,10 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, name: str, source: str, compres
                                    ).to_arrow_reader(MIN_BATCH_LINES)
             for lines in _gathered(reader, run.batch_size):
                 n = len(lines)
+                # one chunk, aligned with line_no: DuckDB scans it faster than many small ones
                 con.register("batch_lines", pa.table({
                     "line_no": pa.array(range(done + 1, done + n + 1), pa.int64()),
-                    "line": lines}))
+                    "line": lines.combine_chunks()}))
                 try:
                     run.batch()
                 finally:

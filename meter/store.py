@@ -301,18 +301,21 @@ def store_file(con: duckdb.DuckDBPyConnection) -> tuple[str, str | None]:
 
 
 class WriteHold:
-    """A writer's hold on the store file, released at bounded intervals.
+    """A writer's hold on the store file, released between batches for whoever waits.
 
     A writer calls `pause_point()` between two committed batches (never inside a
-    transaction). Once the next batch would take the hold past `hold_s` seconds, the file
-    is released: the store is detached from the writer's connection (DuckDB then closes it
-    and drops the lock; temp tables and settings stay), processes that announced they wait
-    (`connect`) get in, and the store is attached again under its name, waiting for those
-    others (readers) up to `wait_s`. Callers keep using the same connection. An in-memory
-    store is never released.
+    transaction; its batches take at most about `hold_s` each). When a process has announced
+    that it waits (`connect` leaves a marker beside the store), or at the latest every
+    `FALLBACK_HOLDS` x `hold_s` (for a process that could not announce itself), the file is
+    released: the store is detached from the writer's connection (DuckDB then closes it and
+    drops the lock; temp tables and settings stay), the waiters get in, and the store is
+    attached again under its name, waiting for them (readers) up to `wait_s`. Callers keep
+    using the same connection. An in-memory store is never released. Releasing costs a
+    checkpoint, so a writer nobody waits for keeps the file.
     """
 
     _PARKING = "agenttally_released"
+    FALLBACK_HOLDS = 10
 
     def __init__(self, con: duckdb.DuckDBPyConnection, *, hold_s: float | None = None,
                  wait_s: float | None = None) -> None:
@@ -323,17 +326,21 @@ class WriteHold:
         self.since = time.monotonic()
         self.releases = 0
 
-    def pause_point(self, next_batch_s: float = 0.0) -> bool:
-        """Release and re-take the file if holding it for the next batch (`next_batch_s`,
-        as long as the last) would exceed the hold; True when it was released."""
-        if self.path is None or time.monotonic() - self.since + next_batch_s < self.hold_s:
+    def pause_point(self) -> bool:
+        """Release and re-take the file if another process waits for it, or if it has been
+        held for `FALLBACK_HOLDS` x `hold_s`; True when it was released."""
+        if self.path is None:
             return False
-        self.release()
+        waited_for = others_waiting(self.path)
+        if not waited_for and time.monotonic() - self.since < self.FALLBACK_HOLDS * self.hold_s:
+            return False
+        self.release(announced=waited_for)
         return True
 
-    def release(self) -> None:
+    def release(self, *, announced: bool = True) -> None:
         """Let others in now: detach, give announced waiters up to a second to open the
-        file, attach again (waiting for them to finish, up to `wait_s`)."""
+        file (others a tenth of a second), attach again (waiting for them to finish, up to
+        `wait_s`)."""
         if self.path is None:
             return
         con, quoted = self.con, '"' + self.name.replace('"', '""') + '"'
@@ -346,9 +353,12 @@ class WriteHold:
             con.execute(f"DETACH {self._PARKING}")
             self.since = time.monotonic()
             return
-        handover = time.monotonic() + 1.0
-        while others_waiting(self.path) and time.monotonic() < handover:
-            time.sleep(0.01)
+        if announced:
+            handover = time.monotonic() + 1.0
+            while others_waiting(self.path) and time.monotonic() < handover:
+                time.sleep(0.01)
+        else:
+            time.sleep(0.1)
         path = self.path.replace("'", "''")
         _wait_for_file(self.path, lambda: con.execute(f"ATTACH '{path}' AS {quoted}"),
                        timeout_s=self.wait_s, doing="reading")
