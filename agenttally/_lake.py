@@ -62,8 +62,9 @@ def _rating(directory: Path) -> dict[str, Any]:
     return record
 
 
-def _duck_type(spark_type: str) -> str:
-    return {"string": "VARCHAR"}.get(spark_type, spark_type.upper())
+def _duck_type(column: str, spark_type: str) -> str:
+    store_types = {"amount_units": "HUGEINT", "tags": "JSON"}
+    return store_types.get(column) or {"string": "VARCHAR"}.get(spark_type, spark_type.upper())
 
 
 @contextmanager
@@ -78,13 +79,18 @@ def open_rated_lake(directory: str | Path) -> Iterator[Store]:
         for name in ("charges", "unrated"):
             files = sorted((lake.root / name).glob("period=*/*.parquet"))
             if not files:  # Spark writes no file for no rows: the same columns, empty
-                columns = ", ".join(f"CAST(NULL AS {_duck_type(t)}) AS {c}"
+                columns = ", ".join(f"CAST(NULL AS {_duck_type(c, t)}) AS {c}"
                                     for c, t in rating["columns"][name].items())
                 con.execute(f"CREATE TEMP VIEW {name} AS SELECT {columns} WHERE false")
                 continue
             listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-            con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet([{listed}], "
-                        "hive_partitioning = true, hive_types = {'period': VARCHAR})")
+            # the store's own types where Parquet has none (HUGEINT, JSON): the reports'
+            # money arithmetic is written for them
+            typed = (" REPLACE (CAST(amount_units AS HUGEINT) AS amount_units, "
+                     "CAST(tags AS JSON) AS tags)" if name == "charges" else "")
+            con.execute(f"CREATE TEMP VIEW {name} AS SELECT *{typed} FROM read_parquet("
+                        f"[{listed}], hive_partitioning = true, "
+                        "hive_types = {'period': VARCHAR})")
         for table in ("sessions", "agents", "environments"):
             for path in lake.table_files(table):
                 con.execute(f"INSERT INTO {table} SELECT * FROM read_parquet($f)",

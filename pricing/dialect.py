@@ -295,6 +295,12 @@ def _asof(select: exp.Expression) -> exp.Expression:
         ineq = next(c for c in conds if isinstance(c, exp.GTE | exp.GT | exp.LTE | exp.LT))
         key = ineq.this if ineq.this.table == alias else ineq.expression
         ascending = isinstance(ineq, exp.GTE | exp.GT) == (ineq.this.table == alias)
+        reads = {c.name for arg in ("expressions", "where", "group", "having")
+                 for v in _as_list(select.args.get(arg)) for c in v.find_all(exp.Column)
+                 if c.table == alias}
+        if reads <= {key.name} and select.args.get("from_") is not None:
+            _asof_key_only(select, join, conds, ineq, alias, key, ascending)
+            continue
         body = right.this.copy() if isinstance(right, exp.Subquery) else exp.select("*").from_(
             right.copy())
         nearest = exp.select("*").from_(exp.Subquery(this=body, alias=exp.TableAlias(
@@ -305,6 +311,47 @@ def _asof(select: exp.Expression) -> exp.Expression:
         join.set("method", None)
         join.set("on", None)
     return select
+
+
+def _as_list(value: object) -> list[exp.Expression]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]  # type: ignore[list-item]
+
+
+def _asof_key_only(select: exp.Select, join: exp.Join, conds: list[exp.Expression],
+                   ineq: exp.Expression, alias: str, key: exp.Column, ascending: bool) -> None:
+    """An ASOF join of which only the right key is read: the nearest key per distinct left
+    (equality values, key) from an equi-join and an aggregate, joined back on those values:
+    no nested loop, and each distinct left key is looked up once."""
+    right_is_this = ineq.this.table == alias
+    left_key = ineq.expression if right_is_this else ineq.this
+    pairs = []  # (right column, left expression) of each equality
+    for cond in conds:
+        if isinstance(cond, exp.EQ):
+            r, l_ = (cond.this, cond.expression) if cond.this.table == alias else (
+                cond.expression, cond.this)
+            pairs.append((r, l_))
+    outer = [exp.alias_(l_.copy(), f"__e{i}") for i, (_, l_) in enumerate(pairs)]
+    distinct = exp.select(*outer, exp.alias_(left_key.copy(), "__lk")).distinct().from_(
+        select.args["from_"].this.copy())
+    on = [exp.EQ(this=r.copy(), expression=exp.column(f"__e{i}", table="__d"))
+          for i, (r, _) in enumerate(pairs)]
+    bound = ineq.copy()
+    bound.set("expression" if right_is_this else "this", exp.column("__lk", table="__d"))
+    picked = (exp.Min if ascending else exp.Max)(this=key.copy())
+    groups = [exp.column(f"__e{i}", table="__d") for i in range(len(pairs))] + [
+        exp.column("__lk", table="__d")]
+    nearest = exp.select(*groups, exp.alias_(picked, key.name)).from_(
+        exp.Subquery(this=distinct, alias=exp.TableAlias(this=exp.to_identifier("__d")))
+    ).join(join.this.copy(), on=exp.and_(*on, bound), join_type="inner").group_by(*groups)
+    back = [exp.EQ(this=exp.column(f"__e{i}", table=alias), expression=l_.copy())
+            for i, (_, l_) in enumerate(pairs)]
+    back.append(exp.EQ(this=exp.column("__lk", table=alias), expression=left_key.copy()))
+    join.set("this", exp.Subquery(this=nearest, alias=exp.TableAlias(
+        this=exp.to_identifier(alias))))
+    join.set("method", None)
+    join.set("on", exp.and_(*back))
 
 
 def to_spark_tree(tree: exp.Expression, columns_of: ColumnsOf) -> exp.Expression:
@@ -336,8 +383,9 @@ def _parse(sql: str, params: Mapping[str, object] | None,
 
 @dataclass(frozen=True)
 class Staged:
-    """A query as Spark runs it best: its CTEs first, each materialised under a name of its
-    own (Spark would otherwise evaluate a CTE again at every reference), then the query."""
+    """A query as Spark runs it best: the CTEs it reads more than once first, each
+    materialised under a name of its own (Spark would evaluate such a CTE again at every
+    reference), then the query (with the other CTEs as they are)."""
 
     ctes: tuple[tuple[str, str], ...]  # (view name, Spark SQL), in order
     query: str
@@ -345,14 +393,17 @@ class Staged:
 
 def staged(sql: str, params: Mapping[str, object] | None, macros: Mapping[str, Macro],
            columns_of: ColumnsOf, prefix: str) -> Staged:
-    """`to_spark`, with the top-level CTEs hoisted out as views named `prefix` + name."""
+    """`to_spark`, with the top-level CTEs read more than once hoisted out as views named
+    `prefix` + name."""
     tree = to_spark_tree(_parse(sql, params, macros), columns_of)
-    holder = tree if tree.args.get("with_") else None
-    if holder is None:
+    if not tree.args.get("with_"):
         return Staged((), tree.sql("spark"))
-    ctes = holder.args["with_"].expressions
-    names = {cte.alias: f"{prefix}{cte.alias}" for cte in ctes}
-    holder.set("with_", None)
+    ctes = list(tree.args["with_"].expressions)
+    reads = {cte.alias: 0 for cte in ctes}
+    for table in tree.find_all(exp.Table):
+        if not table.args.get("db") and table.name in reads:
+            reads[table.name] += 1
+    names = {cte.alias: f"{prefix}{cte.alias}" for cte in ctes if reads[cte.alias] > 1}
 
     def rename(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Table) and not node.args.get("db") and node.name in names:
@@ -361,12 +412,23 @@ def staged(sql: str, params: Mapping[str, object] | None, macros: Mapping[str, M
                 this=exp.to_identifier(node.name)))
             return renamed
         return node
+    kept: list[exp.Expression] = []  # the CTEs left inline, renamed refs
     steps = []
     for cte in ctes:
-        body = cte.this.transform(rename)
+        renamed = cte.transform(rename)
+        if cte.alias not in names:
+            kept.append(renamed)
+            continue
+        body = renamed.this
         columns = cte.args["alias"].columns
         if columns:  # `name(a, b) AS (...)`: the body's columns renamed
             body = exp.select("*").from_(exp.Subquery(this=body, alias=exp.TableAlias(
                 this=exp.to_identifier("__v"), columns=[c.copy() for c in columns])))
+        if kept:
+            body = exp.select("*").from_(exp.Subquery(this=body, alias=exp.TableAlias(
+                this=exp.to_identifier("__w")))) if not isinstance(body, exp.Select) else body
+            body.set("with_", exp.With(expressions=[k.copy() for k in kept]))
         steps.append((names[cte.alias], body.sql("spark")))
-    return Staged(tuple(steps), tree.transform(rename).sql("spark"))
+    query = tree.transform(rename)
+    query.set("with_", exp.With(expressions=kept) if kept else None)
+    return Staged(tuple(steps), query.sql("spark"))

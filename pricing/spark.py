@@ -41,7 +41,7 @@ SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.shuffle.partitions": "4",
     # (constraint propagation fails inside Spark on a union under a window, when checkpointed)
     "spark.sql.constraintPropagation.enabled": "false",
     "spark.jars.ivy": "/nonexistent-no-downloads",
@@ -76,23 +76,14 @@ class SparkConnection:
     def _run(self, spark_sql: str) -> Any:
         try:
             return self.spark.sql(spark_sql)
-        except Exception:
-            if os.environ.get("AGENTTALLY_SPARK_DEBUG"):
-                print(f"--- Spark SQL that failed:\n{spark_sql}\n---", file=sys.stderr)
+        except Exception as exc:  # the translated statement, for whoever reads the trace
+            exc.add_note(f"Spark SQL (from pricing.dialect): {spark_sql}")
             raise
 
     def _columns_of(self, spark_sql: str) -> list[str]:
         return list(self.spark.sql(spark_sql).columns)
 
     def execute(self, sql: str, params: Mapping[str, object] | None = None) -> SparkConnection:
-        t = time.time()
-        try:
-            return self._execute(sql, params)
-        finally:
-            if os.environ.get("AGENTTALLY_SPARK_DEBUG"):
-                print(f"{time.time() - t:6.2f}s {' '.join(sql.split())[:80]}", file=sys.stderr)
-
-    def _execute(self, sql: str, params: Mapping[str, object] | None = None) -> SparkConnection:
         macro = parse_macro(sql)
         if macro is not None:
             self.macros[macro[0]] = macro[1]
@@ -134,10 +125,7 @@ class SparkConnection:
     def _materialise(self, name: str, plan: Staged) -> None:
         for view, cte_sql in plan.ctes:
             self._materialise(view, Staged((), cte_sql))
-        t = time.time()
         self._run(plan.query).localCheckpoint(eager=True).createOrReplaceTempView(name)
-        if os.environ.get("AGENTTALLY_SPARK_DEBUG"):
-            print(f"    {time.time() - t:6.2f}s {name}", file=sys.stderr)
         for view, _ in plan.ctes:
             self.spark.catalog.dropTempView(view)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import agenttally
 from agenttally.cli import iso_ms, period_arg
-from agenttally.cli.pricing import _rating_args, current_period, rate_store
+from agenttally.cli.pricing import _rating_args, current_period, lake_arg, rate_store, reading
 from meter.errors import UsageError
 from meter.settings import setting
 from reports.render import EXPORT_FORMATS, render
@@ -59,7 +59,7 @@ def cmd_chargeback(args: argparse.Namespace) -> int:
     from reports.allocation import load_rules
     from reports.exports import write_rows
     rules = load_rules(args.rules)
-    with agenttally.open_store(args.db, read_only=True) as store, _by_flag():
+    with reading(args) as store, _by_flag():
         report = agenttally.chargeback(
             store, args.period, by=args.by.split(","), rules=rules,
             showback=args.showback, as_of=args.as_of, pricebooks=args.pricebooks,
@@ -87,12 +87,14 @@ def cmd_chargeback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from meter.store import open_store
+    from agenttally._lake import lake_as_of
     from reports.exports import export_charges, export_unrated, write_rows
     from reports.focus import FocusOptions, write_focus
     from reports.invoice import build_invoice, invoice_table
-    with open_store(args.db, read_only=True) as con:
-        as_of = rate_store(con, args)
+    with reading(args) as store:
+        con = store.connection
+        as_of = (rate_store(con, args) if store.lake_as_of_ms is None
+                 else lake_as_of(store, args.as_of))
         period = args.period or current_period(as_of)
         if args.what == "charges":
             n = export_charges(con, args.output, period=period, fmt=args.to)
@@ -199,6 +201,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
               "--rules data/allocation.toml --format csv")
     _allocation_args(p)
     _output_args(p)
+    lake_arg(p)
     p.set_defaults(func=cmd_chargeback)
 
     p = _verb(sub, "export", "write charges, FOCUS 1.2 or a report to CSV / Parquet",
@@ -212,6 +215,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="FOCUS BillingAccountId (your Anthropic organization id)")
     p.add_argument("--billing-account-name", default="Anthropic organization",
                    help="FOCUS BillingAccountName")
+    lake_arg(p)
     p.set_defaults(func=cmd_export)
 
     p = _verb(sub, "reconcile", "compare metered cost with the provider's cost report",

@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "by UTC day (append-only, idempotent by event), with its "
                                    "sessions, agents, environments and price books; "
                                    "`agenttally rate --engine spark --lake DIR` rates it.",
+                       epilog="examples:\n  agenttally lake export --to data/lake\n"
+                              "  agenttally rate --engine spark --lake data/lake\n"
+                              "  agenttally invoice --lake data/lake --period 2026-11",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="lake_command", required=True, metavar="ACTION")
     e = verbs.add_parser("export", help="write the store's events not yet in the lake",
