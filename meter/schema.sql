@@ -1,10 +1,13 @@
 -- AgentTally store, schema version 1.
 -- Times are integer epoch milliseconds (UTC) in *_ms columns; token counts are BIGINT.
--- Every accepted event has one row in `events` (the de-duplication key: event_id) and one row
--- in the typed table for its kind; event types we do not bill are kept whole in other_events.
+-- Every accepted event has one row in `events` (the de-duplication key: (session_id, event_id),
+-- the provider's identity of an event, since v5) and one row in the typed table for its kind;
+-- event types we do not bill are kept whole in other_events. Later versions add to this file
+-- only through the migrations in meter/store.py (v5: ingest_log's status, pid, host,
+-- heartbeat_ms, id_collisions and error).
 
 CREATE TABLE IF NOT EXISTS events (
-    event_id    VARCHAR NOT NULL,   -- sevt_...: unique across the organisation
+    event_id    VARCHAR NOT NULL,   -- sevt_...: an event is (session_id, event_id)
     session_id  VARCHAR NOT NULL,
     type        VARCHAR NOT NULL,
     at_ms       BIGINT  NOT NULL,   -- processed_at

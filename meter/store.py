@@ -242,8 +242,8 @@ def _wait_for_file(target: str, attempt: Callable[[], T], *, timeout_s: float,
         while True:
             try:
                 return attempt()
-            except duckdb.IOException as exc:
-                if not _is_lock_error(exc):
+            except duckdb.Error as exc:  # never a raw DuckDB error: the lock, or what else
+                if not (isinstance(exc, duckdb.IOException) and _is_lock_error(exc)):
                     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     raise StoreError(f"{target}: cannot open the store: {first}") from exc
                 if time.monotonic() > deadline:
