@@ -259,4 +259,6 @@ def export_lake(con: duckdb.DuckDBPyConnection, directory: str | Path,
         for book in pricebooks:
             shutil.copyfile(book, root / "pricebooks" / book.name)
     shutil.rmtree(root / "_staging" / run, ignore_errors=True)
+    if (root / "_staging").exists() and not any((root / "_staging").iterdir()):
+        (root / "_staging").rmdir()
     return result

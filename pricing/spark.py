@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from meter.errors import DataError
 from meter.lake import EVENT_TABLES, Lake
 from pricing.dialect import Macro, Staged, parse_macro, staged, to_spark
 from pricing.pricebook import PriceBook
@@ -51,12 +52,20 @@ SESSION_CONF = {
 def spark_session(master: str | None = None, app: str = "agenttally") -> Any:
     """A SparkSession on `master` (default local[*]) with SESSION_CONF."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise DataError("the Spark engine is not installed: pip install 'agenttally[spark]' "
+                        "(PySpark and sqlglot; Spark needs Java 17)") from exc
     builder = SparkSession.builder.appName(app).master(master or "local[*]")
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # PySpark's error when the JVM cannot start (no Java, bad master)
+        raise DataError(f"Spark did not start on master {master or 'local[*]'} ({exc}); it "
+                        "needs Java 17: sudo apt-get install -y openjdk-17-jre-headless"
+                        ) from exc
     session.sparkContext.setLogLevel("ERROR")
     return session
 

@@ -144,6 +144,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.out:
         result = write_jsonl(args.out, sim, progress=progress)
         target = args.out
+    elif args.into and is_lake_path(args.into):
+        result, target = _simulate_into_lake(args.into, sim, progress), args.into
     else:
         target = str(args.into or args.db or default_db_path())
         with open_store(target) as con:
@@ -157,6 +159,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if result.duplicates:
         print(f"  {result.duplicates:,} events were already in the store and were skipped")
     return 0
+
+
+def is_lake_path(path: str) -> bool:
+    """`--into` names a lake when it is a directory, or a new path without a file suffix
+    (a store is a file: data/agenttally.duckdb)."""
+    target = Path(path)
+    return target.is_dir() or (not target.exists() and target.suffix == "")
+
+
+def _simulate_into_lake(directory: str, sim: Simulation, progress: _Progress) -> WriteResult:
+    """The simulated fleet straight into a lake (meter.lake): built in a DuckDB in memory,
+    never a store file, and written by UTC day in parallel; events already there are
+    skipped."""
+    from meter.lake import EVENT_TABLES, export_lake
+    from meter.simulator import write_store
+    from meter.store import connect
+    from pricing.pricebook import default_pricebook_dir
+
+    con = connect(":memory:")
+    try:
+        result = write_store(con, sim, progress=progress)
+        billed = sum(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+                     for t in EVENT_TABLES)
+        written = export_lake(con, directory, sorted(default_pricebook_dir().glob("*.toml")))
+    finally:
+        con.close()
+    skipped = billed - sum(written.rows.values())
+    if skipped > 0:
+        print(f"  lake: {skipped:,} events were already in {directory} and were skipped")
+    return result
 
 
 def _simulate_late(args: argparse.Namespace, sim: Simulation, start: date, as_of: int | None,
@@ -249,7 +281,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=7, help="random seed; same seed, same bytes (7)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--out", help="write JSONL to this file instead of a store")
-    target.add_argument("--into", help="write into this store (default: --db)")
+    target.add_argument("--into", help="write into this store (default: --db), or into a lake "
+                                       "when it is a directory (or a path with no suffix)")
     p.add_argument("--until-now", action="store_true",
                    help="stop at the present instant (no events in the future)")
     p.add_argument("--late-share", type=float, default=0.0, metavar="S",
