@@ -102,6 +102,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"{path}: {result.summary()}")
             for error in result.errors[:5]:
                 print(f"  quarantined {error}", file=sys.stderr)
+            for warning in result.warnings[:5]:  # e.g. an event id another session also uses
+                print(f"  warning {warning}", file=sys.stderr)
             total.add(result)
     if len(args.paths) > 1:
         print(f"total: {total.summary()}")
@@ -118,15 +120,14 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from meter.ingest import ingest_runs
     from meter.store import default_db_path, open_store, table_counts
     path = Path(args.db or default_db_path())
     from reports.closing import closed_periods
 
     with open_store(path, read_only=True) as con:
         counts = table_counts(con)
-        last = con.execute(
-            "SELECT source, finished_ms, lines, new_events, duplicates, quarantined "
-            "FROM ingest_log ORDER BY ingest_id DESC LIMIT 5").fetchall()
+        last = ingest_runs(con, limit=5)
         runs = con.execute(
             "SELECT as_of_ms, coalesce(kind, 'full'), sessions_rated, elapsed_ms "
             "FROM rating_runs ORDER BY rated_ms DESC LIMIT 1").fetchall()
@@ -143,8 +144,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(render(["table", "rows"], sorted(counts.items())))
     if last:
         print("\nrecent ingests:")
-        print(render(["source", "finished", "lines", "new", "duplicate", "quarantined"],
-                     [(s, iso_ms(f), n, new, d, q) for s, f, n, new, d, q in last]))
+        print(render(["source", "state", "started", "finished", "lines", "new", "duplicate",
+                      "quarantined"],
+                     [(r.source, r.state, iso_ms(r.started_ms), iso_ms(r.finished_ms), r.lines,
+                       r.new_events, r.duplicates, r.quarantined) for r in last]))
+        for r in last:
+            if r.error:
+                print(f"ingest {r.ingest_id} ({r.source}) {r.state}: {r.error}")
     return 0
 
 

@@ -50,6 +50,51 @@ def test_ingest_prints_a_summary_and_strict_fails_on_quarantine(tmp_path, capsys
     assert main(["ingest", path, "--db", db, "--strict"]) == 1
 
 
+def test_ingest_prints_event_id_collisions_as_warnings(tmp_path, capsys):
+    db = _store(tmp_path, capsys)
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps(status("sesn_02", "sevt_01", "2026-11-03T09:30:00.000Z",
+                                       "running")) + "\n")
+    assert main(["ingest", str(other), "--db", db]) == 0
+    out, err = capsys.readouterr()
+    assert out == (f"{other}: 1 lines: 1 new, 0 duplicate, 0 records, 0 quarantined, "
+                   "1 ids also used by another session\n")
+    assert err == (f"  warning {other}:1: event sevt_01 of session sesn_02: the id is also used "
+                   "by session sesn_01; kept as a separate event (events are identified by "
+                   "session and id)\n")
+
+
+def test_status_shows_each_ingest_state(tmp_path, capsys):
+    """Finished, failed (with its message), interrupted (a run whose process died) and
+    running (a live process), as meter.ingest.ingest_runs reads them."""
+    import os
+    import subprocess
+
+    from meter.store import connect, this_host
+
+    db = _store(tmp_path, capsys)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    con = connect(db)
+    con.executemany(
+        "INSERT INTO ingest_log (ingest_id, source, started_ms, finished_ms, lines, new_events, "
+        "duplicates, records, quarantined, status, pid, host, error) "
+        "VALUES (?, ?, 1793782800000, ?, 0, 0, 0, 0, 0, ?, ?, ?, ?)", [
+            [2, "broken.jsonl", 1793782801000, "failed", 1, this_host(), "disk full"],
+            [3, "killed.jsonl", None, "running", gone.pid, this_host(), None],
+            [4, "live.jsonl", None, "running", os.getpid(), this_host(), None]])
+    con.close()
+    assert main(["status", "--db", db]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("recent ingests:"):].splitlines()
+    assert table[1].split() == ["source", "state", "started", "finished", "lines", "new",
+                                "duplicate", "quarantined"]
+    assert [row.split()[:2] for row in table[3:7]] == [
+        ["live.jsonl", "running"], ["killed.jsonl", "interrupted"], ["broken.jsonl", "failed"],
+        [f"{tmp_path / 'events.jsonl'}", "finished"]]
+    assert table[7:] == ["ingest 2 (broken.jsonl) failed: disk full"]
+
+
 def test_invoice_json_is_the_documented_contract(tmp_path, capsys):
     db = _store(tmp_path, capsys)
     assert main(["invoice", "--db", db, "--period", "2026-11", "--as-of", "2026-11-04",
