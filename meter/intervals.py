@@ -72,7 +72,9 @@ WITH {_THREAD_DERIVED}
                lead(at_ms) OVER (PARTITION BY session_id ORDER BY at_ms, event_id) AS next_ms
         FROM live
         WHERE prev_status IS DISTINCT FROM status
-          AND NOT (prev_status IN {TERMINAL} AND status IN {TERMINAL})
+          -- coalesce: a session's first transition has no previous status (NULL), and a
+          -- first terminal transition keeps its 0 ms interval
+          AND NOT (coalesce(prev_status IN {TERMINAL}, false) AND status IN {TERMINAL})
     )
 SELECT session_id, status, at_ms AS start_ms,
        CASE WHEN next_ms IS NOT NULL THEN next_ms

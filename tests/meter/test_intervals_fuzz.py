@@ -47,12 +47,9 @@ class Transition:
 
 Interval = tuple[str, str, int, int, int, bool]  # session, status, start, end, ms, provisional
 
-# Found by this fuzz: INTERVALS_SQL drops the interval of a session whose first transition is
-# terminal (`NOT (prev_status IN (...) AND ...)` is NULL when there is no previous status), so
-# such a session has no 0 ms terminal interval and `sessions --as-of` cannot say it was
-# terminated. No running time is lost. The reference follows the code on this one point until
-# meter/intervals.py is fixed (then set this to False; the strict xfail below turns red).
-AS_BUILT_FIRST_TERMINAL_HAS_NO_INTERVAL = True
+# Found by this fuzz, fixed since: INTERVALS_SQL dropped the interval of a session whose first
+# transition is terminal (`NOT (prev_status IN (...) AND ...)` was NULL with no previous
+# status); test_a_session_whose_first_transition_is_terminal_has_its_terminal_interval pins it.
 
 
 def reference_intervals(rows: list[Transition], as_of_ms: int) -> list[Interval]:
@@ -72,8 +69,6 @@ def reference_intervals(rows: list[Transition], as_of_ms: int) -> list[Interval]
         if terminal_at is not None:
             timeline = [(at, eid, status) for at, eid, status in timeline
                         if at < terminal_at or (at == terminal_at and status in TERMINAL)]
-        if timeline and timeline[0][2] in TERMINAL and AS_BUILT_FIRST_TERMINAL_HAS_NO_INTERVAL:
-            continue
         current: tuple[str, int] | None = None
         for at, _, status in timeline:
             if current is not None and (status == current[0] or (
@@ -239,8 +234,6 @@ def test_the_reference_follows_the_rules_on_a_hand_case():
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="INTERVALS_SQL drops a first terminal transition "
-                                       "(NULL previous status); see the note at the top")
 def test_a_session_whose_first_transition_is_terminal_has_its_terminal_interval(con):
     rows = [Transition("sevt_1", "sesn_1", None, "terminated", BASE_MS)]
     _load(con, rows, seed=0)
