@@ -14,7 +14,7 @@ import sys
 import time
 
 # The order in which they run; a module that does not exist (yet) is skipped.
-BENCHMARKS = ("ingest", "rate", "simulate", "collect", "dashboard", "forecast")
+BENCHMARKS = ("ingest", "rate", "simulate", "collect", "dashboard", "forecast", "spark")
 
 
 def _present(name: str) -> bool:

@@ -46,11 +46,17 @@ TARGETS = {"rate": 1.0, "invoice": 0.5, "full": 3.0, "speedup": 20.0}
 
 
 def build_store(scale: float, days: int, force: bool = False) -> Path:
-    path = out_dir() / f"ledger-large-x{scale:g}-{days}d.duckdb"
+    return build_store_of("large", scale, days, force)
+
+
+def build_store_of(name: str, scale: float, days: int, force: bool = False) -> Path:
+    """A store of profile `name`'s fleet, its sessions per day x `scale`, over `days` from
+    START: built once, kept in bench/out (bench_spark reuses them)."""
+    path = out_dir() / f"ledger-{name}-x{scale:g}-{days}d.duckdb"
     if path.exists() and not force:
         return path
     path.unlink(missing_ok=True)
-    profile = load_profile(shipped("data/profiles/large.toml"))
+    profile = load_profile(shipped(f"data/profiles/{name}.toml"))
     teams = tuple(t.model_copy(update={"sessions_per_day": t.sessions_per_day * scale})
                   for t in profile.teams)
     profile = profile.model_copy(update={"teams": teams})

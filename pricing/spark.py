@@ -49,8 +49,10 @@ SESSION_CONF = {
 }
 
 
-def spark_session(master: str | None = None, app: str = "agenttally") -> Any:
-    """A SparkSession on `master` (default local[*]) with SESSION_CONF."""
+def spark_session(master: str | None = None, app: str = "agenttally",
+                  conf: Mapping[str, str] | None = None) -> Any:
+    """A SparkSession on `master` (default local[*]) with SESSION_CONF and `conf` (e.g.
+    spark.driver.memory, which only counts before the JVM starts)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         from pyspark.sql import SparkSession
@@ -58,7 +60,7 @@ def spark_session(master: str | None = None, app: str = "agenttally") -> Any:
         raise DataError("the Spark engine is not installed: pip install 'agenttally[spark]' "
                         "(PySpark and sqlglot; Spark needs Java 17)") from exc
     builder = SparkSession.builder.appName(app).master(master or "local[*]")
-    for key, value in SESSION_CONF.items():
+    for key, value in {**SESSION_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
@@ -188,11 +190,11 @@ def load_lake(con: SparkConnection, lake: Lake) -> None:
 
 
 def rate_lake(lake: Lake, books: Sequence[PriceBook], options: RatingOptions,
-              master: str | None = None) -> LakeRating:
+              master: str | None = None, conf: Mapping[str, str] | None = None) -> LakeRating:
     """Rate the whole lake on Spark with pricing.rating's rules and write `charges` and
     `unrated` back to it, partitioned by period (replacing what an earlier rating wrote)."""
     began = time.perf_counter()
-    spark = spark_session(master)
+    spark = spark_session(master, conf=conf)
     con = SparkConnection(spark)
     load_lake(con, lake)
     rate(con, books, options)  # type: ignore[arg-type]  # (a connection in all it uses)
