@@ -10,7 +10,8 @@
 
 The names below are the whole API; the modules behind them (`meter`, `pricing`, `reports`)
 are the implementation. Every error raised on purpose is an `AgentTallyError`: a
-`UsageError` for malformed input, a `DataError` for data or a store that is not as needed.
+`UsageError` for malformed input (a `DimensionError` for a grouping key no record carries),
+a `DataError` for data or a store that is not as needed.
 """
 
 import importlib
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
     from pricing.scenario import Scenario, load_scenario
     from pricing.whatif import Comparison, ComparisonRow
     from reports.allocation import AllocationRules, load_rules
-    from reports.chargeback import Chargeback, ChargebackGroup
+    from reports.chargeback import Chargeback, ChargebackGroup, DimensionError
     from reports.closing import Issued, LatePolicy
     from reports.invoice import Invoice, InvoiceLine, UnratedLine
 
@@ -40,6 +41,7 @@ _HOMES = {
     "Comparison": "pricing.whatif",
     "ComparisonRow": "pricing.whatif",
     "DataError": "meter.errors",
+    "DimensionError": "reports.chargeback",
     "IngestResult": "meter.ingest",
     "Invoice": "reports.invoice",
     "InvoiceLine": "reports.invoice",
@@ -68,10 +70,10 @@ _HOMES = {
 
 __all__ = [
     "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup", "Comparison",
-    "ComparisonRow", "DataError", "IngestResult", "Invoice", "InvoiceLine", "Issued",
-    "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Store", "UnratedLine",
-    "UsageError", "chargeback", "close", "ingest", "invoice", "iso_ms", "load_rules",
-    "load_scenario", "open_store", "parse_instant", "rate", "sessions", "whatif",
+    "ComparisonRow", "DataError", "DimensionError", "IngestResult", "Invoice", "InvoiceLine",
+    "Issued", "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Store",
+    "UnratedLine", "UsageError", "chargeback", "close", "ingest", "invoice", "iso_ms",
+    "load_rules", "load_scenario", "open_store", "parse_instant", "rate", "sessions", "whatif",
 ]
 
 

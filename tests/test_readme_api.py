@@ -17,3 +17,22 @@ def test_the_readme_python_example_runs(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "36,600 new" in out and "invoice total 553.99" in out
     assert os.path.exists(tmp_path / "scratch.duckdb")
+
+
+def test_every_public_name_is_listed_once_and_loads():
+    """`__all__`, the lazy homes and the TYPE_CHECKING imports of agenttally/__init__.py name
+    the same names (sorted as the file keeps them), and each one loads from its home."""
+    import ast
+
+    import agenttally
+
+    source = (ROOT / "agenttally" / "__init__.py").read_text(encoding="utf-8")
+    [checking] = [node for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"]
+    imported = {alias.name for node in checking.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert agenttally.__all__ == sorted(agenttally.__all__)
+    assert set(agenttally.__all__) == set(agenttally._HOMES) == imported
+    for name in agenttally.__all__:
+        assert getattr(agenttally, name) is not None, name
+    assert issubclass(agenttally.DimensionError, agenttally.UsageError)
