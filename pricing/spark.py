@@ -51,15 +51,21 @@ SESSION_CONF = {
 
 def spark_session(master: str | None = None, app: str = "agenttally",
                   conf: Mapping[str, str] | None = None) -> Any:
-    """A SparkSession on `master` (default local[*]) with SESSION_CONF and `conf` (e.g.
-    spark.driver.memory, which only counts before the JVM starts)."""
+    """A SparkSession on `master` (default: the one spark-submit gives, else local[*]) with
+    SESSION_CONF and `conf` (e.g. spark.driver.memory, which counts only before the JVM
+    starts)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise DataError("the Spark engine is not installed: pip install 'agenttally[spark]' "
                         "(PySpark and sqlglot; Spark needs Java 17)") from exc
-    builder = SparkSession.builder.appName(app).master(master or "local[*]")
+    from pyspark import SparkConf
+
+    builder = SparkSession.builder.appName(app)
+    # under spark-submit (or a spark-defaults.conf naming one) the master is given already
+    if master is not None or not SparkConf().contains("spark.master"):
+        builder = builder.master(master or "local[*]")
     for key, value in {**SESSION_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     try:
