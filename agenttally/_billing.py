@@ -9,22 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agenttally._lake import lake_as_of
 from agenttally._store import Store
 from meter.errors import UsageError
-from meter.vocabulary import Period, iso_ms, to_epoch_ms
+from meter.vocabulary import GROUP_SQL, Period, iso_ms, to_epoch_ms
 from pricing.ledger import RatingRun, bring_up_to_date, last_run, overlay
 from pricing.pricebook import PriceBook, default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.scenario import Scenario, load_scenario
 from pricing.whatif import Comparison, compare, run_whatif
 from reports.allocation import AllocationRules
-from reports.chargeback import Chargeback, build_chargeback, check_dimensions
+from reports.chargeback import (
+    Chargeback,
+    DimensionError,
+    build_chargeback,
+    check_dimensions,
+    known_tag_keys,
+)
 from reports.closing import Issued, LatePolicy, close_period, closed_periods, invoice_of
 from reports.invoice import DEFAULT_GROUP_BY, Invoice
 
-__all__ = ["RatingRun", "chargeback", "close", "invoice", "rate", "whatif"]
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["RatingRun", "chargeback", "check_whatif_group", "close", "invoice", "rate",
+           "whatif"]
 
 Instant = str | int | None
 
@@ -114,13 +125,40 @@ def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None 
            pricebooks: str | Path | Sequence[PriceBook] | None = None) -> Comparison:
     """The same usage re-rated under `scenario` (a Scenario or its TOML file), side by side
     with the baseline (the invoices) in `period` (YYYY-MM, YYYY-Qn, YYYY or all; default the
-    month of `as_of`), per meter and per `by` group."""
+    month of `as_of`), per meter and per `by` group (a key of meter.vocabulary.GROUP_SQL;
+    a tag group no session carries raises `DimensionError`, see `check_whatif_group`)."""
+    check_whatif_group(store.connection, by)
     as_of_ms = to_epoch_ms(as_of)
     chosen = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     result = run_whatif(store.connection, _books(pricebooks), chosen,
                         RatingOptions(as_of_ms=as_of_ms))
     return compare(store.connection, by=by, period=period or str(Period.containing(as_of_ms)),
                    what_if=result)
+
+
+# What-if groups read from the sessions' tags (charges carry the session's metadata as
+# `tags`); the others (total, meter, model, agent, environment) always have their values.
+WHATIF_TAG_GROUPS = ("team", "project")
+
+
+def check_whatif_group(con: duckdb.DuckDBPyConnection, by: str | None) -> None:
+    """Refuse a what-if tag group (team, project) that no session of the store carries:
+    grouping by it would put every cent in '(none)' without a word. Raises `DimensionError`
+    naming the key and the tag keys the sessions do carry, as chargeback does; a store
+    without sessions refuses nothing."""
+    if by not in WHATIF_TAG_GROUPS or not con.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM sessions LIMIT 1)").fetchall()[0][0]:
+        return
+    known = known_tag_keys(con, ("session",))
+    if by in known:
+        return
+    carried = (f"their tag keys: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''}"
+               if known else "none carries any tag")
+    others = [g for g in GROUP_SQL if g not in WHATIF_TAG_GROUPS]
+    raise DimensionError(
+        by, f"{by!r} is not a tag key of any session in the store ({carried}); a what-if "
+            f"groups by {' or '.join(WHATIF_TAG_GROUPS)} tags, or by {', '.join(others)}",
+        known=known)
 
 
 def _rated(store: Store, as_of: Instant, pricebooks: str | Path | Sequence[PriceBook] | None,

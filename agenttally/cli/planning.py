@@ -231,6 +231,8 @@ def _status_json(s: Any) -> dict[str, Any]:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
+    from agenttally._billing import check_whatif_group
+    from agenttally.cli.chargeback import _by_flag
     from meter.store import open_store
     from pricing.pricebook import default_pricebook_dir, load_pricebooks
     from pricing.rating import RatingOptions
@@ -240,6 +242,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     as_of = to_epoch_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     with open_store(args.db, read_only=True) as con:
+        with _by_flag():  # before the re-rating: a tag group no session carries is refused
+            check_whatif_group(con, args.by)
         what_if = run_whatif(con, books, scenario,
                              RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
         period = args.period or current_period(as_of)

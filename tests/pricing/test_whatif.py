@@ -382,3 +382,37 @@ def test_whatif_cli_prints_baseline_scenario_and_deltas(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert (data["baseline_total"], data["scenario_total"], data["delta"]) == \
         ("0.71", "0.79", "0.08")  # the baseline equals `agenttally invoice`
+
+
+def test_whatif_by_a_tag_group_no_session_carries_is_refused_naming_the_flag(tmp_path, capsys):
+    """`--by project` where no session carries a project tag would put every cent in
+    '(none)' without a word: refused as chargeback refuses it (exit 2, one line naming --by,
+    the value and the tag keys the sessions carry); an unknown group is refused by the flag's
+    choices, and the API raises the DimensionError."""
+    import agenttally
+    from agenttally.cli import main
+
+    db = tmp_path / "s.duckdb"
+    con = connect(db)
+    ingest_lines(con, [json.dumps(e) for e in WORKED], source="t", max_future_ms=10**12)
+    con.close()
+    scenario = tmp_path / "double.toml"
+    scenario.write_text('[prices]\nruntime_usd_per_hour = "0.16"\n')
+    argv = ["whatif", str(scenario), "--db", str(db), "--as-of", "2026-12-01",
+            "--period", "2026-11", "--by"]
+    assert main([*argv, "project"]) == 2
+    assert capsys.readouterr() == ("", (
+        "agenttally whatif: --by: 'project' is not a tag key of any session in the store "
+        "(their tag keys: team); a what-if groups by team or project tags, or by total, meter, "
+        "model, agent, environment\n"))
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "nonexistent"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "agenttally whatif: --by: invalid choice: 'nonexistent' (choose from 'total', 'team', "
+        "'project', 'meter', 'model', 'agent', 'environment')\n")
+    with agenttally.open_store(db, read_only=True) as store, pytest.raises(
+            agenttally.DimensionError, match="'project' is not a tag key") as refused:
+        agenttally.whatif(store, scenario, period="2026-11", by="project", as_of="2026-12-01")
+    assert (refused.value.value, refused.value.known) == ("project", ("team",))
+    assert main([*argv, "team"]) == 0
