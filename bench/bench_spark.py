@@ -81,6 +81,7 @@ def run_one(engine: str, source: str, master: str, out: str) -> None:
         con.execute(f"COPY (SELECT {COLUMNS} FROM read_parquet('{source}/charges/*/*.parquet', "
                     f"hive_partitioning = true, hive_types = {{'period': VARCHAR}})) "
                     f"TO '{out}' (FORMAT parquet)")
+    peak_kb = max(peak_kb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print(json.dumps({"seconds": seconds, "peak_kb": peak_kb}))
 
 
@@ -103,16 +104,12 @@ def _tree_peak_kb(pid: int) -> int:
 def measured(engine: str, source: Path, master: str, out: Path) -> dict[str, float]:
     """Run one engine in a child process: its seconds and the peak RSS of its largest
     process (Python, or Spark's JVM)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     done = subprocess.run([sys.executable, "-m", "bench.bench_spark", "--one", engine,
                            str(source), master, str(out)], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{engine} {master} failed:\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    # the child itself (ru_maxrss grows only: a smaller child leaves `before`), or its JVM
-    own = peak if peak > before else 0
-    result["peak_mb"] = max(own, result.pop("peak_kb")) / 1024
+    result["peak_mb"] = result.pop("peak_kb") / 1024  # the child's own, or its JVM's
     return result
 
 

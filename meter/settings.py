@@ -48,6 +48,9 @@ SETTINGS = {s.variable: s for s in (
             "commits and lets waiting readers in", "2"),
     Setting("AGENTTALLY_LOCK_WAIT_S", "how long a reader or writer waits for another process "
             "that holds the store before giving up", "30"),
+    Setting("PYSPARK_GATEWAY_PORT", "set by spark-submit for the application it runs: "
+            "`rate --engine spark` then runs on spark-submit's master (else --master, "
+            "default local[*])"),
     Setting("ANTHROPIC_API_KEY", "API key for `collect` (and `emulate`, to require one)",
             secret=True),
     Setting("ANTHROPIC_BASE_URL", "API root for `collect`", "https://api.anthropic.com"),

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from meter.errors import DataError
 from meter.lake import EVENT_TABLES, Lake
+from meter.settings import setting
 from pricing.dialect import Macro, Staged, parse_macro, staged, to_spark
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, rate
@@ -60,11 +61,8 @@ def spark_session(master: str | None = None, app: str = "agenttally",
     except ImportError as exc:
         raise DataError("the Spark engine is not installed: pip install 'agenttally[spark]' "
                         "(PySpark and sqlglot; Spark needs Java 17)") from exc
-    from pyspark import SparkConf
-
     builder = SparkSession.builder.appName(app)
-    # under spark-submit (or a spark-defaults.conf naming one) the master is given already
-    if master is not None or not SparkConf().contains("spark.master"):
+    if master is not None or not setting("PYSPARK_GATEWAY_PORT"):  # (spark-submit's master)
         builder = builder.master(master or "local[*]")
     for key, value in {**SESSION_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
