@@ -19,6 +19,9 @@ file, twice. For every example:
 - re-ingesting the file adds nothing: 0 new events, the same quarantine.
 The oracle reads a line's type and ids with the same JSON-to-VARCHAR transform the parser
 uses (an id written as a number is its text), in a DuckDB of its own.
+
+25 files a run (~10 s: each ingest has a fixed cost of about 0.1 s); 500 passed by hand
+(max_examples=500, ~4 min).
 """
 
 from __future__ import annotations
