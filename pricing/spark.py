@@ -43,7 +43,6 @@ SESSION_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    "spark.sql.shuffle.partitions": "4",
     # (constraint propagation fails inside Spark on a union under a window, when checkpointed)
     "spark.sql.constraintPropagation.enabled": "false",
     "spark.jars.ivy": "/nonexistent-no-downloads",
@@ -62,9 +61,12 @@ def spark_session(master: str | None = None, app: str = "agenttally",
         raise DataError("the Spark engine is not installed: pip install 'agenttally[spark]' "
                         "(PySpark and sqlglot; Spark needs Java 17)") from exc
     builder = SparkSession.builder.appName(app)
+    given = {**SESSION_CONF}
     if master is not None or not setting("PYSPARK_GATEWAY_PORT"):  # (spark-submit's master)
         builder = builder.master(master or "local[*]")
-    for key, value in {**SESSION_CONF, **(conf or {})}.items():
+        if (master or "local").startswith("local"):  # a few cores: few shuffle partitions
+            given["spark.sql.shuffle.partitions"] = "4"
+    for key, value in {**given, **(conf or {})}.items():
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
