@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -81,7 +81,9 @@ def run_one(engine: str, source: str, master: str, out: str) -> None:
         con.execute(f"COPY (SELECT {COLUMNS} FROM read_parquet('{source}/charges/*/*.parquet', "
                     f"hive_partitioning = true, hive_types = {{'period': VARCHAR}})) "
                     f"TO '{out}' (FORMAT parquet)")
-    peak_kb = max(peak_kb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    # (VmHWM, not getrusage: ru_maxrss survives fork and exec, so a child would report the
+    # peak of the parent that built the store)
+    peak_kb = max(peak_kb, _tree_peak_kb(os.getpid()))
     print(json.dumps({"seconds": seconds, "peak_kb": peak_kb}))
 
 
