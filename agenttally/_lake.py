@@ -56,8 +56,7 @@ def _rating(directory: Path) -> dict[str, Any]:
     """What the charges in the lake are (its _rating.json, written by pricing.spark)."""
     path = directory / "_rating.json"
     if not path.exists():
-        raise LakeError(f"{directory}: not rated yet (no _rating.json); rate it with "
-                        "`agenttally rate --engine spark --lake DIR`")
+        raise LakeError(f"{directory}: not rated yet (no _rating.json): rate it on Spark first")
     record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return record
 

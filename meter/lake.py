@@ -40,7 +40,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from meter.errors import UsageError
-from meter.vocabulary import DAY_MS
+from meter.vocabulary import as_date, day_start
 
 FORMAT = "agenttally-lake"
 VERSION = 1
@@ -76,12 +76,6 @@ class Lake:
 
     def table_files(self, table: str) -> list[Path]:
         return self.files.get(table, [])
-
-
-def _day_sql(ms: str) -> str:
-    """SQL: the UTC date of epoch ms `ms` (exact integers, also before 1970)."""
-    start = f"({ms} - (({ms}) % {DAY_MS} + {DAY_MS}) % {DAY_MS})"
-    return f"(DATE '1970-01-01' + CAST({start} // {DAY_MS} AS INTEGER))"
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
@@ -142,8 +136,8 @@ def open_lake(directory: str | Path) -> Lake:
         raise LakeError(f"{root}: no lake here (not a directory)")
     meta = _meta(root)
     if meta is None:
-        raise LakeError(f"{root}: no lake here (no _lake.json; write one with "
-                        "`agenttally lake export` or `simulate --into DIR`)")
+        raise LakeError(f"{root}: no lake here (no _lake.json: a lake is written by an "
+                        "export of a store or by the simulator)")
     finish_pending(root)
     columns: dict[str, dict[str, str]] = meta["tables"]  # type: ignore[assignment]
     listed: dict[str, str] = {}
@@ -229,7 +223,8 @@ def export_lake(con: duckdb.DuckDBPyConnection, directory: str | Path,
         seen = ("" if not old else
                 " WHERE NOT EXISTS (SELECT 1 FROM read_parquet($old) o WHERE "
                 "o.session_id = t.session_id AND o.event_id = t.event_id)")
-        new = f"SELECT {_select(con, table)}, {_day_sql('at_ms')} AS day FROM {table} t{seen}"
+        day = as_date(day_start("at_ms"))
+        new = f"SELECT {_select(con, table)}, {day} AS day FROM {table} t{seen}"
         params = {"old": [str(p) for p in old]} if old else {}
         count = con.execute(f"SELECT count(*) FROM ({new})", params).fetchall()[0][0]
         result.rows[table] = count

@@ -18,9 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 
 from meter.errors import UsageError
 
-__all__ = ["INSTANT_FORM", "METER_ORDER", "PERIOD_FORM", "SPAN_FORM", "TOKEN_CLASSES",
-           "UNTAGGED", "Period", "VocabularyError", "iso_ms", "parse_api_time", "parse_day",
-           "parse_instant", "parse_span", "span_months", "to_epoch_ms"]
+__all__ = ["DAY_MS", "INSTANT_FORM", "METER_ORDER", "PERIOD_FORM", "SPAN_FORM",
+           "TOKEN_CLASSES", "UNTAGGED", "Period", "VocabularyError", "as_date", "day_start",
+           "iso_ms", "parse_api_time", "parse_day", "parse_instant", "parse_span",
+           "span_months", "to_epoch_ms"]
 
 # Token classes, disjoint (input is uncached input only), in the order reports list them.
 TOKEN_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
@@ -64,6 +65,16 @@ GROUP_SQL = {
 }
 
 DAY_MS = 86_400_000  # a UTC day in milliseconds
+
+
+def day_start(ms: str) -> str:
+    """SQL: the UTC midnight (epoch ms) at or before `ms`, also for instants before 1970."""
+    return f"({ms} - (({ms}) % {DAY_MS} + {DAY_MS}) % {DAY_MS})"
+
+
+def as_date(day_ms: str) -> str:
+    """SQL: the DATE of the UTC day starting at epoch ms `day_ms`."""
+    return f"(DATE '1970-01-01' + CAST(({day_ms}) // {DAY_MS} AS INTEGER))"
 
 def parse_instant(text: str) -> int:
     """RFC 3339 with a zone (up to microseconds), or a bare date (00:00 UTC) -> epoch ms,

@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from meter.vocabulary import DAY_MS, Period, iso_ms
+from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
 from pricing.pricebook import PriceBook
-from pricing.rating import RatingOptions, as_date, drop_relation, load_books, rate
+from pricing.rating import RatingOptions, drop_relation, load_books, rate
 
 __all__ = ["BookPrint", "RatingRun", "book_prints", "bring_up_to_date", "last_run",
            "overlay", "stale_periods"]

@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
-from meter.vocabulary import DAY_MS, TOKEN_CLASSES
+from meter.vocabulary import DAY_MS, TOKEN_CLASSES, as_date, day_start
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook
 
@@ -134,16 +134,6 @@ _P = ("p_input", "p_output", "p_5m", "p_1h", "p_read")  # token_prices' unit pri
 _R = ("r_input", "r_output", "r_5m", "r_1h", "r_read")  # token_prices' unrated reasons
 _A = ("a_input", "a_output", "a_5m", "a_1h", "a_read")  # token_lines' exact amounts
 
-
-
-def day_start(ms: str) -> str:
-    """SQL: the UTC midnight (epoch ms) at or before `ms`, also for instants before 1970."""
-    return f"({ms} - (({ms}) % {DAY_MS} + {DAY_MS}) % {DAY_MS})"
-
-
-def as_date(day_ms: str) -> str:
-    """SQL: the DATE of the UTC day starting at epoch ms `day_ms`."""
-    return f"(DATE '1970-01-01' + CAST(({day_ms}) // {DAY_MS} AS INTEGER))"
 
 
 # Token quantities before pricing, one row per usage line with a column per token class:
