@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.events import KNOWN_SPEEDS, Bounds
-from meter.store import WriteHold, latest_wins, next_ingest_id, this_host
+from meter.store import LoggedRun, WriteHold, latest_wins, this_host
 
 BATCH_LINES = 1_000_000  # the most lines of one batch; the pace sets fewer on a slow machine
 FIRST_BATCH_LINES = 100_000  # before the pace is known
@@ -688,11 +688,9 @@ def _batched(lines: Iterable[str], size: Callable[[], int]) -> Iterator[list[str
         yield batch
 
 
-class _IngestRun:
-    """One logged ingest: an `ingest_log` row opened at the start ('running', with this
-    process's pid and host), advanced with every committed batch, closed when done
-    ('finished', or 'failed' / 'interrupted' when an error or Ctrl-C stops it; a kill leaves
-    it 'running' with a dead pid, which `ingest_runs` shows as interrupted).
+class _IngestRun(LoggedRun):
+    """One logged ingest (`LoggedRun`: its `ingest_log` row opened 'running', advanced with
+    every committed batch, closed 'finished', 'failed' or 'interrupted'; ids in commit order).
 
     It also paces the batches: each sized to take under the write hold (as fast as the last
     went), the store released between batches to whoever waits for it (`WriteHold`).
@@ -700,46 +698,21 @@ class _IngestRun:
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str, max_future_ms: int,
                  batch_lines: int, bounds: Bounds | None = None):
-        self.con, self.source, self.max_future_ms = con, source, max_future_ms
+        self.max_future_ms = max_future_ms
         self.bounds = bounds or Bounds.from_settings()
         self.hold = WriteHold(con)
         self.max_batch = max(1, batch_lines)
         self.next_batch = min(self.max_batch, FIRST_BATCH_LINES)
         self.total = IngestResult()
         _mark_dead_runs(con)
-        self.ingest_id = self._open_log_row(int(time.time() * 1000))
-
-    def _open_log_row(self, now_ms: int) -> int:
-        ingest_id = next_ingest_id(self.con)
-        self.con.execute(
-            "INSERT INTO ingest_log (ingest_id, source, started_ms, status, pid, host, "
-            "heartbeat_ms, lines, new_events, duplicates, records, quarantined, id_collisions) "
-            "VALUES (?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, 0, 0, 0)",
-            [ingest_id, self.source, now_ms, os.getpid(), this_host(), now_ms])
-        return ingest_id
-
-    def current_id(self) -> int:
-        """The ingest id for the batch about to commit (inside its transaction). Another
-        ingest may have started while this one released the store: rows committed from then
-        on carry a new id above it, logged as a continuation, so that ingest ids grow in
-        commit order (the ledger's watermark, pricing.ledger, relies on it)."""
-        top = self.con.execute("SELECT max(ingest_id) FROM ingest_log").fetchall()[0][0]
-        if top is not None and top > self.ingest_id:
-            now = int(time.time() * 1000)
-            self.con.execute("UPDATE ingest_log SET status = 'continued', finished_ms = ? "
-                             "WHERE ingest_id = ?", [now, self.ingest_id])
-            self.ingest_id = self._open_log_row(now)
-        return self.ingest_id
+        super().__init__(con, source)
 
     def log_progress(self, batch: IngestResult, now_ms: int) -> None:
         """Add a batch's counts to the run's row (inside the batch's transaction)."""
-        self.con.execute(
-            "UPDATE ingest_log SET lines = lines + ?, new_events = new_events + ?, "
-            "duplicates = duplicates + ?, records = records + ?, "
-            "quarantined = quarantined + ?, id_collisions = id_collisions + ?, "
-            "heartbeat_ms = ? WHERE ingest_id = ?",
-            [batch.lines, batch.new_events, batch.duplicates, batch.records,
-             batch.quarantined, batch.id_collisions, now_ms, self.ingest_id])
+        self.advance(lines=batch.lines, new_events=batch.new_events,
+                     duplicates=batch.duplicates, records=batch.records,
+                     quarantined=batch.quarantined, id_collisions=batch.id_collisions,
+                     now_ms=now_ms)
 
     def batch_size(self) -> int:
         return self.next_batch
@@ -760,21 +733,12 @@ class _IngestRun:
         self.hold.pause_point()
 
     def finish(self) -> IngestResult:
-        self._close_log_row("finished", None)
+        self.close("finished")
         return self.total
 
     def fail(self, exc: BaseException) -> None:
         """Record why the run stopped, if the store can still be written."""
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        try:
-            self._close_log_row(status, (str(exc).splitlines() or [type(exc).__name__])[0])
-        except duckdb.Error:
-            pass  # the store is gone or held: the row stays 'running', shown as interrupted
-
-    def _close_log_row(self, status: str, error: str | None) -> None:
-        self.con.execute(
-            "UPDATE ingest_log SET finished_ms = ?, status = ?, error = ? WHERE ingest_id = ?",
-            [int(time.time() * 1000), status, error, self.ingest_id])
+        self.stopped_by(exc)
 
 
 def _mark_dead_runs(con: duckdb.DuckDBPyConnection) -> None:

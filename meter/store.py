@@ -416,6 +416,75 @@ def next_ingest_id(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0])
 
 
+class LoggedRun:
+    """One writer's run as a row of `ingest_log`, kept the same way by every writer (ingest,
+    meter.ingest; the simulator, meter.simulator.writers): opened 'running' with this
+    process's pid and host and a heartbeat, advanced inside every transaction (so its counts
+    are what was committed), closed 'finished', or 'failed' / 'interrupted' when an error or
+    Ctrl-C stops it (a kill leaves it 'running' with a dead pid, which `ingest_runs` shows as
+    interrupted).
+
+    When another writer logged an ingest while this one let the store go, the rows committed
+    next take a new id and row, logged as a continuation (the old row 'continued'): ingest ids
+    grow in commit order, which the ledger's watermark (pricing.ledger) relies on to find the
+    sessions that changed since a rating run.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: str) -> None:
+        self.con, self.source = con, source
+        self.ingest_id = self._open(int(time.time() * 1000))
+
+    def _open(self, now_ms: int) -> int:
+        ingest_id = next_ingest_id(self.con)
+        self.con.execute(
+            "INSERT INTO ingest_log (ingest_id, source, started_ms, status, pid, host, "
+            "heartbeat_ms, lines, new_events, duplicates, records, quarantined, id_collisions) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, 0, 0, 0)",
+            [ingest_id, self.source, now_ms, os.getpid(), this_host(), now_ms])
+        return ingest_id
+
+    def current_id(self) -> int:
+        """The ingest id for the transaction about to commit (called inside it). Another
+        writer may have logged an ingest while this one released the store: rows committed
+        from then on carry a new id above it, logged as a continuation, so that ingest ids
+        grow in commit order."""
+        top = self.con.execute("SELECT max(ingest_id) FROM ingest_log").fetchall()[0][0]
+        if top is not None and top > self.ingest_id:
+            now = int(time.time() * 1000)
+            self.con.execute("UPDATE ingest_log SET status = 'continued', finished_ms = ? "
+                             "WHERE ingest_id = ?", [now, self.ingest_id])
+            self.ingest_id = self._open(now)
+        return self.ingest_id
+
+    def advance(self, *, lines: int, new_events: int, duplicates: int, records: int,
+                quarantined: int = 0, id_collisions: int = 0,
+                now_ms: int | None = None) -> None:
+        """Add a transaction's counts to the run's row (inside that transaction) and beat
+        its heartbeat (at `now_ms`, by default now)."""
+        self.con.execute(
+            "UPDATE ingest_log SET lines = lines + ?, new_events = new_events + ?, "
+            "duplicates = duplicates + ?, records = records + ?, "
+            "quarantined = quarantined + ?, id_collisions = id_collisions + ?, "
+            "heartbeat_ms = ? WHERE ingest_id = ?",
+            [lines, new_events, duplicates, records, quarantined, id_collisions,
+             int(time.time() * 1000) if now_ms is None else now_ms, self.ingest_id])
+
+    def close(self, status: str, error: str | None = None) -> None:
+        """Close the run's row with `status` ('finished', 'failed', 'interrupted') and why."""
+        self.con.execute(
+            "UPDATE ingest_log SET finished_ms = ?, status = ?, error = ? WHERE ingest_id = ?",
+            [int(time.time() * 1000), status, error, self.ingest_id])
+
+    def stopped_by(self, exc: BaseException) -> None:
+        """Close the run as 'interrupted' (Ctrl-C) or 'failed', with the first line of `exc`,
+        if the store can still be written."""
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            self.close(status, (str(exc).splitlines() or [type(exc).__name__])[0])
+        except duckdb.Error:
+            pass  # the store is gone or held: the row stays 'running', shown as interrupted
+
+
 def table_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Row counts of the main tables: the Data page and `agenttally status` show these."""
     names = [

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from meter.ingest import IngestResult, ingest_lines
-from meter.store import connect
+from meter.store import connect, open_store
 
 
 def ms(text: str) -> int:
@@ -60,6 +61,31 @@ def span(sid: str, eid: str, at: str, input: int = 0, output: int = 0, write: in
             "model_usage": {"input_tokens": input, "output_tokens": output,
                             "cache_creation_input_tokens": write,
                             "cache_read_input_tokens": read}, **extra}
+
+
+# The tables ingest fills from events and session records, with their keys: what a collector
+# stored is compared with a direct ingest of the same lines row for row (bookkeeping left out).
+COMPARED = {
+    "events": "event_id", "status_events": "event_id", "model_requests": "event_id",
+    "usage_snapshots": "event_id", "tool_uses": "event_id", "threads": "event_id",
+    "session_updates": "event_id", "other_events": "event_id", "sessions": "session_id",
+}
+JSON_COLUMNS = {"payload", "metadata", "roster"}
+
+
+def stored_tables(db: Path) -> dict[str, list[tuple]]:
+    """The rows of every `COMPARED` table of the store at `db` (without `ingest_id`, JSON
+    parsed), in key order, and the quarantine's errors."""
+    out = {}
+    with open_store(db, read_only=True) as con:
+        for table, key in COMPARED.items():
+            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()
+                    if r[0] != "ingest_id"]
+            rows = con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {key}").fetchall()
+            out[table] = [tuple(json.loads(v) if c in JSON_COLUMNS and v is not None else v
+                                for c, v in zip(cols, row, strict=True)) for row in rows]
+        out["quarantine"] = con.execute("SELECT error FROM quarantine").fetchall()
+    return out
 
 
 @pytest.fixture

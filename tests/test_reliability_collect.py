@@ -11,7 +11,6 @@ table exactly as a direct ingest of the same day, and a ledger equal to a full r
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -28,6 +27,7 @@ from meter.emulator import EmulatorServer, Faults, Replay, create_app, sample_da
 from meter.ingest import ingest_path
 from meter.store import open_store
 from meter.vocabulary import parse_api_time
+from tests.conftest import stored_tables as _tables
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-ant-api03-reliability-kill-loop-0123456789"
@@ -37,27 +37,7 @@ START_MS = min(parse_api_time(x["created_at"]) for x in DAY if x["type"] == "ses
 END_MS = max(parse_api_time(x["processed_at"]) for x in DAY if x["type"] != "session")
 REPLAY_S = 16.0  # the day is served live over this much wall time
 MAX_KILLS = 8
-# Every table ingest fills from events and session records; compared row for row.
-COMPARED = {
-    "events": "event_id", "status_events": "event_id", "model_requests": "event_id",
-    "usage_snapshots": "event_id", "tool_uses": "event_id", "threads": "event_id",
-    "session_updates": "event_id", "other_events": "event_id", "sessions": "session_id",
-}
-JSON_COLUMNS = {"payload", "metadata", "roster"}
 FLUSHED = re.compile(r"flushed \d+ lines: [1-9][\d,]* new")
-
-
-def _tables(db: Path) -> dict[str, list[tuple]]:
-    out = {}
-    with open_store(db, read_only=True) as con:
-        for table, key in COMPARED.items():
-            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()
-                    if r[0] != "ingest_id"]
-            rows = con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {key}").fetchall()
-            out[table] = [tuple(json.loads(v) if c in JSON_COLUMNS and v is not None else v
-                                for c, v in zip(cols, row, strict=True)) for row in rows]
-        out["quarantine"] = con.execute("SELECT error FROM quarantine").fetchall()
-    return out
 
 
 class _Collector:

@@ -17,7 +17,6 @@ stopped anywhere is completed by running it again (ids already stored are skippe
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +47,7 @@ from meter.simulator.ids import (
     timestamps,
     with_nulls,
 )
-from meter.store import WriteHold, latest_wins, next_ingest_id, this_host
+from meter.store import LoggedRun, WriteHold, latest_wins
 
 __all__ = ["WriteResult", "record_lines", "write_jsonl", "write_store"]
 
@@ -501,53 +500,6 @@ def _grouped(batches: Iterable[Batch], size: _GroupSize) -> Iterator[list[Batch]
         yield group
 
 
-class _SimulateRun:
-    """The run's `ingest_log` row, kept as ingest keeps its own (meter.ingest): opened
-    'running' with this process's pid and host, advanced inside every transaction (so its
-    counts are what was committed), closed 'finished' (or 'failed' / 'interrupted'; a kill
-    leaves it 'running' with a dead pid, shown as interrupted). When another writer logged an
-    ingest while the store was let go, the rows committed next take a new id and row (the
-    old one 'continued'): ingest ids grow in commit order, which the ledger relies on to find
-    the sessions that changed since a rating run."""
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: str):
-        self.con, self.source = con, source
-        self.id = self._open(int(time.time() * 1000))
-
-    def _open(self, now_ms: int) -> int:
-        ingest = next_ingest_id(self.con)
-        self.con.execute(
-            "INSERT INTO ingest_log (ingest_id, source, started_ms, status, pid, host, "
-            "heartbeat_ms, lines, new_events, duplicates, records, quarantined, id_collisions) "
-            "VALUES (?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, 0, 0, 0)",
-            [ingest, self.source, now_ms, os.getpid(), this_host(), now_ms])
-        return ingest
-
-    def current_id(self) -> int:
-        """The ingest id for the transaction about to commit (called inside it)."""
-        top = self.con.execute("SELECT max(ingest_id) FROM ingest_log").fetchall()[0][0]
-        if top is not None and top > self.id:
-            now = int(time.time() * 1000)
-            self.con.execute("UPDATE ingest_log SET status = 'continued', finished_ms = ? "
-                             "WHERE ingest_id = ?", [now, self.id])
-            self.id = self._open(now)
-        return self.id
-
-    def progress(self, events: int, duplicates: int, records: int) -> None:
-        """Add a transaction's counts to the row (inside that transaction)."""
-        self.con.execute(
-            "UPDATE ingest_log SET lines = lines + ?, new_events = new_events + ?, "
-            "duplicates = duplicates + ?, records = records + ?, heartbeat_ms = ? "
-            "WHERE ingest_id = ?",
-            [events + duplicates + records, events, duplicates, records,
-             int(time.time() * 1000), self.id])
-
-    def close(self, status: str, error: str | None = None) -> None:
-        self.con.execute(
-            "UPDATE ingest_log SET finished_ms = ?, status = ?, error = ? WHERE ingest_id = ?",
-            [int(time.time() * 1000), status, error, self.id])
-
-
 def _existing(con: duckdb.DuckDBPyConnection, tag: str, group: list[Batch],
               reg: _Registered) -> tuple[str, int]:
     """A WHERE clause skipping ids the store already holds, and how many it skips.
@@ -587,7 +539,8 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
     """
     source = source or (f"simulate:{sim.profile.name}:seed={sim.seed}:"
                         f"{sim.start.isoformat()}+{sim.days}d")
-    run = _SimulateRun(con, source)
+    # The run's `ingest_log` row, kept as ingest keeps its own (`LoggedRun`).
+    run = LoggedRun(con, source)
     hold = WriteHold(con, hold_s=hold_s)
     result = WriteResult()
     s = _Strings(sim)
@@ -600,11 +553,7 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
                       sim.batches() if batches is None else batches,
                       _GroupSize(FIRST_GROUP_EVENTS, batch_events, hold.hold_s / 2), progress)
     except BaseException as exc:
-        try:
-            run.close("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                      (str(exc).splitlines() or [type(exc).__name__])[0])
-        except duckdb.Error:
-            pass  # the store is gone or held: the row stays 'running', shown as interrupted
+        run.stopped_by(exc)
         raise
     finally:
         con.execute(f"SET preserve_insertion_order = {'true' if preserve else 'false'}")
@@ -613,13 +562,13 @@ def write_store(con: duckdb.DuckDBPyConnection, sim: Simulation, *,
 
 
 def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
-                  run: _SimulateRun, hold: WriteHold, result: WriteResult,
+                  run: LoggedRun, hold: WriteHold, result: WriteResult,
                   batches: Iterable[Batch], size: _GroupSize,
                   progress: Callable[[int], None] | None) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
         records = _write_records(con, sim, run.current_id())
-        run.progress(0, 0, records)
+        run.advance(lines=records, new_events=0, duplicates=0, records=records)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -640,7 +589,8 @@ def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
             if reg.n_sessions:
                 _run(con, _SESSIONS_UPSERT, {"ingest": ingest})
             con.execute("DROP TABLE IF EXISTS _stored_ids")
-            run.progress(events - found, found, reg.n_sessions)
+            run.advance(lines=events + reg.n_sessions, new_events=events - found,
+                        duplicates=found, records=reg.n_sessions)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

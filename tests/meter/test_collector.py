@@ -29,6 +29,7 @@ from meter.emulator import EmulatorServer, Faults, Replay, create_app, sample_da
 from meter.ingest import ingest_path
 from meter.store import open_store
 from meter.vocabulary import parse_api_time
+from tests.conftest import stored_tables as _tables
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-ant-api03-collector-TEST-must-never-leak-0123456789"
@@ -38,14 +39,6 @@ N_EVENTS = len(EVENT_IDS)
 START_MS = min(parse_api_time(x["created_at"]) for x in DAY if x["type"] == "session")
 END_MS = max(parse_api_time(x["processed_at"]) for x in DAY if x["type"] != "session")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-# Tables whose rows must match a direct ingest exactly (bookkeeping columns left out).
-COMPARED = {
-    "events": "event_id", "status_events": "event_id", "model_requests": "event_id",
-    "usage_snapshots": "event_id", "tool_uses": "event_id", "threads": "event_id",
-    "session_updates": "event_id", "other_events": "event_id", "sessions": "session_id",
-}
-JSON_COLUMNS = {"payload", "metadata", "roster"}
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +71,6 @@ def emulator():
     yield _start
     for server in servers:
         server.stop()
-
-
-def _tables(db: Path) -> dict[str, list[tuple]]:
-    out = {}
-    with open_store(db, read_only=True) as con:
-        for table, key in COMPARED.items():
-            cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()
-                    if r[0] != "ingest_id"]
-            rows = con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {key}").fetchall()
-            out[table] = [tuple(json.loads(v) if c in JSON_COLUMNS and v is not None else v
-                                for c, v in zip(cols, row, strict=True)) for row in rows]
-        out["quarantine"] = con.execute("SELECT error FROM quarantine").fetchall()
-    return out
 
 
 def _stored_ids(db: Path) -> list[str]:
