@@ -148,14 +148,68 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             con.execute(_schema_sql())
             current = 1
             con.execute("INSERT INTO schema_version VALUES (1, ?)", [now_ms])
+        started = current
         for version in range(current + 1, SCHEMA_VERSION + 1):
             con.execute(MIGRATIONS[version])
             con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, now_ms])
+        if 1 < started < BOUNDS_VERSION <= SCHEMA_VERSION:
+            _quarantine_implausible(con, now_ms)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
+
+
+# The first version whose ingest refuses implausible values (meter.events.Bounds).
+BOUNDS_VERSION = 5
+
+# What an event older than the bounds may hold beyond them: (table, columns, Bounds field).
+_BOUNDED = (
+    ("model_requests", ("input_tokens", "output_tokens", "cache_write_tokens",
+                        "cache_read_tokens"), "request_tokens"),
+    ("usage_snapshots", ("input_tokens", "output_tokens", "cache_read_tokens",
+                         "cache_write_5m_tokens", "cache_write_1h_tokens"), "session_tokens"),
+    ("usage_snapshots", ("web_search_requests", "web_fetch_requests"), "web_requests"),
+)
+
+
+def _quarantine_implausible(con: duckdb.DuckDBPyConnection, now_ms: int) -> int:
+    """On upgrading a store written before the plausibility bounds: move each stored event
+    with a count beyond them (or below zero) into `quarantine`, as ingest would have (the row
+    as JSON, the event, field, value and bound), so one such event cannot poison every report
+    (issue 18). The ledger is then rated again in full (its last run is forgotten). Returns
+    the number of events moved."""
+    from meter.events import Bounds  # (pydantic: loaded only for this one-time step)
+
+    bounds = Bounds.from_settings()
+    moved = 0
+    for table, columns, field in _BOUNDED:
+        bound = getattr(bounds, field)
+        beyond = " OR ".join(f"{c} > {bound} OR {c} < 0" for c in columns)
+        reason = " || ' ' || ".join(
+            f"CASE WHEN {c} > {bound} OR {c} < 0 THEN '{table}.{c}: ' || {c} || "
+            f"' is beyond the plausible bound {bound};' ELSE '' END" for c in columns)
+        rows = con.execute(f"SELECT count(*) FROM {table} WHERE {beyond}").fetchall()[0][0]
+        if not rows:
+            continue
+        con.execute(f"""
+            INSERT INTO quarantine (ingest_id, source, line_no, raw, error, quarantined_ms)
+            SELECT coalesce(e.ingest_id, 0), 'upgrade to schema {BOUNDS_VERSION}', NULL,
+                   CAST(to_json(t) AS VARCHAR),
+                   'event ' || t.event_id || ' (session ' || t.session_id || '): '
+                   || trim({reason}) || ' quarantined when the store was upgraded',
+                   ?
+            FROM {table} t LEFT JOIN events e USING (session_id, event_id)
+            WHERE {beyond}""", [now_ms])
+        con.execute(f"""
+            DELETE FROM events e USING {table} t
+            WHERE e.session_id = t.session_id AND e.event_id = t.event_id AND ({beyond})""")
+        con.execute(f"DELETE FROM {table} WHERE {beyond}")
+        moved += rows
+    if moved:
+        con.execute("DELETE FROM rating_runs")
+    return moved
 
 
 def _is_lock_error(exc: Exception) -> bool:
