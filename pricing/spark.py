@@ -36,7 +36,8 @@ _CREATE = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+TEMP\s+(TABLE|VIEW)\s+(\w+)\s
 _DROP = re.compile(r"^\s*DROP\s+(TABLE|VIEW)\s+(?:temp\.main\.)?(\w+)\s*$", re.IGNORECASE)
 _KIND_OF = re.compile(r"duckdb_views\(\).*view_name\s*=\s*\$n", re.IGNORECASE | re.DOTALL)
 
-# Spark settings the rating needs: exact decimals, UTC, and nothing fetched at run time.
+# Spark settings the rating needs: exact decimals, UTC. (No spark.jars.packages: nothing is
+# fetched at run time; the engine needs only what PySpark ships.)
 SESSION_CONF = {
     "spark.sql.ansi.enabled": "true",
     "spark.sql.decimalOperations.allowPrecisionLoss": "false",
@@ -45,7 +46,6 @@ SESSION_CONF = {
     "spark.ui.showConsoleProgress": "false",
     # (constraint propagation fails inside Spark on a union under a window, when checkpointed)
     "spark.sql.constraintPropagation.enabled": "false",
-    "spark.jars.ivy": "/nonexistent-no-downloads",
 }
 
 
@@ -155,12 +155,6 @@ class SparkConnection:
     def unregister(self, name: str) -> None:
         self.spark.catalog.dropTempView(name)
 
-    def view(self, name: str, frame: Any) -> None:
-        frame.createOrReplaceTempView(name)
-
-    def table(self, name: str, columns: Sequence[str] | None = None) -> Any:
-        frame = self.spark.table(name)
-        return frame.select(*columns) if columns else frame
 
 
 # Arrow type names (the lake's _lake.json) as Spark SQL types, for empty tables.
