@@ -149,16 +149,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     else:
         target = str(args.into or args.db or default_db_path())
         with open_store(target) as con:
+            held = _held_window(con)
             result = write_store(con, sim, progress=progress)
+        _warn_overlap(held, sim, target, new=result.events)
     progress.close()
     seconds = time.perf_counter() - began
     rate = result.events / seconds if seconds > 0 else 0.0
     print(f"{sim.profile.name}: {result.sessions:,} sessions, {result.events:,} events "
           f"({start} + {args.days} days, seed {args.seed}) -> {target} "
           f"in {seconds:.1f} s ({rate:,.0f} events/s)")
-    if result.duplicates:
-        print(f"  {result.duplicates:,} events were already in the store and were skipped")
+    if not args.out:
+        print(f"  {result.events:,} new, {result.duplicates:,} already stored (skipped)")
     return 0
+
+
+def _held_window(con: duckdb.DuckDBPyConnection) -> tuple[int, int] | None:
+    """The first and last event time the store holds (None when it holds none)."""
+    first, last = con.execute("SELECT min(at_ms), max(at_ms) FROM events").fetchall()[0]
+    return None if first is None else (first, last)
+
+
+def _warn_overlap(held: tuple[int, int] | None, sim: Simulation, target: str, *,
+                  new: int) -> None:
+    """Say so when a simulated window overlaps usage the store already held: unless it is
+    the same fleet again (then every event is a duplicate), its usage adds to what is there."""
+    if held is None or new == 0 or held[1] < sim.start_ms or held[0] >= sim.end_ms:
+        return
+    print(f"warning: {target} already held events from {iso_ms(held[0])} to "
+          f"{iso_ms(held[1])}; this simulated window ({iso_ms(sim.start_ms)} .. "
+          f"{iso_ms(sim.end_ms)}) overlaps it, so its usage adds to theirs (simulate into a "
+          "scratch store to compare instead: --into /tmp/scratch.duckdb)", file=sys.stderr)
 
 
 def is_lake_path(path: str) -> bool:
