@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from meter.errors import UsageError
@@ -33,9 +33,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, places: int | None = None) -> str:
     if value is None:
         return ""
+    if places is not None and isinstance(value, Decimal):
+        return f"{value.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN):,}"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -43,8 +45,10 @@ def _cell(value: Any) -> str:
     return str(_plain(value))
 
 
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> str:
-    """Render rows in one of FORMATS."""
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
+           places: Mapping[str, int] | None = None) -> str:
+    """Render rows in one of FORMATS; in a table, the decimal columns named in `places` are
+    shown with that many decimals (half-even), aligned (JSON and CSV stay exact)."""
     if fmt == "json":
         return json.dumps([{c: _plain(v) for c, v in zip(columns, r, strict=True)} for r in rows],
                           indent=2)
@@ -56,7 +60,8 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         return out.getvalue().rstrip("\n")
     if fmt != "table":
         raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    cells = [[_cell(v) for v in r] for r in rows]
+    fixed = [(places or {}).get(c) for c in columns]
+    cells = [[_cell(v, p) for v, p in zip(r, fixed, strict=True)] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     numeric = [all(isinstance(r[i], int | float | Decimal) or r[i] is None for r in rows) and rows
                for i in range(len(columns))]

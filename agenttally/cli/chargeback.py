@@ -154,10 +154,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     elif args.format == "json":
         print(result.to_json(only_flagged=args.only_flagged))
     else:
-        print(render(result.COLUMNS, rows, args.format).rstrip("\n"))
+        print(render(result.COLUMNS, rows, args.format, places=_RECONCILE_PLACES).rstrip("\n"))
     for line in result.summary():
         print(line, file=sys.stderr)
     return 1 if args.strict and result.flagged else 0
+
+
+# reconcile's money columns in a table, to a hundredth of a cent: the provider's own amounts
+# carry sub-cent digits (e.g. 1.004), so cents would hide the variance the tolerance judges
+_RECONCILE_PLACES = {"metered": 4, "provider": 4, "variance": 4}
 
 
 def _verb(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str,

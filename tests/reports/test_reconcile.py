@@ -203,3 +203,19 @@ def test_cli_reconcile_reports_and_exits_1_when_strict(tmp_path, capsys):
         ("2026-11-04", "session_usage", "over tolerance")]
     assert main(["reconcile", "--db", db, "--period", "2026-11"]) == 2  # no report: usage
     assert "no provider data: pass --provider FILE" in capsys.readouterr().err
+
+
+def test_cli_reconcile_table_shows_every_money_column_at_one_precision(tmp_path, capsys):
+    """Issue 21: metered, provider and variance came out with 6, 3 and 2 decimals."""
+    from agenttally.cli import main
+    from tests.reports.test_chargeback import store_file
+
+    db = store_file(tmp_path, EVENTS)
+    assert main(["reconcile", "--db", db, "--period", "2026-11", "--as-of",
+                 "2026-11-05T00:00:00Z", "--provider", SAMPLE, "--workspace",
+                 "wrkspc_agents"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    opus = next(line for line in lines if "claude-opus-5" in line).split()
+    assert opus[3:6] == ["1.0000", "1.0040", "-0.0040"]  # the exact -0.004 still visible
+    money = [line.split()[2:5] for line in lines[2:] if "session_usage" in line]
+    assert money and all(len(v.split(".")[1]) == 4 for row in money for v in row)
