@@ -139,8 +139,11 @@ if st.toggle("Run the backtest", key="fc_backtest",
     with st.spinner("Backtesting…"):
         bt = ui.batch("backtest", f=f, as_of_ms=as_of)
     if bt["improvement"] is not None:
-        st.metric("Daily error vs the better baseline", f"{-bt['improvement']:+.0f}% MAPE",
-                  delta_color="off")
+        better = bt["improvement"] >= 0
+        st.metric("Daily forecast error (MAPE) vs the better baseline",
+                  f"{abs(bt['improvement']):.0f}% {'lower' if better else 'higher'}",
+                  help="MAPE: the mean absolute percentage error of the daily forecasts over "
+                       "the backtest's origins; lower is better.")
     st.dataframe(bt["scores"], hide_index=True, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%.1f") for c in bt["scores"].columns
         if c.endswith("%")})

@@ -62,7 +62,8 @@ with c3:
     chosen = budgets["selected"] if budgets else None
     if chosen is None:
         st.metric("Budget", "–", border=True)
-        st.caption("No budget for this selection." if budgets else
+        st.caption("Budgets are tracked for the current month." if not current_month else
+                   "No budget for this selection." if budgets else
                    "No budgets file (data/budgets.toml).")
     else:
         st.metric(f"Budget {chosen['period']}", chosen["label"], delta=chosen["delta"],

@@ -98,6 +98,9 @@ def test_previous_period_can_be_picked(monkeypatch, tiny_store):
     at = open_page(monkeypatch, tiny_store, PAGES[0], f_period="2026-10")
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Spend in the month"] == "$1.08"
+    # a past month has no budget to track: said so, not "No budgets file" (issue 21)
+    assert "Budgets are tracked for the current month." in texts(at)
+    assert "No budgets file" not in texts(at)
 
 
 def test_chargeback_groups_add_up_to_the_invoice(monkeypatch, tiny_store):
