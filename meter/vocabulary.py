@@ -18,9 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from meter.errors import UsageError
 
-__all__ = ["DAY_MS", "INSTANT_FORM", "METER_ORDER", "PERIOD_FORM", "SPAN_FORM",
-           "TOKEN_CLASSES", "UNTAGGED", "Period", "VocabularyError", "as_date", "day_start",
-           "iso_ms", "parse_api_time", "parse_day", "parse_instant", "parse_span",
+__all__ = ["DAY_MS", "INSTANT_FORM", "METER_ORDER", "PERIOD_FORM", "PRICE_UNITS",
+           "SPAN_FORM", "TOKEN_CLASSES", "UNTAGGED", "Period", "VocabularyError", "as_date",
+           "day_start", "iso_ms", "parse_api_time", "parse_day", "parse_instant", "parse_span",
            "span_months", "to_epoch_ms"]
 
 # Token classes, disjoint (input is uncached input only), in the order reports list them.
@@ -28,6 +28,9 @@ TOKEN_CLASSES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_r
 # Meters in the order reports list them (what-if adds its own after the billed three).
 METER_ORDER = ("runtime", "sandbox", "idle", "tokens", "web_search", "minimum",
                "batch_discount", "discount", "commitment", "fixed")
+# What each meter's unit price is per (the charges' price_unit, the invoice's table).
+PRICE_UNITS = {"runtime": "USD per session-hour", "tokens": "USD per million tokens",
+               "web_search": "USD per 1,000 searches"}
 # The group of usage whose session carries no value for a tag key.
 UNTAGGED = "(untagged)"
 

@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
-from meter.vocabulary import DAY_MS, TOKEN_CLASSES, as_date, day_start
+from meter.vocabulary import DAY_MS, PRICE_UNITS, TOKEN_CLASSES, as_date, day_start
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook
 
@@ -468,22 +468,22 @@ SELECT DISTINCT session_id FROM runtime_days WHERE open
 # book. Runtime and search SKUs are numbered -2 x book - 1 and -2 x book - 2; token SKUs
 # 8 x line_key + the class's position (see _TOKEN_SKUS), so charge lines compute theirs
 # without a join.
-_CHARGE_SKUS = """
+_CHARGE_SKUS = f"""
 CREATE OR REPLACE TEMP TABLE charge_skus AS
 SELECT CAST(-2 * book_id - 1 AS BIGINT) AS sku, 'runtime' AS meter, NULL::VARCHAR AS model,
        NULL::VARCHAR AS token_class, 'standard' AS tier,
        CAST(runtime_usd_per_hour AS DECIMAL(38, 12)) AS unit_price, 'ms' AS unit,
-       'USD per session-hour' AS price_unit, name AS book, version AS book_version,
+       '{PRICE_UNITS["runtime"]}' AS price_unit, name AS book, version AS book_version,
        CAST(rt_units AS HUGEINT) AS units_per_unit
 FROM pb_books
 UNION ALL
 SELECT -2 * book_id - 2, 'web_search', NULL, NULL, 'standard',
-       CAST(search_usd_per_1000 AS DECIMAL(38, 12)), 'searches', 'USD per 1,000 searches',
+       CAST(search_usd_per_1000 AS DECIMAL(38, 12)), 'searches', '{PRICE_UNITS["web_search"]}',
        name, version, units_of(search_usd_per_1000 * 0.001)
 FROM pb_books
 UNION ALL
 SELECT sku, 'tokens', model_id, token_class, tier, CAST(unit_price AS DECIMAL(38, 12)),
-       'tokens', 'USD per million tokens', name, version, units_of(unit_price * 0.000001)
+       'tokens', '{PRICE_UNITS["tokens"]}', name, version, units_of(unit_price * 0.000001)
 FROM token_skus JOIN pb_books USING (book_id) WHERE sku = canonical
 """
 

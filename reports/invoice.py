@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import duckdb
 
 from meter.errors import UsageError
-from meter.vocabulary import LINE_KEYS
+from meter.vocabulary import LINE_KEYS, PRICE_UNITS
 from pricing.money import cents_of_units, usd_of_units
 from reports.render import plain_decimal
 
@@ -192,12 +192,29 @@ def invoice_table(invoice: Invoice) -> tuple[list[str], list[list[Any]]]:
                   if g not in LINE_KEYS]
     corrections = any(ln.charge_class == "correction" for ln in invoice.lines)
     extra = ["corrects"] if corrections else []
-    columns = [*LINE_KEYS, *group_cols, *extra, "quantity", "unit", "unit_price", "amount"]
+    columns = [*LINE_KEYS, *group_cols, *extra, "quantity", "unit", "hours", "unit_price",
+               "price_unit", "amount"]
     # (only token lines have tiers worth reading; the JSON says "standard" for the others)
     rows = [[ln.meter, ln.model, ln.token_class, ln.tier if ln.meter == "tokens" else None,
              *[ln.group.get(g) for g in group_cols],
              *([ln.corrects_period] if corrections else []),
-             ln.quantity, ln.unit, ln.unit_price, ln.amount] for ln in invoice.lines]
+             ln.quantity, ln.unit, _hours(ln), ln.unit_price,
+             PRICE_UNITS.get(ln.meter or "") if ln.unit_price is not None else None,
+             ln.amount] for ln in invoice.lines]
     rows.append(["TOTAL", None, None, None, *[None for _ in group_cols],
-                 *[None for _ in extra], None, None, None, invoice.total])
+                 *[None for _ in extra], None, None, None, None, None, invoice.total])
     return columns, rows
+
+
+def _hours(line: InvoiceLine) -> Decimal | None:
+    """A runtime line's milliseconds as session-hours (to the hundredth), for people."""
+    if line.unit != "ms":
+        return None
+    return (Decimal(line.quantity) / Decimal(3_600_000)).quantize(Decimal("0.01"),
+                                                                   ROUND_HALF_EVEN)
+
+
+# Said under the table when a line has no unit price.
+MIXED_PRICE_NOTE = ("(a blank unit_price: the line sums usage at more than one price: price-book "
+                    "versions, fast mode or US residency; --group-by ...,book_version or the "
+                    "charges export shows each)")

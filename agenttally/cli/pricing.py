@@ -100,7 +100,7 @@ def cmd_close(args: argparse.Namespace) -> int:
 
 
 def cmd_invoice(args: argparse.Namespace) -> int:
-    from reports.invoice import invoice_table
+    from reports.invoice import MIXED_PRICE_NOTE, invoice_table
     group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
     with reading(args) as store:
         invoice = agenttally.invoice(store, args.period, as_of=args.as_of, group_by=group_by,
@@ -121,6 +121,8 @@ def cmd_invoice(args: argparse.Namespace) -> int:
                  "later usage is billed as corrections)")
     print(f"Invoice {period}  as of {invoice.as_of}  {invoice.currency}  {state}")
     print(render(columns, rows))
+    if any(line.unit_price is None for line in invoice.lines):
+        print(MIXED_PRICE_NOTE)
     if invoice.unrated:
         print("\nUNRATED (no price; not in the total):")
         print(render(["model", "token_class", "quantity", "unit", "reason"],

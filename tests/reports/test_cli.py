@@ -320,3 +320,17 @@ def test_help_starts_without_loading_the_engines():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_invoice_table_says_what_each_unit_price_is_per_and_runtime_in_hours(tmp_path, capsys):
+    """Issue 21: unit prices had no units, runtime only raw ms, a blank price no legend."""
+    db = _store(tmp_path, capsys)
+    assert main(["invoice", "--db", db, "--period", "2026-11", "--as-of", "2026-11-04"]) == 0
+    out = capsys.readouterr().out
+    header, _, runtime, tokens = out.splitlines()[1:5]
+    assert header.split() == ["meter", "model", "token_class", "tier", "quantity", "unit",
+                              "hours", "unit_price", "price_unit", "amount"]
+    assert runtime.split() == ["runtime", "3,600,000", "ms", "1.00", "0.08", "USD", "per",
+                               "session-hour", "0.08"]
+    assert "USD per million tokens" in tokens
+    assert "blank unit_price" not in out  # every line here has one price
