@@ -158,7 +158,8 @@ def _num(value: float | None) -> float | None:
 
 
 def _day(d: date | None) -> str:
-    return d.isoformat()[5:] if d else "after"
+    """A forecast day as MM-DD; none: not within the budget's period."""
+    return d.isoformat()[5:] if d else "after the period"
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
@@ -178,10 +179,12 @@ def cmd_budgets(args: argparse.Namespace) -> int:
         crossing = ""
         if c is not None:
             crossing = (f"crossed {c.crossed_on}" if c.crossed_on else
-                        f"{_day(c.median)} ({_day(c.p10)}..{_day(c.p90)})")
+                        "not in the period (median)" if c.median is None else
+                        f"~{_day(c.median)} (80%: {_day(c.p10)} .. {_day(c.p90)})")
         rows.append([s.budget.name, s.period, s.budget.amount, s.actual, str(s.used_percent),
                      s.forecast_end.mean, f"{s.forecast_end.lo80}..{s.forecast_end.hi80}",
                      f"{100 * s.p_overrun:.0f}%", crossing, _thresholds(s)])
+    # (thresholds: the chance each is reached within the period, and the median day it is)
     columns = ["budget", "period", "amount", "actual", "used_%", "forecast_end", "80%_range",
                "p_overrun", "crosses_100%", "thresholds"]
     if args.format == "csv":
@@ -190,6 +193,9 @@ def cmd_budgets(args: argparse.Namespace) -> int:
     print(f"Budgets as of {iso_ms(as_of)}" + (f" under scenario {scenario.name}"
                                                if scenario else ""))
     print(render(columns, rows))
+    if rows:
+        print("thresholds: the chance each share of the budget is reached within its period, "
+              "and the day it is likely reached (~MM-DD)")
     for s in statuses:
         for note in s.notes + ([s.note] if s.method.startswith(("fallback", "none")) else []):
             print(f"note: {s.budget.name}: {note}")
@@ -202,7 +208,8 @@ def _thresholds(s: Any) -> str:
         if t.crossed_on:
             parts.append(f"{t.percent}% crossed {_day(t.crossed_on)}")
         else:
-            parts.append(f"{t.percent}% p={100 * t.probability:.0f}% ~{_day(t.median)}")
+            likely = f"{t.percent}%: {100 * t.probability:.0f}% chance"
+            parts.append(likely + (f", ~{_day(t.median)}" if t.median else ""))
     return "; ".join(parts)
 
 

@@ -166,3 +166,30 @@ def _shift(event: dict, day: int) -> dict:
         if key in out:
             out[key] = out[key].replace("2026-11-03", f"2026-11-{day:02d}")
     return out
+
+
+def test_the_budgets_table_says_crossings_in_words(tmp_path, capsys):
+    """Issue 21: 'after (after..after)' and 'p=0% ~after' for a budget not crossed in its
+    period."""
+    from agenttally.cli import main
+    from meter.ingest import ingest_lines
+    from meter.store import connect
+    from tests.pricing.test_rating import worked_example
+
+    db = tmp_path / "s.duckdb"
+    con = connect(db)
+    events = [e for d in range(1, 21) for e in worked_example(
+        f"s{d}", 50_000, 0) for e in [_shift(e, d)]]
+    ingest_lines(con, [json.dumps(e) for e in events], source="t", max_future_ms=10**12)
+    con.close()
+    budgets = tmp_path / "b.toml"
+    budgets.write_text('[[budgets]]\nname = "roomy"\namount = "1000"\n'
+                       '[[budgets]]\nname = "tight"\namount = "20"\n')
+    assert main(["budgets", "--db", str(db), "--as-of", "2026-11-21", "--budgets",
+                 str(budgets)]) == 0
+    out = capsys.readouterr().out
+    roomy = next(line for line in out.splitlines() if line.startswith("roomy"))
+    tight = next(line for line in out.splitlines() if line.startswith("tight"))
+    assert "not in the period (median)" in roomy and "100%: 0% chance" in roomy
+    assert "after" not in roomy.replace("after the period", "")
+    assert "~11-29" in tight and "100%: 100% chance, ~11-29" in tight
