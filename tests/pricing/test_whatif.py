@@ -356,15 +356,21 @@ def test_a_rate_change_for_a_model_no_book_prices_says_how_to_add_it():
 # --- the CLI -----------------------------------------------------------------------------
 
 
-def test_whatif_cli_prints_baseline_scenario_and_deltas(tmp_path, capsys):
-    from agenttally.cli import main
-
+def _worked_store_and_double_runtime(tmp_path):
+    """A store of the worked example and a scenario doubling the runtime price."""
     db = tmp_path / "s.duckdb"
     con = connect(db)
     ingest_lines(con, [json.dumps(e) for e in WORKED], source="t", max_future_ms=10**12)
     con.close()
     scenario = tmp_path / "double.toml"
     scenario.write_text('[prices]\nruntime_usd_per_hour = "0.16"\n')
+    return db, scenario
+
+
+def test_whatif_cli_prints_baseline_scenario_and_deltas(tmp_path, capsys):
+    from agenttally.cli import main
+
+    db, scenario = _worked_store_and_double_runtime(tmp_path)
     assert main(["whatif", str(scenario), "--db", str(db), "--as-of", "2026-12-01",
                  "--period", "2026-11", "--by", "team"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -392,12 +398,7 @@ def test_whatif_by_a_tag_group_no_session_carries_is_refused_naming_the_flag(tmp
     import agenttally
     from agenttally.cli import main
 
-    db = tmp_path / "s.duckdb"
-    con = connect(db)
-    ingest_lines(con, [json.dumps(e) for e in WORKED], source="t", max_future_ms=10**12)
-    con.close()
-    scenario = tmp_path / "double.toml"
-    scenario.write_text('[prices]\nruntime_usd_per_hour = "0.16"\n')
+    db, scenario = _worked_store_and_double_runtime(tmp_path)
     argv = ["whatif", str(scenario), "--db", str(db), "--as-of", "2026-12-01",
             "--period", "2026-11", "--by"]
     assert main([*argv, "project"]) == 2

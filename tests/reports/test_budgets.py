@@ -133,16 +133,8 @@ def test_bad_budget_files_name_the_field(tmp_path, text, message):
 
 def test_forecast_and_budgets_cli_on_a_tiny_store(tmp_path, capsys):
     from agenttally.cli import main
-    from meter.ingest import ingest_lines
-    from meter.store import connect
-    from tests.pricing.test_rating import worked_example
 
-    db = tmp_path / "s.duckdb"
-    con = connect(db)
-    events = [e for d in range(1, 21) for e in worked_example(
-        f"s{d}", 50_000, 0) for e in [_shift(e, d)]]
-    ingest_lines(con, [json.dumps(e) for e in events], source="t", max_future_ms=10**12)
-    con.close()
+    db = _twenty_days(tmp_path)
     assert main(["forecast", "--db", str(db), "--as-of", "2026-11-21", "--horizon", "10",
                  "--format", "csv"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -159,6 +151,21 @@ def test_forecast_and_budgets_cli_on_a_tiny_store(tmp_path, capsys):
     assert row["thresholds"][-1]["median"] == "2026-11-29"
 
 
+def _twenty_days(tmp_path):
+    """A store of the worked example on each of Nov 1..20 ($0.705 a day)."""
+    from meter.ingest import ingest_lines
+    from meter.store import connect
+    from tests.pricing.test_rating import worked_example
+
+    db = tmp_path / "s.duckdb"
+    con = connect(db)
+    events = [e for d in range(1, 21) for e in worked_example(
+        f"s{d}", 50_000, 0) for e in [_shift(e, d)]]
+    ingest_lines(con, [json.dumps(e) for e in events], source="t", max_future_ms=10**12)
+    con.close()
+    return db
+
+
 def _shift(event: dict, day: int) -> dict:
     """The worked example moved from Nov 3 to Nov `day`."""
     out = dict(event)
@@ -172,16 +179,8 @@ def test_the_budgets_table_says_crossings_in_words(tmp_path, capsys):
     """Issue 21: 'after (after..after)' and 'p=0% ~after' for a budget not crossed in its
     period."""
     from agenttally.cli import main
-    from meter.ingest import ingest_lines
-    from meter.store import connect
-    from tests.pricing.test_rating import worked_example
 
-    db = tmp_path / "s.duckdb"
-    con = connect(db)
-    events = [e for d in range(1, 21) for e in worked_example(
-        f"s{d}", 50_000, 0) for e in [_shift(e, d)]]
-    ingest_lines(con, [json.dumps(e) for e in events], source="t", max_future_ms=10**12)
-    con.close()
+    db = _twenty_days(tmp_path)
     budgets = tmp_path / "b.toml"
     budgets.write_text('[[budgets]]\nname = "roomy"\namount = "1000"\n'
                        '[[budgets]]\nname = "tight"\namount = "20"\n')
