@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+BASE_VENV := .venv-baselines
+BASE_STAMP := $(BASE_VENV)/.installed
 
-.PHONY: run test bench lint install clean java
+.PHONY: run test bench lint install clean java baselines
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,6 +18,18 @@ $(STAMP): pyproject.toml
 $(BENCH_STAMP): $(STAMP) bench/constraints.txt
 	$(BIN)/pip install -q -e '.[dev,spark,bench]' -c bench/constraints.txt
 	touch $(BENCH_STAMP)
+
+# statsforecast (the forecast bench's baselines) needs pandas<3, the project pins pandas 3: it
+# gets its own environment, built from scratch whenever its pins change, and runs beside .venv
+# (bench/statsforecast_baselines.py). `make test` builds it too: its test runs the real models.
+$(BASE_STAMP): bench/baselines/pyproject.toml
+	rm -rf $(BASE_VENV)
+	$(PY) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/pip install -q ./bench/baselines
+	rm -rf bench/baselines/build bench/baselines/*.egg-info
+	touch $(BASE_STAMP)
+
+baselines: $(BASE_STAMP)
 
 install: $(STAMP)
 
@@ -28,11 +42,11 @@ java:
 	for the Spark tests; install it with: sudo apt-get install -y openjdk-17-jre-headless"; \
 	exit 1; }
 
-test: $(STAMP) java
+test: $(STAMP) $(BASE_STAMP) java
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(BASE_STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
@@ -40,4 +54,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(BASE_VENV) .pytest_cache
