@@ -31,7 +31,14 @@ from meter.errors import UsageError
 from meter.vocabulary import GROUP_SQL
 from pricing.money import cents_of_units, usd_of_units
 from pricing.scenario import describe_error, exact_decimal
-from reports.forecast import Forecast, Interval, daily_series, forecast
+from reports.forecast import (
+    Forecast,
+    GroupForecasts,
+    Interval,
+    daily_series,
+    forecast,
+    forecast_store,
+)
 
 __all__ = [
     "Budget",
@@ -183,12 +190,14 @@ def outlook(
     n_paths: int = 2000,
     seed: int = 0,
     growth_per_month: float | None = None,
+    fc: Forecast | None = None,
 ) -> Outlook:
     """The period (monthly/quarterly) containing ``as_of_ms`` for group ``by`` = ``value``.
 
     History is every complete UTC day before the as-of day (``history``: a
     :func:`daily_series` frame to reuse across budgets). The as-of day counts its actual spend
-    so far plus the forecast for the rest of that day, pro rata.
+    so far plus the forecast for the rest of that day, pro rata. ``fc``: a forecast from the
+    as-of day to use (e.g. reconciled, from :func:`forecast_store`) instead of fitting one.
     """
     as_of_day = datetime.fromtimestamp(as_of_ms / 1000, UTC).date()
     fraction_left = 1 - (as_of_ms % MS_PER_DAY) / MS_PER_DAY
@@ -202,8 +211,9 @@ def outlook(
     actual_units, _ = _actual(con, table, by, value, start, as_of_day)
     actual_exact = usd_of_units(actual_units)
     remaining = (end - as_of_day).days
-    fc = forecast(series, max(remaining, 1), n_paths=n_paths, seed=seed,
-                  growth_per_month=growth_per_month, group=value, origin=as_of_day)
+    if fc is None or fc.origin != as_of_day or fc.horizon < remaining:
+        fc = forecast(series, max(remaining, 1), n_paths=n_paths, seed=seed,
+                      growth_per_month=growth_per_month, group=value, origin=as_of_day)
     steps = fc.paths[:, :remaining].copy()
     if remaining:
         steps[:, 0] *= fraction_left
@@ -276,14 +286,23 @@ def budget_status(
     probability of overrun, and per threshold the crossing day or its distribution."""
     as_of_day = datetime.fromtimestamp(as_of_ms / 1000, UTC).date()
     histories: dict[str, pd.DataFrame] = {}
+    coherent: dict[str, GroupForecasts] = {}
+    reach = max([(period_bounds(as_of_day, b.period)[1] - as_of_day).days for b in budgets],
+                default=1)
     out = []
     for budget in budgets:
         by = budget.group
         if by not in histories:
             histories[by] = daily_series(con, by, table=table, end=as_of_day)
+            # every budget reads the same reconciled forecasts: teams add up to the total
+            coherent[by] = forecast_store(con, by, max(reach, 1), end=as_of_day, table=table,
+                                          n_paths=n_paths, seed=seed,
+                                          growth_per_month=growth_per_month)
+        forecasts = coherent[by]
+        fc = forecasts.total if by == "total" else forecasts.groups.get(budget.column)
         view = outlook(con, by, budget.column, as_of_ms, budget.period, table=table,
                        history=histories[by], n_paths=n_paths, seed=seed,
-                       growth_per_month=growth_per_month)
+                       growth_per_month=growth_per_month, fc=fc)
         _, daily = _actual(con, table, by, budget.column, view.start, as_of_day)
         notes = []
         if budget.column not in histories[by].columns and not daily:

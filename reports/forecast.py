@@ -24,10 +24,10 @@ Statistics run on floats; money leaves this module rounded half-even to the cent
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -36,18 +36,23 @@ import pandas as pd
 from meter.errors import UsageError
 from meter.vocabulary import GROUP_SQL
 from pricing.money import install_sql_macros, round_cents
+from reports import ets
 
 __all__ = [
     "MIN_HISTORY",
     "Forecast",
+    "GroupForecasts",
     "Interval",
     "daily_series",
     "forecast",
+    "forecast_groups",
+    "forecast_store",
+    "reconcile",
     "to_cents",
 ]
 
-SEASON = 7
-INIT = "heuristic"
+SEASON = ets.SEASON
+INFLATE = 1.0  # interval width factor on the bootstrapped innovations
 MIN_HISTORY = 14
 DAYS_PER_MONTH = 365.25 / 12
 LEVELS = {"lo95": 2.5, "lo80": 10.0, "hi80": 90.0, "hi95": 97.5}
@@ -156,29 +161,6 @@ def _paths_frame(paths: np.ndarray, origin: date) -> pd.DataFrame:
     return frame[["mean", "median", "lo95", "lo80", "hi80", "hi95"]]
 
 
-def _fit_ets(log_y: np.ndarray):
-    """Best of ETS(A,N,A) and ETS(A,Ad,A) on the log series by AICc, with its name."""
-    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
-
-    init = INIT if len(log_y) >= 10 + 2 * (SEASON // 2) else "estimated"
-    best, name = None, ""
-    for trend, label in ((None, "ETS(A,N,A)"), ("add", "ETS(A,Ad,A)")):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                model = ETSModel(log_y, error="add", trend=trend, damped_trend=trend is not None,
-                                 seasonal="add", seasonal_periods=SEASON,
-                                 initialization_method=init)
-                fitted = model.fit(disp=False, maxiter=200)
-            except (ValueError, np.linalg.LinAlgError):
-                continue
-        if not np.isfinite(fitted.aicc):
-            continue
-        if best is None or fitted.aicc < best.aicc:
-            best, name = fitted, label
-    return best, name
-
-
 def _fallback(y: np.ndarray, horizon: int, n_paths: int, rng: np.random.Generator
               ) -> tuple[np.ndarray, str, str]:
     n = len(y)
@@ -207,10 +189,15 @@ def forecast(
     min_history: int = MIN_HISTORY,
     group: str | None = None,
     origin: date | None = None,
+    draw_days: np.ndarray | None = None,
 ) -> Forecast:
     """Forecast the ``horizon`` days after the last day of ``series`` (daily USD, complete
     days, consecutive), or from ``origin``. ``growth_per_month`` (percent, e.g. from a
-    scenario) compounds on top of the fitted model from the first forecast day."""
+    scenario) compounds on top of the fitted model from the first forecast day.
+
+    ``draw_days`` (n_paths x horizon, positions in ``series``) says which day's one-step
+    error each simulated innovation is: series forecast with the same draw days keep the
+    correlation of their errors (see :func:`forecast_groups`)."""
     if horizon < 1:
         raise UsageError(f"a horizon must be at least 1 day, got {horizon}")
     series = series.astype(float)
@@ -233,15 +220,13 @@ def forecast(
             paths = np.full((n_paths, horizon), float(y[-1]))
             method, note = "constant", "the history is constant: the forecast repeats it"
         else:
-            fitted, method = _fit_ets(log_y)
-            if fitted is not None:
-                sim = fitted.simulate(horizon, repetitions=n_paths, anchor="end",
-                                      rng=rng)
-                sim = np.asarray(sim, dtype=float).reshape(horizon, n_paths).T
-                paths = np.clip(np.exp(sim) - offset, 0.0, None)
-                note = f"{method} on log daily cost, weekly seasonality, {history} days"
-            else:
-                note = "the seasonal model did not fit; "
+            model = ets.fit(log_y)
+            picks = None if draw_days is None else draw_days - (nonzero[0] + ets.BURN_IN)
+            sim = ets.simulate(model, horizon, n_paths, rng, inflate=INFLATE, picks=picks)
+            paths = np.clip(np.exp(sim) - offset, 0.0, None)
+            method = "comb(" + ", ".join(m.name for m in model.members) + ")"
+            note = (f"{method} on log daily cost, weekly seasonality, {history} days; "
+                    f"intervals from {model.best.name}")
     if paths is None:
         paths, method, fallback_note = _fallback(y, horizon, n_paths, rng)
         note = (note or "") + fallback_note
@@ -251,3 +236,118 @@ def forecast(
         note += f"; grown {growth_per_month:g}%/month (scenario)"
     return Forecast(group=name, method=str(method), note=str(note), history_days=history,
                     origin=origin, daily=_paths_frame(paths, origin), paths=paths)
+
+
+# --- coherent forecasts of a hierarchy ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupForecasts:
+    """Forecasts of the organisation and of each group of one dimension that add up: on
+    every sample path and every day, the groups' paths sum to the organisation's."""
+
+    by: str
+    total: Forecast
+    groups: dict[str, Forecast]
+    note: str
+
+    def get(self, group: str) -> Forecast:
+        return self.total if self.by == "total" else self.groups[group]
+
+
+def reconcile(top: np.ndarray, bottom: np.ndarray, *, top_fixed: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """MinT with variance scaling (Wickramasuriya, Athanasopoulos & Hyndman 2019, "wls_var")
+    for a two-level hierarchy, applied path by path.
+
+    ``top`` is (n_paths, horizon), ``bottom`` (groups, n_paths, horizon). The discrepancy
+    ``top - sum(bottom)`` is shared among the groups in proportion to their forecast variance
+    on that day, the top taking its own share (so the reconciled top is a variance-weighted
+    average of the top forecast and the groups' sum); with ``top_fixed`` the top keeps its
+    paths and the groups take all of it. Groups are clipped at zero (spend is never negative)
+    and the top is then their sum, so the result is coherent exactly."""
+    if bottom.shape[0] == 0:
+        return top, bottom
+    w = bottom.var(axis=1)  # (groups, horizon)
+    w0 = np.zeros(top.shape[1]) if top_fixed else top.var(axis=0)
+    total_w = w.sum(axis=0) + w0
+    share = np.divide(w, total_w, out=np.full_like(w, 1 / len(w)), where=total_w > 0)
+    gap = top - bottom.sum(axis=0)
+    adjusted = np.clip(bottom + share[:, None, :] * gap[None], 0.0, None)
+    return adjusted.sum(axis=0), adjusted
+
+
+def forecast_groups(
+    history: pd.DataFrame,
+    total: pd.Series,
+    horizon: int,
+    *,
+    by: str = "team",
+    anchor: Forecast | None = None,
+    n_paths: int = 2000,
+    seed: int = 0,
+    growth_per_month: float | None = None,
+    origin: date | None = None,
+) -> GroupForecasts:
+    """Forecast ``total`` and every column of ``history`` (the groups of one dimension, same
+    days), with common draw days so that the groups' errors keep their correlation, then
+    reconcile them (:func:`reconcile`) so the groups add up to the total.
+
+    The organisation's forecast is reconciled with its teams; pass that reconciled total as
+    ``anchor`` to make any other dimension (project, meter, model) add up to the same
+    organisation forecast (``top_fixed``)."""
+    if horizon < 1:
+        raise UsageError(f"a horizon must be at least 1 day, got {horizon}")
+    rng = np.random.default_rng(seed)
+    n = len(total)
+    draw_days = rng.integers(min(ets.BURN_IN, max(n - 1, 0)), max(n, 1),
+                             size=(n_paths, horizon))
+    common = dict(n_paths=n_paths, seed=seed, growth_per_month=growth_per_month,
+                  origin=origin, draw_days=draw_days)
+    top = anchor if anchor is not None else forecast(total, horizon, group="total", **common)
+    if by == "total" or history.shape[1] == 0:
+        return GroupForecasts(by=by, total=top, groups={}, note="")
+    history = history.reindex(total.index, fill_value=0.0)
+    names = [str(c) for c in history.columns]
+    raw = [forecast(history[c], horizon, group=str(c), **common) for c in history.columns]
+    top_paths, bottom = reconcile(top.paths[:, :horizon], np.stack([f.paths for f in raw]),
+                                  top_fixed=anchor is not None)
+    note = (f"reconciled: {by} forecasts add up to the organisation's on every path "
+            f"(MinT, variance-weighted)")
+    groups = {name: _with_paths(f, paths, note) for name, f, paths in zip(names, raw, bottom)}
+    reconciled_top = top if anchor is not None else _with_paths(top, top_paths, note)
+    return GroupForecasts(by=by, total=reconciled_top, groups=groups, note=note)
+
+
+def _with_paths(fc: Forecast, paths: np.ndarray, note: str) -> Forecast:
+    return Forecast(group=fc.group, method=fc.method, note=f"{fc.note}; {note}",
+                    history_days=fc.history_days, origin=fc.origin,
+                    daily=_paths_frame(paths, fc.origin), paths=paths)
+
+
+def forecast_store(
+    con: duckdb.DuckDBPyConnection,
+    by: str,
+    horizon: int,
+    *,
+    end: date,
+    table: str = "charges",
+    n_paths: int = 2000,
+    seed: int = 0,
+    growth_per_month: float | None = None,
+) -> GroupForecasts:
+    """Coherent forecasts from ``end`` (the first forecast day; history is every complete day
+    before it) of the organisation and of each group of ``by``: the organisation reconciled
+    with its teams, any other dimension reconciled to that same organisation forecast."""
+    total = daily_series(con, "total", table=table, end=end)
+    series = total["total"] if "total" in total.columns else pd.Series(0.0, index=total.index)
+    common: dict[str, Any] = dict(n_paths=n_paths, seed=seed,
+                                  growth_per_month=growth_per_month, origin=end)
+    if by == "total":
+        return forecast_groups(total.iloc[:, :0], series, horizon, by="total", **common)
+    teams = forecast_groups(daily_series(con, "team", table=table, end=end), series, horizon,
+                            by="team", **common)
+    if by == "team":
+        return teams
+    return forecast_groups(daily_series(con, by, table=table, end=end), series, horizon, by=by,
+                           anchor=teams.total, **common)

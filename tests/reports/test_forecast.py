@@ -77,7 +77,7 @@ def test_no_history_forecasts_zero():
 def test_weekly_seasonality_is_learnt():
     series = synthetic_series(84, seed=3, daily_noise=0.05, sessions_per_day=2000)
     fc = forecast(series, 14, n_paths=500)
-    assert fc.method.startswith("ETS(")
+    assert fc.method.startswith("comb(ETS(A,N,A)")
     median = fc.daily["median"]
     weekdays = median[median.index.day_of_week < 5].mean()
     weekends = median[median.index.day_of_week >= 5].mean()
