@@ -314,7 +314,8 @@ def forecast_groups(
                                   top_fixed=anchor is not None)
     note = (f"reconciled: {by} forecasts add up to the organisation's on every path "
             f"(MinT, variance-weighted)")
-    groups = {name: _with_paths(f, paths, note) for name, f, paths in zip(names, raw, bottom)}
+    groups = {name: _with_paths(f, paths, note)
+              for name, f, paths in zip(names, raw, bottom, strict=True)}
     reconciled_top = top if anchor is not None else _with_paths(top, top_paths, note)
     return GroupForecasts(by=by, total=reconciled_top, groups=groups, note=note)
 
