@@ -66,29 +66,37 @@ def _pct(value: float | None) -> str:
 def cmd_forecast(args: argparse.Namespace) -> int:
     from meter.store import open_store
     from reports.backtest import run_backtest
-    from reports.budgets import outlook
-    from reports.forecast import daily_series, forecast, to_cents
+    from reports.budgets import outlook, period_bounds
+    from reports.forecast import daily_series, forecast_store, to_cents
     with open_store(args.db, read_only=True) as con:
         as_of, table, scenario = _rated_table(con, args, for_forecast=True)
         as_of_day = datetime.fromtimestamp(as_of / 1000, UTC).date()
         history = daily_series(con, args.by, table=table, end=as_of_day)
         groups = list(history.columns) or ["total"]
         growth = _growth(scenario)
+        if args.horizon in ("month", "quarter"):
+            reach = max((period_bounds(as_of_day, args.horizon + "ly")[1] - as_of_day).days, 1)
+        else:
+            reach = int(args.horizon)
+        coherent = forecast_store(con, args.by, reach, end=as_of_day, table=table,
+                                  n_paths=args.paths, seed=args.seed, growth_per_month=growth)
         rows, daily_rows, backtests, notes = [], [], [], []
+        if args.by != "total":
+            notes.append(f"the {args.by} forecasts add up to the organisation's on every "
+                         f"sample path (reconciled: MinT, variance-weighted)")
         for group in groups:
+            fc = coherent.groups.get(group, coherent.total)
             series = history[group] if group in history.columns else history.iloc[:, :0].sum(1)
             if args.horizon in ("month", "quarter"):
                 view = outlook(con, args.by, group, as_of, args.horizon + "ly", table=table,
                                history=history, n_paths=args.paths, seed=args.seed,
-                               growth_per_month=growth)
+                               growth_per_month=growth, fc=fc)
                 fc, total = view.forecast, view.total()
                 rows.append([group, view.label, view.actual, *_interval_cells(total),
                              fc.history_days, fc.method])
                 days = view.cumulative.shape[1]
             else:
                 horizon = int(args.horizon)
-                fc = forecast(series, horizon, n_paths=args.paths, seed=args.seed,
-                              growth_per_month=growth, group=group, origin=as_of_day)
                 last = as_of_day + timedelta(days=horizon - 1)
                 rows.append([group, f"{as_of_day}..{last}", *_interval_cells(fc.total()),
                              fc.history_days, fc.method])
