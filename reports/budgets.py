@@ -16,6 +16,7 @@ reports the day it was crossed.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -30,6 +31,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from meter.errors import UsageError
 from meter.vocabulary import GROUP_SQL
 from pricing.money import cents_of_units, usd_of_units
+from pricing.pricebook import PriceBook
 from pricing.scenario import describe_error, exact_decimal
 from reports.forecast import (
     Forecast,
@@ -281,9 +283,11 @@ def budget_status(
     n_paths: int = 2000,
     seed: int = 0,
     growth_per_month: float | None = None,
+    books: Sequence[PriceBook] | None = None,
 ) -> list[BudgetStatus]:
     """Each budget's period as of ``as_of_ms``: actual, forecast at period end (80%/95%),
-    probability of overrun, and per threshold the crossing day or its distribution."""
+    probability of overrun, and per threshold the crossing day or its distribution.
+    ``books``: price the forecast with the book in force on each future day."""
     as_of_day = datetime.fromtimestamp(as_of_ms / 1000, UTC).date()
     histories: dict[str, pd.DataFrame] = {}
     coherent: dict[str, GroupForecasts] = {}
@@ -297,7 +301,7 @@ def budget_status(
             # every budget reads the same reconciled forecasts: teams add up to the total
             coherent[by] = forecast_store(con, by, max(reach, 1), end=as_of_day, table=table,
                                           n_paths=n_paths, seed=seed,
-                                          growth_per_month=growth_per_month)
+                                          growth_per_month=growth_per_month, books=books)
         forecasts = coherent[by]
         fc = forecasts.total if by == "total" else forecasts.groups.get(budget.column)
         view = outlook(con, by, budget.column, as_of_ms, budget.period, table=table,

@@ -24,7 +24,8 @@ Statistics run on floats; money leaves this module rounded half-even to the cent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -36,7 +37,9 @@ import pandas as pd
 from meter.errors import UsageError
 from meter.vocabulary import GROUP_SQL
 from pricing.money import install_sql_macros, round_cents
+from pricing.pricebook import PriceBook
 from reports import ets
+from reports.prices_ahead import PriceChange, PricesAhead, prices_ahead, revalued_view
 
 __all__ = [
     "MIN_HISTORY",
@@ -250,6 +253,7 @@ class GroupForecasts:
     total: Forecast
     groups: dict[str, Forecast]
     note: str
+    price_changes: tuple[PriceChange, ...] = ()  # books taking effect within the horizon
 
     def get(self, group: str) -> Forecast:
         return self.total if self.by == "total" else self.groups[group]
@@ -288,6 +292,7 @@ def forecast_groups(
     seed: int = 0,
     growth_per_month: float | None = None,
     origin: date | None = None,
+    prices: PricesAhead | None = None,
 ) -> GroupForecasts:
     """Forecast ``total`` and every column of ``history`` (the groups of one dimension, same
     days), with common draw days so that the groups' errors keep their correlation, then
@@ -295,7 +300,9 @@ def forecast_groups(
 
     The organisation's forecast is reconciled with its teams; pass that reconciled total as
     ``anchor`` to make any other dimension (project, meter, model) add up to the same
-    organisation forecast (``top_fixed``)."""
+    organisation forecast (``top_fixed``). ``prices``: the history is usage valued at the
+    origin's prices and each group's paths are priced day by day with the books in force
+    (reports.prices_ahead)."""
     if horizon < 1:
         raise UsageError(f"a horizon must be at least 1 day, got {horizon}")
     rng = np.random.default_rng(seed)
@@ -304,12 +311,14 @@ def forecast_groups(
                              size=(n_paths, horizon))
     common = dict(n_paths=n_paths, seed=seed, growth_per_month=growth_per_month,
                   origin=origin, draw_days=draw_days)
-    top = anchor if anchor is not None else forecast(total, horizon, group="total", **common)
+    top = anchor if anchor is not None else \
+        _priced(forecast(total, horizon, group="total", **common), prices)
     if by == "total" or history.shape[1] == 0:
         return GroupForecasts(by=by, total=top, groups={}, note="")
     history = history.reindex(total.index, fill_value=0.0)
     names = [str(c) for c in history.columns]
-    raw = [forecast(history[c], horizon, group=str(c), **common) for c in history.columns]
+    raw = [_priced(forecast(history[c], horizon, group=str(c), **common), prices)
+           for c in history.columns]
     top_paths, bottom = reconcile(top.paths[:, :horizon], np.stack([f.paths for f in raw]),
                                   top_fixed=anchor is not None)
     note = (f"reconciled: {by} forecasts add up to the organisation's on every path "
@@ -318,6 +327,17 @@ def forecast_groups(
               for name, f, paths in zip(names, raw, bottom, strict=True)}
     reconciled_top = top if anchor is not None else _with_paths(top, top_paths, note)
     return GroupForecasts(by=by, total=reconciled_top, groups=groups, note=note)
+
+
+def _priced(fc: Forecast, prices: PricesAhead | None) -> Forecast:
+    if prices is None:
+        return fc
+    factor = prices.factor(fc.group)[: fc.horizon]
+    if not prices.changes:
+        return fc
+    changes = ", ".join(f"{c.book} {c.version} from {c.day}" for c in prices.changes)
+    return _with_paths(fc, fc.paths * factor[None, :],
+                       f"usage priced with the books in force each day ({changes})")
 
 
 def _with_paths(fc: Forecast, paths: np.ndarray, note: str) -> Forecast:
@@ -336,19 +356,34 @@ def forecast_store(
     n_paths: int = 2000,
     seed: int = 0,
     growth_per_month: float | None = None,
+    books: Sequence[PriceBook] | None = None,
 ) -> GroupForecasts:
     """Coherent forecasts from ``end`` (the first forecast day; history is every complete day
     before it) of the organisation and of each group of ``by``: the organisation reconciled
-    with its teams, any other dimension reconciled to that same organisation forecast."""
+    with its teams, any other dimension reconciled to that same organisation forecast.
+
+    With ``books``, usage is forecast at the origin's prices and priced with the book in
+    force on each future day (reports.prices_ahead): a scheduled price change moves the
+    forecast on its effective date."""
+    prices: dict[str, PricesAhead] = {}
+    if books:
+        for dimension in {"total", "team", by}:
+            prices[dimension] = prices_ahead(con, books, dimension, end, horizon, table=table)
+        table = revalued_view(con, books, end, table=table)
     total = daily_series(con, "total", table=table, end=end)
     series = total["total"] if "total" in total.columns else pd.Series(0.0, index=total.index)
     common: dict[str, Any] = dict(n_paths=n_paths, seed=seed,
                                   growth_per_month=growth_per_month, origin=end)
+    changes = tuple(prices["total"].changes) if prices else ()
     if by == "total":
-        return forecast_groups(total.iloc[:, :0], series, horizon, by="total", **common)
-    teams = forecast_groups(daily_series(con, "team", table=table, end=end), series, horizon,
-                            by="team", **common)
-    if by == "team":
-        return teams
-    return forecast_groups(daily_series(con, by, table=table, end=end), series, horizon, by=by,
-                           anchor=teams.total, **common)
+        result = forecast_groups(total.iloc[:, :0], series, horizon, by="total",
+                                 prices=prices.get("total"), **common)
+    else:
+        result = teams = forecast_groups(daily_series(con, "team", table=table, end=end),
+                                         series, horizon, by="team", prices=prices.get("team"),
+                                         **common)
+        if by != "team":
+            result = forecast_groups(daily_series(con, by, table=table, end=end), series,
+                                     horizon, by=by, anchor=teams.total,
+                                     prices=prices.get(by), **common)
+    return replace(result, price_changes=changes)

@@ -17,6 +17,7 @@ from reports.render import render
 if TYPE_CHECKING:
     import duckdb
 
+    from pricing.pricebook import PriceBook
     from pricing.scenario import Scenario
     from pricing.whatif import Comparison
     from reports.forecast import Interval
@@ -44,6 +45,12 @@ def _rated_table(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, *,
     what_if = run_whatif(con, books, scenario, RatingOptions(as_of_ms=as_of,
                                                              span_cache_ttl=args.span_cache_ttl))
     return as_of, what_if.scenario_table, scenario
+
+
+def _books(args: argparse.Namespace) -> list[PriceBook]:
+    """The price books, future versions included: forecasts price each day with its book."""
+    from pricing.pricebook import default_pricebook_dir, load_pricebooks
+    return load_pricebooks(args.pricebooks or default_pricebook_dir())
 
 
 def _growth(scenario: Scenario | None) -> float | None:
@@ -79,8 +86,12 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         else:
             reach = int(args.horizon)
         coherent = forecast_store(con, args.by, reach, end=as_of_day, table=table,
-                                  n_paths=args.paths, seed=args.seed, growth_per_month=growth)
+                                  n_paths=args.paths, seed=args.seed, growth_per_month=growth,
+                                  books=_books(args))
         rows, daily_rows, backtests, notes = [], [], [], []
+        notes += [f"price book {c.book} {c.version} takes effect on {c.day}: "
+                  f"{c.effect:+.1%} on the organisation's usage mix"
+                  for c in coherent.price_changes]
         if args.by != "total":
             notes.append(f"the {args.by} forecasts add up to the organisation's on every "
                          f"sample path (reconciled: MinT, variance-weighted)")
@@ -176,7 +187,8 @@ def cmd_budgets(args: argparse.Namespace) -> int:
     budgets = load_budgets(args.budgets)
     with open_store(args.db, read_only=True) as con:
         as_of, table, scenario = _rated_table(con, args, for_forecast=True)
-        statuses = budget_status(con, budgets, as_of, table=table, n_paths=args.paths,
+        statuses = budget_status(con, budgets, as_of, table=table, books=_books(args),
+                                 n_paths=args.paths,
                                  seed=args.seed, growth_per_month=_growth(scenario))
     if args.format == "json":
         print(json.dumps([_status_json(s) for s in statuses], indent=2))
