@@ -64,20 +64,37 @@ else:
                     key="cb_chart_fig")
 
 st.subheader("By " + by.replace("_", " "), anchor=False)
-money_cols = [c for c in table.columns if c.startswith("cost_") or c in ("shared", "total")]
-config = {c: st.column_config.NumberColumn(
-    c.replace("cost_tokens:", "").replace("cost_", "").replace("_", " "), format="dollar")
-    for c in money_cols}
+# What users come for first: the group, its total and its share, then the split by meter and
+# model. Counts and unit costs wait behind a toggle so that the money fits a laptop screen.
+models = [c for c in table.columns if c.startswith("cost_tokens:")]
+shown = [by, "total", "share_pct", "cost_runtime", *models, "cost_web_search"]
+if "shared" in table and table["shared"].abs().sum() > 0:
+    shown.append("shared")
+everything = st.toggle("Counts and unit costs", key="cb_all_columns",
+                       help="Sessions, running hours, tokens, cost per session and per running "
+                            "hour beside the money.")
+if everything:
+    shown += ["sessions", "running_hours", "tokens", "cost_per_session",
+              "cost_per_running_hour"]
+money = st.column_config.NumberColumn
+config = {c: money(c.removeprefix("cost_tokens:").removeprefix("claude-")
+                   if c in models else c.removeprefix("cost_").replace("_", " "),
+                   format="dollar", width=96 if c in models else 84,
+                   help=f"Tokens of {c.removeprefix('cost_tokens:')}" if c in models else None)
+          for c in table.columns if c.startswith("cost_") or c == "shared"}
 config.update({
+    by: st.column_config.TextColumn(by.replace("_", " "), pinned=True),
+    "total": money("total", format="dollar", width=96),
     "share_pct": st.column_config.ProgressColumn("share", format="%.1f%%", min_value=0,
-                                                 max_value=100),
-    "sessions": st.column_config.NumberColumn(format="localized"),
-    "running_hours": st.column_config.NumberColumn("running h", format="%.1f"),
-    "tokens": st.column_config.NumberColumn(format="compact"),
-    "cost_per_session": st.column_config.NumberColumn("per session", format="dollar"),
-    "cost_per_running_hour": st.column_config.NumberColumn("per running h", format="dollar"),
+                                                 max_value=100, width=92),
+    "sessions": st.column_config.NumberColumn(format="localized", width=72),
+    "running_hours": st.column_config.NumberColumn("running h", format="%.1f", width=76),
+    "tokens": st.column_config.NumberColumn(format="compact", width=64),
+    "cost_per_session": money("per session", format="dollar", width=84),
+    "cost_per_running_hour": money("per running h", format="dollar", width=96),
 })
-st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+st.dataframe(table.fillna({by: "(none)"}), hide_index=True, width="stretch",
+             column_order=shown, column_config=config)
 
 st.subheader("Download", anchor=False)
 st.caption("Built when you click, from the same charges: the table above, the charge lines "

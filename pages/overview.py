@@ -29,11 +29,14 @@ c1, c2, c3, c4 = st.columns(4)
 delta = None
 if mtd.previous_total:
     change = (mtd.total - mtd.previous_total) / mtd.previous_total * 100
-    delta = f"{change:+.1f}% vs {ui.period_label(mtd.previous_period)[:3]} same day"
+    # short enough for a quarter of a laptop screen; the help says what is compared
+    delta = f"{change:+.1f}% vs {ui.period_label(mtd.previous_period)[:3]}"
 c1.metric("Spend, month to date" if current_month else "Spend in the month", ui.usd(mtd.total),
           delta=delta, delta_color="inverse", border=True,
           help="Sum of the invoice lines (meter × model × token class), each rounded "
-               "half-even to the cent once: the same total as `agenttally invoice`.")
+               "half-even to the cent once: the same total as `agenttally invoice`."
+               + (f" The change is against {ui.period_label(mtd.previous_period)} to the "
+                  "same day of the month." if delta else ""))
 c1.caption(f"Runtime {ui.usd(mtd.runtime)} · Tokens {ui.usd(mtd.tokens)} · "
            f"Search {ui.usd(mtd.web_search)}" + (" · provisional" if mtd.provisional else ""))
 
@@ -66,7 +69,11 @@ with c3:
                    "No budget for this selection." if budgets else
                    "No budgets file (data/budgets.toml).")
     else:
-        st.metric(f"Budget {chosen['period']}", chosen["label"], delta=chosen["delta"],
+        # "10.6% used" would be cut in a quarter of a laptop screen: "used" goes to the label
+        used = str(chosen["label"])
+        st.metric(f"Budget {chosen['period']} used" if used.endswith(" used") else
+                  f"Budget {chosen['period']}", used.removesuffix(" used"),
+                  delta=chosen["delta"],
                   delta_color="off", delta_arrow="off", border=True, help=chosen["help"])
         st.caption(chosen["caption"])
 
@@ -90,7 +97,9 @@ else:
 
 # --- top spenders ----------------------------------------------------------------------------
 st.subheader("Top spenders", anchor=False)
-cols = st.columns(3)
+# Three narrow tables side by side: each column is sized so that the spend and the share
+# stay in view at 1280 px (the browser test checks it); the session table is a little wider.
+cols = st.columns([1, 1, 1.25])
 for col, key, title, label in ((cols[0], "top_team", "Teams", "Team"),
                                (cols[1], "top_agent", "Agents", "Agent"),
                                (cols[2], "top_session", "Sessions", "Session")):
@@ -100,16 +109,19 @@ for col, key, title, label in ((cols[0], "top_team", "Teams", "Team"),
         if frame.empty:
             st.caption("None in this selection.")
             continue
-        show = frame[["label", "amount", "share"]].rename(
-            columns={"label": label, "amount": "Spend", "share": "Share"})
         if key == "top_session":
             show = frame[["label", "team", "amount"]].rename(
                 columns={"label": label, "team": "Team", "amount": "Spend"})
+            show["Team"] = show["Team"].fillna("")
+        else:
+            show = frame[["label", "amount"]].rename(columns={"label": label, "amount": "Spend"})
+            show["Share"] = frame["share"] * 100
         config = {
-            "Spend": st.column_config.NumberColumn(format="dollar"),
-            "Share": st.column_config.ProgressColumn(format="percent", min_value=0,
-                                                     max_value=1),
-            "Sessions": st.column_config.NumberColumn(format="localized"),
+            label: st.column_config.TextColumn(width=96 if key != "top_session" else 150),
+            "Team": st.column_config.TextColumn(width=64),
+            "Spend": st.column_config.NumberColumn(format="dollar", width=80),
+            "Share": st.column_config.NumberColumn(format="%.1f%%", width=56,
+                                                   help="Of the selection's spend"),
         }
         st.dataframe(show, hide_index=True, width="stretch", column_config=config,
                      height=min(38 + 35 * len(show), 390))
@@ -131,11 +143,12 @@ elif as_of is not None:
     active = u.running_ms + u.idle_between_ms
     u1.metric("Running (billed)", ui.hours(u.running_ms), border=True,
               help=f"{u.spans:,} running spans")
-    u2.metric("Idle between turns (free)", ui.hours(u.idle_between_ms), border=True,
-              help="Waiting for a user or a tool, with more work after it.")
-    u3.metric("Busy share of active time",
+    u2.metric("Idle, free", ui.hours(u.idle_between_ms), border=True,
+              help="Idle between turns: waiting for a user or a tool, with more work after "
+                   "it. Idle time is not billed.")
+    u3.metric("Busy share",
               f"{u.running_ms / active:.0%}" if active else "–", border=True,
-              help="Running ÷ (running + idle between turns).")
+              help="Of the active time: running ÷ (running + idle between turns).")
     saved_pct = (f"{u.saved / u.per_hour_cost:.0%} below per-hour" if u.per_hour_cost
                  else None)
     u4.metric("Saved by per-ms billing", ui.usd(round_cents(u.saved)), delta=saved_pct,
@@ -151,8 +164,11 @@ elif as_of is not None:
     bars.update_yaxes(visible=False)
     bars.update_xaxes(ticksuffix=" h", tickformat=",.1~f")
     st.plotly_chart(ui.style(bars, height=130), width="stretch", key="util_chart")
+    parked = (f" {u.parked_sessions:,} sessions stayed open after their last turn, idle for "
+              f"{ui.hours(u.idle_parked_ms / u.parked_sessions)} each on average "
+              f"({ui.count(u.idle_parked_ms / 3_600_000)} session-hours in all), at no cost."
+              if u.parked_sessions else "")
     st.caption(
         f"Billed per millisecond: **{ui.usd(round_cents(u.runtime_cost))}**. "
-        f"Per started hour the same spans would cost **{ui.usd(round_cents(u.per_hour_cost))}**. "
-        f"After their last turn, sessions sat idle for another "
-        f"{ui.count(u.idle_parked_ms / 3_600_000)} hours, at no cost.")
+        f"Per started hour the same spans would cost **{ui.usd(round_cents(u.per_hour_cost))}**."
+        + parked)

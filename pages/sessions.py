@@ -24,17 +24,23 @@ if sessions.empty:
             icon=":material/search_off:")
     st.stop()
 
+# The cost right after the title, and few enough columns to fit a laptop screen (1280 px,
+# checked by the browser test); status, project and creation time are in the caption of
+# the session shown below.
 picked = st.dataframe(
-    sessions, hide_index=True, width="stretch", height=320, key="s_table",
+    sessions.fillna({"title": "", "team": "", "project": "", "agent": "", "model": "",
+                     "status": ""}),
+    hide_index=True, width="stretch", height=320, key="s_table",
     on_select="rerun", selection_mode="single-row",
-    column_order=["session_id", "title", "team", "project", "agent", "model", "status",
-                  "created", "cost", "running_h", "tokens"],
+    column_order=["session_id", "title", "cost", "running_h", "team", "agent", "model"],
     column_config={
-        "session_id": st.column_config.TextColumn("session"),
-        "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        "cost": st.column_config.NumberColumn(format="dollar"),
-        "running_h": st.column_config.NumberColumn("running h", format="%.2f"),
-        "tokens": st.column_config.NumberColumn(format="compact"),
+        "session_id": st.column_config.TextColumn("session", width=160),
+        "title": st.column_config.TextColumn(width=160),
+        "cost": st.column_config.NumberColumn(format="dollar", width=80),
+        "running_h": st.column_config.NumberColumn("running h", format="%.2f", width=72),
+        "team": st.column_config.TextColumn(width=72),
+        "agent": st.column_config.TextColumn(width=104),
+        "model": st.column_config.TextColumn(width=130),
     })
 rows = picked.selection.rows if picked is not None else []
 session_id = str(sessions["session_id"].iloc[rows[0] if rows else 0])
@@ -50,9 +56,14 @@ requests: pd.DataFrame = detail["requests"]
 bill: pd.DataFrame = detail["bill"]
 
 st.subheader(info.get("title") or session_id, anchor=False)
+created = info.get("created_ms")
+row = sessions.loc[sessions["session_id"] == session_id]
+project = row["project"].iloc[0] if len(row) else None
 st.caption(" · ".join(str(x) for x in (
-    session_id, info.get("team"), info.get("agent_name"), info.get("model_id"),
-    info.get("model_speed"), info.get("inference_geo"), info.get("status")) if x))
+    session_id, info.get("team"), f"project {project}" if isinstance(project, str) else None,
+    info.get("agent_name"), info.get("model_id"), info.get("model_speed"),
+    info.get("inference_geo"), info.get("status"),
+    f"created {ui.when(created)}" if created is not None else None) if x))
 running = int(iv.loc[iv["status"] == "running", "duration_ms"].sum()) if len(iv) else 0
 idle = int(iv.loc[iv["status"] == "idle", "duration_ms"].sum()) if len(iv) else 0
 m1, m2, m3, m4 = st.columns(4)
@@ -133,9 +144,22 @@ st.markdown("**Cost breakdown**")
 if bill.empty:
     st.caption("No charges for this session (yet).")
 else:
-    st.dataframe(bill.fillna({"model": "", "token_class": ""}), hide_index=True,
-                 width="stretch", column_config={
-        "quantity": st.column_config.NumberColumn(format="localized"),
-        "unit_price": st.column_config.NumberColumn("unit price", format="%.4g"),
-        "amount": st.column_config.NumberColumn(format="dollar"),
+    # Unit prices with their unit ($8/MTok), no blank cells, the provisional flag last.
+    st.dataframe(ui.bill_frame(bill), hide_index=True, width="stretch",
+                 column_order=["meter", "model", "token_class", "tier", "quantity", "unit",
+                               "unit_price", "amount", "provisional"],
+                 column_config={
+        "meter": st.column_config.TextColumn(width=72),
+        "model": st.column_config.TextColumn(width=124),
+        "token_class": st.column_config.TextColumn("token class", width=110),
+        "tier": st.column_config.TextColumn(width=80),
+        "quantity": st.column_config.NumberColumn(format="localized", width=100),
+        "unit": st.column_config.TextColumn(width=56),
+        "unit_price": st.column_config.TextColumn("unit price", width=120),
+        "amount": st.column_config.NumberColumn(format="dollar", width=80),
+        "provisional": st.column_config.CheckboxColumn(
+            "open", width=50, help="Provisional: the session is still open at the rating"),
     })
+    if bill["unit_price"].isna().any():
+        st.caption("A line without a unit price was billed at more than one price in the "
+                   "period (e.g. a price book changed mid-month); its amount is their sum.")

@@ -12,6 +12,9 @@ import streamlit as st
 
 from reports.dashboard import ui
 
+# The scenario the page opens on when data/scenarios/ has it.
+FIRST_SCENARIO = "opus-to-sonnet"
+
 state, f = ui.current()
 ui.page_header("What-if", f"{ui.period_label(f.period)} · {ui.filters_note(f)}")
 
@@ -34,8 +37,11 @@ ctx = ui.batch("whatif_context", f=f, as_of_ms=as_of)
 
 # --- the base scenario -----------------------------------------------------------------------
 files = {p.stem: p for p in list_scenarios()}
+starts = ["Current prices"] + list(files)
 left, right = st.columns([3, 2])
-choice = left.selectbox("Start from", ["Current prices"] + list(files), key="wi_base",
+# Open on a scenario that shows a difference (the current prices re-rated are the baseline).
+choice = left.selectbox("Start from", starts, key="wi_base",
+                        index=starts.index(FIRST_SCENARIO) if FIRST_SCENARIO in starts else 0,
                         help="A scenario file from data/scenarios/, or today's price books.")
 upload = right.file_uploader("…or load a scenario TOML", type=["toml"], key="wi_upload")
 base = None

@@ -235,9 +235,10 @@ class Utilisation:
 
     `idle_between_ms` is idle time followed by more work (waiting for a user or a tool);
     `idle_parked_ms` is idle time after a session's last turn, up to the end of the period
-    (or the rating's as-of). Neither is billed. `per_hour_cost` is what the same running
-    spans would cost billed per started hour (each span rounded up to whole hours, spans
-    split at month boundaries), at the period's runtime rate.
+    (or the rating's as-of), summed over the `parked_sessions` sessions that have some.
+    Neither is billed. `per_hour_cost` is what the same running spans would cost billed per
+    started hour (each span rounded up to whole hours, spans split at month boundaries), at
+    the period's runtime rate.
     """
 
     running_ms: int
@@ -247,6 +248,7 @@ class Utilisation:
     spans: int
     runtime_cost: Decimal  # exact, from the charges
     per_hour_cost: Decimal  # exact
+    parked_sessions: int = 0
 
     @property
     def saved(self) -> Decimal:
@@ -300,12 +302,14 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
                    coalesce(sum(duration_ms) FILTER (WHERE status = 'rescheduling'), 0)::BIGINT,
                    count(*) FILTER (WHERE status = 'running'),
                    coalesce(sum((duration_ms + 3599999) // 3600000)
-                            FILTER (WHERE status = 'running'), 0)::BIGINT
+                            FILTER (WHERE status = 'running'), 0)::BIGINT,
+                   count(DISTINCT session_id) FILTER (WHERE status = 'idle' AND last_idle
+                                                      AND duration_ms > 0)
             FROM pieces WHERE period_start_ms = $p0
         """, {"as_of": min(as_of_ms, p1), "p0": p0}).fetchall()[0]
     finally:
         con.execute("DROP TABLE IF EXISTS temp.main.status_events")
-    running, idle_between, idle_parked, resched, spans, started_hours = row
+    running, idle_between, idle_parked, resched, spans, started_hours, parked = row
     runtime_exact, runtime_ms = con.execute(
         "SELECT coalesce(sum(exact), 0), coalesce(sum(quantity), 0) FROM dash_lines "
         "WHERE period = $p AND meter = 'runtime'", {"p": f.period}).fetchall()[0]
@@ -316,4 +320,5 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
         running_ms=int(running), idle_between_ms=int(idle_between),
         idle_parked_ms=int(idle_parked), rescheduling_ms=int(resched), spans=int(spans),
         runtime_cost=runtime_exact, per_hour_cost=rate * int(started_hours),
+        parked_sessions=int(parked),
     )

@@ -16,9 +16,38 @@ import duckdb
 import pandas as pd
 
 from meter.intervals import INTERVALS_SQL
+from meter.vocabulary import TOKEN_CLASSES
 from reports.dashboard.filters import TEAM_SQL, Filters, filtered_charges, team_sql
 
 __all__ = ["session_detail", "session_list"]
+
+
+def _fast_rates() -> pd.DataFrame:
+    """The fast-mode token rates of the price books, one row per (book, version, model,
+    token class, price): the price with and without the data-residency multiplier, only
+    where fast mode applied in the book and its rate differs from the standard one (a fast
+    rate equal to the standard one is the standard line). Empty when the books cannot be
+    loaded: the lines then keep their stored tier."""
+    from pricing.pricebook import PriceBookError, load_pricebooks
+
+    rows: list[tuple[str, str, str, str, str]] = []
+    try:
+        books = load_pricebooks()
+    except (PriceBookError, OSError):
+        books = []
+    for book in books:
+        if not book.modifiers.fast_mode_applies:
+            continue
+        for model in book.models:
+            if model.fast is None:
+                continue
+            for token_class in TOKEN_CLASSES:
+                fast, standard = model.fast.rate(token_class), model.rate(token_class)
+                if fast == standard:
+                    continue
+                for price in {fast, fast * model.geo_multiplier}:
+                    rows.append((book.name, book.version, model.id, token_class, str(price)))
+    return pd.DataFrame(rows, columns=["book", "book_version", "model", "token_class", "price"])
 
 
 def session_list(con: duckdb.DuckDBPyConnection, f: Filters, search: str = "",
@@ -81,7 +110,8 @@ def session_detail(con: duckdb.DuckDBPyConnection, session_id: str,
     intervals: status, start_ms, end_ms, duration_ms, provisional (session level, as of
     `as_of_ms`); threads: thread lanes (thread_id, agent_name, status, start_ms, end_ms);
     requests: at_ms, thread_id, input/output/cache tokens, speed, is_error; bill: meter,
-    model, token_class, tier, quantity, unit, unit_price, price_unit, amount (cents).
+    model, token_class, tier (standard, fast or long_context), quantity, unit, unit_price,
+    price_unit, amount (cents).
     """
     info_rows = con.execute(f"""
         SELECT session_id, title, status, agent_id, agent_name, model_id, model_speed,
@@ -116,19 +146,36 @@ def session_detail(con: duckdb.DuckDBPyConnection, session_id: str,
                cache_read_tokens, speed, is_error
         FROM model_requests WHERE session_id = $sid AND at_ms <= $as_of ORDER BY at_ms
     """, {"sid": session_id, "as_of": as_of_ms}).fetch_df()
-    bill = con.execute("""
-        SELECT meter, model, token_class, tier, sum(quantity)::BIGINT AS quantity, unit,
-               CASE WHEN count(DISTINCT unit_price) = 1 THEN any_value(unit_price) END
-                   AS unit_price,
-               any_value(price_unit) AS price_unit,
-               CAST(units_cents(sum(amount_units)) AS DOUBLE) AS amount,
-               bool_or(provisional) AS provisional
-        FROM charges WHERE session_id = $sid
-        GROUP BY meter, model, token_class, tier, unit
-        ORDER BY CASE meter WHEN 'runtime' THEN 0 WHEN 'tokens' THEN 1 ELSE 2 END, model,
-                 CASE token_class WHEN 'input' THEN 0 WHEN 'output' THEN 1
-                      WHEN 'cache_write_5m' THEN 2 WHEN 'cache_write_1h' THEN 3 ELSE 4 END, tier
-    """, {"sid": session_id}).fetch_df()
+    # The charge lines' tier is the price list's (standard or long context); a token line
+    # priced at a fast-mode rate says "fast" here, read from its price book (see _fast_rates).
+    con.register("fast_rates", _fast_rates())
+    try:
+        bill = con.execute("""
+            WITH c AS (
+                SELECT ch.*, CASE WHEN f.price IS NOT NULL THEN 'fast' ELSE ch.tier END
+                           AS shown_tier
+                FROM charges ch LEFT JOIN fast_rates f
+                  ON ch.meter = 'tokens' AND ch.tier = 'standard' AND f.book = ch.book
+                     AND f.book_version = ch.book_version AND f.model = ch.model
+                     AND f.token_class = ch.token_class
+                     AND CAST(f.price AS DECIMAL(38, 12)) = ch.unit_price
+                WHERE ch.session_id = $sid)
+            SELECT meter, model, token_class, shown_tier AS tier, sum(quantity)::BIGINT
+                       AS quantity, unit,
+                   CASE WHEN count(DISTINCT unit_price) = 1 THEN any_value(unit_price) END
+                       AS unit_price,
+                   any_value(price_unit) AS price_unit,
+                   CAST(units_cents(sum(amount_units)) AS DOUBLE) AS amount,
+                   bool_or(provisional) AS provisional
+            FROM c
+            GROUP BY meter, model, token_class, shown_tier, unit
+            ORDER BY CASE meter WHEN 'runtime' THEN 0 WHEN 'tokens' THEN 1 ELSE 2 END, model,
+                     CASE token_class WHEN 'input' THEN 0 WHEN 'output' THEN 1
+                          WHEN 'cache_write_5m' THEN 2 WHEN 'cache_write_1h' THEN 3 ELSE 4 END,
+                     shown_tier
+        """, {"sid": session_id}).fetch_df()
+    finally:
+        con.unregister("fast_rates")
     if not bill.empty:
         bill["unit_price"] = bill["unit_price"].astype(float)
     cost = con.execute("""

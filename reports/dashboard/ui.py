@@ -5,6 +5,7 @@ number formats and the chart style. The only module of this package that imports
 from __future__ import annotations
 
 import time
+import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,15 @@ SEARCH_COLOUR = "#7A8B99"
 MODEL_PALETTE = ["#1F5F8B", "#4A9FD8", "#2E8B6E", "#8CC084", "#7E57C2", "#B39DDB",
                  "#D4A017", "#5C6BC0", "#26A69A", "#90A4AE"]
 SEQUENTIAL = ["#F3E3DC", "#E3A58C", "#C96442", "#8F3F22"]
+# One colour per model name, the same on every page and in every period (a palette assigned
+# in order of the models present would repaint a model when another one comes or goes). The
+# current families have theirs; any other model takes a palette colour from its name.
+MODEL_COLOURS = {
+    "claude-opus-5-5": "#1F5F8B", "claude-opus-5": "#4A9FD8", "claude-opus-4-8": "#5C6BC0",
+    "claude-sonnet-5-5": "#2E8B6E", "claude-sonnet-5": "#8CC084",
+    "claude-sonnet-4-6": "#26A69A", "claude-haiku-5-5": "#7E57C2",
+    "claude-haiku-4-5": "#B39DDB", "claude-fable-5-1": "#D4A017", "claude-fable-5": "#E0C060",
+}
 
 
 @st.cache_data(ttl=CACHE_TTL_S, max_entries=256, show_spinner=False)
@@ -181,6 +191,31 @@ def count(n: int | float) -> str:
     return f"{n:,.0f}"
 
 
+# Price units as a table cell has room for them: "$8/MTok" rather than "8 USD per million".
+SHORT_PRICE_UNITS = {"USD per session-hour": "/session-h", "USD per million tokens": "/MTok",
+                     "USD per 1,000 searches": "/1K searches"}
+
+
+def unit_price(price: float | Decimal | None, price_unit: str | None) -> str:
+    """$0.08/session-h, $8/MTok, $10/1K searches; "mixed" when a line had several prices."""
+    if price is None or price != price:  # None or NaN
+        return "mixed"
+    text = f"{Decimal(repr(float(price))):,.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    frac = "" if not frac.strip("0") else frac.ljust(2, "0")
+    unit = SHORT_PRICE_UNITS.get(price_unit or "", f" {price_unit}" if price_unit else "")
+    return f"${whole}{'.' + frac if frac else ''}{unit}"
+
+
+def bill_frame(bill: Any) -> Any:
+    """A session's bill for display: unit prices with their unit, words for missing values
+    (runtime and search lines have no model or token class)."""
+    out = bill.copy()
+    out["unit_price"] = [unit_price(p, u) for p, u in
+                         zip(out["unit_price"], out["price_unit"], strict=True)]
+    return out.fillna({"model": "–", "token_class": "–", "tier": "–"})
+
+
 def period_label(period: str | None) -> str:
     if not period:
         return "–"
@@ -209,16 +244,24 @@ def ago(ms: int | None) -> str:
 # --- charts -------------------------------------------------------------------------------
 
 
+def model_colour(model: str) -> str:
+    """The colour of a model on every chart: keyed by its name only."""
+    if model in MODEL_COLOURS:
+        return MODEL_COLOURS[model]
+    return MODEL_PALETTE[zlib.crc32(model.encode()) % len(MODEL_PALETTE)]
+
+
 def series_colours(names: list[str]) -> dict[str, str]:
-    """Runtime, each model's tokens and web search, always in the same colours."""
-    out, models = {}, sorted({n for n in names if n.startswith("Tokens")})
+    """Runtime, each model's tokens ("Tokens · MODEL") and web search, always in the same
+    colours, whatever else the chart shows."""
+    out = {}
     for n in names:
         if n == "Runtime":
             out[n] = RUNTIME_COLOUR
         elif n == "Web search":
             out[n] = SEARCH_COLOUR
-    for i, n in enumerate(models):
-        out[n] = MODEL_PALETTE[i % len(MODEL_PALETTE)]
+        elif n.startswith("Tokens"):
+            out[n] = model_colour(n.split(" · ", 1)[-1])
     return out
 
 

@@ -105,6 +105,7 @@ def test_utilisation_running_idle_and_per_hour_savings(tiny_store):
     assert u.idle_between_ms == 3_600_000  # A: 10:00-11:00
     # parked: A from Nov 3 11:30, B from Nov 5 12:15, both to the as-of (Nov 20 00:00)
     assert u.idle_parked_ms == (396 * 60 + 30 + 347 * 60 + 45) * 60_000
+    assert u.parked_sessions == 2  # the caption says hours per parked session, not a total
     assert u.spans == 3
     assert u.runtime_cost == D("0.14")
     assert u.per_hour_cost == D("0.24")  # three started hours at $0.08
@@ -151,6 +152,46 @@ def test_sessions_list_and_one_session(tiny_store):
     assert list(zip(bill["meter"], bill["token_class"].fillna(""), bill["amount"],
                     strict=True)) == [("runtime", "", 0.12), ("tokens", "input", 0.25),
                                       ("tokens", "output", 0.38)]
+
+
+
+def test_a_fast_mode_session_bill_says_fast_where_fast_rates_applied(tmp_path):
+    # Opus 5.5 in fast mode (book 2026-08-07: fast $8/$40 per MTok, standard $4/$20): one
+    # request says 'fast', one 'standard'. The stored lines are both of the 'standard' price
+    # list; the bill names the fast one by its rate.
+    #   fast: input 100,000 x $8 = $0.80, output 10,000 x $40 = $0.40
+    #   standard: input 100,000 x $4 = $0.40, output 10,000 x $20 = $0.20
+    import json
+
+    from meter.ingest import ingest_lines
+    from tests.app.conftest import agent, rate_and_store, request
+    from tests.conftest import session_record
+
+    fast_agent = agent("agent_f", "fixer", "claude-opus-5-5")
+    fast_agent["model"]["speed"] = "fast"
+    said = []
+    for eid, at, speed in (("f1", "09:00", "fast"), ("f2", "09:10", "standard")):
+        event = request("sesn_F", eid, f"2026-11-03T{at}:00.000Z", input=100_000,
+                        output=10_000)
+        event["model_usage"]["speed"] = speed
+        said.append(event)
+    events = [session_record("sesn_F", created_at="2026-11-03T08:00:00.000Z",
+                             agent=fast_agent), *said]
+    path = tmp_path / "fast.duckdb"
+    con = connect(path)
+    try:
+        assert ingest_lines(con, [json.dumps(e) for e in events], source="fast.jsonl",
+                            max_future_ms=10**12).quarantined == 0
+    finally:
+        con.close()
+    rate_and_store(path)
+    with read_store(path) as con:
+        bill = sessions.session_detail(con, "sesn_F", ms("2026-11-20T00:00:00.000Z"))["bill"]
+    assert list(zip(bill["token_class"], bill["tier"], bill["unit_price"], bill["amount"],
+                    strict=True)) == [("input", "fast", 8.0, 0.80),
+                                      ("input", "standard", 4.0, 0.40),
+                                      ("output", "fast", 40.0, 0.40),
+                                      ("output", "standard", 20.0, 0.20)]
 
 
 def test_data_page_numbers(tiny_store):

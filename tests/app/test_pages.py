@@ -112,8 +112,17 @@ def test_chargeback_groups_add_up_to_the_invoice(monkeypatch, tiny_store):
                                                                       "search": 0.50}
 
 
+def test_whatif_opens_on_a_scenario_that_shows_a_difference(monkeypatch, tiny_store):
+    at = open_page(monkeypatch, tiny_store, "pages/whatif.py")
+    assert at.selectbox(key="wi_base").value == "opus-to-sonnet"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Baseline"] == NOVEMBER_TOTAL
+    assert metrics["Difference"] != "$0.00"
+
+
 def test_whatif_runtime_price_lever_changes_only_runtime(monkeypatch, tiny_store):
     at = open_page(monkeypatch, tiny_store, "pages/whatif.py")
+    at.selectbox(key="wi_base").set_value("Current prices").run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Baseline"] == NOVEMBER_TOTAL
     assert metrics["Difference"] == "$0.00"
