@@ -8,6 +8,7 @@ force over the simulated window and passed in as a plain `RateSchedule`.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +43,8 @@ examples:
   agenttally simulate --profile data/profiles/large.toml --start 2026-10-01 --days 30 \\
       --into data/large.duckdb
   agenttally simulate --profile data/profiles/demo.toml --days 60 --until-now
+  agenttally simulate --profile large --start 2026-08-10 --days 150 --scale 0.05 \
+      --into /tmp/large-small.duckdb     # a twentieth of the fleet: seconds, not minutes
 """
 
 
@@ -104,13 +107,18 @@ def _window_ms(start: date, days: int) -> tuple[int, int]:
 
 
 def build_simulation(profile_path: str | Path, *, start: date, days: int, seed: int,
-                     as_of_ms: int | None = None, book: str = DEFAULT_BOOK) -> Simulation:
+                     as_of_ms: int | None = None, book: str = DEFAULT_BOOK,
+                     scale: float = 1.0, books: list[PriceBook] | None = None) -> Simulation:
+    """A simulation of the profile at `profile_path`, priced (for `list_cost` and budgets) by
+    the books named `book` among `books` (default: the shipped ones); `scale` multiplies
+    every team's arrival rate."""
     from meter.simulator import Simulation, load_profile
     profile = load_profile(profile_path)
     begin, end = _window_ms(start, days)
     # Sessions created on the last day may run past the window: rate a week beyond it.
-    schedule = schedule_for(begin, end + 7 * 86_400_000, name=book)
-    return Simulation(profile, schedule, start=start, days=days, seed=seed, as_of_ms=as_of_ms)
+    schedule = schedule_for(begin, end + 7 * 86_400_000, books=books, name=book)
+    return Simulation(profile, schedule, start=start, days=days, seed=seed, as_of_ms=as_of_ms,
+                      scale=scale)
 
 
 def seed_demo(con: duckdb.DuckDBPyConnection, *, days: int = 60, end: date | None = None,
@@ -131,12 +139,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.days < 1:
         raise UsageError(f"--days must be at least 1, got {args.days}")
+    if not (args.scale > 0 and math.isfinite(args.scale)):
+        raise UsageError(f"--scale must be a number > 0 (0.05 = a twentieth of the "
+                         f"profile's sessions), got {args.scale}")
     start = date.fromisoformat(args.start) if args.start else \
         datetime.now(UTC).date() - timedelta(days=args.days - 1)
     # Without --start the window ends today: stop at the present, as a live store would.
     as_of = int(time.time() * 1000) if args.until_now or not args.start else None
     sim = build_simulation(args.profile, start=start, days=args.days, seed=args.seed,
-                           as_of_ms=as_of, book=args.book)
+                           as_of_ms=as_of, book=args.book, scale=args.scale)
     progress = _Progress(args.days)
     began = time.perf_counter()
     if args.late_share:
@@ -155,8 +166,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     progress.close()
     seconds = time.perf_counter() - began
     rate = result.events / seconds if seconds > 0 else 0.0
+    scaled = f", scale {args.scale:g}" if args.scale != 1 else ""
     print(f"{sim.profile.name}: {result.sessions:,} sessions, {result.events:,} events "
-          f"({start} + {args.days} days, seed {args.seed}) -> {target} "
+          f"({start} + {args.days} days, seed {args.seed}{scaled}) -> {target} "
           f"in {seconds:.1f} s ({rate:,.0f} events/s)")
     if not args.out:
         print(f"  {result.events:,} new, {result.duplicates:,} already stored (skipped)")
@@ -299,6 +311,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "up to the present instant)")
     p.add_argument("--days", type=int, default=60, help="days to simulate (60)")
     p.add_argument("--seed", type=int, default=7, help="random seed; same seed, same bytes (7)")
+    p.add_argument("--scale", type=float, default=1.0, metavar="X",
+                   help="multiply every team's sessions per day by X, e.g. 0.05 for a cheap "
+                        "run of a large profile (1)")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--out", help="write JSONL to this file instead of a store")
     target.add_argument("--into", help="write into this store (default: --db), or into a lake "

@@ -1,14 +1,16 @@
 """A simulation run: a profile, rates and a window of days, generated one day at a time.
 
 Arrivals for the whole window are drawn first (a team's rate with weekly and daily cycles,
-monthly growth, day-to-day noise and bursts), so every session gets its number before any
-day is generated. Each day then draws from its own seeded stream: a run is reproducible
-byte for byte, and a day does not depend on how many days follow it.
+monthly growth, day-to-day noise, bursts, holidays and a late start, times the run's scale),
+so every session gets its number before any day is generated. Each day then draws from its
+own seeded stream: a run is reproducible byte for byte, and a day does not depend on how
+many days follow it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,7 +21,7 @@ from meter.simulator._arrays import offsets
 from meter.simulator.events import AGENT_TEXTS, SESSION_STATUS_KINDS, TITLES, USER_TEXTS, emit
 from meter.simulator.fleet import Fleet, utc_ms
 from meter.simulator.ids import MAX_SESSIONS, TAG_LENGTH
-from meter.simulator.profile import Profile, Runaway
+from meter.simulator.profile import Burst, Holiday, Profile, Runaway, Team
 from meter.simulator.rates import CompiledRates, RateCard, RateSchedule
 from meter.simulator.timeline import MS_PER_DAY, MS_PER_HOUR, DayPlan, plan_day
 
@@ -33,11 +35,14 @@ def _base32(data: bytes, length: int) -> str:
     return "".join(_ALPHABET[(value >> (5 * i)) & 31] for i in range(length))
 
 
-def run_tag(profile_name: str, seed: int, start: date, days: int) -> str:
+def run_tag(profile_name: str, seed: int, start: date, days: int, scale: float = 1.0) -> str:
     """Five characters naming one run, so that ids of two different runs do not collide;
-    the same run gets the same tag, so writing it twice finds only duplicates."""
-    digest = hashlib.sha256(f"{profile_name}|{seed}|{start.isoformat()}|{days}".encode())
-    return _base32(digest.digest()[:8], TAG_LENGTH)
+    the same run gets the same tag, so writing it twice finds only duplicates. A run at
+    another ``scale`` is another run (the tag of scale 1 is the one runs always had)."""
+    key = f"{profile_name}|{seed}|{start.isoformat()}|{days}"
+    if scale != 1.0:
+        key += f"|x{scale!r}"
+    return _base32(hashlib.sha256(key.encode()).digest()[:8], TAG_LENGTH)
 
 
 def stable_id(prefix: str, *parts: str) -> str:
@@ -62,22 +67,27 @@ class Simulation:
 
     ``rates`` is a :class:`RateCard` or a :class:`RateSchedule` (cards by the instant they
     take effect). ``as_of_ms`` cuts the run at an instant: later events are not emitted and
-    sessions show their status as of then (a store seeded "up to now").
+    sessions show their status as of then (a store seeded "up to now"). ``scale`` multiplies
+    every team's arrival rate (0.05: a twentieth of the fleet, for cheap evaluation runs);
+    the sessions themselves, and the runaway incidents, are unchanged.
     """
 
     def __init__(self, profile: Profile, rates: RateCard | RateSchedule, *, start: date,
-                 days: int, seed: int, as_of_ms: int | None = None, keep_plan: bool = False):
+                 days: int, seed: int, as_of_ms: int | None = None, keep_plan: bool = False,
+                 scale: float = 1.0):
         if days < 1:
             raise ValueError(f"days must be >= 1, got {days}")
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ValueError(f"scale must be a number > 0, got {scale}")
         self.profile = profile
         self.schedule = RateSchedule.of(rates)
-        self.start, self.days, self.seed = start, days, seed
+        self.start, self.days, self.seed, self.scale = start, days, seed, scale
         self.as_of_ms = as_of_ms
         self.keep_plan = keep_plan
         self.start_dt = datetime(start.year, start.month, start.day, tzinfo=UTC)
         self.start_ms = utc_ms(self.start_dt)
         self.end_ms = self.start_ms + days * MS_PER_DAY
-        self.tag = run_tag(profile.name, seed, start, days)
+        self.tag = run_tag(profile.name, seed, start, days, scale)
         self.fleet = Fleet(profile, self.start_dt)
         self.rates = CompiledRates.compile(self.schedule, self.fleet.model_ids)
         self.rates.require_window_priced(self.fleet.model_ids, self.start_ms, self.end_ms)
@@ -111,11 +121,17 @@ class Simulation:
             rate = (team.sessions_per_day / 24.0) * weekly[dow] * hourly[local % 24] * growth \
                 * noise[local_day + 1]
             for inc in p.incidents:
-                if inc.type == "burst" and inc.team in (None, team.name):
+                if isinstance(inc, Burst | Holiday) and inc.team in (None, team.name):
                     b0 = (utc_ms(inc.moment(self.start_dt)) - self.start_ms) / MS_PER_HOUR
-                    overlap = np.clip(np.minimum(hours + 1, b0 + inc.hours)
+                    length = inc.hours if isinstance(inc, Burst) else inc.days * 24
+                    overlap = np.clip(np.minimum(hours + 1, b0 + length)
                                       - np.maximum(hours, b0), 0, 1)
                     rate = rate * (1 + (inc.multiplier - 1) * overlap)
+            presence = self._presence(team, hours)
+            if presence is not None:
+                rate = rate * presence
+            if self.scale != 1.0:
+                rate = rate * self.scale
             for d in range(self.days):
                 day = slice(d * 24, (d + 1) * 24)
                 self.hour_counts[ti, day] = self._stream(1, ti, d).poisson(rate[day])
@@ -137,6 +153,20 @@ class Simulation:
         if self.n_sessions >= MAX_SESSIONS:
             raise ValueError(f"{self.n_sessions:,} sessions exceed the id space of one run "
                              f"({MAX_SESSIONS:,}); simulate fewer days per run")
+
+    def _presence(self, team: Team, hours: np.ndarray) -> np.ndarray | None:
+        """Per UTC hour of the window, the share of its full rate a team that joins during
+        the run has: 0 before its first whole hour, then a linear ramp to 1 over
+        ``ramp_days`` (the hour it starts already has 1/ramp-hours of it). None for a team
+        there from the start."""
+        moment = team.start_moment(self.start_dt)
+        if moment is None:
+            return None
+        first = math.ceil((utc_ms(moment) - self.start_ms) / MS_PER_HOUR)
+        ramp = team.ramp_days * 24
+        if ramp <= 0:
+            return (hours >= first).astype(np.float64)
+        return np.clip((hours - first + 1) / ramp, 0.0, 1.0)
 
     @property
     def n_sessions(self) -> int:

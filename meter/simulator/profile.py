@@ -32,6 +32,7 @@ __all__ = [
     "Burst",
     "Calendar",
     "Environment",
+    "Holiday",
     "LogNormal",
     "ModelSwitch",
     "Profile",
@@ -167,11 +168,40 @@ class Project(_Strict):
 
 
 class Team(_Strict):
+    """A team's sessions arrive at ``sessions_per_day`` (before the calendar's cycles).
+
+    A team that joins during the simulated window (onboarding) gives ``starts_at`` (a UTC
+    moment) or ``starts_after_days`` (after the simulation start): it has no sessions before
+    its first whole UTC hour from then, and reaches its full rate linearly over ``ramp_days``
+    (0: at once).
+    """
+
     name: Name
     cost_center: Name
     sessions_per_day: float = Field(gt=0, le=5_000_000)
     utc_offset_hours: int = Field(default=0, ge=-12, le=14)
     projects: tuple[Project, ...] = Field(min_length=1)
+    starts_at: UtcMoment | None = None
+    starts_after_days: float | None = Field(default=None, ge=0)
+    ramp_days: float = Field(default=0, ge=0, le=366)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> Team:
+        if self.starts_at is not None and self.starts_after_days is not None:
+            raise ValueError("give at most one of `starts_at` (a UTC date or datetime) or "
+                             "`starts_after_days`")
+        if self.ramp_days > 0 and self.starts_at is None and self.starts_after_days is None:
+            raise ValueError("ramp_days: the ramp begins when the team starts; give "
+                             "`starts_after_days` or `starts_at` too")
+        return self
+
+    def start_moment(self, start: datetime) -> datetime | None:
+        """When the team's first sessions may arrive (None: from the simulation start)."""
+        if self.starts_at is not None:
+            return self.starts_at
+        if self.starts_after_days is not None:
+            return start + timedelta(days=self.starts_after_days)
+        return None
 
 
 class Calendar(_Strict):
@@ -234,6 +264,16 @@ class Burst(_Timed):
     multiplier: float = Field(default=10, gt=0, le=1000)
 
 
+class Holiday(_Timed):
+    """``multiplier`` (0..1) times the usual arrivals for ``days`` (one team, or all): a
+    holiday, a company shutdown week. Sessions already running are not cut short."""
+
+    type: Literal["holiday"]
+    team: Name | None = None
+    days: float = Field(default=7, gt=0, le=366)
+    multiplier: float = Field(default=0.3, ge=0, le=1)
+
+
 class ModelSwitch(_Timed):
     """From this moment on ``agent`` runs ``model`` (a new agent version)."""
 
@@ -242,7 +282,8 @@ class ModelSwitch(_Timed):
     model: ModelId
 
 
-Incident = Annotated[Runaway | Burst | ModelSwitch, Field(discriminator="type")]
+Incident = Annotated[Runaway | Burst | Holiday | ModelSwitch, Field(discriminator="type")]
+INCIDENT_TYPES = ("runaway", "burst", "holiday", "model_switch")
 
 
 def _unique(items: tuple[Any, ...], what: str) -> None:
@@ -329,13 +370,13 @@ class Profile(_Strict):
 
 def _skip_incident_tag(part: str, text: str) -> bool:
     """pydantic's tagged-union step (`runaway`, ...) adds nothing a reader needs."""
-    return part in ("runaway", "burst", "model_switch") and text.endswith("]")
+    return part in INCIDENT_TYPES and text.endswith("]")
 
 
 def _special(error: Any) -> str | None:
     if error["type"] == "union_tag_invalid":
-        return (f"unknown incident type {error['input'].get('type')!r}; expected runaway, "
-                "burst or model_switch")
+        return (f"unknown incident type {error['input'].get('type')!r}; expected "
+                f"{', '.join(INCIDENT_TYPES[:-1])} or {INCIDENT_TYPES[-1]}")
     return None
 
 
