@@ -233,6 +233,10 @@ def forecast(
     if paths is None:
         paths, method, fallback_note = _fallback(y, horizon, n_paths, rng)
         note = (note or "") + fallback_note
+    gaps = int((y == 0).sum())
+    if gaps and history >= min_history:
+        note = (f"{note}; {gaps} day{'s' if gaps > 1 else ''} without cost inside the history "
+                f"(gaps or quiet days) counted as zero")
     if growth_per_month:
         steps = np.arange(1, horizon + 1) / DAYS_PER_MONTH
         paths = paths * (1 + growth_per_month / 100) ** steps
