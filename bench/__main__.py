@@ -14,7 +14,8 @@ import sys
 import time
 
 # The order in which they run; a module that does not exist (yet) is skipped.
-BENCHMARKS = ("ingest", "rate", "simulate", "collect", "dashboard", "forecast", "spark")
+BENCHMARKS = ("ingest", "rate", "simulate", "collect", "dashboard", "forecast",
+              "forecast_speed", "forecast_eval", "spark")
 
 
 def _present(name: str) -> bool:

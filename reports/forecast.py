@@ -157,11 +157,12 @@ class Forecast:
 
 def _paths_frame(paths: np.ndarray, origin: date) -> pd.DataFrame:
     index = pd.date_range(origin, periods=paths.shape[1], freq="D", name="day")
-    frame = pd.DataFrame({"mean": paths.mean(axis=0), "median": np.median(paths, axis=0)},
-                         index=index)
-    for name, q in LEVELS.items():
-        frame[name] = np.percentile(paths, q, axis=0)
-    return frame[["mean", "median", "lo95", "lo80", "hi80", "hi95"]]
+    # one partial sort for every quantile (a separate percentile per level costs 4x)
+    q = np.quantile(paths, [0.5, *(p / 100 for p in LEVELS.values())], axis=0)
+    columns = {"mean": paths.mean(axis=0), "median": q[0]}
+    columns.update({name: q[i + 1] for i, name in enumerate(LEVELS)})
+    return pd.DataFrame({c: columns[c] for c in ("mean", "median", "lo95", "lo80", "hi80",
+                                                 "hi95")}, index=index)
 
 
 def _fallback(y: np.ndarray, horizon: int, n_paths: int, rng: np.random.Generator
