@@ -41,6 +41,10 @@ c2.metric("Forecast at month end", ui.approx(me.mean), border=True,
 c3.metric("80% interval", f"{ui.approx(me.lo80)} – {ui.approx(me.hi80)}",
           border=True, help=f"95%: {ui.approx(me.lo95)} – {ui.approx(me.hi95)}")
 st.caption(f"Model: {fc['note']}.")
+for change in fc.get("price_changes", []):
+    st.info(f"Price book **{change['book']}** takes effect on {change['day']:%d %b %Y}: "
+            f"{change['effect']:+.1%} on this usage mix. The forecast prices each day's usage "
+            f"with the book in force that day.", icon=":material/event:")
 
 budgets = ui.batch("budgets", f=f, as_of_ms=as_of)
 chosen = budgets["selected"] if budgets else None
@@ -64,6 +68,11 @@ if not future.empty:
 day = as_of_day(as_of)
 fig.add_vline(x=pd.Timestamp(day), line={"color": "rgba(128,128,128,0.6)", "dash": "dash",
                                           "width": 1})
+for change in fc.get("price_changes", []):
+    fig.add_vline(x=pd.Timestamp(change["day"]), line={"color": "#8B5A1F", "dash": "dot",
+                                                       "width": 1},
+                  annotation_text=f"{change['book']} ({change['effect']:+.1%})",
+                  annotation_position="top left")
 fig.update_yaxes(rangemode="tozero")
 ui.money_axis(fig, max([float(history["usd"].max()) if len(history) else 0.0,
                         float(future["hi95"].max()) if len(future) else 0.0]))

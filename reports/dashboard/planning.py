@@ -114,21 +114,29 @@ def forecast_frame(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int,
     """History and forecast of the daily total, with the as-of month's outlook.
 
     Returns month_outlook's keys plus {"history": (day, usd), "forecast": (day, mean, lo95,
-    lo80, hi80, hi95, ...), "method", "note", "history_days"}. The horizon defaults to the
-    end of the month after the as-of month.
+    lo80, hi80, hi95, ...), "method", "note", "history_days", "price_changes" (price books
+    taking effect within the horizon: day, book, effect on the usage mix)}. The horizon
+    defaults to the end of the month after the as-of month.
     """
-    from reports.forecast import forecast
+    from pricing.pricebook import default_pricebook_dir, load_pricebooks
+    from reports.forecast import forecast_store
 
     series = _series(con, f, as_of_ms, by)
     day = as_of_day(as_of_ms)
     if horizon is None:
         horizon = (month_end_day(month_end_day(day) + timedelta(days=1)) - day).days + 1
-    fc = forecast(series, horizon, n_paths=N_PATHS, growth_per_month=growth_per_month,
-                  origin=day)
+    # usage priced with the book in force on each future day: a scheduled price change
+    # (a book with a future effective date) moves the forecast on its date
+    priced = forecast_store(con, "total", horizon, end=day, n_paths=N_PATHS,
+                            growth_per_month=growth_per_month,
+                            books=load_pricebooks(default_pricebook_dir()))
+    fc = priced.total
     return {**month_outlook(con, f, as_of_ms, series, growth_per_month),
             "history": series.rename("usd").rename_axis("day").reset_index(),
             "forecast": fc.daily.reset_index(), "method": fc.method, "note": fc.note,
-            "history_days": fc.history_days}
+            "history_days": fc.history_days,
+            "price_changes": [{"day": c.day, "book": f"{c.book} {c.version}",
+                               "effect": c.effect} for c in priced.price_changes]}
 
 
 def month_end(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> MonthEnd:
