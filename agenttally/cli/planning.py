@@ -353,8 +353,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser(
         "forecast", help="forecast daily cost with 80%%/95%% prediction intervals",
-        description="Forecast cost per group: ETS with weekly seasonality on log daily cost "
-                    "(a flat fallback under 14 days of history, which says so).",
+        description="Forecast cost per group: Theta and exponential smoothing with weekly "
+                    "seasonality on log daily cost; groups add up to the organisation; each "
+                    "future day priced with the price book in force on it (a flat fallback "
+                    "under 14 days of history, which says so).",
         epilog="examples:\n  agenttally forecast --by team --horizon 30 --backtest\n"
                "  agenttally forecast --horizon month --scenario data/scenarios/"
                "opus-to-sonnet.toml",
