@@ -8,6 +8,7 @@ of that instant with the price books in force, and returns a typed result.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from agenttally._lake import lake_as_of
 from agenttally._store import Store
 from meter.errors import UsageError
 from meter.vocabulary import GROUP_SQL, Period, iso_ms, to_epoch_ms
+from pricing.contracts import ContractSet, load_contracts
 from pricing.ledger import RatingRun, bring_up_to_date, last_run, overlay
 from pricing.pricebook import PriceBook, default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
@@ -30,14 +32,25 @@ from reports.chargeback import (
 )
 from reports.closing import Issued, LatePolicy, close_period, closed_periods, invoice_of
 from reports.invoice import DEFAULT_GROUP_BY, Invoice
+from reports.statement import contract_statement as statement_of
 
 if TYPE_CHECKING:
     import duckdb
 
-__all__ = ["RatingRun", "chargeback", "check_whatif_group", "close", "invoice", "rate",
-           "whatif"]
+    from pricing.contracts import Statement
+
+__all__ = ["RatingRun", "chargeback", "check_whatif_group", "close", "contract_statement",
+           "invoice", "rate", "whatif"]
 
 Instant = str | int | None
+ContractArg = ContractSet | str | Path | None
+
+
+def _contracts(contract: ContractArg) -> ContractSet | None:
+    """A contract set as given, or loaded from its file or folder (None: no contract)."""
+    if contract is None or isinstance(contract, ContractSet):
+        return contract
+    return load_contracts(contract)
 
 
 def _period(value: Period | str | None, as_of_ms: int) -> Period:
@@ -70,16 +83,36 @@ def rate(store: Store, *, as_of: Instant = None,
 def invoice(store: Store, period: Period | str | None = None, *, as_of: Instant = None,
             group_by: Sequence[str] = DEFAULT_GROUP_BY,
             pricebooks: str | Path | Sequence[PriceBook] | None = None,
-            span_cache_ttl: str | None = None) -> Invoice:
+            span_cache_ttl: str | None = None, contract: ContractArg = None) -> Invoice:
     """The invoice of `period` (default: the month of `as_of`): for a closed period the
     issued document as stored; else its lines from the ledger as of `as_of`, with the
-    corrections of closed periods billed in it."""
+    corrections of closed periods billed in it. Under `contract` (a ContractSet, or a
+    contract file or folder) the invoice carries the statement: the list amount, each
+    adjustment, the amount due, credit balances and commitment use."""
+    contracts = _contracts(contract)  # a bad contract file is refused before any work
     as_of_ms = to_epoch_ms(as_of) if store.lake_as_of_ms is None else lake_as_of(store, as_of)
     chosen = _period(period, as_of_ms)
-    if chosen not in closed_periods(store.connection):
+    closed = chosen in closed_periods(store.connection)
+    if not closed or contracts is not None:
         _rated(store, as_of_ms, pricebooks, span_cache_ttl)
-    return invoice_of(store.connection, chosen, as_of=iso_ms(as_of_ms),
+    bill = invoice_of(store.connection, chosen, as_of=iso_ms(as_of_ms),
                       group_by=tuple(group_by))
+    if contracts is None:
+        return bill
+    return replace(bill, contract=statement_of(store.connection, contracts, str(chosen)))
+
+
+def contract_statement(store: Store, contracts: ContractSet | str | Path,
+                       period: Period | str | None = None, *,
+                       as_of: Instant = None,
+                       pricebooks: str | Path | Sequence[PriceBook] | None = None) -> Statement:
+    """The statement of `period` under `contracts`: list amount, adjustment lines, amount due,
+    credit balances and commitment use (the months before it are run too, so balances
+    carry)."""
+    chosen_set = _contracts(contracts)
+    assert chosen_set is not None
+    as_of_ms = _rated(store, as_of, pricebooks, None)
+    return statement_of(store.connection, chosen_set, str(_period(period, as_of_ms)))
 
 
 def close(store: Store, period: Period | str, *, as_of: Instant = None,
@@ -105,19 +138,22 @@ def chargeback(store: Store, period: Period | str | None = None, *,
                by: Sequence[str] = ("team",), rules: AllocationRules | None = None,
                showback: bool = False, as_of: Instant = None,
                pricebooks: str | Path | Sequence[PriceBook] | None = None,
-               span_cache_ttl: str | None = None) -> Chargeback:
+               span_cache_ttl: str | None = None, contract: ContractArg = None) -> Chargeback:
     """Who spent the invoice of `period`: its cents apportioned to groups of tag values
     (`by`: tag keys, or `tag:<key>`), shared costs redistributed by `rules` unless `showback`.
 
     A bare key that no session, agent or environment of the store carries raises
     `DimensionError` (a `UsageError`) naming it and the keys the store knows, before anything
     is rated; `tag:<key>` groups by it anyway. A key no charge of the period carries is
-    reported in the result's `warnings`."""
+    reported in the result's `warnings`. Under `contract` (a ContractSet, or a contract
+    file or folder), each group also gets its share of the contract's adjustments and its
+    internal rate, and the groups' `net` adds up to the amount due (reports.chargeback)."""
+    contracts = _contracts(contract)
     check_dimensions(store.connection, by, rules)
     as_of_ms = _rated(store, as_of, pricebooks, span_cache_ttl)
     return build_chargeback(store.connection, str(_period(period, as_of_ms)), by=by,
                             rules=rules, mode="showback" if showback else "chargeback",
-                            as_of=iso_ms(as_of_ms))
+                            as_of=iso_ms(as_of_ms), contract=contracts)
 
 
 def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None = None,

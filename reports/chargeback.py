@@ -14,6 +14,19 @@ The JSON form (`Chargeback.to_json`) is a stable contract:
  "total", "invoice_total", "warnings"}
 Money is a decimal string; `shared` is the part of `total` received from shared pools.
 
+Under a contract (pricing.contracts; `contract=`), each adjustment line of the period's
+statement (discounts, commitment discount, true-up, credits) is distributed to the groups by
+one rule: in proportion to the group's share of the line (a discount or the commitment
+discount: the group's eligible list spend left when it applies; a true-up: its eligible list
+spend; a credit: its amount after discounts and true-up), by largest remainder to the cent
+(reports.statement.distribute); a line nothing weighs goes to the internal-rates recipient.
+Then the contract's internal rates: in chargeback mode a matched group pays its markup (of its
+net, half-even to the cent once per group) and fixed fee, and the recipient group (the
+platform) receives the same as a negative amount, so the groups' `net` adds up to the
+invoice's amount due to the cent; in showback mode they are shown at cost (`internal_rate`
+0). JSON then adds per group "contract_adjustments", "internal_rate", "net", and at the top
+"amount_due", "internal_mode" and "contract" (the statement).
+
 Grouping keys are tag keys, written bare (`team`) or explicitly (`tag:team`). A bare key that
 no session, agent or environment in the store carries is refused (`DimensionError`): it is
 nearly always a typo, and grouping by it would put every cent under the default group. The
@@ -28,7 +41,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -37,6 +51,9 @@ from meter.vocabulary import LINE_KEYS
 from pricing.money import CENT, apportion_cents, cents_of_units, install_sql_macros
 from reports.allocation import TAG_KEY_PATTERN, AllocationRules, json_path
 from reports.invoice import build_invoice
+
+if TYPE_CHECKING:
+    from pricing.contracts import ContractSet, InternalRates, Statement
 
 __all__ = ["Chargeback", "ChargebackGroup", "Dimension", "DimensionError", "MODES", "TAG_PREFIX",
            "build_chargeback", "check_dimensions", "known_tag_keys", "parse_dimensions",
@@ -177,10 +194,18 @@ class ChargebackGroup:
     running_ms: int
     token_count: int
     share_pct: Decimal | None = None
+    contract: Decimal | None = None  # its share of the contract's adjustment lines
+    internal: Decimal | None = None  # internal rate (negative for the recipient)
 
     @property
     def total(self) -> Decimal:
         return self.runtime + sum(self.tokens.values(), Decimal("0.00")) + self.web_search
+
+    @property
+    def net(self) -> Decimal:
+        """What the group pays: its list total, its share of the contract's adjustments and
+        its internal rate."""
+        return self.total + (self.contract or 0) + (self.internal or 0)
 
     @property
     def running_hours(self) -> Decimal:
@@ -210,10 +235,17 @@ class Chargeback:
     groups: list[ChargebackGroup]
     invoice_total: Decimal
     warnings: list[str] = field(default_factory=list)
+    statement: Statement | None = None  # the period under a contract
+    internal_mode: str | None = None  # "chargeback" or "showback" under a contract
 
     @property
     def total(self) -> Decimal:
         return sum((g.total for g in self.groups), Decimal("0.00"))
+
+    @property
+    def amount_due(self) -> Decimal:
+        """The groups' net: the invoice's amount due under the contract (else the total)."""
+        return sum((g.net for g in self.groups), Decimal("0.00"))
 
     @property
     def models(self) -> list[str]:
@@ -222,14 +254,17 @@ class Chargeback:
     def columns(self) -> list[str]:
         return [*self.by, "sessions", "running_hours", "tokens", "cost_runtime",
                 *[f"cost_tokens:{m}" for m in self.models], "cost_web_search", "shared",
-                "total", "share_pct", "cost_per_session", "cost_per_running_hour"]
+                "total", "share_pct", "cost_per_session", "cost_per_running_hour",
+                *(_CONTRACT_COLUMNS if self.statement is not None else ())]
 
     def rows(self, *, with_total: bool = True) -> list[list[Any]]:
         """Wide rows for tables, CSV and Parquet; the last row is the TOTAL unless asked not."""
         zero = Decimal("0.00")
+        more = self.statement is not None
         out = [[*(g.group[k] for k in self.by), g.sessions, g.running_hours, g.token_count,
                 g.runtime, *[g.tokens.get(m, zero) for m in self.models], g.web_search,
-                g.shared, g.total, g.share_pct, g.cost_per_session, g.cost_per_running_hour]
+                g.shared, g.total, g.share_pct, g.cost_per_session, g.cost_per_running_hour,
+                *([g.contract or zero, g.internal or zero, g.net] if more else [])]
                for g in self.groups]
         if with_total:
             whole = ChargebackGroup(
@@ -245,7 +280,10 @@ class Chargeback:
                         whole.running_hours, whole.token_count, whole.runtime,
                         *whole.tokens.values(), whole.web_search, whole.shared, whole.total,
                         Decimal("100.00") if whole.total else None, whole.cost_per_session,
-                        whole.cost_per_running_hour])
+                        whole.cost_per_running_hour,
+                        *([sum((g.contract or zero for g in self.groups), zero),
+                           sum((g.internal or zero for g in self.groups), zero),
+                           self.amount_due] if more else [])])
         return out
 
     def to_json(self) -> str:
@@ -261,12 +299,20 @@ class Chargeback:
             "sessions": g.sessions, "running_hours": money(g.running_hours),
             "tokens": g.token_count, "cost_per_session": money(g.cost_per_session),
             "cost_per_running_hour": money(g.cost_per_running_hour),
+            **({"contract_adjustments": money(g.contract or Decimal("0.00")),
+                "internal_rate": money(g.internal or Decimal("0.00")), "net": money(g.net)}
+               if self.statement is not None else {}),
         } for g in self.groups]
+        extra: dict[str, Any] = {}
+        if self.statement is not None:
+            from reports.statement import statement_json
+            extra = {"amount_due": money(self.amount_due), "internal_mode": self.internal_mode,
+                     "contract": statement_json(self.statement)}
         return json.dumps({
             "period": self.period, "as_of": self.as_of, "mode": self.mode, "by": list(self.by),
             "currency": self.currency, "provisional": self.provisional, "groups": groups,
             "total": money(self.total), "invoice_total": money(self.invoice_total),
-            "warnings": self.warnings,
+            "warnings": self.warnings, **extra,
         }, indent=2)
 
 
@@ -404,8 +450,11 @@ def build_chargeback(
     rules: AllocationRules | None = None,
     mode: str = "chargeback",
     as_of: str = "",
+    contract: ContractSet | None = None,
 ) -> Chargeback:
-    """The chargeback (or showback) of `period` from the temp table `charges` on `con`."""
+    """The chargeback (or showback) of `period` from the temp table `charges` on `con`;
+    under `contract`, with the statement's adjustments and the internal rates (module
+    docstring)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     by = tuple(d.key for d in parse_dimensions(by))
@@ -520,9 +569,118 @@ def build_chargeback(
     if invoice.unrated:
         warnings.append(f"{len(invoice.unrated)} unrated usage line(s) are in no total; "
                         "see `agenttally invoice`")
-    return Chargeback(period=period, as_of=as_of, mode=mode, by=by, currency=invoice.currency,
-                      provisional=invoice.provisional, groups=groups,
-                      invoice_total=invoice.total, warnings=warnings)
+    report = Chargeback(period=period, as_of=as_of, mode=mode, by=by,
+                        currency=invoice.currency, provisional=invoice.provisional,
+                        groups=groups, invoice_total=invoice.total, warnings=warnings)
+    if contract is None:
+        return report
+    return _with_contract(con, report, contract)
+
+
+_CONTRACT_COLUMNS = ("contract_adjustments", "internal_rate", "net")
+
+
+def _with_contract(con: duckdb.DuckDBPyConnection, report: Chargeback,
+                   contract: ContractSet) -> Chargeback:
+    """The report with each group's share of the statement's lines and its internal rate
+    (module docstring); reads `cb_alloc` of build_chargeback."""
+    from pricing.contracts import InternalRates, ListItem
+    from reports.statement import contract_run, distribute, fine_shares
+
+    by = report.by
+    run = contract_run(con, contract, report.period)
+    statement = run.statement
+    if statement.list_amount != report.total:  # cannot happen: both are the invoice's lines
+        raise AssertionError(f"chargeback {report.total} differs from the statement's list "
+                             f"amount {statement.list_amount}")
+    gb = ", ".join(f"g{i}" for i in range(len(by)))
+    rows = con.execute(f"""
+        SELECT {gb}, meter, model, sum(cents)::BIGINT FROM cb_alloc
+        GROUP BY ALL ORDER BY ALL
+    """).fetchall()
+    keys = [tuple(r[:len(by)]) for r in rows]
+    items = [ListItem(Decimal(int(r[-1])).scaleb(-2), r[len(by)], r[len(by) + 1], None,
+                      tuple(zip(by, r[:len(by)], strict=True))) for r in rows]
+    weights, notes = fine_shares(run, items, by)
+    internal = run.contract.internal if run.contract is not None else InternalRates()
+    fallback = [Fraction(i.amount) for i in items]
+    share: dict[tuple[str, ...], int] = {}
+    leftover = 0
+    for line in statement.lines:
+        split = distribute(line, weights.get((line.kind, line.term_id)), fallback)
+        if split is None:
+            leftover += int(line.amount * 100)
+            continue
+        for key, cents in zip(keys, split, strict=True):
+            share[key] = share.get(key, 0) + cents
+    groups = {tuple(g.group[k] for k in by): g for g in report.groups}
+    zero_group = ChargebackGroup(group={}, runtime=Decimal("0.00"), tokens={},
+                                 web_search=Decimal("0.00"), shared=Decimal("0.00"),
+                                 sessions=0, running_ms=0, token_count=0,
+                                 share_pct=Decimal("0.00"))
+
+    def recipient_key(key: str) -> tuple[str, ...]:
+        return tuple(internal.recipient if k == key else "-" for k in by)
+
+    def ensure(key: tuple[str, ...]) -> None:
+        if key not in groups:
+            groups[key] = replace(zero_group, group=dict(zip(by, key, strict=True)))
+
+    if leftover:
+        key = recipient_key(by[0])
+        match = [k for k in groups if k[0] == internal.recipient]
+        key = match[0] if match else key
+        ensure(key)
+        share[key] = share.get(key, 0) + leftover
+        notes.append(f"${Decimal(leftover).scaleb(-2)} of contract adjustments with no usage "
+                     f"to weigh them went to {internal.recipient!r}")
+    internal_cents = _internal_rates(groups, share, by, internal, notes, recipient_key, ensure)
+    out = [replace(g, contract=Decimal(share.get(k, 0)).scaleb(-2).quantize(CENT),
+                   internal=Decimal(internal_cents.get(k, 0)).scaleb(-2).quantize(CENT))
+           for k, g in groups.items()]
+    report = replace(report, groups=out, statement=statement, internal_mode=internal.mode,
+                     warnings=[*report.warnings, *notes])
+    if report.amount_due != statement.amount_due:  # cannot happen by construction
+        raise AssertionError(f"chargeback net {report.amount_due} differs from the amount due "
+                             f"{statement.amount_due}")
+    return report
+
+
+def _internal_rates(groups: dict[tuple[str, ...], ChargebackGroup],
+                    share: dict[tuple[str, ...], int], by: tuple[str, ...],
+                    internal: InternalRates, notes: list[str], recipient_key: Any,
+                    ensure: Any) -> dict[tuple[str, ...], int]:
+    """Each group's internal rate in cents (markup of its net rounded half-even once, plus
+    the fixed fee); the recipient gets minus their sum. Showback: none."""
+    out: dict[tuple[str, ...], int] = {}
+    if internal.mode == "showback" or not internal.rates:
+        return out
+    usable = [r for r in internal.rates if r.key in by]
+    for rate in internal.rates:
+        if rate.key not in by:
+            notes.append(f"internal rate for {rate.key} = {rate.value!r} not applied: the "
+                         f"chargeback is not grouped by {rate.key}")
+    if not usable:
+        return out
+    received: dict[str, int] = {}
+    for key, group in list(groups.items()):
+        for k in by:
+            rate = internal.rate_for(k, group.group[k])
+            if rate is None or rate not in usable:
+                continue
+            net = int(group.total * 100) + share.get(key, 0)
+            markup = Fraction(max(net, 0)) * Fraction(rate.markup_percent) / 100
+            cents = round(markup) + int(rate.fixed_usd * 100)
+            if cents:
+                out[key] = out.get(key, 0) + cents
+                received[k] = received.get(k, 0) + cents
+            break
+    for k, cents in received.items():
+        match = [key for key in groups if groups[key].group[k] == internal.recipient]
+        target = match[0] if match else recipient_key(k)
+        ensure(target)
+        out[target] = out.get(target, 0) - cents
+    return out
 
 
 def _untagged_warnings(con: duckdb.DuckDBPyConnection, period: str, by: Sequence[str],

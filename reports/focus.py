@@ -20,6 +20,22 @@ Costs, and why they differ by at most a cent per row:
   by largest remainder. So the sum of BilledCost is the invoice total to the cent, and each
   row's BilledCost is within a cent of its ListCost.
 
+Under a contract (pricing.contracts; `contract=`), the FOCUS way:
+- usage rows keep ListCost (the exact list amount); ContractedCost is it less the row's share
+  of the line discounts, and BilledCost = EffectiveCost is the row's list cents less its
+  shares of the line discounts and of the commitment discount (each statement line's cents
+  apportioned over the rows by reports.statement.distribute: largest remainder to the cent);
+  rows that count toward a commitment carry CommitmentDiscountId/Name, Category `Spend`, Type
+  `Committed Spend`, Status `Used` and PricingCategory `Committed`;
+- a true-up is a row of its own: ChargeCategory Usage, CommitmentDiscountStatus `Unused`,
+  ChargeFrequency Recurring, ListCost = ContractedCost = 0, BilledCost = EffectiveCost = the
+  shortfall;
+- each credit drawdown is a row of ChargeCategory Credit, One-Time, with negative BilledCost
+  and EffectiveCost and zero ListCost and ContractedCost.
+So the sum of BilledCost is the statement's amount due (plus corrections), to the cent. The
+CommitmentDiscount* columns and x_ContractTerm are present only in an export with a
+contract; without one the export is unchanged.
+
 Units follow FOCUS' UnitFormat: runtime is priced in `Hours` and consumed in `Milliseconds`,
 tokens in `1000000 Tokens` / `Tokens`, web searches in `1000 Requests` / `Requests`.
 """
@@ -28,7 +44,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -37,8 +56,11 @@ from pricing.money import apportion_cents, install_sql_macros
 from reports.closing import closed_periods, corrections_due
 from reports.exports import copy_query, format_of
 
-__all__ = ["FOCUS_COLUMNS", "FOCUS_VERSION", "FocusOptions", "build_focus", "period_bounds",
-           "write_focus"]
+if TYPE_CHECKING:
+    from pricing.contracts import ContractSet
+
+__all__ = ["COMMITMENT_COLUMNS", "FOCUS_COLUMNS", "FOCUS_VERSION", "FocusOptions", "build_focus",
+           "focus_columns", "focus_select", "period_bounds", "write_focus"]
 
 FOCUS_VERSION = "1.2"
 
@@ -80,6 +102,14 @@ FOCUS_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("SkuPriceDetails", "Conditional", "JSON"),
     ("SkuPriceId", "Conditional", "String"),
     ("Tags", "Conditional", "JSON"),
+)
+# Present only in an export under a contract (after ChargePeriodStart; then x_ContractTerm).
+COMMITMENT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("CommitmentDiscountCategory", "Conditional", "String"),
+    ("CommitmentDiscountId", "Conditional", "String"),
+    ("CommitmentDiscountName", "Conditional", "String"),
+    ("CommitmentDiscountStatus", "Conditional", "String"),
+    ("CommitmentDiscountType", "Conditional", "String"),
 )
 EXTRA_COLUMNS = ("x_Meter", "x_Model", "x_TokenClass", "x_Tier", "x_AgentId",
                  "x_EnvironmentId", "x_PriceBook", "x_PriceBookVersion", "x_Provisional")
@@ -206,11 +236,13 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
 
 
 def build_focus(
-    con: duckdb.DuckDBPyConnection, period: str, options: FocusOptions = FocusOptions()
+    con: duckdb.DuckDBPyConnection, period: str, options: FocusOptions = FocusOptions(),
+    contract: ContractSet | None = None,
 ) -> int:
     """Temp table `focus` (plus an ordering column `rid`) from the temp table `charges`.
 
-    Returns the number of rows. BilledCost is apportioned by `reports.allocation`.
+    Returns the number of rows. BilledCost is apportioned by `reports.allocation`; under
+    `contract`, adjusted and completed with true-up and credit rows (module docstring).
     """
     start, end = period_bounds(period)
     install_sql_macros(con)
@@ -253,7 +285,119 @@ def build_focus(
                              "account_name": options.billing_account_name,
                              "period_start": start, "period_end": end})
     _add_corrections(con, month, closed, options)
+    if contract is not None:
+        _apply_contract(con, period, contract, options)
     return int(con.execute("SELECT count(*) FROM focus").fetchall()[0][0])
+
+
+def _apply_contract(con: duckdb.DuckDBPyConnection, period: str, contract: ContractSet,
+                    options: FocusOptions) -> None:
+    """The statement's lines on the usage rows (discounts), and as rows of their own
+    (true-ups, credits); adds the CommitmentDiscount* columns and x_ContractTerm."""
+    from pricing.contracts import ListItem
+    from reports.statement import contract_run, distribute, fine_shares, resolved_tag_sql
+
+    run = contract_run(con, contract, period)
+    keys = list(run.tag_keys)
+    tags = ", ".join(f"{resolved_tag_sql(k)} AS t{i}" for i, k in enumerate(keys))
+    rows = con.execute(f"""
+        SELECT f.rid, c.meter, c.model, c.day, CAST(f.BilledCost * 100 AS BIGINT), {tags}
+        FROM focus f JOIN focus_rows c USING (rid)
+        LEFT JOIN agents a ON a.agent_id = c.agent_id
+        LEFT JOIN environments e ON e.environment_id = c.environment_id
+        WHERE f.ChargeClass IS NULL ORDER BY f.rid
+    """).fetchall()
+    rids = [int(r[0]) for r in rows]
+    items = [ListItem(Decimal(int(r[4])).scaleb(-2), r[1], r[2], r[3],
+                      tuple(zip(keys, r[5:], strict=True))) for r in rows]
+    weights, _ = fine_shares(run, items, keys)
+    fallback = [Fraction(i.amount) for i in items]
+    discount = [0] * len(items)
+    committed = [0] * len(items)
+    extra: list[tuple[str, str, str, int]] = []  # (kind, term, description, cents)
+    for line in run.statement.lines:
+        split = None
+        if line.kind in ("discount", "commitment_discount"):
+            split = distribute(line, weights.get((line.kind, line.term_id)), fallback)
+        if split is None:
+            extra.append((line.kind, line.term_id, line.description, int(line.amount * 100)))
+            continue
+        target = discount if line.kind == "discount" else committed
+        for i, cents in enumerate(split):
+            target[i] -= cents  # the line is negative; the columns hold what comes off
+    names = {}
+    commitment_of: list[str | None] = [None] * len(items)
+    if run.contract is not None and run.contract.covers(Period.parse(period)):
+        for term in run.contract.commitments:
+            if run.contract.in_window(term, Period.parse(period)):
+                names[term.id] = f"{term.id}: ${term.amount} per {term.per}"
+                for i, item in enumerate(items):
+                    if term.matches(item):
+                        commitment_of[i] = term.id
+    con.execute("CREATE OR REPLACE TEMP TABLE focus_contract (rid BIGINT, discount HUGEINT, "
+                "committed HUGEINT, commitment VARCHAR)")
+    if items:
+        con.executemany("INSERT INTO focus_contract VALUES (?, ?, ?, ?)",
+                        [(rid, d, k, cid) for rid, d, k, cid
+                         in zip(rids, discount, committed, commitment_of, strict=True)])
+    for name, _, _ in COMMITMENT_COLUMNS:
+        con.execute(f"ALTER TABLE focus ADD COLUMN {name} VARCHAR")
+    con.execute("ALTER TABLE focus ADD COLUMN x_ContractTerm VARCHAR")
+    cents = "CAST(CAST({x} AS DECIMAL(36, 0)) * CAST(0.01 AS DECIMAL(2, 2)) AS DECIMAL(38, 2))"
+    con.execute(f"""
+        UPDATE focus SET
+            ContractedCost = focus.ListCost - {cents.format(x='k.discount')},
+            BilledCost = focus.BilledCost - {cents.format(x='k.discount + k.committed')},
+            EffectiveCost = focus.EffectiveCost - {cents.format(x='k.discount + k.committed')},
+            PricingCategory = CASE WHEN k.commitment IS NULL THEN focus.PricingCategory
+                                   ELSE 'Committed' END,
+            CommitmentDiscountCategory = CASE WHEN k.commitment IS NOT NULL THEN 'Spend' END,
+            CommitmentDiscountId = k.commitment,
+            CommitmentDiscountName = list_extract($names, list_position($ids, k.commitment)),
+            CommitmentDiscountStatus = CASE WHEN k.commitment IS NOT NULL THEN 'Used' END,
+            CommitmentDiscountType = CASE WHEN k.commitment IS NOT NULL
+                                          THEN 'Committed Spend' END
+        FROM focus_contract k WHERE k.rid = focus.rid
+    """, {"names": list(names.values()) or [""], "ids": list(names) or [""]})
+    start, end = period_bounds(period)
+    for kind, term, description, amount in extra:
+        credit = kind == "credit"
+        con.execute("""
+            INSERT INTO focus BY NAME
+            SELECT (SELECT coalesce(max(rid), 0) FROM focus) + 1 AS rid,
+                   CAST($amount AS DECIMAL(38, 2)) AS BilledCost,
+                   $account_id AS BillingAccountId, $account_name AS BillingAccountName,
+                   'USD' AS BillingCurrency, $end AS BillingPeriodEnd,
+                   $start AS BillingPeriodStart, $category AS ChargeCategory,
+                   $description AS ChargeDescription, $frequency AS ChargeFrequency,
+                   $end AS ChargePeriodEnd, $start AS ChargePeriodStart,
+                   CAST(0 AS DECIMAL(38, 18)) AS ContractedCost,
+                   CAST($amount AS DECIMAL(38, 2)) AS EffectiveCost,
+                   'Anthropic' AS InvoiceIssuerName, CAST(0 AS DECIMAL(38, 18)) AS ListCost,
+                   $pricing AS PricingCategory, 'Anthropic' AS ProviderName,
+                   'Anthropic' AS PublisherName, 'AI and Machine Learning' AS ServiceCategory,
+                   'Claude Managed Agents' AS ServiceName,
+                   'Generative AI' AS ServiceSubcategory,
+                   $c_category AS CommitmentDiscountCategory, $c_id AS CommitmentDiscountId,
+                   $c_name AS CommitmentDiscountName, $c_status AS CommitmentDiscountStatus,
+                   $c_type AS CommitmentDiscountType, $term AS x_ContractTerm,
+                   false AS x_Provisional
+        """, {"amount": Decimal(amount).scaleb(-2), "account_id": options.billing_account_id,
+              "account_name": options.billing_account_name, "start": start, "end": end,
+              "category": "Credit" if credit else "Usage",
+              "description": description,
+              "frequency": "One-Time" if credit else "Recurring",
+              "pricing": None if credit else "Committed",
+              "c_category": None if kind != "true_up" else "Spend",
+              "c_id": term if kind == "true_up" else None,
+              "c_name": names.get(term) if kind == "true_up" else None,
+              "c_status": "Unused" if kind == "true_up" else None,
+              "c_type": "Committed Spend" if kind == "true_up" else None,
+              "term": f"{kind}:{term}"})
+    con.execute("""
+        UPDATE focus SET x_ContractTerm = 'commitment:' || k.commitment FROM focus_contract k
+        WHERE k.rid = focus.rid AND k.commitment IS NOT NULL
+    """)
 
 
 def _add_corrections(con: duckdb.DuckDBPyConnection, month: Period, closed: bool,
@@ -316,15 +460,24 @@ FROM focus_corrections c
 """
 
 
-def focus_select(fmt: str) -> str:
+def focus_columns(contract: bool = False) -> tuple[tuple[str, str, str], ...]:
+    """The FOCUS columns of an export, in order (with the CommitmentDiscount* ones under a
+    contract)."""
+    if not contract:
+        return FOCUS_COLUMNS
+    return tuple(sorted((*FOCUS_COLUMNS, *COMMITMENT_COLUMNS), key=lambda c: c[0]))
+
+
+def focus_select(fmt: str, contract: bool = False) -> str:
     """The export query: FOCUS columns, then x_ columns; CSV gets ISO 8601 'Z' date/times."""
     cols = []
-    for name, _, kind in FOCUS_COLUMNS:
+    for name, _, kind in focus_columns(contract):
         if kind == "Date/Time" and fmt == "csv":
             cols.append(f"strftime(timezone('UTC', {name}), '%Y-%m-%dT%H:%M:%SZ') AS {name}")
         else:
             cols.append(name)
-    return f"SELECT {', '.join([*cols, *EXTRA_COLUMNS])} FROM focus ORDER BY rid"
+    extra = [*EXTRA_COLUMNS, *(["x_ContractTerm"] if contract else [])]
+    return f"SELECT {', '.join([*cols, *extra])} FROM focus ORDER BY rid"
 
 
 def write_focus(
@@ -334,8 +487,10 @@ def write_focus(
     *,
     fmt: str | None = None,
     options: FocusOptions = FocusOptions(),
+    contract: ContractSet | None = None,
 ) -> int:
-    """Build the FOCUS rows of `period` and write them to `path` (CSV or Parquet)."""
+    """Build the FOCUS rows of `period` (under `contract` if given) and write them to `path`
+    (CSV or Parquet)."""
     fmt = format_of(path, fmt)
-    build_focus(con, period, options)
-    return copy_query(con, focus_select(fmt), path, fmt=fmt)
+    build_focus(con, period, options, contract)
+    return copy_query(con, focus_select(fmt, contract is not None), path, fmt=fmt)

@@ -6,7 +6,13 @@ The JSON form (`Invoice.to_json`) is a stable contract for other tools:
             "amount_exact", "amount", "charge_class", "corrects_period"}],
  "unrated": [{"model", "token_class", "quantity", "unit", "reason"}],
  "total"}
-plus, once the period is closed (reports.closing), "version", "issued_at" and "books".
+plus, once the period is closed (reports.closing), "version", "issued_at" and "books"; and,
+under a contract (pricing.contracts, reports.statement), "contract", "list_amount",
+"adjustments": [{"kind", "term_id", "description", "amount", "amount_exact",
+"charge_category"}], "amount_due", "credit_balances" and "commitments" after "total" (an
+invoice without a contract is unchanged). `total` stays the list total of the lines; the
+amount due is the list amount plus each adjustment (each rounded once), never below zero,
+plus any correction lines (billed at list).
 `status` is "open" (the numbers may still change) or "issued" (the document is stored and
 never changes); a line's `charge_class` is "usage", or "correction" for late usage of the
 closed period `corrects_period` billed in this one.
@@ -22,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -30,6 +36,9 @@ from meter.errors import UsageError
 from meter.vocabulary import LINE_KEYS, PRICE_UNITS
 from pricing.money import cents_of_units, usd_of_units
 from reports.render import plain_decimal
+
+if TYPE_CHECKING:
+    from pricing.contracts import Statement
 
 GROUPABLE = ("meter", "model", "token_class", "tier", "team", "project", "session_id", "day",
              "book_version")
@@ -80,17 +89,54 @@ class Invoice:
     issued_at: str | None = None
     books: tuple[str, ...] = ()  # name@version of the books the issued lines were rated with
     document: str | None = field(default=None, repr=False)  # the issued JSON, as stored
+    contract: Statement | None = None  # the period under a contract (reports.statement)
 
     @property
     def total(self) -> Decimal:
         """The sum of the rounded lines, as printed: never a re-rounded exact sum."""
         return sum((line.amount for line in self.lines), Decimal("0.00"))
 
+    @property
+    def amount_due(self) -> Decimal:
+        """What is owed: the total without a contract; under one, the statement's amount due
+        plus the correction lines (late usage of closed periods, billed at list)."""
+        if self.contract is None:
+            return self.total
+        return self.contract.amount_due + self._corrections
+
+    @property
+    def list_amount(self) -> Decimal:
+        """The list amount the contract applies to, plus the correction lines; without a
+        contract, the total. (Equal to the total unless the lines are grouped finer than
+        meter x model x token class x tier, each line then being rounded on its own.)"""
+        if self.contract is None:
+            return self.total
+        return self.contract.list_amount + self._corrections
+
+    @property
+    def _corrections(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines if ln.charge_class == "correction"),
+                   Decimal("0.00"))
+
     def to_json(self) -> str:
-        """The JSON document; for an issued invoice, exactly the stored one."""
+        """The JSON document; for an issued invoice, exactly the stored one (under a contract,
+        with the contract's keys added after it)."""
+        if self.contract is not None:
+            return self._with_contract(self.document or self._document())
         if self.document is not None:
             return self.document
+        return self._document()
 
+    def _with_contract(self, document: str) -> str:
+        from reports.statement import statement_json
+
+        assert self.contract is not None
+        data = json.loads(document)
+        data.update(statement_json(self.contract))
+        data.update(list_amount=str(self.list_amount), amount_due=str(self.amount_due))
+        return json.dumps(data, indent=2)
+
+    def _document(self) -> str:
         def money(value: Decimal | None) -> str | None:
             return None if value is None else plain_decimal(value)
 
@@ -201,8 +247,20 @@ def invoice_table(invoice: Invoice) -> tuple[list[str], list[list[Any]]]:
              ln.quantity, ln.unit, _hours(ln), ln.unit_price,
              PRICE_UNITS.get(ln.meter or "") if ln.unit_price is not None else None,
              ln.amount] for ln in invoice.lines]
-    rows.append(["TOTAL", None, None, None, *[None for _ in group_cols],
-                 *[None for _ in extra], None, None, None, None, None, invoice.total])
+    blank = [None for _ in group_cols] + [None for _ in extra]
+    statement = invoice.contract
+    if statement is None:
+        rows.append(["TOTAL", None, None, None, *blank, None, None, None, None, None,
+                     invoice.total])
+        return columns, rows
+    # under a contract: the list amount, each adjustment on its own row, the amount due
+    rows.append(["LIST AMOUNT", None, None, None, *blank, None, None, None, None, None,
+                 invoice.list_amount])
+    for line in statement.lines:
+        rows.append([line.kind.replace("_", " "), line.term_id, None, None, *blank, None,
+                     None, None, None, None, line.amount])
+    rows.append(["AMOUNT DUE", None, None, None, *blank, None, None, None, None, None,
+                 invoice.amount_due])
     return columns, rows
 
 
