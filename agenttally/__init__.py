@@ -10,7 +10,8 @@
 
 The names below are the whole API; the modules behind them (`meter`, `pricing`, `reports`)
 are the implementation. Every error raised on purpose is an `AgentTallyError`: a
-`UsageError` for malformed input (a `DimensionError` for a grouping key no record carries),
+`UsageError` for malformed input (a `DimensionError` for a grouping key no record carries,
+a `ContractError` for a contract file that cannot be used),
 a `DataError` for data or a store that is not as needed.
 """
 
@@ -18,12 +19,30 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads on first use
-    from agenttally._billing import RatingRun, chargeback, close, invoice, rate, whatif
+    from agenttally._billing import (
+        RatingRun,
+        chargeback,
+        close,
+        contract_statement,
+        invoice,
+        rate,
+        whatif,
+    )
     from agenttally._store import Store, ingest, open_store, sessions
     from meter.errors import AgentTallyError, DataError, UsageError
     from meter.ingest import IngestResult
     from meter.intervals import SessionAsOf
     from meter.vocabulary import Period, iso_ms, parse_instant
+    from pricing.contracts import (
+        AdjustmentLine,
+        CommitmentUse,
+        Contract,
+        ContractError,
+        ContractSet,
+        CreditBalance,
+        Statement,
+        load_contracts,
+    )
     from pricing.scenario import Scenario, load_scenario
     from pricing.whatif import Comparison, ComparisonRow
     from reports.allocation import AllocationRules, load_rules
@@ -34,12 +53,18 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
 # Where each public name lives: imported on first use, so that `import agenttally` (and the
 # CLI's `--help`) does not load DuckDB, Arrow and pandas before a verb needs them.
 _HOMES = {
+    "AdjustmentLine": "pricing.contracts",
     "AgentTallyError": "meter.errors",
     "AllocationRules": "reports.allocation",
     "Chargeback": "reports.chargeback",
     "ChargebackGroup": "reports.chargeback",
+    "CommitmentUse": "pricing.contracts",
     "Comparison": "pricing.whatif",
     "ComparisonRow": "pricing.whatif",
+    "Contract": "pricing.contracts",
+    "ContractError": "pricing.contracts",
+    "ContractSet": "pricing.contracts",
+    "CreditBalance": "pricing.contracts",
     "DataError": "meter.errors",
     "DimensionError": "reports.chargeback",
     "IngestResult": "meter.ingest",
@@ -51,14 +76,17 @@ _HOMES = {
     "RatingRun": "agenttally._billing",
     "Scenario": "pricing.scenario",
     "SessionAsOf": "meter.intervals",
+    "Statement": "pricing.contracts",
     "Store": "agenttally._store",
     "UnratedLine": "reports.invoice",
     "UsageError": "meter.errors",
     "chargeback": "agenttally._billing",
     "close": "agenttally._billing",
+    "contract_statement": "agenttally._billing",
     "ingest": "agenttally._store",
     "invoice": "agenttally._billing",
     "iso_ms": "meter.vocabulary",
+    "load_contracts": "pricing.contracts",
     "load_rules": "reports.allocation",
     "load_scenario": "pricing.scenario",
     "open_store": "agenttally._store",
@@ -69,11 +97,13 @@ _HOMES = {
 }
 
 __all__ = [
-    "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup", "Comparison",
-    "ComparisonRow", "DataError", "DimensionError", "IngestResult", "Invoice", "InvoiceLine",
-    "Issued", "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Store",
-    "UnratedLine", "UsageError", "chargeback", "close", "ingest", "invoice", "iso_ms",
-    "load_rules", "load_scenario", "open_store", "parse_instant", "rate", "sessions", "whatif",
+    "AdjustmentLine", "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup",
+    "CommitmentUse", "Comparison", "ComparisonRow", "Contract", "ContractError", "ContractSet",
+    "CreditBalance", "DataError", "DimensionError", "IngestResult", "Invoice", "InvoiceLine",
+    "Issued", "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Statement",
+    "Store", "UnratedLine", "UsageError", "chargeback", "close", "contract_statement", "ingest",
+    "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
+    "parse_instant", "rate", "sessions", "whatif",
 ]
 
 

@@ -210,7 +210,8 @@ def statement_json(statement: Statement) -> dict[str, Any]:
                              "drawn": str(b.drawn), "expired": str(b.expired),
                              "closing": str(b.closing)} for b in statement.credits],
         "commitments": [{"commitment_id": u.commitment_id, "window": u.window,
-                         "amount": str(u.amount), "counted": str(u.counted),
+                         "amount": str(u.amount.quantize(Decimal("0.01"))),
+                         "counted": str(u.counted),
                          "utilisation_percent": str(u.utilisation_percent),
                          "closes": u.closes, "true_up": str(u.true_up)}
                         for u in statement.commitments],

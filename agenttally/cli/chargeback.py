@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 
 import agenttally
 from agenttally.cli import iso_ms, period_arg
-from agenttally.cli.pricing import _rating_args, current_period, lake_arg, rate_store, reading
+from agenttally.cli.pricing import (
+    _rating_args,
+    contract_arg,
+    contract_of,
+    current_period,
+    lake_arg,
+    print_statement_tables,
+    rate_store,
+    reading,
+)
 from meter.errors import UsageError
 from meter.settings import setting
 from reports.render import EXPORT_FORMATS, render
@@ -52,18 +61,19 @@ def _chargeback(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, as_of:
         check_dimensions(con, args.by.split(","), rules)
         return build_chargeback(con, period, by=args.by.split(","), rules=rules,
                                 mode="showback" if args.showback else "chargeback",
-                                as_of=iso_ms(as_of))
+                                as_of=iso_ms(as_of), contract=contract_of(args))
 
 
 def cmd_chargeback(args: argparse.Namespace) -> int:
     from reports.allocation import load_rules
     from reports.exports import write_rows
     rules = load_rules(args.rules)
+    contract = contract_of(args)
     with reading(args) as store, _by_flag():
         report = agenttally.chargeback(
             store, args.period, by=args.by.split(","), rules=rules,
             showback=args.showback, as_of=args.as_of, pricebooks=args.pricebooks,
-            span_cache_ttl=args.span_cache_ttl)
+            span_cache_ttl=args.span_cache_ttl, contract=contract)
     period = report.period
     if args.output:
         n = write_rows(report.columns(), report.rows(), args.output, fmt=args.to)
@@ -81,6 +91,14 @@ def cmd_chargeback(args: argparse.Namespace) -> int:
         print(f"\ninvoice total {report.invoice_total}; "
               + ("shared costs redistributed" if report.mode == "chargeback"
                  else "shared costs shown where they fall (showback)"))
+        if report.statement is not None:
+            print(f"contract {report.statement.contract}: amount due "
+                  f"{report.statement.amount_due}; adjustments distributed in proportion to "
+                  "each group's eligible spend (largest remainder to the cent); internal "
+                  + ("rates charged to the groups and received by the recipient"
+                     if report.internal_mode == "chargeback"
+                     else "rates not charged (showback at cost)"))
+            print_statement_tables(report.statement)
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
@@ -91,6 +109,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from reports.exports import export_charges, export_unrated, write_rows
     from reports.focus import FocusOptions, write_focus
     from reports.invoice import build_invoice, invoice_table
+    contract = contract_of(args)
     with reading(args) as store:
         con = store.connection
         as_of = (rate_store(con, args) if store.lake_as_of_ms is None
@@ -102,9 +121,14 @@ def cmd_export(args: argparse.Namespace) -> int:
             n = export_unrated(con, args.output, period=period, fmt=args.to)
         elif args.what == "focus":
             n = write_focus(con, period, args.output, fmt=args.to, options=FocusOptions(
-                args.billing_account_id, args.billing_account_name))
+                args.billing_account_id, args.billing_account_name), contract=contract)
         elif args.what == "invoice":
             invoice = build_invoice(con, period, as_of=iso_ms(as_of))
+            if contract is not None:
+                from dataclasses import replace
+
+                from reports.statement import contract_statement
+                invoice = replace(invoice, contract=contract_statement(con, contract, period))
             columns, rows = invoice_table(invoice)
             n = write_rows(columns, rows, args.output, fmt=args.to)
         else:
@@ -203,8 +227,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
               "of total, sessions, running hours, tokens, cost per session and per running "
               "hour. The groups add up to the invoice total exactly.",
               "agenttally chargeback --period 2026-11 --by team,project "
-              "--rules data/allocation.toml --format csv")
+              "--rules data/allocation.toml --format csv\n"
+              "  agenttally chargeback --period 2026-11 --contract "
+              "data/contracts/example-2026.toml")
     _allocation_args(p)
+    contract_arg(p)
     _output_args(p)
     lake_arg(p)
     p.set_defaults(func=cmd_chargeback)
@@ -212,8 +239,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _verb(sub, "export", "write charges, FOCUS 1.2 or a report to CSV / Parquet",
               "Export for other tools: the charge lines, the unrated usage, a FOCUS 1.2 "
               "dataset (Sum of BilledCost = the invoice total), the invoice or the chargeback.",
-              "agenttally export focus --period 2026-11 -o focus-2026-11.parquet")
+              "agenttally export focus --period 2026-11 -o focus-2026-11.parquet\n"
+              "  agenttally export focus --period 2026-11 --contract "
+              "data/contracts/example-2026.toml -o focus.csv")
     p.add_argument("what", choices=EXPORTS)
+    contract_arg(p)
     _output_args(p, required=True)
     _allocation_args(p)
     p.add_argument("--billing-account-id", default="anthropic-organization",

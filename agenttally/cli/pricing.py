@@ -99,13 +99,48 @@ def cmd_close(args: argparse.Namespace) -> int:
     return 0
 
 
+def contract_of(args: argparse.Namespace) -> agenttally.ContractSet | None:
+    """The contract of --contract FILE|DIR, or None; a bad file is one line naming the flag,
+    the file, the line and the field (exit status 2)."""
+    if not getattr(args, "contract", None):
+        return None
+    try:
+        return agenttally.load_contracts(args.contract)
+    except agenttally.ContractError as exc:
+        raise agenttally.UsageError(f"--contract: {exc}") from exc
+
+
+def contract_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--contract", metavar="FILE",
+                   help="apply a contract: a contract TOML file or a folder of its versions "
+                        "(credits, commitments, discounts, internal rates), e.g. "
+                        "data/contracts/example-2026.toml")
+
+
+def print_statement_tables(statement: agenttally.Statement) -> None:
+    """Credit balances and commitment use under a contract, for people."""
+    if statement.credits:
+        print("\nCredit balances (drawn by priority, then earliest expiry, then id):")
+        print(render(["grant", "priority", "start", "expires", "opening", "granted", "drawn",
+                      "expired", "closing"],
+                     [[b.grant_id, b.priority, b.start, b.expires, b.opening, b.granted,
+                       b.drawn, b.expired, b.closing] for b in statement.credits]))
+    if statement.commitments:
+        print("\nCommitments:")
+        print(render(["commitment", "window", "amount", "counted", "utilisation_%", "closes",
+                      "true_up"],
+                     [[u.commitment_id, u.window, u.amount, u.counted, u.utilisation_percent,
+                       u.closes, u.true_up] for u in statement.commitments]))
+
+
 def cmd_invoice(args: argparse.Namespace) -> int:
     from reports.invoice import MIXED_PRICE_NOTE, invoice_table
     group_by = tuple(g.strip() for g in args.group_by.split(",") if g.strip())
+    contract = contract_of(args)
     with reading(args) as store:
         invoice = agenttally.invoice(store, args.period, as_of=args.as_of, group_by=group_by,
                                      pricebooks=args.pricebooks,
-                                     span_cache_ttl=args.span_cache_ttl)
+                                     span_cache_ttl=args.span_cache_ttl, contract=contract)
     period = invoice.period
     if args.format == "json":
         print(invoice.to_json())
@@ -119,8 +154,12 @@ def cmd_invoice(args: argparse.Namespace) -> int:
     if invoice.status == "issued":
         state = (f"ISSUED v{invoice.version} {invoice.issued_at} (closed: never changes; "
                  "later usage is billed as corrections)")
-    print(f"Invoice {period}  as of {invoice.as_of}  {invoice.currency}  {state}")
+    print(f"Invoice {period}  as of {invoice.as_of}  {invoice.currency}  {state}"
+          + (f"  contract {invoice.contract.contract}" if invoice.contract is not None
+             and invoice.contract.contract else ""))
     print(render(columns, rows))
+    if invoice.contract is not None:
+        print_statement_tables(invoice.contract)
     if any(line.unit_price is None for line in invoice.lines):
         print(MIXED_PRICE_NOTE)
     if invoice.unrated:
@@ -216,8 +255,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("invoice", help="print the invoice of a month",
                        description="Invoice lines and total for a period, rounded half-even "
-                                   "to the cent once per line.",
-                       epilog="example:\n  agenttally invoice --period 2026-11 --format json",
+                                   "to the cent once per line; under --contract, the list "
+                                   "amount, each adjustment (discounts, commitment discount, "
+                                   "true-up, credits) and the amount due.",
+                       epilog="examples:\n  agenttally invoice --period 2026-11 --format json\n"
+                              "  agenttally invoice --period 2026-11 --contract "
+                              "data/contracts/example-2026.toml",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p, fmt=True)
     _rating_args(p)
@@ -226,6 +269,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--group-by", default=",".join(LINE_KEYS),
                    help="comma list of meter,model,token_class,tier,team,project,session_id,"
                         "day,book_version")
+    contract_arg(p)
     lake_arg(p)
     p.set_defaults(func=cmd_invoice)
 
