@@ -1,4 +1,4 @@
-"""Verbs of the planning side: forecast, budgets, whatif."""
+"""Verbs of the planning side: forecast, budgets, whatif, commit."""
 
 from __future__ import annotations
 
@@ -330,6 +330,92 @@ def _comparison_json(c: Comparison, scenario: Scenario) -> str:
     }, indent=2)
 
 
+# --- commit ------------------------------------------------------------------------------
+
+
+def _amounts(text: str) -> list[Decimal]:
+    from decimal import InvalidOperation
+    try:
+        values = [Decimal(t.strip()) for t in text.split(",") if t.strip()]
+    except InvalidOperation:
+        values = []
+    if not values or any(not v.is_finite() or v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected a comma list of USD amounts per period, "
+                                         f"e.g. 30000,40000,50000, got {text!r}")
+    return values
+
+
+def _percent(text: str) -> Decimal:
+    from decimal import InvalidOperation
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 100, e.g. 10, "
+                                         f"got {text!r}")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def cmd_commit(args: argparse.Namespace) -> int:
+    from agenttally.cli.pricing import contract_of
+    from meter.errors import UsageError
+    from meter.store import open_store
+    from reports.commitment import commitment_outlook
+    contracts = contract_of(args)
+    discount, per, meters, models = args.discount, args.per, args.meters, args.models
+    as_of = to_epoch_ms(args.as_of)
+    if contracts is not None:  # the contract's commitment, unless a flag says otherwise
+        from meter.vocabulary import Period
+        version = contracts.in_force(Period.containing(as_of)) or contracts.versions[-1]
+        if version.commitments:
+            term = version.commitments[0]
+            discount = term.discount_percent if discount is None else discount
+            per = per or term.per
+            meters = meters if meters is not None else term.meters
+            models = models if models is not None else term.models
+    if discount is None:
+        raise UsageError("--discount: give the commitment discount in percent, e.g. 10 (or "
+                         "--contract FILE with a commitment)")
+    with open_store(args.db, read_only=True) as con:
+        as_of = rate_store(con, args)
+        outlook = commitment_outlook(con, args.levels, discount_percent=discount,
+                                     as_of_ms=as_of, per=per or "month", meters=meters or (),
+                                     models=models or (), by=args.by, n_paths=args.paths,
+                                     seed=args.seed)
+    columns = ["level", "group", "eligible_spend", "expected_saving", "saving_p10",
+               "saving_p90", "p_underused_%", "expected_true_up"]
+    rows = [[o.level, o.group, o.expected_eligible, o.expected_saving, o.saving_p10,
+             o.saving_p90, Decimal(repr(100 * o.p_underused)).quantize(Decimal("0.1")),
+             o.expected_true_up] for o in outlook.options]
+    if args.format == "json":
+        print(json.dumps({
+            "as_of": iso_ms(as_of), "window": outlook.window, "per": outlook.per,
+            "discount_percent": str(outlook.discount_percent), "by": outlook.by,
+            "eligible_share": {g: str(v.quantize(Decimal("0.0001")))
+                               for g, v in sorted(outlook.eligible_share.items())},
+            "options": json.loads(render(columns, rows, "json")), "notes": outlook.notes},
+            indent=2))
+        return 0
+    if args.format == "csv":
+        print(render(columns, rows, "csv").rstrip("\n"))
+        return 0
+    print(f"Commitment outlook for {outlook.window} ({outlook.per}, {outlook.discount_percent}% "
+          f"off{' ' + ', '.join(meters) if meters else ''}) as of {iso_ms(as_of)}, "
+          f"by {outlook.by} (USD; {args.paths} forecast paths)")
+    print(render(columns, rows))
+    print("expected_saving: mean net saving against list price (discount on the eligible "
+          "spend less the true-up); p_underused: the chance the true-up is paid (a group: of "
+          "falling short of its pro-rata part); p10/p90: the saving's 80% range")
+    for note in outlook.notes:
+        print(f"note: {note}")
+    return 0
+
+
 # --- registration ------------------------------------------------------------------------
 
 
@@ -406,3 +492,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "--as-of)")
     p.add_argument("--by", choices=list(GROUP_SQL), help="also compare per group")
     p.set_defaults(func=cmd_whatif)
+
+    p = sub.add_parser(
+        "commit", help="should we commit? expected saving and true-up odds per commitment level",
+        description="For each committed spend level: the expected net saving against list "
+                    "price and the probability the commitment is underused (a true-up paid), "
+                    "in total and per group, from the forecast's sample paths over the next "
+                    "whole month (or quarter, year).",
+        epilog="examples:\n  agenttally commit --levels 30000,40000,50000 --discount 10 "
+               "--meters tokens\n  agenttally commit --levels 1500,2000 --contract "
+               "data/contracts/example-2026.toml --by team --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p, fmt=True)
+    _rating_args(p)
+    from agenttally.cli.pricing import contract_arg
+    p.add_argument("--levels", type=_amounts, required=True,
+                   help="commitment levels in USD per period, e.g. 30000,40000,50000")
+    p.add_argument("--discount", type=_percent, default=None,
+                   help="the commitment's discount in percent on eligible spend, e.g. 10")
+    p.add_argument("--per", choices=("month", "quarter", "year"), default=None,
+                   help="commitment period (month)")
+    p.add_argument("--meters", type=_names, default=None,
+                   help="eligible meters, e.g. tokens (default: all)")
+    p.add_argument("--models", type=_names, default=None,
+                   help="eligible models, e.g. claude-opus-5 (default: all)")
+    p.add_argument("--by", default="team", choices=list(GROUP_SQL), help="group (team)")
+    contract_arg(p)
+    p.add_argument("--paths", type=int, default=2000, help="simulated sample paths (2000)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sample paths (0)")
+    p.set_defaults(func=cmd_commit)
