@@ -21,7 +21,7 @@ from pricing.ledger import RatingRun, bring_up_to_date, last_run, overlay
 from pricing.pricebook import PriceBook, default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.scenario import Scenario, load_scenario
-from pricing.whatif import Comparison, compare, run_whatif
+from pricing.whatif import Comparison, WhatIf, compare, period_months, run_whatif
 from reports.allocation import AllocationRules
 from reports.chargeback import (
     Chargeback,
@@ -32,6 +32,7 @@ from reports.chargeback import (
 )
 from reports.closing import Issued, LatePolicy, close_period, closed_periods, invoice_of
 from reports.invoice import DEFAULT_GROUP_BY, Invoice
+from reports.statement import compare_contracts
 from reports.statement import contract_statement as statement_of
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from pricing.contracts import Statement
 
 __all__ = ["RatingRun", "chargeback", "check_whatif_group", "close", "contract_statement",
-           "invoice", "rate", "whatif"]
+           "invoice", "rate", "whatif", "with_contracts"]
 
 Instant = str | int | None
 ContractArg = ContractSet | str | Path | None
@@ -158,18 +159,40 @@ def chargeback(store: Store, period: Period | str | None = None, *,
 
 def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None = None,
            by: str | None = None, as_of: Instant = None,
-           pricebooks: str | Path | Sequence[PriceBook] | None = None) -> Comparison:
+           pricebooks: str | Path | Sequence[PriceBook] | None = None,
+           contract: ContractArg = None) -> Comparison:
     """The same usage re-rated under `scenario` (a Scenario or its TOML file), side by side
     with the baseline (the invoices) in `period` (YYYY-MM, YYYY-Qn, YYYY or all; default the
     month of `as_of`), per meter and per `by` group (a key of meter.vocabulary.GROUP_SQL;
-    a tag group no session carries raises `DimensionError`, see `check_whatif_group`)."""
+    a tag group no session carries raises `DimensionError`, see `check_whatif_group`).
+    Under `contract` (or a scenario with a [contract] section) the result's `contract` also
+    compares the amounts due under each side's contract."""
+    contracts = _contracts(contract)
     check_whatif_group(store.connection, by)
     as_of_ms = to_epoch_ms(as_of)
     chosen = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     result = run_whatif(store.connection, _books(pricebooks), chosen,
                         RatingOptions(as_of_ms=as_of_ms))
-    return compare(store.connection, by=by, period=period or str(Period.containing(as_of_ms)),
-                   what_if=result)
+    comparison = compare(store.connection, by=by,
+                         period=period or str(Period.containing(as_of_ms)), what_if=result)
+    return with_contracts(store.connection, comparison, result, contracts)
+
+
+def with_contracts(con: duckdb.DuckDBPyConnection, comparison: Comparison, result: WhatIf,
+                   contracts: ContractSet | None) -> Comparison:
+    """The comparison with the amounts due under the baseline's contract and the scenario's
+    (the baseline's with the scenario's [contract] terms); unchanged without either."""
+    changes = result.scenario.contract
+    if contracts is None and changes is None:
+        return comparison
+    scenario_side = changes.apply(contracts, name=result.scenario.name) if changes else contracts
+    months = period_months(comparison.period) or [r[0] for r in con.execute(
+        f"SELECT DISTINCT period FROM {result.baseline_table} WHERE period IS NOT NULL "
+        "ORDER BY 1").fetchall()]
+    both = compare_contracts(con, contracts, scenario_side, months,
+                             baseline_table=result.baseline_table,
+                             scenario_table=result.scenario_table)
+    return replace(comparison, contract=both)
 
 
 # What-if groups read from the sessions' tags (charges carry the session's metadata as

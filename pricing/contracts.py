@@ -78,6 +78,7 @@ __all__ = [
     "CommitmentTerm",
     "CommitmentUse",
     "Contract",
+    "ContractComparison",
     "ContractError",
     "ContractSet",
     "CreditBalance",
@@ -606,6 +607,24 @@ class Statement:
     @property
     def adjustments(self) -> Decimal:
         return sum((line.amount for line in self.lines), Decimal("0.00"))
+
+
+@dataclass(frozen=True)
+class ContractComparison:
+    """Baseline vs scenario under their contracts over some months: the list amount, each
+    adjustment (summed over the months) and the amount due."""
+
+    rows: tuple[tuple[str, Decimal, Decimal], ...]  # (label, baseline, scenario)
+    baseline_contract: str | None
+    scenario_contract: str | None
+
+    @property
+    def baseline_due(self) -> Decimal:
+        return self.rows[-1][1]
+
+    @property
+    def scenario_due(self) -> Decimal:
+        return self.rows[-1][2]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,12 @@ and an empty file is the identity scenario (the baseline, to the cent). Sections
 - ``[usage]``: move a share of one model's traffic to another (with a token multiplier),
   raise the cache hit rate, cut running time, grow sessions by a percentage per month;
 - ``[build_vs_buy]``: the same workload on the plain Messages API with a self-hosted sandbox
-  at $/hour and a utilisation, instead of Managed Agents runtime.
+  at $/hour and a utilisation, instead of Managed Agents runtime;
+- ``[contract]``: contract terms (pricing.contracts: ``[[contract.credits]]``,
+  ``[[contract.commitments]]``, ``[[contract.discounts]]``, ``[contract.internal]``) added to
+  the contract in force (``--contract``), or replacing its terms of the same kind with
+  ``replace = true``; without a contract they form one of their own. The what-if then also
+  compares the amount due under each side's contract.
 
 Money and percentages are exact decimals: strings or integers in TOML, never floats (a TOML
 float is inexact binary; the same rule as price books).
@@ -28,12 +33,23 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from meter.config_files import describe, read_toml
 from meter.errors import UsageError
+from pricing.contracts import (
+    CommitmentTerm,
+    Contract,
+    ContractError,
+    ContractSet,
+    CreditGrant,
+    DiscountTerm,
+    InternalRates,
+    parse_contract,
+)
 from pricing.pricebook import TOKEN_CLASSES, ModelPrice, PriceBook
 
 __all__ = [
     "BillingPolicy",
     "BuildVsBuy",
     "Commitment",
+    "ContractChanges",
     "Discount",
     "MoveTraffic",
     "Prices",
@@ -215,6 +231,44 @@ class BuildVsBuy(_Strict):
     batch_discount_percent: Percent = Decimal(50)
 
 
+# --- contract ----------------------------------------------------------------------------
+
+_WHATIF_FROM = date(2000, 1, 1)
+
+
+class ContractChanges(_Strict):
+    """Contract terms the scenario adds to the contract in force (with ``replace``: in place
+    of the contract's terms of each kind the scenario gives); validated again as a whole
+    contract, so a contradiction (two commitments on one meter) is refused."""
+
+    replace: bool = False
+    credits: tuple[CreditGrant, ...] = ()
+    commitments: tuple[CommitmentTerm, ...] = ()
+    discounts: tuple[DiscountTerm, ...] = ()
+    internal: InternalRates | None = None
+
+    def apply(self, contracts: ContractSet | None, *, name: str) -> ContractSet:
+        """The contract under the scenario: each version with these terms added (or in place
+        of its own), or, without a contract, a contract of these terms alone."""
+        versions = contracts.versions if contracts is not None else (Contract(
+            name="what-if", version=name, effective_from=_WHATIF_FROM,
+            owner=f"what-if scenario {name}"),)
+        out = []
+        for version in versions:
+            raw = version.model_dump()
+            for kind in ("credits", "commitments", "discounts"):
+                added = [t.model_dump() for t in getattr(self, kind)]
+                if added:
+                    raw[kind] = added if self.replace else [*raw[kind], *added]
+            if self.internal is not None:
+                raw["internal"] = self.internal.model_dump()
+            try:
+                out.append(parse_contract(raw, source=f"scenario {name}: contract"))
+            except ContractError as exc:
+                raise ScenarioError(str(exc)) from None
+        return ContractSet(tuple(out), contracts.sources if contracts is not None else ())
+
+
 # --- the scenario ------------------------------------------------------------------------
 
 
@@ -225,6 +279,7 @@ class Scenario(_Strict):
     billing: BillingPolicy = BillingPolicy()
     usage: UsageChanges = UsageChanges()
     build_vs_buy: BuildVsBuy | None = None
+    contract: ContractChanges | None = None
 
     @model_validator(mode="after")
     def _compatible(self) -> Scenario:

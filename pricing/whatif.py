@@ -32,6 +32,7 @@ import duckdb
 from meter.errors import UsageError
 from meter.intervals import build_intervals, split_sql
 from meter.vocabulary import GROUP_SQL, LINE_KEYS, METER_ORDER, Period, span_months
+from pricing.contracts import ContractComparison
 from pricing.money import (
     UNITS_PER_USD,
     apportion_cents,
@@ -516,6 +517,7 @@ class Comparison:
     by: str | None
     rows: list[ComparisonRow]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    contract: ContractComparison | None = None  # amounts due under the contracts, if any
 
     @property
     def baseline_total(self) -> Decimal:

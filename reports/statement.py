@@ -26,6 +26,7 @@ from meter.vocabulary import LINE_KEYS, Period
 from pricing.contracts import (
     AdjustmentLine,
     Contract,
+    ContractComparison,
     ContractSet,
     LedgerState,
     ListItem,
@@ -36,8 +37,8 @@ from pricing.contracts import (
 from pricing.money import apportion_cents, install_sql_macros
 from reports.allocation import json_path
 
-__all__ = ["ContractRun", "contract_run", "contract_statement", "distribute", "fine_shares",
-           "resolved_tag_sql"]
+__all__ = ["ContractRun", "compare_contracts", "contract_run", "contract_statement",
+           "distribute", "fine_shares", "month_items", "resolved_tag_sql", "statement_json"]
 
 DEFAULT_TAG = "unallocated"
 ITEM_KEYS = ("team", "project")  # the tags every item carries (chargeback's usual groups)
@@ -147,6 +148,40 @@ def _ended(contracts: ContractSet, month: Period) -> Contract | None:
 def contract_statement(con: duckdb.DuckDBPyConnection, contracts: ContractSet,
                        period: str) -> Statement:
     return contract_run(con, contracts, period).statement
+
+
+def compare_contracts(con: duckdb.DuckDBPyConnection, baseline: ContractSet | None,
+                      scenario: ContractSet | None, months: Sequence[str], *,
+                      baseline_table: str, scenario_table: str) -> ContractComparison:
+    """The list amount, each adjustment and the amount due of `months`, the baseline's charges
+    under `baseline` and the scenario's under `scenario` (None: no contract), side by side."""
+    sums: dict[str, list[Decimal]] = {"list amount": [Decimal("0.00")] * 2}
+    due = [Decimal("0.00")] * 2
+    labels = []
+    for side, (contracts, table) in enumerate(((baseline, baseline_table),
+                                               (scenario, scenario_table))):
+        for month in months:
+            if contracts is None:
+                items = month_items(con, [Period.parse(month)], ITEM_KEYS, table=table)[month]
+                amount = sum((i.amount for i in items), Decimal("0.00"))
+                sums["list amount"][side] += amount
+                due[side] += amount
+                continue
+            statement = contract_run(con, contracts, month, table=table).statement
+            sums["list amount"][side] += statement.list_amount
+            due[side] += statement.amount_due
+            for line in statement.lines:
+                label = f"{line.kind.replace('_', ' ')} {line.term_id}"
+                if label not in sums:
+                    sums[label] = [Decimal("0.00")] * 2
+                    labels.append(label)
+                sums[label][side] += line.amount
+    rows = [("list amount", *sums["list amount"])] + [(label, *sums[label]) for label in labels]
+    rows.append(("amount due", *due))
+    return ContractComparison(
+        tuple((label, b, s) for label, b, s in rows),
+        baseline.name if baseline is not None else None,
+        scenario.name if scenario is not None else None)
 
 
 def _without_tags(contract: Contract, keys: Sequence[str]) -> Contract:

@@ -258,14 +258,16 @@ def _status_json(s: Any) -> dict[str, Any]:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    from agenttally._billing import check_whatif_group
+    from agenttally._billing import check_whatif_group, with_contracts
     from agenttally.cli.chargeback import _by_flag
+    from agenttally.cli.pricing import contract_of
     from meter.store import open_store
     from pricing.pricebook import default_pricebook_dir, load_pricebooks
     from pricing.rating import RatingOptions
     from pricing.scenario import load_scenario
     from pricing.whatif import compare, run_whatif
     scenario = load_scenario(args.scenario_file)
+    contracts = contract_of(args)
     as_of = to_epoch_ms(args.as_of)
     books = load_pricebooks(args.pricebooks or default_pricebook_dir())
     with open_store(args.db, read_only=True) as con:
@@ -275,6 +277,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
                              RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
         period = args.period or current_period(as_of)
         comparison = compare(con, by=args.by, period=period, what_if=what_if)
+        comparison = with_contracts(con, comparison, what_if, contracts)
     if args.format == "json":
         print(_comparison_json(comparison, scenario))
         return 0
@@ -303,6 +306,12 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         print(render([args.by, "baseline", "scenario", "delta", "delta_%"],
                      [[g, gb, gs, gs - gb, _signed((gs - gb) * 100 / gb if gb else None)]
                       for g, (gb, gs) in groups.items()]))
+    if comparison.contract is not None:
+        both = comparison.contract
+        print(f"\nunder contract (baseline: {both.baseline_contract or 'none'}, scenario: "
+              f"{both.scenario_contract or 'none'}):")
+        print(render(["line", "baseline", "scenario", "delta"],
+                     [[label, b, s_, s_ - b] for label, b, s_ in both.rows]))
     for note in comparison.notes:
         print(f"note: {note}")
     return 0
@@ -327,6 +336,13 @@ def _comparison_json(c: Comparison, scenario: Scenario) -> str:
         "by_meter": [row(r) for r in c.by_meter()],
         "baseline_total": str(c.baseline_total), "scenario_total": str(c.scenario_total),
         "delta": str(c.scenario_total - c.baseline_total), "notes": list(c.notes),
+        **({"contract": {"baseline_contract": c.contract.baseline_contract,
+                         "scenario_contract": c.contract.scenario_contract,
+                         "rows": [{"line": label, "baseline": str(b), "scenario": str(s),
+                                   "delta": str(s - b)} for label, b, s in c.contract.rows],
+                         "baseline_due": str(c.contract.baseline_due),
+                         "scenario_due": str(c.contract.scenario_due)}}
+           if c.contract is not None else {}),
     }, indent=2)
 
 
@@ -491,6 +507,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="YYYY-MM, YYYY-Qn, YYYY or all, e.g. 2026-Q4 (default: the month of "
                         "--as-of)")
     p.add_argument("--by", choices=list(GROUP_SQL), help="also compare per group")
+    from agenttally.cli.pricing import contract_arg as _contract_arg
+    _contract_arg(p)
     p.set_defaults(func=cmd_whatif)
 
     p = sub.add_parser(

@@ -225,3 +225,43 @@ def test_example_contract_runs_on_the_demo_periods(store, capsys):
                  "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert D(doc["amount_due"]) == sum(D(g["net"]) for g in doc["groups"])
+
+
+# --- what-if -----------------------------------------------------------------------------
+
+SCENARIO = """\
+name = "commit-more"
+[contract]
+replace = true
+[[contract.commitments]]
+id = "commit-15"
+amount = "1"
+meters = ["tokens"]
+discount_percent = "15"
+"""
+
+
+def test_a_scenario_changes_contract_terms_and_compares_amounts_due(store, capsys, tmp_path):
+    db, contract = store
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(SCENARIO, encoding="utf-8")
+    assert main(["whatif", str(scenario), "--db", db, *AS_OF, "--contract", contract,
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["contract"]
+    # the scenario: opus -0.13, commitment 15% of 0.504 = 0.0756 -> -0.08, counted 0.4284,
+    # true-up 0.5716 -> 0.57, credit -0.10: 0.71 - 0.13 - 0.08 + 0.57 - 0.10 = 0.97
+    assert (doc["baseline_due"], doc["scenario_due"]) == ("0.98", "0.97")
+    rows = {r["line"]: (r["baseline"], r["scenario"]) for r in doc["rows"]}
+    assert rows["commitment discount commit-15"] == ("0.00", "-0.08")
+    assert rows["true up commit"] == ("0.55", "0.00")
+    assert rows["discount opus"] == ("-0.13", "-0.13")
+
+
+def test_a_scenario_adding_a_contradicting_commitment_is_refused(store, capsys, tmp_path):
+    db, contract = store
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(SCENARIO.replace("replace = true", "replace = false"), encoding="utf-8")
+    assert main(["whatif", str(scenario), "--db", db, *AS_OF, "--contract", contract]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "commitments[1].meters: tokens also counts toward commitments[0] ('commit')" in err
