@@ -31,6 +31,8 @@ SETTINGS = {s.variable: s for s in (
     Setting("AGENTTALLY_BUDGETS", "budgets TOML", "data/budgets.toml"),
     Setting("AGENTTALLY_ALLOCATION", "allocation rules TOML for the dashboard's chargeback",
             "none: session > agent > environment tags, nothing shared"),
+    Setting("AGENTTALLY_CONTRACTS", "contract TOML file or folder for the dashboard's contract "
+            "view (the CLI takes --contract)", "none: list prices"),
     Setting("AGENTTALLY_GRACE_DAYS", "days after a month ends during which late usage still "
             "lands in it and `close` waits (the late-usage policy, reports/closing.py)", "3"),
     Setting("AGENTTALLY_MAX_REQUEST_TOKENS", "plausibility bound at ingest: the most tokens "

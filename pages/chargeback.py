@@ -115,3 +115,37 @@ for col, (what, title) in zip(cols, (("chargeback", "Chargeback table"),
             mime="text/csv" if fmt == "csv" else "application/vnd.apache.parquet",
             icon=":material/download:", on_click="ignore", width="stretch",
             key=f"dl_{what}_{fmt}")
+
+# --- contract (issue 20): credit balance and run-out, commitment utilisation --------------
+from reports.dashboard.contracts import contracts_path  # noqa: E402
+
+st.subheader("Contract")
+chosen_contract = contracts_path()
+view = ui.batch("contracts", f=f,
+                contract_path=str(chosen_contract) if chosen_contract else None)
+if view["contract"] is None:
+    st.caption(f"List prices: no contract. Set `{view['env']}` to a contract file (see "
+               "`data/contracts/`) to see credits, commitments and the amount due.")
+elif view.get("statement", True) is None:
+    st.caption(f"Contract {view['contract']}: no charges yet.")
+else:
+    k1, k2, k3, k4 = st.columns(4)
+    k1.metric("Amount due", ui.usd(view["amount_due"]), border=True,
+              help=f"{view['period']} under {view['contract']}: list "
+                   f"{ui.usd(view['list_amount'])} after discounts, true-ups and credits.")
+    k2.metric("Credit balance", ui.usd(view["balance"]), border=True)
+    runout = view["runout"]
+    k3.metric("Credit runs out", runout.isoformat() if runout else "not within a year",
+              border=True,
+              help="Median day the forecast spend uses up the balance"
+                   + (f" (80%: {view['runout_p10']} .. {view['runout_p90']})"
+                      if view["runout_p10"] else ""))
+    expiry = view["first_expiry"]
+    k4.metric("First expiry", expiry.isoformat() if expiry else "-", border=True,
+              help="Unused credit is gone at 23:59:59.999Z of its expiry day.")
+    if expiry and (runout is None or runout > expiry):
+        st.warning(f"Credit is likely to expire unused on {expiry}.", icon=":material/warning:")
+    if view["commitments"]:
+        st.dataframe(view["commitments"], hide_index=True, width="stretch")
+    if view["adjustments"]:
+        st.dataframe(view["adjustments"], hide_index=True, width="stretch")

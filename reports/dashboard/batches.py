@@ -17,7 +17,15 @@ from typing import Any
 
 import duckdb
 
-from reports.dashboard import chargeback, overview, planning, sessions, status, whatif
+from reports.dashboard import (
+    chargeback,
+    contracts,
+    overview,
+    planning,
+    sessions,
+    status,
+    whatif,
+)
 from reports.dashboard.filters import Filters, filter_options
 from reports.dashboard.source import read_store, store_state
 
@@ -61,6 +69,8 @@ BATCHES: dict[str, Callable[..., Any]] = {
         con, f, as_of_ms, only_selected),
     "chargeback_keys": lambda con, path: chargeback.group_keys(con),
     "chargeback": lambda con, path, f, by, mode: chargeback.chargeback_report(con, f, by, mode),
+    "contracts": lambda con, path, f, contract_path=None: contracts.contract_view(
+        con, f, contract_path),
     "export": lambda con, path, f, what, fmt, by, mode: chargeback.export_bytes(
         con, f, what, fmt, by=by, mode=mode),
     "planning": _planning,
