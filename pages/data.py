@@ -33,7 +33,8 @@ st.subheader("Ingest", anchor=False)
 if data["ingests"].empty:
     st.caption("Nothing ingested yet.")
 else:
-    st.dataframe(data["ingests"], hide_index=True, width="stretch", column_config={
+    st.dataframe(ui.no_none(data["ingests"]), hide_index=True, width="stretch",
+                 column_config={
         "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
         "seconds": st.column_config.NumberColumn(format="%.2f"),
         **{c: st.column_config.NumberColumn(format="localized")
@@ -44,11 +45,12 @@ st.subheader("Quarantine", anchor=False)
 if data["quarantine"].empty:
     st.success("No line was refused.", icon=":material/check_circle:")
 else:
-    st.dataframe(data["quarantine"], hide_index=True, width="stretch", column_config={
+    st.dataframe(ui.no_none(data["quarantine"]), hide_index=True, width="stretch",
+                 column_config={
         "latest": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "lines": st.column_config.NumberColumn(format="localized")})
     with st.expander(f"Latest {len(data['quarantined'])} quarantined lines"):
-        st.dataframe(data["quarantined"], hide_index=True, width="stretch")
+        st.dataframe(ui.no_none(data["quarantined"]), hide_index=True, width="stretch")
 
 st.subheader("Unrated usage", anchor=False)
 if data["unrated"].empty:
@@ -56,7 +58,8 @@ if data["unrated"].empty:
 else:
     st.caption("Usage with no price (an unknown model, no book in force): in no total, "
                "never priced at zero.")
-    st.dataframe(data["unrated"], hide_index=True, width="stretch")
+    st.dataframe(ui.no_none(data["unrated"], model="(none)"), hide_index=True,
+                 width="stretch")
 
 st.subheader("Price books", anchor=False)
 try:
@@ -64,7 +67,8 @@ try:
 except Exception as exc:  # noqa: BLE001 - a broken book must not take the page down
     st.error(f"Price books cannot be loaded: {exc}", icon=":material/error:")
 else:
-    st.dataframe(books, hide_index=True, width="stretch", column_config={
+    st.dataframe(ui.no_none(books, to="open-ended"), hide_index=True, width="stretch",
+                 column_config={
         "in force": st.column_config.CheckboxColumn(help="Covers the rating's as-of instant"),
         "runtime $/session-hour": st.column_config.NumberColumn(format="$%.2f"),
         "web search $/1,000": st.column_config.NumberColumn(format="$%.2f"),
@@ -83,19 +87,21 @@ else:
     money = {c: st.column_config.NumberColumn(format="$%.2f")
              for c in ("first issued $", "billed later $", "pending corrections $",
                        "costs now $", "amount $")}
-    st.dataframe(billing["closed"], hide_index=True, width="stretch", column_config={
+    st.dataframe(ui.no_none(billing["closed"]), hide_index=True, width="stretch",
+                 column_config={
         "issued": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"), **money})
     if billing["corrections"].empty:
         st.success("No correction is pending.", icon=":material/check_circle:")
     else:
-        st.dataframe(billing["corrections"], hide_index=True, width="stretch",
+        st.dataframe(ui.no_none(billing["corrections"]), hide_index=True, width="stretch",
                      column_config={"quantity": st.column_config.NumberColumn(
                          format="localized"), **money})
 
 left, right = st.columns(2)
 with left:
     st.subheader("Rating runs", anchor=False)
-    st.dataframe(data["rating_runs"], hide_index=True, width="stretch", column_config={
+    st.dataframe(ui.no_none(data["rating_runs"]), hide_index=True, width="stretch",
+                 column_config={
         "rated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "as_of": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "charge_lines": st.column_config.NumberColumn(format="localized"),

@@ -155,7 +155,7 @@ for note in result["notes"]:
 
 meters: pd.DataFrame = result["meters"]
 names = {"runtime": "Runtime", "tokens": "Tokens", "web_search": "Web search"}
-left, right = st.columns([3, 2])
+left, right = st.columns(2)  # half the width: the table's five columns fit at 1280 px
 with left:
     fig = go.Figure()
     labels = [names.get(m, m.replace("_", " ").capitalize()) for m in meters["meter"]]
@@ -169,15 +169,17 @@ with left:
     st.plotly_chart(ui.style(fig, height=340), width="stretch", key="wi_meters")
 with right:
     table = meters.assign(meter=labels)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "baseline": st.column_config.NumberColumn(format="dollar"),
-        "scenario": st.column_config.NumberColumn(format="dollar"),
-        "delta": st.column_config.NumberColumn("Δ", format="dollar"),
-        "delta_pct": st.column_config.NumberColumn("Δ %", format="%+.1f%%"),
+    st.dataframe(ui.no_none(table), hide_index=True, width="stretch", column_config={
+        "meter": st.column_config.TextColumn(width=84),
+        "baseline": st.column_config.NumberColumn(format="dollar", width=80),
+        "scenario": st.column_config.NumberColumn(format="dollar", width=80),
+        "delta": st.column_config.NumberColumn("Δ", format="dollar", width=76),
+        "delta_pct": st.column_config.NumberColumn("Δ %", format="%+.1f%%", width=60),
     })
 
 st.subheader("By model", anchor=False)
-st.dataframe(result["models"], hide_index=True, width="stretch", column_config={
+st.dataframe(ui.no_none(result["models"]), hide_index=True, width="stretch",
+             column_config={
     "baseline": st.column_config.NumberColumn(format="dollar"),
     "scenario": st.column_config.NumberColumn(format="dollar"),
     "delta": st.column_config.NumberColumn("Δ", format="dollar"),

@@ -207,13 +207,20 @@ def unit_price(price: float | Decimal | None, price_unit: str | None) -> str:
     return f"${whole}{'.' + frac if frac else ''}{unit}"
 
 
+def no_none(frame: Any, **words: str) -> Any:
+    """`frame` with its missing text shown as a word (`words`, by column) or blank, never as
+    "None" (Streamlit's grid writes None in a null cell)."""
+    text = [c for c in frame.columns if frame[c].dtype == object]
+    return frame.fillna({c: words.get(c, "") for c in text})
+
+
 def bill_frame(bill: Any) -> Any:
     """A session's bill for display: unit prices with their unit, words for missing values
     (runtime and search lines have no model or token class)."""
     out = bill.copy()
     out["unit_price"] = [unit_price(p, u) for p, u in
                          zip(out["unit_price"], out["price_unit"], strict=True)]
-    return out.fillna({"model": "–", "token_class": "–", "tier": "–"})
+    return no_none(out, model="–", token_class="–", tier="–")
 
 
 def period_label(period: str | None) -> str:

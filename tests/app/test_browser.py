@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,12 +40,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dashboard(tiny_store, tmp_path_factory) -> Iterator[str]:
-    """The app served by `streamlit run` on a free local port; yields its URL."""
+@contextmanager
+def served(store: Path, log: Path) -> Iterator[str]:
+    """`streamlit run app.py` on `store` at a free local port; yields its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "AGENTTALLY_DB": str(tiny_store)}
+    env = {**os.environ, "AGENTTALLY_DB": str(store)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -73,6 +73,34 @@ def dashboard(tiny_store, tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def dashboard(tiny_store, tmp_path_factory) -> Iterator[str]:
+    """The app on the tiny store; yields its URL."""
+    with served(tiny_store, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def demo_dashboard(tmp_path_factory) -> Iterator[str]:
+    """The app on five weeks of the demo profile (enough history for the forecast): real
+    names, real amounts, long ids; rated as of 2026-11-20, so it opens on November."""
+    from datetime import date
+
+    from agenttally.cli.simulate import seed_demo
+    from meter.store import connect
+    from tests.app.conftest import rate_and_store
+
+    store = tmp_path_factory.mktemp("laptop") / "demo.duckdb"
+    con = connect(store)
+    try:
+        seed_demo(con, days=35, end=date(2026, 11, 19))
+    finally:
+        con.close()
+    rate_and_store(store)
+    with served(store, tmp_path_factory.mktemp("streamlit") / "demo.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -134,5 +162,99 @@ def test_team_filter_in_the_sidebar_narrows_the_total(dashboard, browser):
         # the costliest session under the filter is B, shown with its title as a heading
         page.get_by_role("heading", name="Market scan").wait_for(timeout=60_000)
         assert page.get_by_role("heading", name="Fix the flaky build").count() == 0
+    finally:
+        page.close()
+
+
+# --- laptop widths -----------------------------------------------------------------------
+# Each page of the demo at 1280 and 1440 px (sidebar open): the tables users come for show
+# their key columns whole. Streamlit's tables are canvas grids (glide-data-grid); behind the
+# canvas the grid keeps an accessible <table> of the cells it draws (the columns in view),
+# and its scroller is wider than its box when columns run off the right edge.
+GRIDS_JS = """() => [...document.querySelectorAll('[data-testid=stDataFrame]')].map(df => {
+  const box = df.querySelector('.dvn-scroller');
+  return {overflow: box ? box.scrollWidth - box.clientWidth : 0,
+          heads: [...df.querySelectorAll('th[role=columnheader]')].map(t => t.innerText.trim()),
+          cells: [...df.querySelectorAll('td')].map(t => t.innerText.trim())};
+})"""
+# Metric labels, values and deltas cut short with an ellipsis.
+CUT_METRICS_JS = """() => [...document.querySelectorAll(
+    '[data-testid=stMetricLabel], [data-testid=stMetricValue], [data-testid=stMetricDelta]')]
+  .filter(e => [e, ...e.querySelectorAll('*')].some(x => x.scrollWidth > x.clientWidth + 1))
+  .map(e => e.innerText.trim())"""
+
+# page path -> (text the page shows once drawn, grids it draws, {grid: key column headers})
+PAGES = {
+    "": ("Runtime utilisation", 3, {0: {"Team", "Spend", "Share"},
+                                    1: {"Agent", "Spend", "Share"},
+                                    2: {"Session", "Team", "Spend"}}),
+    "chargeback": ("Download", 1, {0: {"team", "total", "share"}}),
+    "sessions": ("Cost breakdown", 2, {0: {"session", "title", "cost", "running h"},
+                                       1: {"tier", "quantity", "unit price", "amount"}}),
+    "whatif": ("Save this scenario", 2, {0: {"meter", "baseline", "scenario", "Δ", "Δ %"},
+                                         1: {"baseline", "scenario", "Δ", "Δ %"}}),
+    "data": ("Rating runs", 4, {}),
+}
+
+
+TITLES = {"chargeback": "Chargeback", "forecast": "Forecast & budgets", "whatif": "What-if",
+          "sessions": "Sessions", "data": "Data"}
+
+
+def drawn(browser, base: str, path: str, width: int, text: str, grids: int):
+    page = browser.new_page(viewport={"width": width, "height": 2400})
+    # In from the front page and the sidebar, as a user goes: a page's own URL opened
+    # first in a new session can be served straight from pages/, without app.py's frame.
+    page.goto(base, wait_until="domcontentloaded")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_text("Overview").wait_for(timeout=90_000)
+    if path:
+        nav.get_by_text(TITLES[path], exact=True).click()
+    try:
+        page.get_by_text(text, exact=True).first.wait_for(timeout=90_000)
+        page.wait_for_function("n => document.querySelectorAll("
+                               "'[data-testid=stDataFrame] canvas').length >= n", arg=grids,
+                               timeout=90_000)
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "not-drawn.png"), full_page=True)
+        page.close()
+        raise
+    page.wait_for_timeout(2500)  # grids paint after their data arrives
+    return page
+
+
+@pytest.mark.parametrize("width", [1280, 1440])
+@pytest.mark.parametrize("path", list(PAGES))
+def test_key_columns_fit_a_laptop_screen(demo_dashboard, browser, path, width):
+    text, count, keys = PAGES[path]
+    page = drawn(browser, demo_dashboard, path, width, text, count)
+    try:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{path or 'overview'}-{width}.png"),
+                        full_page=True)
+        assert not page.locator('[data-testid="stException"]').count()
+        grids = page.evaluate(GRIDS_JS)
+        for i, heads in keys.items():
+            assert heads <= set(grids[i]["heads"]), (i, grids[i]["heads"])
+            assert grids[i]["overflow"] <= 0, f"grid {i} runs {grids[i]['overflow']} px over"
+        for grid in grids:
+            assert "None" not in grid["cells"], grid["heads"]
+        assert page.evaluate(CUT_METRICS_JS) == []
+    finally:
+        page.close()
+
+
+@pytest.mark.xfail(reason="pages/forecast.py and reports/dashboard/planning.py are being "
+                          "rebuilt elsewhere: the 80% interval card and the budgets table's "
+                          "right-hand columns are still cut at 1280 px (issue 21)",
+                   strict=False)
+def test_forecast_fits_a_laptop_screen(demo_dashboard, browser):
+    page = drawn(browser, demo_dashboard, "forecast", 1280, "Backtest", 1)
+    try:
+        page.screenshot(path=str(ARTIFACTS / "forecast-1280.png"), full_page=True)
+        grids = page.evaluate(GRIDS_JS)
+        assert {"overrun odds"} <= set(grids[0]["heads"]) and grids[0]["overflow"] <= 0
+        assert page.evaluate(CUT_METRICS_JS) == []
     finally:
         page.close()
