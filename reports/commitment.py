@@ -2,7 +2,7 @@
 
 From the forecast's sample paths (reports.forecast.forecast: (n_paths, horizon) USD per day,
 one forecast per group, each drawn with the same seed so the groups' shocks line up) it sums
-each path's spend over the commitment window (the next whole month, quarter or year after
+each path's spend over the commitment window (the next whole month, quarter or year from
 the as-of day), keeps the eligible share of it (the share of the group's list spend on the
 commitment's meters and models over the last 90 days), and for each level X reads, path by
 path:
@@ -71,10 +71,13 @@ class CommitmentOutlook:
 
 
 def window_of(as_of_day: date, per: str) -> tuple[Period, Period]:
-    """The commitment window after `as_of_day`: the next whole `per` from the next month."""
+    """The commitment window from `as_of_day` on: the next whole `per` starting with the
+    first month that has not begun (the as-of month itself when it is its first day)."""
     if per not in PERIOD_MONTHS:
         raise UsageError(f"per must be one of {', '.join(PERIOD_MONTHS)}, got {per!r}")
-    first = Period(as_of_day.year, as_of_day.month).next()
+    first = Period(as_of_day.year, as_of_day.month)
+    if as_of_day.day != 1:
+        first = first.next()
     last = first
     for _ in range(PERIOD_MONTHS[per] - 1):
         last = last.next()

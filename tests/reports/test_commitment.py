@@ -68,6 +68,7 @@ def test_options_on_hand_made_paths():
 def test_windows_are_whole_periods_after_the_as_of_day():
     assert [str(p) for p in window_of(date(2026, 11, 20), "quarter")] == ["2026-12", "2027-02"]
     assert [str(p) for p in window_of(date(2026, 12, 31), "month")] == ["2027-01", "2027-01"]
+    assert [str(p) for p in window_of(date(2026, 12, 1), "month")] == ["2026-12", "2026-12"]
 
 
 def test_the_commit_verb_prints_each_level_in_total_and_per_team(tmp_path, capsys):
