@@ -11,6 +11,7 @@ BASE_STAMP := $(BASE_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
+	@echo "Installing AgentTally and its dependencies into $(VENV) (once; about a minute)..."
 	$(BIN)/pip install -q -e '.[dev,spark]'
 	touch $(STAMP)
 

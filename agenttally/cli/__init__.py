@@ -24,7 +24,8 @@ from reports.render import FORMATS, render
 
 EXAMPLES = {
     "ingest": "agenttally ingest data/samples/*.jsonl\n  cat events.jsonl | agenttally ingest -",
-    "sessions": "agenttally sessions --as-of 2026-11-30T00:00:00Z --format csv",
+    "sessions": "agenttally sessions --period 2026-11 --sort cost --limit 20\n"
+                "  agenttally sessions --as-of 2026-11-30T00:00:00Z --limit 0 --format csv",
     "status": "agenttally status",
 }
 
@@ -113,10 +114,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_sessions(args: argparse.Namespace) -> int:
     from meter.intervals import SessionAsOf
     with agenttally.open_store(args.db, read_only=True) as store:
-        sessions = agenttally.sessions(store, as_of=args.as_of)
+        sessions = agenttally.sessions(store, as_of=args.as_of, period=args.period,
+                                       sort=args.sort)
     columns = [f.name for f in fields(SessionAsOf)]
-    print(render(columns, [astuple(s) for s in sessions], args.format))
+    shown = sessions if args.limit == 0 else sessions[:args.limit]
+    print(render(columns, [astuple(s) for s in shown], args.format))
+    if len(shown) < len(sessions):
+        print(f"{len(sessions) - len(shown):,} more sessions not shown (of {len(sessions):,}); "
+              "--limit N shows more, --limit 0 all", file=sys.stderr)
     return 0
+
+
+def limit_arg(text: str) -> int:
+    """A row limit: a whole number, 0 for no limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of rows (0 for all), e.g. 200, got {text!r}")
+    return value
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -189,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=instant_arg,
                    help="instant to list sessions as of (default: now), e.g. 2026-11-30T00:00:00Z "
                         "or 2026-11-30: only sessions that existed then, with their status then")
+    p.add_argument("--period", type=period_arg,
+                   help="only sessions started in this month (YYYY-MM, e.g. 2026-11)")
+    p.add_argument("--sort", choices=("start", "cost", "running"), default=None,
+                   help="newest first, costliest first (rated charges) or most running time "
+                        "first (default: by session id)")
+    p.add_argument("--limit", type=limit_arg, default=50, metavar="N",
+                   help="show at most N sessions (50; 0 for all); the count not shown goes "
+                        "to stderr")
     verb("status", cmd_status, "what the store holds")
     # The other verbs, each module adding its own (imported here: they import this module's
     # helpers). Plain imports: a verb that cannot be imported fails loudly.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -44,14 +45,32 @@ def prepare_store(path: Path, *, demo: bool = True, demo_days: int = 60, rate: b
               f"{run.unrated_lines:,} unrated")
 
 
+def port_in_use(address: str, port: int) -> bool:
+    """Whether `address:port` cannot be bound now, as Streamlit would bind it (with
+    SO_REUSEADDR: a port left in TIME_WAIT by a dashboard just stopped is free)."""
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET,
+                       socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return True
+    return False
+
+
 def streamlit_command(address: str, port: int) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address,
             "--server.port", str(port), "--server.headless", "true"]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from meter.errors import UsageError
     from meter.store import default_db_path
     path = Path(args.db or default_db_path()).resolve()
+    # Before seeding and rating (seconds): Streamlit would print the URL, then fail.
+    if port_in_use(args.address, args.port):
+        raise UsageError(f"--port {args.port}: {args.address}:{args.port} is in use (another "
+                         "dashboard?); pass --port N to use another port")
     if not APP.exists():
         raise FileNotFoundError(f"{APP}: the dashboard is not installed; reinstall "
                                 "AgentTally (pip install .) or run from a clone")
@@ -93,5 +112,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-__all__ = ["cmd_serve", "prepare_store", "register", "streamlit_command"]
+__all__ = ["cmd_serve", "port_in_use", "prepare_store", "register", "streamlit_command"]
 

@@ -180,9 +180,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         columns = rel.columns
     flagged = [r for r in rows if r[-1]]
     shown = rows if args.all else flagged
+    summary = (f"{len(rows):,} sessions compared with the provider's list_cost; "
+               f"{len(flagged):,} differ by more than ${args.tolerance}")
+    if not shown and args.format == "table":
+        # an empty table reads like a failure: the answer is the count
+        print(f"0 sessions differ by more than ${args.tolerance} "
+              f"({len(rows):,} compared with the provider's list_cost)")
+        return 0
     print(render(columns, [[r[0], iso_ms(r[1]), *r[2:]] for r in shown], args.format))
-    print(f"{len(rows):,} sessions compared with the provider's list_cost; "
-          f"{len(flagged):,} differ by more than ${args.tolerance}", file=sys.stderr)
+    print(summary, file=sys.stderr)
     return 1 if flagged and args.strict else 0
 
 
