@@ -30,7 +30,8 @@ DEMO_PROFILE = shipped("data/profiles/demo.toml")
 
 
 def profile_path(name: str) -> Path:
-    """A profile TOML: a path, or the name of a shipped one (demo, midsize, large)."""
+    """A profile TOML: a path, or the name of a shipped one (demo, midsize, large, or a
+    regime-change one: onboarding, migration, holiday, runaway)."""
     path = Path(name)
     if path.suffix != ".toml" and not path.exists():
         return shipped(f"data/profiles/{name}.toml")
@@ -305,7 +306,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p)
     p.add_argument("--profile", required=True, type=profile_path,
-                   help="a profile TOML, or the name of a shipped one: demo, midsize, large")
+                   help="a profile TOML, or the name of a shipped one: demo, midsize, large, "
+                        "or with a regime change: onboarding, migration, holiday, runaway")
     p.add_argument("--start", type=date_arg,
                    help="first day, YYYY-MM-DD, e.g. 2026-10-01 (default: the last --days days, "
                         "up to the present instant)")
