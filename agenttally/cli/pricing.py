@@ -21,14 +21,16 @@ def current_period(as_of_ms: int) -> str:
     return str(Period.containing(as_of_ms))
 
 
-def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> int:
+def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, *,
+               full: bool = False) -> int:
     """Make `charges` and `unrated` on read-only `con` the ledger as of --as-of (sessions that
-    changed since the last `rate` are rated on the connection only); returns the as-of."""
+    changed since the last `rate` are rated on the connection only; `full`: every session,
+    leaving the rating's work tables on the connection); returns the as-of."""
     from meter.store import default_db_path
     store = agenttally.Store(path=Path(args.db or default_db_path()), connection=con,
                              read_only=True)
     run = agenttally.rate(store, as_of=args.as_of, pricebooks=args.pricebooks,
-                          span_cache_ttl=args.span_cache_ttl)
+                          span_cache_ttl=args.span_cache_ttl, full=full)
     return run.as_of_ms
 
 
@@ -174,7 +176,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from meter.store import open_store
     from pricing.check import list_cost_check
     with open_store(args.db, read_only=True) as con:
-        as_of = rate_store(con, args)
+        # the comparison reads the rating's priced usage of every session (token_priced):
+        # an up-to-date ledger rates nothing and leaves none, so rate all on the connection
+        as_of = rate_store(con, args, full=True)
         rel = list_cost_check(con, as_of, args.tolerance)
         rows = rel.fetchall()
         columns = rel.columns

@@ -107,7 +107,7 @@ def test_check_says_no_session_differs_rather_than_print_an_empty_table(tiny_sto
     from agenttally.cli import main
     from agenttally.cli import pricing as cli_pricing
 
-    monkeypatch.setattr(cli_pricing, "rate_store", lambda con, args: 0)
+    monkeypatch.setattr(cli_pricing, "rate_store", lambda con, args, full=False: 0)
     monkeypatch.setattr(pricing.check, "list_cost_check", lambda con, as_of, tol: con.sql(
         "SELECT * FROM (VALUES ('sesn_A', 0, 0.75, 0.745, -0.005, false), "
         "('sesn_B', 0, 0.50, 0.50, 0.0, false)) t(session_id, snapshot_ms, provider_usd, "

@@ -1,0 +1,98 @@
+"""The README's CLI examples run as written, in order, on a copy of the demo store.
+
+Each line of the first code block of "## The CLI" runs through `agenttally.cli.main` (optional
+parts in [brackets] left out, comments dropped) with the demo as the default store; a line
+marked "(not run by tests: REASON)" is skipped and its reason printed. Each must exit 0, and
+the demo's November total must be what it was before: the examples that write use a scratch
+store. Paths the examples write (scratch store, lake, exports) land in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SKIP = re.compile(r"\(not run by tests: ([^)]*)\)")
+
+
+def readme_cli_lines() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The CLI"):]
+    block = re.search(r"```\n(.*?)```", section, re.S)
+    assert block is not None
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def command(line: str) -> tuple[list[str] | None, str]:
+    """The argv of a README line (after `agenttally`), or None and the reason to skip it."""
+    skipped = SKIP.search(line)
+    if skipped:
+        return None, skipped.group(1)
+    text = re.sub(r"\s+#\s.*$", "", line)  # a comment after the command
+    text = re.sub(r"\s*\[[^\]]*\]", "", text)  # optional parts
+    argv = shlex.split(text)
+    assert argv[0] == "agenttally", line
+    return argv[1:], ""
+
+
+def november_total(db: Path) -> str:
+    import agenttally
+
+    with agenttally.open_store(db, read_only=True) as store:
+        return str(agenttally.invoice(store, "2026-11").total)
+
+
+@pytest.fixture(scope="module")
+def demo_copy(tmp_path_factory) -> Path:
+    """Sixty days of the demo ending 2026-11-30 (November whole), rated: what `make run` shows."""
+    from agenttally.cli import main
+    from agenttally.cli.simulate import seed_demo
+    from meter.store import connect
+
+    path = tmp_path_factory.mktemp("readme") / "demo.duckdb"
+    con = connect(path)
+    try:
+        seed_demo(con, days=60, end=date(2026, 11, 30))
+    finally:
+        con.close()
+    assert main(["rate", "--db", str(path)]) == 0
+    return path
+
+
+def test_every_readme_cli_example_runs_and_leaves_the_demo_as_it_was(demo_copy, tmp_path,
+                                                                      monkeypatch, capsys):
+    from agenttally.cli import main
+
+    # The examples' relative paths: data/ as shipped, and what they write beside it here.
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    for entry in (ROOT / "data").iterdir():
+        if entry.name not in ("lake", "agenttally.duckdb") and not entry.name.endswith(
+                ".wal"):
+            (work / "data" / entry.name).symlink_to(entry)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("AGENTTALLY_DB", str(demo_copy))
+    before = november_total(demo_copy)
+    capsys.readouterr()
+    ran, skipped = [], []
+    for line in readme_cli_lines():
+        argv, reason = command(line)
+        if argv is None:
+            skipped.append(f"{line.split('#')[0].strip()}: {reason}")
+            continue
+        argv = [a.replace("/tmp/scratch.duckdb", str(tmp_path / "scratch.duckdb"))
+                for a in argv]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == 0, f"{line}\nexit {code}\n{err[-2000:]}"
+        ran.append(line)
+    with capsys.disabled():
+        for s in skipped:
+            print(f"\nREADME example skipped: {s}")
+    assert len(ran) >= 12 and len(skipped) <= 5
+    assert november_total(demo_copy) == before
