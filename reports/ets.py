@@ -42,6 +42,7 @@ __all__ = ["SEASON", "Fit", "fit", "simulate"]
 
 SEASON = 7
 BURN_IN = 2 * SEASON  # one-step errors before this are the initial states settling: not resampled
+MIN_DAYS = 2 * SEASON  # two weekly cycles: the least a seasonal fit is made on
 
 _ALPHA = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.45, 0.6, 0.8)
 _GAMMA = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35)
@@ -148,7 +149,13 @@ def _filter(z: np.ndarray, params: np.ndarray, level0: float, trend0: float,
         trend = damped + beta * e
         slot += gamma * e
     order = (np.arange(len(z), len(z) + SEASON)) % SEASON
-    return errors, level, trend, season[order].T, errors[BURN_IN:]
+    return errors, level, trend, season[order].T, errors[burn_in(len(z)):]
+
+
+def burn_in(n: int) -> int:
+    """One-step errors left out of the fit's score and the resampling: the first two weeks,
+    or half of a shorter history (at least a week of errors always remains)."""
+    return min(BURN_IN, n // 2)
 
 
 def _aicc(sse: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -165,15 +172,15 @@ def _member(name: str, z: np.ndarray, trend: bool, n_params: int, level0: float,
     n = len(scored)
     return Member(name=name, alpha=float(a), beta=float(b), phi=float(p), gamma=float(g),
                   level=float(level[i]), trend=float(slope[i]), season=season[i].copy(),
-                  errors=errors[BURN_IN:, i].copy(), aicc=float(_aicc(sse[i:i + 1], n,
+                  errors=errors[burn_in(len(z)):, i].copy(), aicc=float(_aicc(sse[i:i + 1], n,
                                                                       n_params)[0]))
 
 
 def fit(z: np.ndarray) -> Fit:
     """Fit the three members to the log series ``z`` (at least 2 * SEASON days)."""
     z = np.asarray(z, dtype=float)
-    if len(z) < BURN_IN + 1:
-        raise ValueError(f"need at least {BURN_IN + 1} days, got {len(z)}")
+    if len(z) < MIN_DAYS:
+        raise ValueError(f"need at least {MIN_DAYS} days, got {len(z)}")
     level0, trend0, season0 = _initial_states(z)
     # parameters counted for AICc: smoothing parameters + initial states (level, trend, 6 free
     # seasonal) + the error variance

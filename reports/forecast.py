@@ -56,7 +56,7 @@ __all__ = [
 
 SEASON = ets.SEASON
 INFLATE = 1.0  # interval width factor on the bootstrapped innovations
-MIN_HISTORY = 14
+MIN_HISTORY = ets.MIN_DAYS  # two weekly cycles
 DAYS_PER_MONTH = 365.25 / 12
 LEVELS = {"lo95": 2.5, "lo80": 10.0, "hi80": 90.0, "hi95": 97.5}
 
@@ -225,7 +225,7 @@ def forecast(
             method, note = "constant", "the history is constant: the forecast repeats it"
         else:
             model = ets.fit(log_y)
-            picks = None if draw_days is None else draw_days - (nonzero[0] + ets.BURN_IN)
+            picks = None if draw_days is None else draw_days - (nonzero[0] + ets.burn_in(history))
             sim = ets.simulate(model, horizon, n_paths, rng, inflate=INFLATE, picks=picks)
             paths = np.clip(np.exp(sim) - offset, 0.0, None)
             method = "comb(" + ", ".join(m.name for m in model.members) + ")"
@@ -312,7 +312,7 @@ def forecast_groups(
         raise UsageError(f"a horizon must be at least 1 day, got {horizon}")
     rng = np.random.default_rng(seed)
     n = len(total)
-    draw_days = rng.integers(min(ets.BURN_IN, max(n - 1, 0)), max(n, 1),
+    draw_days = rng.integers(min(ets.burn_in(n), max(n - 1, 0)), max(n, 1),
                              size=(n_paths, horizon))
     common = dict(n_paths=n_paths, seed=seed, growth_per_month=growth_per_month,
                   origin=origin, draw_days=draw_days)

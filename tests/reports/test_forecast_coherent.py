@@ -177,3 +177,11 @@ def test_a_past_price_change_is_not_read_as_a_change_in_usage(tmp_path):
                           f"ORDER BY day").fetchall()
     # September's runtime re-valued at November's $0.16: every day is $20 + $30
     assert {int(units) for _, units in per_day} == {units_of_usd(Decimal(50))}
+
+
+def test_two_weeks_of_history_are_enough_for_the_seasonal_model():
+    for days in (14, 15, 20):
+        fc = forecast(synthetic_series(days, seed=days), 10, n_paths=200)
+        assert fc.method.startswith("comb(") and fc.history_days == days
+        assert np.isfinite(fc.paths).all()
+    assert forecast(synthetic_series(13, seed=1), 10, n_paths=200).method.startswith("fallback")
