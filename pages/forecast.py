@@ -38,8 +38,9 @@ c1.metric(f"{ui.period_label(me.period)} so far", ui.usd(fc["month_invoiced"]), 
                "half-even to the cent (as on the Overview and `agenttally invoice`).")
 c2.metric("Forecast at month end", ui.approx(me.mean), border=True,
           help="Actual so far plus the forecast of the remaining days.")
-c3.metric("80% interval", f"{ui.approx(me.lo80)} – {ui.approx(me.hi80)}",
-          border=True, help=f"95%: {ui.approx(me.lo95)} – {ui.approx(me.hi95)}")
+c3.metric("80% interval", f"{ui.short_usd(me.lo80)}–{ui.short_usd(me.hi80).lstrip('$')}",
+          border=True, help=f"80%: {ui.approx(me.lo80)} – {ui.approx(me.hi80)}; "
+                           f"95%: {ui.approx(me.lo95)} – {ui.approx(me.hi95)}")
 st.caption(f"Model: {fc['note']}.")
 for change in fc.get("price_changes", []):
     st.info(f"Price book **{change['book']}** takes effect on {change['day']:%d %b %Y}: "
@@ -128,13 +129,22 @@ if budgets is None:
 else:
     if chosen:
         st.markdown(f"**{chosen['period']}:** {chosen['label']} {chosen['caption']}.")
-    st.dataframe(budgets["table"], hide_index=True, width="stretch", column_config={
-        "amount": st.column_config.NumberColumn(format="dollar"),
-        "actual": st.column_config.NumberColumn(format="dollar"),
-        "forecast": st.column_config.NumberColumn("forecast (mean)", format="dollar"),
-        "used %": st.column_config.ProgressColumn(format="%.1f%%", min_value=0,
-                                                  max_value=100),
-        "overrun odds": st.column_config.NumberColumn(format="percent"),
+    # what a reader comes for (used, odds of overrun, forecast); the rest behind a toggle
+    detail = st.toggle("Actual, 80% range and group", key="budget_detail")
+    st.dataframe(budgets["table"], hide_index=True, width="stretch",
+                 column_order=["budget", "period", "used %", "overrun odds", "forecast",
+                               "amount", "100% crossed"]
+                 + (["actual", "forecast 80%", "group"] if detail else []),
+                 column_config={
+        "budget": st.column_config.TextColumn(width="small"),
+        "period": st.column_config.TextColumn(width=70),
+        "used %": st.column_config.ProgressColumn(format="%.0f%%", min_value=0,
+                                                  max_value=100, width=90),
+        "overrun odds": st.column_config.NumberColumn(format="percent", width=90),
+        "forecast": st.column_config.NumberColumn("forecast", format="dollar", width=90,
+                                                  help="mean forecast at the period's end"),
+        "amount": st.column_config.NumberColumn(format="dollar", width=90),
+        "actual": st.column_config.NumberColumn(format="dollar", width=90),
     })
     st.caption(f"From `{budgets['file']}`, on all charges (a budget is for its own group, "
                "whatever the filters). Crossing dates are the median and the 80% range over "

@@ -170,6 +170,17 @@ def approx(value: Decimal | float | int | None) -> str:
     return usd(value, cents=None)
 
 
+def short_usd(value: Decimal | float | int | None) -> str:
+    """$15.2K, $1.23M, $950: an estimate where a card has little room."""
+    if value is None:
+        return "–"
+    v = float(value)
+    for size, unit, places in ((1e6, "M", 2), (1e3, "K", 1)):
+        if abs(v) >= size:
+            return f"{'-' if v < 0 else ''}${abs(v) / size:,.{places}f}{unit}"
+    return approx(value)
+
+
 def money_axis(fig: Any, top: float, axis: str = "y") -> Any:
     """Dollar ticks with cents only when the axis is small enough to need them."""
     fmt = ",.2f" if top < 10 else ",.0f"

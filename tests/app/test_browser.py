@@ -245,10 +245,6 @@ def test_key_columns_fit_a_laptop_screen(demo_dashboard, browser, path, width):
         page.close()
 
 
-@pytest.mark.xfail(reason="pages/forecast.py and reports/dashboard/planning.py are being "
-                          "rebuilt elsewhere: the 80% interval card and the budgets table's "
-                          "right-hand columns are still cut at 1280 px (issue 21)",
-                   strict=False)
 def test_forecast_fits_a_laptop_screen(demo_dashboard, browser):
     page = drawn(browser, demo_dashboard, "forecast", 1280, "Backtest", 1)
     try:
