@@ -18,7 +18,9 @@ rater's code, and the arguments. A second run of the evaluation reads the cache.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import inspect
 import os
 import sys
 import time
@@ -59,9 +61,11 @@ SERIES_DAYS = 150
 # tuning, and let these score the result once.
 HELD_OUT_SEEDS = (101, 102, 103)
 
-# Code a series depends on: a change to any of these files makes every cached series stale.
-_CODE = ("meter/simulator/*.py", "pricing/rating.py", "pricing/pricebook.py", "pricing/money.py",
-         "reports/forecast.py", "agenttally/cli/simulate.py", "bench/forecast_series.py")
+# Code a series depends on: a change to any of these files, or to the source of the functions
+# below (whose modules others edit for other reasons: the forecaster lives beside
+# daily_series), makes every cached series stale.
+_CODE = ("meter/simulator/*.py", "meter/store.py", "meter/schema*.sql", "pricing/rating.py",
+         "pricing/pricebook.py", "pricing/money.py")
 _FORMAT = 1  # bump when the cached frame's layout changes
 
 
@@ -79,12 +83,19 @@ def _book_files(pricebooks_dir: Path | None) -> list[Path]:
     return shipped + extra
 
 
+@functools.cache
 def _code_digest() -> str:
+    from agenttally.cli import simulate
+    from reports.forecast import daily_series
+
     digest = hashlib.sha256()
     for pattern in _CODE:
         for path in sorted(ROOT.glob(pattern)):
             digest.update(path.relative_to(ROOT).as_posix().encode())
             digest.update(path.read_bytes())
+    for function in (daily_series, simulate.build_simulation, simulate.schedule_for,
+                     simulate.card_from_book, _simulate_and_rate, _daily_index):
+        digest.update(inspect.getsource(function).encode())
     return digest.hexdigest()
 
 
@@ -211,7 +222,7 @@ EVAL_FLEETS: list[EvalFleet] = [
     EvalFleet("holiday", "holiday", 1.0,
               regime="US Thanksgiving dip, all teams at 25% 2026-12-21..2027-01-03"),
     EvalFleet("runaway", "runaway", 1.0,
-              regime="runaway sessions on days 64-66 and 117-118, a burst on day 95"),
+              regime="runaway sessions on days 64-66 and 117-119, a burst on day 95"),
 ]
 
 
