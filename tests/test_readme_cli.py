@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,54 @@ def demo_copy(tmp_path_factory) -> Path:
         con.close()
     assert main(["rate", "--db", str(path)]) == 0
     return path
+
+
+def test_the_shipped_provider_report_is_the_demos_november_as_generated(demo_copy):
+    """data/samples/provider_cost_report_2026-11.json is what bench/make_provider_report.py
+    makes of this demo: regenerate it with `python -m bench.make_provider_report`."""
+    import duckdb
+
+    from bench.make_provider_report import OUT, dump, provider_report
+
+    con = duckdb.connect(str(demo_copy), read_only=True)
+    try:
+        assert dump(provider_report(con)) == OUT.read_text(encoding="utf-8")
+    finally:
+        con.close()
+
+
+def test_reconcile_on_the_demo_finds_exactly_the_reports_deliberate_differences(
+        demo_copy, capsys):
+    """The README's reconcile line: one model-day billed $3.50 more is flagged, the missing day
+    is named and not flagged, the day rounded to the cent is within tolerance; nothing else
+    differs by a single atto-dollar."""
+    import json
+
+    from agenttally.cli import main
+    from bench.make_provider_report import BILLED_MORE, MISSING_DAY, OUT, RUNTIME_ROUNDED_DAY
+
+    capsys.readouterr()
+    assert main(["reconcile", "--db", str(demo_copy), "--period", "2026-11", "--provider",
+                 str(OUT), "--format", "json", "--strict"]) == 1  # one row flagged
+    result = json.loads(capsys.readouterr().out)
+    rows = result["rows"]
+    day, model, extra = BILLED_MORE
+    assert [(r["day"], r["cost_type"], r["model"], r["variance"]) for r in rows
+            if r["flagged"]] == [(day.isoformat(), "tokens", model, f"-{extra}")]
+    assert result["missing_days"] == [MISSING_DAY.isoformat()]
+    assert {r["day"] for r in rows if r["status"] == "no provider data"} == {
+        MISSING_DAY.isoformat()}
+    differing = [(r["day"], r["cost_type"], r["status"]) for r in rows
+                 if r["variance"] is not None and Decimal(r["variance"]) != 0]
+    assert differing == [(day.isoformat(), "tokens", "over tolerance"),
+                         (RUNTIME_ROUNDED_DAY.isoformat(), "session_usage", "ok")]
+    rounded = next(r for r in rows if r["day"] == RUNTIME_ROUNDED_DAY.isoformat()
+                   and r["cost_type"] == "session_usage")
+    assert Decimal(0) < abs(Decimal(rounded["variance"])) <= Decimal("0.005")
+    assert {r["model"] for r in rows} == {None, "claude-haiku-5-5", "claude-opus-5-5",
+                                          "claude-sonnet-5", "claude-sonnet-5-5"}
+    metered, provider = (Decimal(result["totals"][k]) for k in ("metered", "provider"))
+    assert provider - metered == extra - Decimal(rounded["variance"])
 
 
 def test_every_readme_cli_example_runs_and_leaves_the_demo_as_it_was(demo_copy, tmp_path,

@@ -1,4 +1,5 @@
-"""Reconciliation with the provider's cost report (data/samples/provider_cost_report_2026-11.json).
+"""Reconciliation with a small hand-made provider cost report (provider_cost_report_small.json
+beside this file; the demo's shipped report is tested in tests/test_readme_cli.py).
 
 Metered (book 2026-08-07: runtime $0.08/h, Opus 5 input $5/M, output $25/M, search $10/1,000):
   Nov 3: runtime 1 h $0.08; 200,000 input tokens $1.00
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,7 +25,7 @@ from reports.reconcile import missing_day_ranges, reconcile
 from tests.reports.test_chargeback import rated, session
 
 D = Decimal
-SAMPLE = "data/samples/provider_cost_report_2026-11.json"
+SAMPLE = str(Path(__file__).with_name("provider_cost_report_small.json"))
 
 
 def usage(sid, eid, at, *, input=0, output=0, searches=0):
