@@ -37,7 +37,7 @@ try:
     state = ui.state()
     filters = None
     if state.exists and state.rated:
-        filters = ui.sidebar_filters(ui.batch("options"))
+        filters = ui.sidebar_filters(ui.batch("options"), state.rated_as_of_ms)
     if state.exists:
         ui.sidebar_status(state)
 except StoreError as exc:

@@ -11,6 +11,7 @@ import argparse
 import os
 import socket
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import agenttally
@@ -19,20 +20,23 @@ from meter.settings import shipped
 APP = shipped("app.py")
 
 
-def prepare_store(path: Path, *, demo: bool = True, demo_days: int = 60, rate: bool = True,
-                  pricebooks: str | None = None) -> None:
-    """Create the store if needed, seed the demo into an empty one, and rate it."""
+def prepare_store(path: Path, *, demo: bool = True, demo_days: int | None = None,
+                  rate: bool = True, pricebooks: str | None = None) -> None:
+    """Create the store if needed, seed the demo into an empty one (`demo_days` ending today,
+    or by default the README's demo: `simulate.demo_window`), and rate it."""
     from meter.store import open_store
     with open_store(path) as con:
         events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         if events == 0 and demo:
             try:
-                from agenttally.cli.simulate import seed_demo
+                from agenttally.cli.simulate import demo_window, seed_demo
             except ImportError:
                 print("the simulator is not available: starting on an empty store",
                       file=sys.stderr)
             else:
-                print(f"{path}: empty store, seeding {demo_days} days of the demo profile...",
+                first = (datetime.now(UTC).date() - timedelta(days=demo_days - 1)
+                         if demo_days else demo_window(datetime.now(UTC).date())[0])
+                print(f"{path}: empty store, seeding the demo profile from {first} to today...",
                       file=sys.stderr)
                 result = seed_demo(con, days=demo_days)
                 print(f"seeded {getattr(result, 'sessions', 0):,} sessions, "
@@ -104,7 +108,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="address to bind (127.0.0.1: this machine only)")
     p.add_argument("--no-demo", action="store_true",
                    help="do not seed the demo profile into an empty store")
-    p.add_argument("--demo-days", type=int, default=60, help="days of demo data to seed (60)")
+    p.add_argument("--demo-days", type=int,
+                   help="days of demo data to seed, ending today (default: from 2026-10-02, "
+                        "the README's demo, to today; the last 60 days once that is over 120)")
     p.add_argument("--no-rate", action="store_true",
                    help="serve the charges as last rated (skip `agenttally rate`)")
     p.add_argument("--pricebooks", help="folder of price book TOML files (default: "

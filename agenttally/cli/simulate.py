@@ -122,14 +122,36 @@ def build_simulation(profile_path: str | Path, *, start: date, days: int, seed: 
                       scale=scale)
 
 
-def seed_demo(con: duckdb.DuckDBPyConnection, *, days: int = 60, end: date | None = None,
-              seed: int = 7) -> WriteResult:
+# The demo's first day: the README's examples and the shipped provider report are of its
+# November (2026-10-02 + 60 days ends 2026-11-30). A day's events do not depend on how many
+# days follow it, so a demo seeded from here up to any later day has that same November.
+DEMO_START = date(2026, 10, 2)
+DEMO_MAX_DAYS = 120
+
+
+def demo_window(today: date) -> tuple[date, int]:
+    """The demo's first day and length when seeded on `today`: from DEMO_START to today while
+    that is 60 to DEMO_MAX_DAYS days (the README's November, whole, plus the days since), else
+    the 60 days ending today."""
+    days = (today - DEMO_START).days + 1
+    if 60 <= days <= DEMO_MAX_DAYS:
+        return DEMO_START, days
+    return today - timedelta(days=59), 60
+
+
+def seed_demo(con: duckdb.DuckDBPyConnection, *, days: int | None = None,
+              end: date | None = None, seed: int = 7) -> WriteResult:
     """Fill an open store with the demo profile for the `days` days ending `end` (default:
-    today, UTC), cut at the present instant so that nothing lies in the future."""
+    today, UTC), cut at the present instant so that nothing lies in the future. Without
+    `days` and `end`, the window is `demo_window(today)`: the README's demo."""
     from meter.simulator import write_store
     now_ms = int(time.time() * 1000)
-    end = end or datetime.now(UTC).date()
-    start = end - timedelta(days=days - 1)
+    if days is None and end is None:
+        start, days = demo_window(datetime.now(UTC).date())
+    else:
+        days = 60 if days is None else days
+        end = end or datetime.now(UTC).date()
+        start = end - timedelta(days=days - 1)
     sim = build_simulation(DEMO_PROFILE, start=start, days=days, seed=seed, as_of_ms=now_ms)
     return write_store(con, sim)
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
 
 from meter.vocabulary import UNTAGGED, Period
 
-__all__ = ["AGENT_NAMES", "Filters", "FilterOptions", "TEAM_SQL", "filter_options",
+__all__ = ["AGENT_NAMES", "FULL_MONTH_AFTER_DAYS", "Filters", "FilterOptions", "TEAM_SQL",
+           "default_period", "filter_options",
            "filtered_charges", "period_bounds", "team_sql"]
 
 def team_sql(metadata: str) -> str:
@@ -104,6 +105,25 @@ class FilterOptions:
     teams: tuple[str, ...]
     agents: tuple[tuple[str, str], ...]  # (agent_id, label)
     models: tuple[str, ...]
+
+
+# While the as-of is in the first this-many days of its month, the dashboard opens on the
+# month before.
+FULL_MONTH_AFTER_DAYS = 7
+
+
+def default_period(periods: Sequence[str], as_of_ms: int | None) -> str | None:
+    """The period the dashboard opens on, of `periods` (newest first): the newest, unless it is
+    the month of `as_of_ms` (the last rating's as-of), the as-of is in its first
+    FULL_MONTH_AFTER_DAYS days and an older period exists: then the last full month. A month
+    of three days is mostly empty charts; the month before is what a newcomer comes to see."""
+    if not periods:
+        return None
+    if len(periods) > 1 and as_of_ms is not None:
+        as_of = datetime.fromtimestamp(as_of_ms / 1000, UTC)
+        if periods[0] == as_of.strftime("%Y-%m") and as_of.day <= FULL_MONTH_AFTER_DAYS:
+            return periods[1]
+    return periods[0]
 
 
 def filter_options(con: duckdb.DuckDBPyConnection) -> FilterOptions:

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from reports.dashboard.batches import decode, encode, run
-from reports.dashboard.filters import FilterOptions, Filters
+from reports.dashboard.filters import FilterOptions, Filters, default_period
 from reports.dashboard.source import StoreState, missing_store_state, store_path, store_version
 
 CACHE_TTL_S = 600
@@ -95,13 +95,14 @@ def store_error(exc: Exception) -> None:
     st.stop()
 
 
-def sidebar_filters(options: FilterOptions) -> Filters:
+def sidebar_filters(options: FilterOptions, as_of_ms: int | None = None) -> Filters:
     """Period, team, agent and model pickers; their values live in st.session_state, so they
-    persist from page to page."""
+    persist from page to page. The period opens on `filters.default_period` (the last full
+    month while the current one, at the rating's as-of `as_of_ms`, is a few days old)."""
     ss = st.session_state
     periods = list(options.periods)
     if ss.get("f_period") not in periods:
-        ss["f_period"] = periods[0] if periods else None
+        ss["f_period"] = default_period(periods, as_of_ms)
     # Only repair a choice the store no longer offers (another store, new data): writing a
     # widget's key on every run would override what the user just picked.
     for key, values in (("f_teams", options.teams), ("f_models", options.models),
@@ -112,7 +113,9 @@ def sidebar_filters(options: FilterOptions) -> Filters:
     labels = dict(options.agents)
     with st.sidebar:
         st.markdown("##### Filters")
-        st.selectbox("Period", periods, key="f_period", format_func=period_label)
+        st.selectbox("Period", periods, key="f_period", format_func=period_label,
+                     help="Opens on the newest month, or on the last full month while the "
+                          "newest is in its first days")
         st.multiselect("Team", list(options.teams), key="f_teams", placeholder="All teams")
         st.multiselect("Agent", [a for a, _ in options.agents], key="f_agents",
                        format_func=lambda a: labels.get(a, a), placeholder="All agents")

@@ -305,3 +305,30 @@ def test_sample_size_targets_ten_thousand_sessions():
     assert whatif.sample_percent_for(5_000) is None
     assert whatif.sample_percent_for(688_198) == 2
     assert whatif.sample_percent_for(25_000) == 40
+
+
+def test_the_dashboard_opens_on_the_last_full_month_while_the_current_one_is_days_old():
+    from reports.dashboard.filters import default_period
+
+    periods = ("2026-12", "2026-11", "2026-10")
+    assert default_period(periods, ms("2026-12-04T10:55:00.000Z")) == "2026-11"
+    assert default_period(periods, ms("2026-12-07T23:59:59.999Z")) == "2026-11"
+    assert default_period(periods, ms("2026-12-08T00:00:00.000Z")) == "2026-12"
+    # a store whose newest month is not the as-of's (rated long after), one month, none
+    assert default_period(periods, ms("2027-01-03T00:00:00.000Z")) == "2026-12"
+    assert default_period(("2026-12",), ms("2026-12-02T00:00:00.000Z")) == "2026-12"
+    assert default_period((), ms("2026-12-02T00:00:00.000Z")) is None
+    assert default_period(periods, None) == "2026-12"
+
+
+def test_the_demo_runs_from_the_readmes_first_day_to_today_while_that_is_short():
+    from datetime import date
+
+    from agenttally.cli.simulate import DEMO_START, demo_window
+
+    assert DEMO_START == date(2026, 10, 2)  # + 60 days = the README's whole November
+    assert demo_window(date(2026, 11, 30)) == (DEMO_START, 60)
+    assert demo_window(date(2026, 12, 4)) == (DEMO_START, 64)
+    assert demo_window(date(2027, 1, 29)) == (DEMO_START, 120)
+    assert demo_window(date(2027, 1, 30)) == (date(2026, 12, 2), 60)
+    assert demo_window(date(2026, 11, 1)) == (date(2026, 9, 3), 60)
