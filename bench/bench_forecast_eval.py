@@ -73,7 +73,7 @@ class Point:
 
 
 def _series(quick: bool) -> dict[str, pd.Series]:
-    from bench.forecast_series import EVAL_FLEETS, profile_series
+    from bench.forecast_series import EVAL_FLEETS
 
     out: dict[str, pd.Series] = {}
     fleets = EVAL_FLEETS[:4] if quick else EVAL_FLEETS
@@ -88,7 +88,6 @@ def _series(quick: bool) -> dict[str, pd.Series]:
                 out[f"{fleet.name}#{seed}/{column}"] = frame[column].astype(float)
             print(f"  {fleet.name} #{seed}: {len(frame)} days, {len(teams)} teams, "
                   f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
-    del profile_series
     return out
 
 
