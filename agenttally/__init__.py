@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         rate,
         whatif,
     )
+    from agenttally._planning import budgets, forecast
     from agenttally._store import Store, ingest, open_store, sessions
     from meter.errors import AgentTallyError, DataError, UsageError
     from meter.ingest import IngestResult
@@ -46,8 +47,10 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
     from pricing.scenario import Scenario, load_scenario
     from pricing.whatif import Comparison, ComparisonRow
     from reports.allocation import AllocationRules, load_rules
+    from reports.budgets import Budget, BudgetStatus
     from reports.chargeback import Chargeback, ChargebackGroup, DimensionError
     from reports.closing import Issued, LatePolicy
+    from reports.forecast import Forecast, GroupForecasts
     from reports.invoice import Invoice, InvoiceLine, UnratedLine
 
 # Where each public name lives: imported on first use, so that `import agenttally` (and the
@@ -80,6 +83,12 @@ _HOMES = {
     "Store": "agenttally._store",
     "UnratedLine": "reports.invoice",
     "UsageError": "meter.errors",
+    "Budget": "reports.budgets",
+    "BudgetStatus": "reports.budgets",
+    "Forecast": "reports.forecast",
+    "GroupForecasts": "reports.forecast",
+    "budgets": "agenttally._planning",
+    "forecast": "agenttally._planning",
     "chargeback": "agenttally._billing",
     "close": "agenttally._billing",
     "contract_statement": "agenttally._billing",
@@ -97,11 +106,12 @@ _HOMES = {
 }
 
 __all__ = [
-    "AdjustmentLine", "AgentTallyError", "AllocationRules", "Chargeback", "ChargebackGroup",
-    "CommitmentUse", "Comparison", "ComparisonRow", "Contract", "ContractError", "ContractSet",
-    "CreditBalance", "DataError", "DimensionError", "IngestResult", "Invoice", "InvoiceLine",
-    "Issued", "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Statement",
-    "Store", "UnratedLine", "UsageError", "chargeback", "close", "contract_statement", "ingest",
+    "AdjustmentLine", "AgentTallyError", "AllocationRules", "Budget", "BudgetStatus",
+    "Chargeback", "ChargebackGroup", "CommitmentUse", "Comparison", "ComparisonRow", "Contract",
+    "ContractError", "ContractSet", "CreditBalance", "DataError", "DimensionError", "Forecast",
+    "GroupForecasts", "IngestResult", "Invoice", "InvoiceLine", "Issued", "LatePolicy",
+    "Period", "RatingRun", "Scenario", "SessionAsOf", "Statement", "Store", "UnratedLine",
+    "UsageError", "budgets", "chargeback", "close", "contract_statement", "forecast", "ingest",
     "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
     "parse_instant", "rate", "sessions", "whatif",
 ]
