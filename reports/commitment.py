@@ -33,7 +33,7 @@ import numpy as np
 from meter.errors import UsageError
 from meter.vocabulary import GROUP_SQL, Period
 from pricing.money import install_sql_macros
-from reports.forecast import daily_series, forecast, to_cents
+from reports.forecast import daily_series, forecast_store, to_cents
 
 __all__ = ["CommitmentOption", "CommitmentOutlook", "commitment_options", "commitment_outlook",
            "window_of"]
@@ -161,17 +161,21 @@ def commitment_outlook(con: duckdb.DuckDBPyConnection, levels: Sequence[Decimal]
     shares = _eligible_share(con, by, table, as_of_day, meters, models)
     notes = []
     eligible: dict[str, np.ndarray] = {}
+    # the same reconciled forecasts as `forecast --by` and `budgets`: the groups' sample paths
+    # add up to the organisation's, so the total's odds are those of the groups together
+    coherent = forecast_store(con, by, offset + days, end=as_of_day, table=table,
+                              n_paths=n_paths, seed=seed)
     for group in history.columns:
-        fc = forecast(history[group], offset + days, n_paths=n_paths, seed=seed,
-                      group=str(group), origin=as_of_day)
+        fc = coherent.get(str(group)) if by != "total" else coherent.total
         window = fc.paths[:, offset:offset + days].sum(axis=1)
         eligible[str(group)] = window * float(shares.get(str(group), Decimal(0)))
         if fc.method.startswith(("fallback", "none")):
             notes.append(f"{group}: {fc.note}")
     if not eligible:
         notes.append("no usage before the as-of day: nothing to forecast")
-    notes.append("the groups are forecast with one seed (common shocks) and the total is "
-                 "their sum path by path")
+    notes.append(f"the {by} forecasts are reconciled with the organisation's (they add up "
+                 f"on every sample path)" if by != "total" else
+                 "the organisation's forecast, reconciled with its teams")
     options = commitment_options(eligible, levels, discount_percent)
     window = str(first) if first == last else f"{first}..{last}"
     return CommitmentOutlook(window=window, start=start, end=end,
