@@ -28,7 +28,14 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         rate,
         whatif,
     )
-    from agenttally._planning import budgets, forecast
+    from agenttally._planning import (
+        DailyForecast,
+        ForecastLine,
+        ForecastReport,
+        budgets,
+        forecast,
+        forecast_report,
+    )
     from agenttally._store import Store, ingest, open_store, sessions
     from meter.errors import AgentTallyError, DataError, UsageError
     from meter.ingest import IngestResult
@@ -87,8 +94,12 @@ _HOMES = {
     "BudgetStatus": "reports.budgets",
     "Forecast": "reports.forecast",
     "GroupForecasts": "reports.forecast",
+    "DailyForecast": "agenttally._planning",
+    "ForecastLine": "agenttally._planning",
+    "ForecastReport": "agenttally._planning",
     "budgets": "agenttally._planning",
     "forecast": "agenttally._planning",
+    "forecast_report": "agenttally._planning",
     "chargeback": "agenttally._billing",
     "close": "agenttally._billing",
     "contract_statement": "agenttally._billing",
@@ -108,10 +119,11 @@ _HOMES = {
 __all__ = [
     "AdjustmentLine", "AgentTallyError", "AllocationRules", "Budget", "BudgetStatus",
     "Chargeback", "ChargebackGroup", "CommitmentUse", "Comparison", "ComparisonRow", "Contract",
-    "ContractError", "ContractSet", "CreditBalance", "DataError", "DimensionError", "Forecast",
-    "GroupForecasts", "IngestResult", "Invoice", "InvoiceLine", "Issued", "LatePolicy",
-    "Period", "RatingRun", "Scenario", "SessionAsOf", "Statement", "Store", "UnratedLine",
-    "UsageError", "budgets", "chargeback", "close", "contract_statement", "forecast", "ingest",
+    "ContractError", "ContractSet", "CreditBalance", "DailyForecast", "DataError",
+    "DimensionError", "Forecast", "ForecastLine", "ForecastReport", "GroupForecasts",
+    "IngestResult", "Invoice", "InvoiceLine", "Issued", "LatePolicy", "Period", "RatingRun",
+    "Scenario", "SessionAsOf", "Statement", "Store", "UnratedLine", "UsageError", "budgets",
+    "chargeback", "close", "contract_statement", "forecast", "forecast_report", "ingest",
     "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
     "parse_instant", "rate", "sessions", "whatif",
 ]

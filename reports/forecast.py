@@ -365,7 +365,8 @@ def forecast_store(
 ) -> GroupForecasts:
     """Coherent forecasts from ``end`` (the first forecast day; history is every complete day
     before it) of the organisation and of each group of ``by``: the organisation reconciled
-    with its teams, any other dimension reconciled to that same organisation forecast.
+    with its teams (also when ``by`` is "total"), any other dimension reconciled to that same
+    organisation forecast.
 
     With ``books``, usage is forecast at the origin's prices and priced with the book in
     force on each future day (reports.prices_ahead): a scheduled price change moves the
@@ -380,15 +381,14 @@ def forecast_store(
     common: dict[str, Any] = dict(n_paths=n_paths, seed=seed,
                                   growth_per_month=growth_per_month, origin=end)
     changes = tuple(prices["total"].changes) if prices else ()
+    # the organisation's forecast is always the one reconciled with its teams, whatever `by`
+    teams = forecast_groups(daily_series(con, "team", table=table, end=end), series, horizon,
+                            by="team", prices=prices.get("team"), **common)
     if by == "total":
-        result = forecast_groups(total.iloc[:, :0], series, horizon, by="total",
-                                 prices=prices.get("total"), **common)
+        result = GroupForecasts(by="total", total=teams.total, groups={}, note=teams.note)
+    elif by == "team":
+        result = teams
     else:
-        result = teams = forecast_groups(daily_series(con, "team", table=table, end=end),
-                                         series, horizon, by="team", prices=prices.get("team"),
-                                         **common)
-        if by != "team":
-            result = forecast_groups(daily_series(con, by, table=table, end=end), series,
-                                     horizon, by=by, anchor=teams.total,
-                                     prices=prices.get(by), **common)
+        result = forecast_groups(daily_series(con, by, table=table, end=end), series, horizon,
+                                 by=by, anchor=teams.total, prices=prices.get(by), **common)
     return replace(result, price_changes=changes)

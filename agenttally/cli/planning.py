@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import agenttally
 from agenttally.cli import iso_ms, span_arg
 from agenttally.cli.pricing import _rating_args, current_period, rate_store
 from meter.settings import setting
@@ -15,48 +16,12 @@ from meter.vocabulary import GROUP_SQL, to_epoch_ms
 from reports.render import render
 
 if TYPE_CHECKING:
-    import duckdb
-
-    from pricing.pricebook import PriceBook
     from pricing.scenario import Scenario
     from pricing.whatif import Comparison
     from reports.forecast import Interval
 
 BUDGETS_ENV = "AGENTTALLY_BUDGETS"
 DEFAULT_BUDGETS = "data/budgets.toml"
-
-
-def _rated_table(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, *,
-                 for_forecast: bool) -> tuple[int, str, Any]:
-    """Rate the store (under --scenario when given); returns (as_of, table, scenario)."""
-    from pricing.pricebook import default_pricebook_dir, load_pricebooks
-    from pricing.rating import RatingOptions
-    from pricing.scenario import load_scenario
-    from pricing.whatif import run_whatif
-    if not getattr(args, "scenario", None):
-        return rate_store(con, args), "charges", None
-    scenario = load_scenario(args.scenario)
-    if for_forecast:
-        # Forecasts grow from the as-of day; growth of the history would be counted twice.
-        scenario = scenario.model_copy(
-            update={"usage": scenario.usage.model_copy(update={"growth_from": None})})
-    as_of = to_epoch_ms(args.as_of)
-    books = load_pricebooks(args.pricebooks or default_pricebook_dir())
-    what_if = run_whatif(con, books, scenario, RatingOptions(as_of_ms=as_of,
-                                                             span_cache_ttl=args.span_cache_ttl))
-    return as_of, what_if.scenario_table, scenario
-
-
-def _books(args: argparse.Namespace) -> list[PriceBook]:
-    """The price books, future versions included: forecasts price each day with its book."""
-    from pricing.pricebook import default_pricebook_dir, load_pricebooks
-    return load_pricebooks(args.pricebooks or default_pricebook_dir())
-
-
-def _growth(scenario: Scenario | None) -> float | None:
-    if scenario is None or scenario.usage.session_growth_percent_per_month is None:
-        return None
-    return float(scenario.usage.session_growth_percent_per_month)
 
 
 def _interval_cells(i: Interval) -> list[Decimal]:
@@ -71,57 +36,22 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from meter.store import open_store
-    from reports.backtest import run_backtest
-    from reports.budgets import outlook, period_bounds
-    from reports.forecast import daily_series, forecast_store, to_cents
-    with open_store(args.db, read_only=True) as con:
-        as_of, table, scenario = _rated_table(con, args, for_forecast=True)
-        as_of_day = datetime.fromtimestamp(as_of / 1000, UTC).date()
-        history = daily_series(con, args.by, table=table, end=as_of_day)
-        groups = list(history.columns) or ["total"]
-        growth = _growth(scenario)
-        if args.horizon in ("month", "quarter"):
-            reach = max((period_bounds(as_of_day, args.horizon + "ly")[1] - as_of_day).days, 1)
-        else:
-            reach = int(args.horizon)
-        coherent = forecast_store(con, args.by, reach, end=as_of_day, table=table,
-                                  n_paths=args.paths, seed=args.seed, growth_per_month=growth,
-                                  books=_books(args))
-        rows, daily_rows, backtests, notes = [], [], [], []
-        notes += [f"price book {c.book} {c.version} takes effect on {c.day}: "
-                  f"{c.effect:+.1%} on the organisation's usage mix"
-                  for c in coherent.price_changes]
-        if args.by != "total":
-            notes.append(f"the {args.by} forecasts add up to the organisation's on every "
-                         f"sample path (reconciled: MinT, variance-weighted)")
-        for group in groups:
-            fc = coherent.groups.get(group, coherent.total)
-            series = history[group] if group in history.columns else history.iloc[:, :0].sum(1)
-            if args.horizon in ("month", "quarter"):
-                view = outlook(con, args.by, group, as_of, args.horizon + "ly", table=table,
-                               history=history, n_paths=args.paths, seed=args.seed,
-                               growth_per_month=growth, fc=fc)
-                fc, total = view.forecast, view.total()
-                rows.append([group, view.label, view.actual, *_interval_cells(total),
-                             fc.history_days, fc.method])
-                days = view.cumulative.shape[1]
-            else:
-                horizon = int(args.horizon)
-                last = as_of_day + timedelta(days=horizon - 1)
-                rows.append([group, f"{as_of_day}..{last}", *_interval_cells(fc.total()),
-                             fc.history_days, fc.method])
-                days = horizon
-            for day, r in fc.daily.iloc[:days].iterrows():
-                daily_rows.append([day.date(), group, *[to_cents(r[c]) for c in
-                                                        ("median", "mean", "lo80", "hi80",
-                                                         "lo95", "hi95")]])
-            if fc.method.startswith(("fallback", "none")):
-                notes.append(f"{group}: {fc.note}")
-            if args.backtest:
-                backtests.append(run_backtest(series, horizon=args.backtest_horizon,
-                                              n_origins=args.origins, group=group,
-                                              seed=args.seed))
+    horizon = args.horizon if args.horizon in ("month", "quarter") else int(args.horizon)
+    with agenttally.open_store(args.db, read_only=True) as store:
+        report = agenttally.forecast_report(
+            store, by=args.by, horizon=horizon, as_of=to_epoch_ms(args.as_of),
+            pricebooks=args.pricebooks, span_cache_ttl=args.span_cache_ttl,
+            scenario=args.scenario, n_paths=args.paths,
+            seed=args.seed, backtest_horizon=args.backtest_horizon if args.backtest else None,
+            origins=args.origins)
+    as_of, backtests, notes = report.as_of_ms, report.backtests, report.notes
+    scenario_name = report.scenario
+    rows = [[line.group, line.window,
+             *([line.actual_to_date] if line.actual_to_date is not None else []),
+             *_interval_cells(line.forecast), line.history_days, line.method]
+            for line in report.lines]
+    daily_rows = [[d.day, d.group, d.median, d.mean, d.lo80, d.hi80, d.lo95, d.hi95]
+                  for d in report.daily]
     head = ["group", "period", "actual_to_date"] if args.horizon in ("month", "quarter") \
         else ["group", "days"]
     columns = head + ["forecast", "lo80", "hi80", "lo95", "hi95", "history_days", "method"]
@@ -133,7 +63,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
                for bt in backtests for s in bt.scores]
     if args.format == "json":
         out: dict[str, Any] = {"as_of": iso_ms(as_of), "by": args.by,
-                               "scenario": scenario.name if scenario else None,
+                               "scenario": scenario_name,
                                "forecast": json.loads(render(columns, rows, "json"))}
         if args.daily:
             out["daily"] = json.loads(render(daily_columns, daily_rows, "json"))
@@ -147,7 +77,7 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         print(render(shown[0], shown[1], "csv").rstrip("\n"))
         return 0
     print(f"Forecast by {args.by} as of {iso_ms(as_of)}"
-          + (f" under scenario {scenario.name}" if scenario else "")
+          + (f" under scenario {scenario_name}" if scenario_name else "")
           + " (USD; 80% and 95% prediction intervals)")
     print(render(columns, rows))
     for note in notes:
@@ -182,14 +112,15 @@ def _day(d: date | None) -> str:
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
-    from meter.store import open_store
-    from reports.budgets import budget_status, load_budgets
-    budgets = load_budgets(args.budgets)
-    with open_store(args.db, read_only=True) as con:
-        as_of, table, scenario = _rated_table(con, args, for_forecast=True)
-        statuses = budget_status(con, budgets, as_of, table=table, books=_books(args),
-                                 n_paths=args.paths,
-                                 seed=args.seed, growth_per_month=_growth(scenario))
+    as_of = to_epoch_ms(args.as_of)
+    with agenttally.open_store(args.db, read_only=True) as store:
+        statuses = agenttally.budgets(store, args.budgets, as_of=as_of,
+                                      pricebooks=args.pricebooks,
+                                      span_cache_ttl=args.span_cache_ttl,
+                                      scenario=args.scenario, n_paths=args.paths,
+                                      seed=args.seed)
+    from pricing.scenario import load_scenario
+    scenario = load_scenario(args.scenario) if args.scenario else None
     if args.format == "json":
         print(json.dumps([_status_json(s) for s in statuses], indent=2))
         return 0
