@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         ForecastLine,
         ForecastReport,
         budgets,
+        commitment,
         forecast,
         forecast_report,
     )
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
     from reports.budgets import Budget, BudgetStatus
     from reports.chargeback import Chargeback, ChargebackGroup, DimensionError
     from reports.closing import Issued, LatePolicy
+    from reports.commitment import CommitmentOutlook
     from reports.forecast import Forecast, GroupForecasts
     from reports.invoice import Invoice, InvoiceLine, UnratedLine
 
@@ -98,6 +100,8 @@ _HOMES = {
     "ForecastLine": "agenttally._planning",
     "ForecastReport": "agenttally._planning",
     "budgets": "agenttally._planning",
+    "commitment": "agenttally._planning",
+    "CommitmentOutlook": "reports.commitment",
     "forecast": "agenttally._planning",
     "forecast_report": "agenttally._planning",
     "chargeback": "agenttally._billing",
@@ -118,14 +122,15 @@ _HOMES = {
 
 __all__ = [
     "AdjustmentLine", "AgentTallyError", "AllocationRules", "Budget", "BudgetStatus",
-    "Chargeback", "ChargebackGroup", "CommitmentUse", "Comparison", "ComparisonRow", "Contract",
-    "ContractError", "ContractSet", "CreditBalance", "DailyForecast", "DataError",
-    "DimensionError", "Forecast", "ForecastLine", "ForecastReport", "GroupForecasts",
-    "IngestResult", "Invoice", "InvoiceLine", "Issued", "LatePolicy", "Period", "RatingRun",
-    "Scenario", "SessionAsOf", "Statement", "Store", "UnratedLine", "UsageError", "budgets",
-    "chargeback", "close", "contract_statement", "forecast", "forecast_report", "ingest",
-    "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
-    "parse_instant", "rate", "sessions", "whatif",
+    "Chargeback", "ChargebackGroup", "CommitmentOutlook", "CommitmentUse", "Comparison",
+    "ComparisonRow", "Contract", "ContractError", "ContractSet", "CreditBalance",
+    "DailyForecast", "DataError", "DimensionError", "Forecast", "ForecastLine",
+    "ForecastReport", "GroupForecasts", "IngestResult", "Invoice", "InvoiceLine", "Issued",
+    "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Statement", "Store",
+    "UnratedLine", "UsageError", "budgets", "chargeback", "close", "commitment",
+    "contract_statement", "forecast", "forecast_report", "ingest", "invoice", "iso_ms",
+    "load_contracts", "load_rules", "load_scenario", "open_store", "parse_instant", "rate",
+    "sessions", "whatif",
 ]
 
 

@@ -17,10 +17,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from agenttally._billing import _books, _rated
+from agenttally._billing import _books, _contracts, _rated
 from agenttally._store import Store
 from meter.errors import UsageError
-from meter.vocabulary import GROUP_SQL, to_epoch_ms
+from meter.vocabulary import GROUP_SQL, Period, to_epoch_ms
+from pricing.contracts import ContractSet
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions
 from pricing.scenario import Scenario, load_scenario
@@ -34,10 +35,11 @@ from reports.budgets import (
     outlook,
     period_bounds,
 )
+from reports.commitment import CommitmentOutlook, commitment_outlook
 from reports.forecast import GroupForecasts, Interval, daily_series, forecast_store, to_cents
 
-__all__ = ["DailyForecast", "ForecastLine", "ForecastReport", "budgets", "forecast",
-           "forecast_report"]
+__all__ = ["DailyForecast", "ForecastLine", "ForecastReport", "budgets", "commitment",
+           "forecast", "forecast_report"]
 
 Instant = str | int | None
 Books = str | Path | Sequence[PriceBook] | None
@@ -205,3 +207,34 @@ def budgets(store: Store, budgets: str | Path | Sequence[Budget], *, as_of: Inst
     return budget_status(store.connection, chosen, basis.as_of_ms, table=basis.table,
                          n_paths=n_paths, seed=seed, growth_per_month=basis.growth,
                          books=_books(pricebooks))
+
+
+def commitment(store: Store, levels: Sequence[Decimal], *,
+               discount_percent: Decimal | None = None, per: str | None = None,
+               meters: Sequence[str] | None = None, models: Sequence[str] | None = None,
+               contract: ContractSet | str | Path | None = None, by: str = "team",
+               as_of: Instant = None, pricebooks: Books = None,
+               span_cache_ttl: str | None = None, n_paths: int = 2000,
+               seed: int = 0) -> CommitmentOutlook:
+    """For each commitment level: the expected net saving, its 80% range and the chance a
+    true-up is paid over the next whole month (quarter, year), in total and per group of
+    `by`, from the reconciled forecast. The discount, period and eligible meters/models come
+    from the arguments, else from the commitment of `contract` in force at `as_of`."""
+    as_of_ms = to_epoch_ms(as_of)
+    contracts = _contracts(contract)
+    if contracts is not None:  # the contract's commitment, unless an argument says otherwise
+        version = contracts.in_force(Period.containing(as_of_ms)) or contracts.versions[-1]
+        if version.commitments:
+            term = version.commitments[0]
+            discount_percent = term.discount_percent if discount_percent is None \
+                else discount_percent
+            per = per or term.per
+            meters = meters if meters is not None else term.meters
+            models = models if models is not None else term.models
+    if discount_percent is None:
+        raise UsageError("a commitment needs its discount in percent, e.g. 10 (or a contract "
+                         "with a commitment)")
+    as_of_ms = _rated(store, as_of_ms, pricebooks, span_cache_ttl)
+    return commitment_outlook(store.connection, levels, discount_percent=discount_percent,
+                              as_of_ms=as_of_ms, per=per or "month", meters=meters or (),
+                              models=models or (), by=by, n_paths=n_paths, seed=seed)

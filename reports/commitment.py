@@ -68,6 +68,7 @@ class CommitmentOutlook:
     options: list[CommitmentOption]
     eligible_share: dict[str, Decimal]
     notes: list[str]
+    meters: tuple[str, ...] = ()  # the eligible meters (none: every meter)
 
 
 def window_of(as_of_day: date, per: str) -> tuple[Period, Period]:
@@ -180,4 +181,5 @@ def commitment_outlook(con: duckdb.DuckDBPyConnection, levels: Sequence[Decimal]
     window = str(first) if first == last else f"{first}..{last}"
     return CommitmentOutlook(window=window, start=start, end=end,
                              discount_percent=discount_percent, per=per, by=by,
-                             options=options, eligible_share=shares, notes=notes)
+                             options=options, eligible_share=shares, notes=notes,
+                             meters=tuple(meters))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import agenttally
 from agenttally.cli import iso_ms, span_arg
-from agenttally.cli.pricing import _rating_args, current_period, rate_store
+from agenttally.cli.pricing import _rating_args, current_period
 from meter.settings import setting
 from meter.vocabulary import GROUP_SQL, to_epoch_ms
 from reports.render import render
@@ -310,30 +310,18 @@ def _names(text: str) -> tuple[str, ...]:
 
 def cmd_commit(args: argparse.Namespace) -> int:
     from agenttally.cli.pricing import contract_of
-    from meter.errors import UsageError
-    from meter.store import open_store
-    from reports.commitment import commitment_outlook
     contracts = contract_of(args)
-    discount, per, meters, models = args.discount, args.per, args.meters, args.models
+    if args.discount is None and contracts is None:
+        raise agenttally.UsageError("--discount: give the commitment discount in percent, "
+                                    "e.g. 10 (or --contract FILE with a commitment)")
     as_of = to_epoch_ms(args.as_of)
-    if contracts is not None:  # the contract's commitment, unless a flag says otherwise
-        from meter.vocabulary import Period
-        version = contracts.in_force(Period.containing(as_of)) or contracts.versions[-1]
-        if version.commitments:
-            term = version.commitments[0]
-            discount = term.discount_percent if discount is None else discount
-            per = per or term.per
-            meters = meters if meters is not None else term.meters
-            models = models if models is not None else term.models
-    if discount is None:
-        raise UsageError("--discount: give the commitment discount in percent, e.g. 10 (or "
-                         "--contract FILE with a commitment)")
-    with open_store(args.db, read_only=True) as con:
-        as_of = rate_store(con, args)
-        outlook = commitment_outlook(con, args.levels, discount_percent=discount,
-                                     as_of_ms=as_of, per=per or "month", meters=meters or (),
-                                     models=models or (), by=args.by, n_paths=args.paths,
-                                     seed=args.seed)
+    with agenttally.open_store(args.db, read_only=True) as store:
+        outlook = agenttally.commitment(
+            store, args.levels, discount_percent=args.discount, per=args.per,
+            meters=args.meters, models=args.models, contract=contracts, by=args.by,
+            as_of=as_of, pricebooks=args.pricebooks, span_cache_ttl=args.span_cache_ttl,
+            n_paths=args.paths, seed=args.seed)
+    meters = outlook.meters
     columns = ["level", "group", "eligible_spend", "expected_saving", "saving_p10",
                "saving_p90", "p_underused_%", "expected_true_up"]
     rows = [[o.level, o.group, o.expected_eligible, o.expected_saving, o.saving_p10,
