@@ -177,14 +177,17 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                    'runtime', NULL, NULL, 'standard', running_ms, 'ms', 0.08,
                    'USD per session-hour',
                    CAST(running_ms * 0.08 / 3600000 AS DECIMAL(38,18)),
-                   'anthropic-list', '2026-08-07', false
+                   'anthropic-list', '2026-08-07', false,
+                   running_ms::HUGEINT * 200000000000  -- $0.08/h = 2e11 units per ms
             FROM base
             UNION ALL
             SELECT strftime(day, '%Y-%m'), day, session_id, agent_id, environment_id, tags,
                    'tokens', b.model, r.token_class, 'standard', q.quantity, 'tokens',
                    r.usd_per_mtok, 'USD per million tokens',
                    CAST(q.quantity * r.usd_per_mtok * 0.000001 AS DECIMAL(38,18)),
-                   'anthropic-list', '2026-08-07', false
+                   'anthropic-list', '2026-08-07', false,
+                   CAST(q.quantity::HUGEINT * CAST(r.usd_per_mtok * 9000000000000 AS HUGEINT)
+                        AS HUGEINT)
             FROM base b, LATERAL (SELECT unnest({CLASSES!r}) AS token_class,
                                         unnest([input, output, cache_write_5m,
                                                 cache_write_1h, cache_read]) AS quantity) q
@@ -194,12 +197,14 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
             SELECT strftime(day, '%Y-%m'), day, session_id, agent_id, environment_id, tags,
                    'web_search', NULL, NULL, 'standard', searches, 'searches', 10,
                    'USD per 1,000 searches', CAST(searches * 0.01 AS DECIMAL(38,18)),
-                   'anthropic-list', '2026-08-07', false
+                   'anthropic-list', '2026-08-07', false, searches::HUGEINT * 90000000000000000
             FROM base WHERE searches > 0
         """)
         as_of = start_ms + days * 86_400_000
-        con.execute("INSERT INTO ingest_log VALUES (1, 'bench-synthetic', $t, $t, $n, $n, 0,"
-                    " $s, 3)", {"t": as_of, "n": sessions * 10, "s": sessions})
+        con.execute("INSERT INTO ingest_log (ingest_id, source, started_ms, finished_ms, lines, "
+                    "new_events, duplicates, records, quarantined, status) "
+                    "VALUES (1, 'bench-synthetic', $t, $t, $n, $n, 0,"
+                    " $s, 3, 'finished')", {"t": as_of, "n": sessions * 10, "s": sessions})
         con.execute("""
             INSERT INTO quarantine
             SELECT 1, 'bench-synthetic', i, '{"type": "session.status_idle"}',
@@ -207,7 +212,8 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
             FROM range(3) t(i)
         """, {"t": as_of})
         runs = con.execute("SELECT count(*) FROM charges").fetchall()[0][0]
-        con.execute("INSERT INTO rating_runs VALUES ($t, $t, 'anthropic-list@2026-08-07', $n, 0)",
+        con.execute("INSERT INTO rating_runs (rated_ms, as_of_ms, books, charges, unrated) "
+                    "VALUES ($t, $t, 'anthropic-list@2026-08-07', $n, 0)",
                     {"t": as_of, "n": runs})
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
