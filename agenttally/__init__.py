@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         forecast,
         forecast_report,
     )
+    from agenttally._reports import ExportResult, export, reconcile
     from agenttally._store import Store, ingest, open_store, sessions
     from meter.errors import AgentTallyError, DataError, UsageError
     from meter.ingest import IngestResult
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
     from reports.commitment import CommitmentOutlook
     from reports.forecast import Forecast, GroupForecasts
     from reports.invoice import Invoice, InvoiceLine, UnratedLine
+    from reports.reconcile import ReconcileRow, Reconciliation
 
 # Where each public name lives: imported on first use, so that `import agenttally` (and the
 # CLI's `--help`) does not load DuckDB, Arrow and pandas before a verb needs them.
@@ -79,6 +81,7 @@ _HOMES = {
     "CreditBalance": "pricing.contracts",
     "DataError": "meter.errors",
     "DimensionError": "reports.chargeback",
+    "ExportResult": "agenttally._reports",
     "IngestResult": "meter.ingest",
     "Invoice": "reports.invoice",
     "InvoiceLine": "reports.invoice",
@@ -86,6 +89,8 @@ _HOMES = {
     "LatePolicy": "reports.closing",
     "Period": "meter.vocabulary",
     "RatingRun": "agenttally._billing",
+    "ReconcileRow": "reports.reconcile",
+    "Reconciliation": "reports.reconcile",
     "Scenario": "pricing.scenario",
     "SessionAsOf": "meter.intervals",
     "Statement": "pricing.contracts",
@@ -106,6 +111,7 @@ _HOMES = {
     "forecast_report": "agenttally._planning",
     "chargeback": "agenttally._billing",
     "close": "agenttally._billing",
+    "export": "agenttally._reports",
     "contract_statement": "agenttally._billing",
     "ingest": "agenttally._store",
     "invoice": "agenttally._billing",
@@ -116,6 +122,7 @@ _HOMES = {
     "open_store": "agenttally._store",
     "parse_instant": "meter.vocabulary",
     "rate": "agenttally._billing",
+    "reconcile": "agenttally._reports",
     "sessions": "agenttally._store",
     "whatif": "agenttally._billing",
 }
@@ -124,13 +131,13 @@ __all__ = [
     "AdjustmentLine", "AgentTallyError", "AllocationRules", "Budget", "BudgetStatus",
     "Chargeback", "ChargebackGroup", "CommitmentOutlook", "CommitmentUse", "Comparison",
     "ComparisonRow", "Contract", "ContractError", "ContractSet", "CreditBalance",
-    "DailyForecast", "DataError", "DimensionError", "Forecast", "ForecastLine",
+    "DailyForecast", "DataError", "DimensionError", "ExportResult", "Forecast", "ForecastLine",
     "ForecastReport", "GroupForecasts", "IngestResult", "Invoice", "InvoiceLine", "Issued",
-    "LatePolicy", "Period", "RatingRun", "Scenario", "SessionAsOf", "Statement", "Store",
-    "UnratedLine", "UsageError", "budgets", "chargeback", "close", "commitment",
-    "contract_statement", "forecast", "forecast_report", "ingest", "invoice", "iso_ms",
-    "load_contracts", "load_rules", "load_scenario", "open_store", "parse_instant", "rate",
-    "sessions", "whatif",
+    "LatePolicy", "Period", "RatingRun", "ReconcileRow", "Reconciliation", "Scenario",
+    "SessionAsOf", "Statement", "Store", "UnratedLine", "UsageError", "budgets", "chargeback",
+    "close", "commitment", "contract_statement", "export", "forecast", "forecast_report",
+    "ingest", "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario",
+    "open_store", "parse_instant", "rate", "reconcile", "sessions", "whatif",
 ]
 
 

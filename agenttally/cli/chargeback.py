@@ -6,33 +6,22 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
 
 import agenttally
-from agenttally.cli import iso_ms, period_arg
+from agenttally._reports import EXPORTS
+from agenttally.cli import period_arg
 from agenttally.cli.pricing import (
     _rating_args,
     contract_arg,
     contract_of,
-    current_period,
     lake_arg,
     print_statement_tables,
-    rate_store,
     reading,
 )
 from meter.errors import UsageError
 from meter.settings import setting
 from reports.render import EXPORT_FORMATS, render
-
-if TYPE_CHECKING:
-    import duckdb
-
-    from reports.chargeback import Chargeback
-    from reports.provider import ProviderData
-
-EXPORTS = ("charges", "unrated", "focus", "invoice", "chargeback")
 
 
 def _decimal(text: str, option: str) -> Decimal:
@@ -50,18 +39,6 @@ def _by_flag() -> Iterator[None]:
         yield
     except DimensionError as exc:
         raise UsageError(f"--by: {exc}") from exc
-
-
-def _chargeback(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, as_of: int,
-                period: str) -> Chargeback:
-    from reports.allocation import load_rules
-    from reports.chargeback import build_chargeback, check_dimensions
-    rules = load_rules(args.rules)
-    with _by_flag():
-        check_dimensions(con, args.by.split(","), rules)
-        return build_chargeback(con, period, by=args.by.split(","), rules=rules,
-                                mode="showback" if args.showback else "chargeback",
-                                as_of=iso_ms(as_of), contract=contract_of(args))
 
 
 def cmd_chargeback(args: argparse.Namespace) -> int:
@@ -105,72 +82,37 @@ def cmd_chargeback(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from agenttally._lake import lake_as_of
-    from reports.exports import export_charges, export_unrated, write_rows
-    from reports.focus import FocusOptions, write_focus
-    from reports.invoice import build_invoice, invoice_table
+    from reports.allocation import load_rules
+    rules = load_rules(args.rules)
     contract = contract_of(args)
-    with reading(args) as store:
-        con = store.connection
-        as_of = (rate_store(con, args) if store.lake_as_of_ms is None
-                 else lake_as_of(store, args.as_of))
-        period = args.period or current_period(as_of)
-        if args.what == "charges":
-            n = export_charges(con, args.output, period=period, fmt=args.to)
-        elif args.what == "unrated":
-            n = export_unrated(con, args.output, period=period, fmt=args.to)
-        elif args.what == "focus":
-            n = write_focus(con, period, args.output, fmt=args.to, options=FocusOptions(
-                args.billing_account_id, args.billing_account_name), contract=contract)
-        elif args.what == "invoice":
-            invoice = build_invoice(con, period, as_of=iso_ms(as_of))
-            if contract is not None:
-                from dataclasses import replace
-
-                from reports.statement import contract_statement
-                invoice = replace(invoice, contract=contract_statement(con, contract, period))
-            columns, rows = invoice_table(invoice)
-            n = write_rows(columns, rows, args.output, fmt=args.to)
-        else:
-            report = _chargeback(con, args, as_of, period)
-            n = write_rows(report.columns(), report.rows(), args.output, fmt=args.to)
-    print(f"{args.output}: {n:,} {args.what} rows for {period}")
+    with reading(args) as store, _by_flag():
+        result = agenttally.export(
+            store, args.what, args.output, period=args.period, fmt=args.to,
+            as_of=args.as_of, pricebooks=args.pricebooks, span_cache_ttl=args.span_cache_ttl,
+            contract=contract, by=args.by.split(","), rules=rules, showback=args.showback,
+            billing_account_id=args.billing_account_id,
+            billing_account_name=args.billing_account_name)
+    print(f"{args.output}: {result.rows:,} {result.what} rows for {result.period}")
     return 0
 
 
-def _provider_data(args: argparse.Namespace, start: datetime, end: datetime) -> ProviderData:
-    from reports.provider import ADMIN_KEY_ENV, fetch_reports, load_reports
-    data = load_reports(args.provider or [])
-    if args.fetch:
-        key = setting(ADMIN_KEY_ENV)
-        if not key:
-            raise UsageError(f"--fetch needs an Admin API key in ${ADMIN_KEY_ENV}")
-        data.extend(fetch_reports(key, start, end, save_to=args.save_provider))
-    if not data.sources:
-        raise UsageError("no provider data: pass --provider FILE (the Admin API's cost "
-                         f"report) or --fetch with ${ADMIN_KEY_ENV} set")
-    return data
-
-
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from meter.store import open_store
     from reports.exports import write_rows
-    from reports.focus import period_bounds
-    from reports.provider import load_into
-    from reports.reconcile import reconcile
+    from reports.provider import ADMIN_KEY_ENV
     tolerance = _decimal(args.tolerance, "--tolerance")
     tolerance_pct = _decimal(args.tolerance_pct, "--tolerance-pct")
-    with open_store(args.db, read_only=True) as con:
-        as_of = rate_store(con, args)
-        period = args.period or current_period(as_of)
-        start, end = period_bounds(period)
-        until = min(end, datetime.fromtimestamp(as_of / 1000, UTC))
-        through: date = (until - timedelta(milliseconds=1)).date()
-        data = _provider_data(args, start, until)
-        load_into(con, data)
-        result = reconcile(con, period, through=through, tolerance_usd=tolerance,
-                           tolerance_pct=tolerance_pct, detail=args.detail,
-                           workspace=args.workspace, sources=data.sources)
+    if not args.provider and not args.fetch:
+        raise UsageError("no provider data: pass --provider FILE (the Admin API's cost "
+                         f"report) or --fetch with ${ADMIN_KEY_ENV} set")
+    key = setting(ADMIN_KEY_ENV) if args.fetch else None
+    if args.fetch and not key:
+        raise UsageError(f"--fetch needs an Admin API key in ${ADMIN_KEY_ENV}")
+    with agenttally.open_store(args.db, read_only=True) as store:
+        result = agenttally.reconcile(
+            store, args.period, provider=args.provider or (), admin_key=key,
+            save_provider=args.save_provider, tolerance_usd=tolerance,
+            tolerance_pct=tolerance_pct, detail=args.detail, workspace=args.workspace,
+            as_of=args.as_of, pricebooks=args.pricebooks, span_cache_ttl=args.span_cache_ttl)
     rows = result.table_rows(only_flagged=args.only_flagged)
     if args.output:
         write_rows(result.COLUMNS, rows, args.output, fmt=args.to)
