@@ -291,17 +291,21 @@ def budget_status(
     as_of_day = datetime.fromtimestamp(as_of_ms / 1000, UTC).date()
     histories: dict[str, pd.DataFrame] = {}
     coherent: dict[str, GroupForecasts] = {}
+    read: dict[tuple[str, str], pd.DataFrame] = {}  # daily series, shared by every budget
     reach = max([(period_bounds(as_of_day, b.period)[1] - as_of_day).days for b in budgets],
                 default=1)
     out = []
     for budget in budgets:
         by = budget.group
         if by not in histories:
-            histories[by] = daily_series(con, by, table=table, end=as_of_day)
+            if (table, by) not in read:
+                read[(table, by)] = daily_series(con, by, table=table, end=as_of_day)
+            histories[by] = read[(table, by)]
             # every budget reads the same reconciled forecasts: teams add up to the total
             coherent[by] = forecast_store(con, by, max(reach, 1), end=as_of_day, table=table,
                                           n_paths=n_paths, seed=seed,
-                                          growth_per_month=growth_per_month, books=books)
+                                          growth_per_month=growth_per_month, books=books,
+                                          series_cache=read)
         forecasts = coherent[by]
         fc = forecasts.total if by == "total" else forecasts.groups.get(budget.column)
         view = outlook(con, by, budget.column, as_of_ms, budget.period, table=table,

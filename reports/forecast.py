@@ -362,6 +362,7 @@ def forecast_store(
     seed: int = 0,
     growth_per_month: float | None = None,
     books: Sequence[PriceBook] | None = None,
+    series_cache: dict[tuple[str, str], pd.DataFrame] | None = None,
 ) -> GroupForecasts:
     """Coherent forecasts from ``end`` (the first forecast day; history is every complete day
     before it) of the organisation and of each group of ``by``: the organisation reconciled
@@ -370,25 +371,33 @@ def forecast_store(
 
     With ``books``, usage is forecast at the origin's prices and priced with the book in
     force on each future day (reports.prices_ahead): a scheduled price change moves the
-    forecast on its effective date."""
+    forecast on its effective date. ``series_cache`` keeps the daily series read, by (relation,
+    dimension), for the next call on the same connection and as-of (budgets make several)."""
+    cache = series_cache if series_cache is not None else {}
+
+    def series_of(dimension: str, relation: str) -> pd.DataFrame:
+        if (relation, dimension) not in cache:
+            cache[(relation, dimension)] = daily_series(con, dimension, table=relation, end=end)
+        return cache[(relation, dimension)]
+
     prices: dict[str, PricesAhead] = {}
     if books:
         for dimension in {"total", "team", by}:
             prices[dimension] = prices_ahead(con, books, dimension, end, horizon, table=table)
         table = revalued_view(con, books, end, table=table)
-    total = daily_series(con, "total", table=table, end=end)
+    total = series_of("total", table)
     series = total["total"] if "total" in total.columns else pd.Series(0.0, index=total.index)
     common: dict[str, Any] = dict(n_paths=n_paths, seed=seed,
                                   growth_per_month=growth_per_month, origin=end)
     changes = tuple(prices["total"].changes) if prices else ()
     # the organisation's forecast is always the one reconciled with its teams, whatever `by`
-    teams = forecast_groups(daily_series(con, "team", table=table, end=end), series, horizon,
+    teams = forecast_groups(series_of("team", table), series, horizon,
                             by="team", prices=prices.get("team"), **common)
     if by == "total":
         result = GroupForecasts(by="total", total=teams.total, groups={}, note=teams.note)
     elif by == "team":
         result = teams
     else:
-        result = forecast_groups(daily_series(con, by, table=table, end=end), series, horizon,
+        result = forecast_groups(series_of(by, table), series, horizon,
                                  by=by, anchor=teams.total, prices=prices.get(by), **common)
     return replace(result, price_changes=changes)

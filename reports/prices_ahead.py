@@ -132,9 +132,18 @@ def _ratios(keys: pd.DataFrame, books: Sequence[PriceBook], target: PriceBook | 
 def revalued_view(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], origin: date,
                   *, table: str = "charges", name: str = "charges_at_origin_prices") -> str:
     """A temp view of ``table`` whose ``amount_units`` are valued at the prices in force on
-    ``origin`` (see the module's note); returns its name."""
+    ``origin`` (see the module's note); returns its name, or ``table`` itself when every line
+    was billed at those prices already."""
+    first = con.execute(f"SELECT min(day) FROM {table}").fetchone()
+    base = book_on(books, origin)
+    if first is None or first[0] is None or (
+            base is not None and all(book_on(books, first[0] + timedelta(days=d)) is base
+                                     for d in range((origin - first[0]).days + 1))):
+        return table  # one book priced the whole history, the origin's: nothing to re-value
     keys = con.execute(f"SELECT DISTINCT {', '.join(_KEY)} FROM {table}").df()
     keys["ratio"] = _ratios(keys, books, book_on(books, origin))
+    if bool((keys["ratio"] == 1.0).all()):
+        return table  # every line was billed at the origin's prices: nothing to re-value
     con.register("_price_ratios", keys)
     con.execute("CREATE OR REPLACE TEMP TABLE _price_ratio_table AS "
                 "SELECT * FROM _price_ratios")
@@ -153,14 +162,18 @@ def prices_ahead(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], by:
                  origin: date, horizon: int, *, table: str = "charges") -> PricesAhead:
     """Per group of ``by`` (and "total"): each of the ``horizon`` days from ``origin``, the
     cost of the group's recent usage mix at that day's prices / at the origin's."""
+    days = [origin + timedelta(days=h) for h in range(horizon)]
+    in_force = [book_on(books, d) for d in days]
+    base = book_on(books, origin)
+    label = "none" if base is None else f"{base.name} {base.version}"
+    if all(book is base for book in in_force):  # no book takes effect: every factor is 1
+        return PricesAhead(origin=origin, origin_book=label,
+                           factors={"total": np.ones(horizon)})
     start = origin - timedelta(days=MIX_DAYS)
     mix = con.execute(f"""
         SELECT {GROUP_SQL[by]} AS grp, {', '.join(_KEY)}, sum(amount_units)::DOUBLE AS units
         FROM {table} WHERE day >= $start AND day < $origin GROUP BY ALL
     """, {"start": start, "origin": origin}).df()
-    days = [origin + timedelta(days=h) for h in range(horizon)]
-    in_force = [book_on(books, d) for d in days]
-    base = book_on(books, origin)
     units = mix["units"].to_numpy()
     origin_cost = units * _ratios(mix, books, base)
     distinct: dict[tuple[str, str] | None, np.ndarray] = {}  # the mix's cost at each book's prices
@@ -184,5 +197,4 @@ def prices_ahead(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], by:
             assert book is not None
             changes.append(PriceChange(days[h], book.name, book.version,
                                        float(factors["total"][h] / factors["total"][h - 1] - 1)))
-    label = "none" if base is None else f"{base.name} {base.version}"
     return PricesAhead(origin=origin, origin_book=label, factors=factors, changes=changes)
