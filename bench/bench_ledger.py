@@ -60,7 +60,7 @@ def build_store_of(name: str, scale: float, days: int, force: bool = False) -> P
     teams = tuple(t.model_copy(update={"sessions_per_day": t.sessions_per_day * scale})
                   for t in profile.teams)
     profile = profile.model_copy(update={"teams": teams})
-    from agenttally.cli.simulate import schedule_for
+    from agenttally._simulation import schedule_for
 
     start_ms = parse_instant(START.isoformat())
     schedule = schedule_for(start_ms, start_ms + (days + 7) * 86_400_000)

@@ -22,7 +22,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from agenttally.cli.simulate import build_simulation
+from agenttally._simulation import build_simulation
 from bench.common import fmt_rate, load_line, machine_line, out_dir, peak_rss_gib, table
 from meter.ingest import ingest_path
 from meter.simulator import write_jsonl, write_store

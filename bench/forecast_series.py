@@ -70,7 +70,7 @@ _FORMAT = 1  # bump when the cached frame's layout changes
 
 
 def _profile_path(profile: str) -> Path:
-    from agenttally.cli.simulate import profile_path
+    from agenttally._simulation import profile_path
 
     return profile_path(profile)
 
@@ -85,7 +85,7 @@ def _book_files(pricebooks_dir: Path | None) -> list[Path]:
 
 @functools.cache
 def _code_digest() -> str:
-    from agenttally.cli import simulate
+    from agenttally import _simulation as simulate
     from reports.forecast import daily_series
 
     digest = hashlib.sha256()
@@ -148,7 +148,7 @@ def profile_series(profile: str, seed: int, *, days: int = SERIES_DAYS,
 
 def _simulate_and_rate(profile: str, seed: int, *, days: int, start: date, scale: float,
                        pricebooks_dir: Path | None, by: str) -> pd.DataFrame:
-    from agenttally.cli.simulate import build_simulation
+    from agenttally._simulation import build_simulation
     from meter.simulator import write_store
     from meter.store import connect
     from pricing.pricebook import load_pricebooks

@@ -128,7 +128,7 @@ def provider_report(con: duckdb.DuckDBPyConnection, period: str = PERIOD) -> dic
 def seed_rated_demo(path: Path) -> None:
     """The README's demo (60 days ending 2026-11-30, seed 7) into a new store, rated."""
     import agenttally
-    from agenttally.cli.simulate import seed_demo
+    from agenttally._simulation import seed_demo
     from meter.store import connect
 
     con = connect(path)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import agenttally
-from agenttally.cli.simulate import seed_demo
+from agenttally._simulation import seed_demo
 from meter.store import connect
 
 

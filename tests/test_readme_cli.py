@@ -51,8 +51,8 @@ def november_total(db: Path) -> str:
 @pytest.fixture(scope="module")
 def demo_copy(tmp_path_factory) -> Path:
     """Sixty days of the demo ending 2026-11-30 (November whole), rated: what `make run` shows."""
+    from agenttally._simulation import seed_demo
     from agenttally.cli import main
-    from agenttally.cli.simulate import seed_demo
     from meter.store import connect
 
     path = tmp_path_factory.mktemp("readme") / "demo.duckdb"

@@ -23,13 +23,13 @@ APP = shipped("app.py")
 def prepare_store(path: Path, *, demo: bool = True, demo_days: int | None = None,
                   rate: bool = True, pricebooks: str | None = None) -> None:
     """Create the store if needed, seed the demo into an empty one (`demo_days` ending today,
-    or by default the README's demo: `simulate.demo_window`), and rate it."""
+    or by default the README's demo: `agenttally._simulation.demo_window`), and rate it."""
     from meter.store import open_store
     with open_store(path) as con:
         events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         if events == 0 and demo:
             try:
-                from agenttally.cli.simulate import demo_window, seed_demo
+                from agenttally._simulation import demo_window, seed_demo
             except ImportError:
                 print("the simulator is not available: starting on an empty store",
                       file=sys.stderr)

@@ -127,7 +127,7 @@ def empty_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory) -> Path:
     """The simulator's demo profile over two weeks, rated: a realistic small fleet."""
-    simulate = pytest.importorskip("agenttally.cli.simulate")
+    simulate = pytest.importorskip("agenttally._simulation")
     path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
     con = connect(path)
     try:

@@ -88,7 +88,7 @@ def demo_dashboard(tmp_path_factory) -> Iterator[str]:
     names, real amounts, long ids; rated as of 2026-11-20, so it opens on November."""
     from datetime import date
 
-    from agenttally.cli.simulate import seed_demo
+    from agenttally._simulation import seed_demo
     from meter.store import connect
     from tests.app.conftest import rate_and_store
 

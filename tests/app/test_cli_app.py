@@ -37,7 +37,7 @@ def test_serve_leaves_an_empty_store_empty_without_the_demo(tmp_path):
 
 
 def test_serve_seeds_the_demo_into_an_empty_store(tmp_path):
-    pytest.importorskip("agenttally.cli.simulate")
+    pytest.importorskip("agenttally._simulation")
     path = tmp_path / "demo.duckdb"
     cli_app.prepare_store(path, demo_days=2)
     events, charges, runs = counts(path)

@@ -324,7 +324,7 @@ def test_the_dashboard_opens_on_the_last_full_month_while_the_current_one_is_day
 def test_the_demo_runs_from_the_readmes_first_day_to_today_while_that_is_short():
     from datetime import date
 
-    from agenttally.cli.simulate import DEMO_START, demo_window
+    from agenttally._simulation import DEMO_START, demo_window
 
     assert DEMO_START == date(2026, 10, 2)  # + 60 days = the README's whole November
     assert demo_window(date(2026, 11, 30)) == (DEMO_START, 60)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agenttally.cli.simulate import EXAMPLES, build_simulation
+from agenttally._simulation import build_simulation
+from agenttally.cli.simulate import EXAMPLES
 from agenttally.cli.simulate import main as simulate_main
 from meter.errors import UsageError
 from meter.simulator import ProfileError, parse_profile, run_tag

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from agenttally.cli.simulate import schedule_for
+from agenttally._simulation import schedule_for
 from meter.events import parse_line
 from meter.ingest import ingest_path
 from meter.simulator import Simulation, parse_profile

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agenttally import cli
-from agenttally.cli.simulate import build_simulation, seed_demo
+from agenttally._simulation import build_simulation, seed_demo
 from agenttally.cli.simulate import main as simulate_main
 from meter.simulator import ProfileError, load_profile, parse_profile
 from meter.store import connect

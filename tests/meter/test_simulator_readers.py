@@ -16,7 +16,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from agenttally.cli.simulate import build_simulation, profile_path
+from agenttally._simulation import build_simulation, profile_path
 from meter.ingest import ingest_lines
 from meter.simulator import write_store
 from meter.store import StoreError, connect
@@ -39,7 +39,7 @@ def _simulate(db: Path, *, days: int, hold_s: float) -> subprocess.Popen[str]:
     shorter here so that a small run has many pause points on any machine)."""
     script = textwrap.dedent(f"""
         from datetime import date
-        from agenttally.cli.simulate import build_simulation, profile_path
+        from agenttally._simulation import build_simulation, profile_path
         from meter.simulator import write_store
         from meter.store import open_store
         sim = build_simulation(profile_path("demo"), start=date(2026, 10, 1), days={days},

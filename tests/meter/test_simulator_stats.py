@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pytest
 
-from agenttally.cli.simulate import schedule_for
+from agenttally._simulation import schedule_for
 from meter.simulator import Simulation, parse_profile
 
 START = date(2026, 9, 7)  # a Monday

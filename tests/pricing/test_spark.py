@@ -21,7 +21,7 @@ import pytest
 
 import agenttally
 from agenttally._lake import open_rated_lake
-from agenttally.cli.simulate import DEMO_PROFILE, build_simulation
+from agenttally._simulation import DEMO_PROFILE, build_simulation
 from meter.ingest import ingest_lines
 from meter.lake import export_lake, open_lake
 from meter.simulator import write_store

@@ -16,8 +16,8 @@ from decimal import Decimal
 
 import pytest
 
+from agenttally._simulation import seed_demo
 from agenttally.cli import main
-from agenttally.cli.simulate import seed_demo
 from meter.store import connect
 from meter.vocabulary import parse_instant
 from pricing.pricebook import load_pricebooks
