@@ -76,8 +76,11 @@ def export(store: Store, what: str, path: str | Path, *, period: Period | str | 
         n = write_focus(con, chosen, path, fmt=fmt, contract=contracts,
                         options=FocusOptions(billing_account_id, billing_account_name))
     elif what == "invoice":
-        from reports.invoice import build_invoice, invoice_table
-        bill = build_invoice(con, chosen, as_of=iso_ms(as_of_ms))
+        from reports.closing import invoice_of
+        from reports.invoice import invoice_table
+        # the invoice `agenttally invoice` shows: the issued document of a closed month, an
+        # open month's lines with the corrections of closed months billed in it
+        bill = invoice_of(con, Period.parse(chosen), as_of=iso_ms(as_of_ms))
         if contracts is not None:
             from reports.statement import contract_statement
             bill = replace(bill, contract=contract_statement(con, contracts, chosen))

@@ -10,6 +10,7 @@ Every amount by hand, at Opus 5 list prices ($5/M input, $25/M output, $0.08/ses
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
@@ -273,3 +274,20 @@ def test_status_says_how_the_ledger_was_rated_and_which_months_are_closed(db, ca
     assert code == 0
     assert "ledger: rated as of " in out and "(full, 2 sessions in " in out
     assert "closed months: 2026-10\n" in out
+
+
+def test_export_invoice_is_the_invoice_closed_or_open(db, tmp_path, capsys):
+    """`export invoice` writes what `invoice` shows: the issued lines of a closed month after
+    late usage, and an open month's lines with the corrections billed in it."""
+    assert _run(capsys, "close", "--db", db, "--period", "2026-10")[0] == 0
+    _ingest(db, tmp_path, LATE, "late", capsys)
+    for period, expected in (("2026-10", [("runtime", "0.08"), ("tokens", "0.25"),
+                                          ("tokens", "0.38"), ("TOTAL", "0.71")]),
+                             ("2026-11", [("runtime", "0.08"), ("runtime", "0.04"),
+                                          ("tokens", "0.50"), ("TOTAL", "0.62")])):
+        out = tmp_path / f"invoice-{period}.csv"
+        assert _run(capsys, "export", "invoice", "--db", db, "--period", period, "-o",
+                    str(out))[0] == 0
+        with out.open() as f:
+            rows = list(csv.DictReader(f))
+        assert [(r["meter"], r["amount"]) for r in rows] == expected
