@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from meter.ingest import IngestResult, ingest_lines
 from meter.store import connect, open_store
+
+
+def seeded_demo(path: Path, *, days: int, end: date) -> Path:
+    """A store file at `path` holding the demo profile's `days` days up to `end` (not rated)."""
+    from agenttally._simulation import seed_demo
+
+    con = connect(path)
+    try:
+        seed_demo(con, days=days, end=end)
+    finally:
+        con.close()
+    return path
 
 
 def ms(text: str) -> int:

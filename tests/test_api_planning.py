@@ -9,19 +9,13 @@ import numpy as np
 import pytest
 
 import agenttally
-from agenttally._simulation import seed_demo
-from meter.store import connect
+from tests.conftest import seeded_demo
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("api") / "demo.duckdb"
-    con = connect(path)
-    try:
-        seed_demo(con, days=28, end=date(2026, 11, 19))
-    finally:
-        con.close()
-    return path
+    return seeded_demo(tmp_path_factory.mktemp("api") / "demo.duckdb", days=28,
+                       end=date(2026, 11, 19))
 
 
 def test_forecast_by_team_adds_up_to_the_organisation(demo):

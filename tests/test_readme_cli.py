@@ -51,16 +51,11 @@ def november_total(db: Path) -> str:
 @pytest.fixture(scope="module")
 def demo_copy(tmp_path_factory) -> Path:
     """Sixty days of the demo ending 2026-11-30 (November whole), rated: what `make run` shows."""
-    from agenttally._simulation import seed_demo
     from agenttally.cli import main
-    from meter.store import connect
+    from tests.conftest import seeded_demo
 
-    path = tmp_path_factory.mktemp("readme") / "demo.duckdb"
-    con = connect(path)
-    try:
-        seed_demo(con, days=60, end=date(2026, 11, 30))
-    finally:
-        con.close()
+    path = seeded_demo(tmp_path_factory.mktemp("readme") / "demo.duckdb", days=60,
+                       end=date(2026, 11, 30))
     assert main(["rate", "--db", str(path)]) == 0
     return path
 

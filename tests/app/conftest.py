@@ -127,14 +127,11 @@ def empty_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory) -> Path:
     """The simulator's demo profile over two weeks, rated: a realistic small fleet."""
-    simulate = pytest.importorskip("agenttally._simulation")
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    con = connect(path)
-    try:
-        from datetime import date
+    from datetime import date
 
-        simulate.seed_demo(con, days=14, end=date(2026, 11, 19))
-    finally:
-        con.close()
+    from tests.conftest import seeded_demo
+
+    path = seeded_demo(tmp_path_factory.mktemp("demo") / "demo.duckdb", days=14,
+                       end=date(2026, 11, 19))
     rate_and_store(path)
     return path

@@ -88,16 +88,11 @@ def demo_dashboard(tmp_path_factory) -> Iterator[str]:
     names, real amounts, long ids; rated as of 2026-11-20, so it opens on November."""
     from datetime import date
 
-    from agenttally._simulation import seed_demo
-    from meter.store import connect
     from tests.app.conftest import rate_and_store
+    from tests.conftest import seeded_demo
 
-    store = tmp_path_factory.mktemp("laptop") / "demo.duckdb"
-    con = connect(store)
-    try:
-        seed_demo(con, days=35, end=date(2026, 11, 19))
-    finally:
-        con.close()
+    store = seeded_demo(tmp_path_factory.mktemp("laptop") / "demo.duckdb", days=35,
+                        end=date(2026, 11, 19))
     rate_and_store(store)
     with served(store, tmp_path_factory.mktemp("streamlit") / "demo.log") as url:
         yield url

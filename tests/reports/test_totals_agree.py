@@ -16,7 +16,6 @@ from decimal import Decimal
 
 import pytest
 
-from agenttally._simulation import seed_demo
 from agenttally.cli import main
 from meter.store import connect
 from meter.vocabulary import parse_instant
@@ -31,6 +30,7 @@ from reports.dashboard.overview import month_to_date
 from reports.dashboard.source import read_store
 from reports.focus import build_focus
 from reports.invoice import build_invoice
+from tests.conftest import seeded_demo
 
 AS_OF = "2026-09-04T00:00:00Z"
 
@@ -45,12 +45,8 @@ SHARED_SUPPORT = AllocationRules.model_validate({"shared": [
 def demo(tmp_path_factory):
     """The demo profile from 2026-08-28 to 2026-09-02, rated into the store as `rate` does
     (the dashboard reads the stored charges)."""
-    path = tmp_path_factory.mktemp("walk") / "demo.duckdb"
-    con = connect(path)
-    try:
-        seed_demo(con, days=6, end=date(2026, 9, 2))
-    finally:
-        con.close()
+    path = seeded_demo(tmp_path_factory.mktemp("walk") / "demo.duckdb", days=6,
+                       end=date(2026, 9, 2))
     assert main(["rate", "--db", str(path), "--as-of", AS_OF]) == 0
     return path
 
