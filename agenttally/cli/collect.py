@@ -22,6 +22,8 @@ from meter.vocabulary import VocabularyError, parse_instant
 if TYPE_CHECKING:
     import duckdb
 
+    from meter.simulator.rates import RateSchedule
+
 COLLECT_EXAMPLES = """\
 examples:
   export ANTHROPIC_API_KEY=sk-ant-...        # read from the environment only, never logged
@@ -214,6 +216,13 @@ def _rate_after_flush(args: argparse.Namespace,
     return rate
 
 
+def _sample_rates() -> RateSchedule:
+    """The price books' rates on the built-in sample day (its sessions' list_cost)."""
+    from agenttally._simulation import schedule_for
+    day = parse_instant("2026-11-03")
+    return schedule_for(day, day + 86_400_000)
+
+
 def run_emulate(args: argparse.Namespace) -> int:
     from meter.emulator import Faults, Replay, create_app, sample_day, serve
 
@@ -223,7 +232,7 @@ def run_emulate(args: argparse.Namespace) -> int:
         print(f"agenttally emulate: {exc}", file=sys.stderr)
         return 2
     if args.sample:
-        replay = Replay.from_lines(sample_day(), speed=args.speed)
+        replay = Replay.from_lines(sample_day(rates=_sample_rates()), speed=args.speed)
         source = "built-in sample day"
     else:
         if not os.path.isfile(args.events):

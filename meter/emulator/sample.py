@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import random
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
+from meter.simulator.rates import RateSchedule
 from meter.vocabulary import iso_ms, parse_api_time
 
 MODELS = [
@@ -37,10 +39,14 @@ def sample_day(
     requests_per_turn: tuple[int, int] = (1, 4),
     gap_ms: tuple[int, int] = (30_000, 40 * 60_000),
     request_ms: tuple[int, int] = (800, 20_000),
+    rates: RateSchedule | None = None,
 ) -> list[dict]:
     """Session records and events of `sessions` sessions created over `hours` from `start_hour`.
 
-    The same arguments always give the same lines; event ids are unique across seeds.
+    The same arguments always give the same lines; event ids are unique across seeds. With
+    `rates` (a schedule built from the price books, as the simulator's), each `session.usage`
+    carries the `list_cost` the API would report, in cents; without, it carries none: a
+    producer prices nothing of its own.
     """
     rng = random.Random(seed)
     day0 = parse_api_time(f"{day}T00:00:00.000Z")
@@ -50,7 +56,7 @@ def sample_day(
         created = day0 + start_hour * 3_600_000 + rng.randrange(hours * 3_600_000)
         record, own = _one_session(rng, f"{seed:03d}{i:05d}", i, created, turns=turns,
                                    requests_per_turn=requests_per_turn, gap_ms=gap_ms,
-                                   request_ms=request_ms)
+                                   request_ms=request_ms, rates=rates)
         records.append(record)
         events.extend(own)
     return records + events
@@ -66,6 +72,7 @@ def _one_session(
     requests_per_turn: tuple[int, int],
     gap_ms: tuple[int, int],
     request_ms: tuple[int, int],
+    rates: RateSchedule | None,
 ) -> tuple[dict, list[dict]]:
     sid = f"sesn_{tag}"
     model = rng.choice(MODELS)
@@ -83,7 +90,6 @@ def _one_session(
              "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
              "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0}}
     active_ms = 0
-    cost_micro = 0
     final = "idle"
     metadata = {"team": TEAMS[i % len(TEAMS)]}
     for turn in range(rng.randint(*turns)):
@@ -113,14 +119,12 @@ def _one_session(
             usage["cache_read_input_tokens"] += mu["cache_read_input_tokens"]
             usage["cache_creation"]["ephemeral_5m_input_tokens"] += \
                 mu["cache_creation_input_tokens"]
-            cost_micro += mu["input_tokens"] * 5 + mu["output_tokens"] * 25
             if rng.random() < 0.5:
                 tool = rng.choice(TOOLS)
                 t += rng.choice([0, 1, 3])
                 use = emit("agent.tool_use", name=tool, input={}, evaluated_permission="allow")
                 if tool == "web_search":
                     usage["server_tool_use"]["web_search_requests"] += 1
-                    cost_micro += 10_000
                 t += rng.randrange(100, 8_000)
                 emit("agent.tool_result", tool_use_id=use, content=[], is_error=False)
             if rng.random() < 0.05:
@@ -140,9 +144,9 @@ def _one_session(
         emit("agent.message", content=[{"type": "text", "text": "done"}])
         active_ms += t - run_start
         usage["active_seconds"] = round(active_ms / 1000, 3)
-        usage["list_cost"] = {
-            "amount": str(round(cost_micro / 10_000 + active_ms * 0.08 / 36_000)),
-            "currency": "USD"}
+        cents = _list_cost_cents(rates, model, usage, active_ms, t)
+        if cents is not None:
+            usage["list_cost"] = {"amount": str(cents), "currency": "USD"}
         emit("session.usage", usage=json.loads(json.dumps(usage)), budget=None)
         emit("session.status_idle", stop_reason={"type": "end_turn"})
         if rng.random() < 0.2:
@@ -162,6 +166,32 @@ def _one_session(
         "metadata": metadata, "archived_at": None,
     }
     return record, own
+
+
+def _list_cost_cents(rates: RateSchedule | None, model: dict, usage: dict, active_ms: int,
+                     at_ms: int) -> int | None:
+    """The session's cumulative list cost in cents (half-even) at the rates in force at
+    `at_ms`: tokens by class at the model's standard or fast rates (x the US multiplier when
+    the card applies it), searches, running time. None without rates or for an unpriced model."""
+    if rates is None:
+        return None
+    card = rates.card_at(at_ms)
+    priced = card.resolve(model["id"])
+    if priced is None:
+        return None
+    prices = priced.fast if model["speed"] == "fast" and card.fast_mode_applies \
+        and priced.fast is not None else priced.standard
+    cache = usage["cache_creation"]
+    tokens = (usage["input_tokens"] * prices.input + usage["output_tokens"] * prices.output
+              + cache["ephemeral_5m_input_tokens"] * prices.cache_write_5m
+              + cache["ephemeral_1h_input_tokens"] * prices.cache_write_1h
+              + usage["cache_read_input_tokens"] * prices.cache_read) / 1_000_000
+    if model["inference_geo"] == "us" and card.data_residency_applies:
+        tokens *= priced.data_residency_multiplier or Decimal(1)
+    usd = (tokens + usage["server_tool_use"]["web_search_requests"]
+           * card.usd_per_1000_searches / 1000
+           + Decimal(active_ms) * card.usd_per_session_hour / 3_600_000)
+    return int((usd * 100).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
 def write_jsonl(lines: list[dict], path: str | Path) -> Path:
