@@ -9,8 +9,9 @@ model requests, usage snapshots and the rated `charges` lines `agenttally rate` 
 (runtime, five token classes, web search for a third), about 6 charge lines and 11 events per
 session. The simulator's large profile emits ~100 events per session, so 1M sessions would be
 ~100M events and many minutes to generate and rate; the dashboard never reads the event
-tables wholesale (only status events, for utilisation, and one session's events), so the
-synthetic store has the same shape where it matters. A store given by --db is reused.
+tables wholesale (one session's events; utilisation reads the time by month the ledger keeps,
+built here as a full rating builds it), so the synthetic store has the same shape where it
+matters. A store given by --db is reused.
 
 Each batch runs as the app runs it: a fresh read-only connection, queries, close. The first
 run is cold (DuckDB's buffers are empty; the OS cache is warm), `best` the fastest of
@@ -27,6 +28,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from meter.intervals import build_session_time
 from meter.store import connect
 
 TEAMS = ["platform", "search", "growth", "support", "data", "security", "mobile", "research"]
@@ -215,6 +217,12 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
         con.execute("INSERT INTO rating_runs (rated_ms, as_of_ms, books, charges, unrated) "
                     "VALUES ($t, $t, 'anthropic-list@2026-08-07', $n, 0)",
                     {"t": as_of, "n": runs})
+        # the ledger's time by month, as a full rating stores it (pricing.ledger)
+        t0 = time.perf_counter()
+        months, tails = build_session_time(con, as_of)
+        con.execute(f"INSERT INTO session_months SELECT * FROM {months}")
+        con.execute(f"INSERT INTO session_tails SELECT * FROM {tails}")
+        print(f"the ledger's time by month: {time.perf_counter() - t0:.1f} s")
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
     finally:

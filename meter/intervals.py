@@ -359,3 +359,116 @@ def sessions_as_of(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> list[Sessio
     rows = con.execute(_SESSIONS_AS_OF, {"as_of": as_of_ms}).fetchall()
     return [SessionAsOf(sid, team, project, model, status, int(run), int(idle), bool(prov))
             for sid, team, project, model, status, run, idle, prov in rows]
+
+
+# Time by month: what the runtime-utilisation view shows, kept by the ledger so that a page
+# sums stored rows instead of deriving the intervals of a month's sessions on every read.
+# A session's intervals that have ended (not provisional) are cut at UTC month starts and
+# summed per session x month; its provisional interval (if any) is kept as its status and
+# start, so the as-of only clips it at read time and moving the as-of changes no stored row.
+# An idle piece is *parked* in its month when no running interval starts from its start to
+# the month's end (the session ran no more in that month): what the view calls idle after the
+# last run, as opposed to idle between runs. Running pieces count as spans, and each started
+# hour of a span in the month as an hour (what per-started-hour billing would charge).
+_MONTH_OF = "date_trunc('month', make_timestamp({ms} * 1000))"
+
+SESSION_MONTHS_SQL = f"""
+WITH marked AS (
+    SELECT * FROM (
+        SELECT session_id, status, start_ms, end_ms, duration_ms, provisional,
+               -- the first running start at or after this interval's, the open interval's
+               -- included (peers too: a 0 ms running interval at the same instant counts)
+               min(CASE WHEN status = 'running' THEN start_ms END) OVER (
+                   PARTITION BY session_id ORDER BY start_ms
+                   RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_run_ms
+        FROM {{intervals}})
+    WHERE NOT provisional AND end_ms > start_ms
+), inside AS (  -- (nearly all intervals lie inside one month: only the others are cut)
+    SELECT *, epoch_ms({_MONTH_OF.format(ms="start_ms")}) AS period_start_ms FROM marked
+    WHERE {_MONTH_OF.format(ms="start_ms")} = {_MONTH_OF.format(ms="end_ms - 1")}
+), crossing AS ({split_sql(
+    f"(SELECT * FROM marked WHERE {_MONTH_OF.format(ms='start_ms')} "
+    f"<> {_MONTH_OF.format(ms='end_ms - 1')})", "month")}
+), pieces AS (
+    SELECT *, status = 'idle' AND coalesce(next_run_ms >= epoch_ms(
+                  make_timestamp(period_start_ms * 1000) + INTERVAL 1 MONTH), true) AS parked
+    FROM (SELECT * FROM inside UNION ALL SELECT * FROM crossing)
+)
+SELECT session_id, period_start_ms AS month_start_ms,
+       coalesce(sum(duration_ms) FILTER (WHERE status = 'running'), 0)::BIGINT AS running_ms,
+       coalesce(sum(duration_ms) FILTER (WHERE status = 'idle' AND NOT parked), 0)::BIGINT
+           AS idle_between_ms,
+       coalesce(sum(duration_ms) FILTER (WHERE parked), 0)::BIGINT AS idle_parked_ms,
+       coalesce(sum(duration_ms) FILTER (WHERE status = 'rescheduling'), 0)::BIGINT
+           AS rescheduling_ms,
+       count(*) FILTER (WHERE status = 'running')::BIGINT AS spans,
+       coalesce(sum((duration_ms + 3599999) // 3600000) FILTER (WHERE status = 'running'),
+                0)::BIGINT AS started_hours,
+       bool_or(parked) AS parked
+FROM pieces GROUP BY ALL
+"""
+
+SESSION_TAILS_SQL = """
+SELECT session_id, status, start_ms AS since_ms FROM {intervals} WHERE provisional
+"""
+
+
+def build_session_time(con: duckdb.DuckDBPyConnection, as_of_ms: int,
+                       prefix: str = "time") -> tuple[str, str]:
+    """Materialise, from `status_events` as of `as_of_ms`, temp tables `{prefix}_months`
+    (SESSION_MONTHS_SQL's columns) and `{prefix}_tails` (session_id, status, since_ms);
+    returns their names."""
+    intervals = build_intervals(con, as_of_ms, f"{prefix}_intervals")
+    months, tails = f"{prefix}_months", f"{prefix}_tails"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {months} AS "
+                + SESSION_MONTHS_SQL.format(intervals=intervals))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {tails} AS "
+                + SESSION_TAILS_SQL.format(intervals=intervals))
+    con.execute(f"DROP TABLE {intervals}")
+    return months, tails
+
+
+@dataclass(frozen=True)
+class MonthTime:
+    """Time of a set of sessions in one month (milliseconds), as the utilisation view adds it."""
+
+    running_ms: int
+    idle_between_ms: int
+    idle_parked_ms: int
+    rescheduling_ms: int
+    spans: int
+    started_hours: int
+    parked_sessions: int
+
+
+def month_time(con: duckdb.DuckDBPyConnection, months: str, tails: str, sessions: str,
+               start_ms: int, end_ms: int, as_of_ms: int) -> MonthTime:
+    """The time in month [`start_ms`, `end_ms`) as of `as_of_ms` of the sessions listed by
+    query `sessions`: their stored rows of that month, plus their provisional intervals
+    clipped to the month and the as-of."""
+    row = con.execute(f"""
+        WITH tail AS (
+            SELECT session_id, status,
+                   least($as_of, $end) - greatest(since_ms, $start) AS ms
+            FROM {tails}
+            WHERE since_ms < least($as_of, $end) AND least($as_of, $end) > $start
+        ), time AS (
+            SELECT session_id, running_ms, idle_between_ms, idle_parked_ms, rescheduling_ms,
+                   spans, started_hours, parked
+            FROM {months} WHERE month_start_ms = $start
+            UNION ALL
+            SELECT session_id, CASE WHEN status = 'running' THEN ms ELSE 0 END, 0,
+                   CASE WHEN status = 'idle' THEN ms ELSE 0 END,
+                   CASE WHEN status = 'rescheduling' THEN ms ELSE 0 END,
+                   (status = 'running')::BIGINT,
+                   CASE WHEN status = 'running' THEN (ms + 3599999) // 3600000 ELSE 0 END,
+                   status = 'idle'
+            FROM tail
+        )
+        SELECT coalesce(sum(running_ms), 0), coalesce(sum(idle_between_ms), 0),
+               coalesce(sum(idle_parked_ms), 0), coalesce(sum(rescheduling_ms), 0),
+               coalesce(sum(spans), 0), coalesce(sum(started_hours), 0),
+               count(DISTINCT session_id) FILTER (WHERE parked)
+        FROM time WHERE session_id IN ({sessions})
+    """, {"as_of": as_of_ms, "start": start_ms, "end": end_ms}).fetchall()[0]
+    return MonthTime(*(int(v) for v in row))

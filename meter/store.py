@@ -27,7 +27,7 @@ import duckdb
 from meter.errors import DataError, UsageError
 from meter.settings import SETTINGS, setting
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
 # schema file itself; later versions append statements here and never edit old ones.
@@ -102,6 +102,21 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE ingest_log ADD COLUMN error VARCHAR;
     UPDATE ingest_log
     SET status = CASE WHEN finished_ms IS NULL THEN 'interrupted' ELSE 'finished' END;
+    """,
+    # v6: the ledger keeps each session's time by month (meter.intervals.SESSION_MONTHS_SQL)
+    # and its provisional interval, for the runtime-utilisation view. A store rated before is
+    # rated in full once more by its next run, which fills them.
+    6: """
+    CREATE TABLE IF NOT EXISTS session_months (
+        session_id VARCHAR NOT NULL, month_start_ms BIGINT NOT NULL,
+        running_ms BIGINT NOT NULL, idle_between_ms BIGINT NOT NULL,
+        idle_parked_ms BIGINT NOT NULL, rescheduling_ms BIGINT NOT NULL,
+        spans BIGINT NOT NULL, started_hours BIGINT NOT NULL, parked BOOLEAN NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS session_tails (
+        session_id VARCHAR NOT NULL, status VARCHAR NOT NULL, since_ms BIGINT NOT NULL
+    );
+    UPDATE rating_runs SET prints = NULL;
     """,
 }
 

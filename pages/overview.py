@@ -11,10 +11,6 @@ from pricing.money import round_cents
 from reports.dashboard import ui
 from reports.dashboard.planning import as_of_day
 
-# Above this many sessions the utilisation panel waits for a click: it reads their status
-# events (about 1 s per 100,000 sessions; the rest of the page never reads events).
-AUTO_UTILISATION_SESSIONS = 50_000
-
 state, f = ui.current()
 ui.page_header("Overview", f"{ui.period_label(f.period)} · {ui.filters_note(f)}")
 
@@ -130,15 +126,8 @@ for col, key, title, label in ((cols[0], "top_team", "Teams", "Team"),
 st.subheader("Runtime utilisation", anchor=False)
 st.caption("Runtime is billed per millisecond while a session is running; idle time costs "
            "nothing. Hours of the sessions with spend in this period.")
-n_sessions = data["utilisation_sessions"]
-show_util = n_sessions <= AUTO_UTILISATION_SESSIONS or st.session_state.get("util_on")
-if not show_util:
-    st.button(f"Measure running and idle time of {n_sessions:,} sessions (several seconds)",
-              on_click=lambda: st.session_state.update(util_on=True),
-              icon=":material/timer:")
-elif as_of is not None:
-    with st.spinner("Measuring running and idle time…"):
-        u = ui.batch("utilisation", f=f, as_of_ms=as_of)
+if as_of is not None:
+    u = ui.batch("utilisation", f=f, as_of_ms=as_of)
     u1, u2, u3, u4 = st.columns(4)
     active = u.running_ms + u.idle_between_ms
     u1.metric("Running (billed)", ui.hours(u.running_ms), border=True,

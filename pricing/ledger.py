@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from meter.intervals import build_session_time
 from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
@@ -207,9 +208,10 @@ def stale_periods(covered: _Covered | None,
 
 
 def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
-                options: RatingOptions) -> None:
+                options: RatingOptions, *, time: bool = False) -> None:
     """Rate the sessions of `ledger_stale` only: each event table is shadowed, while rating,
-    by a temp table of their rows (the rating reads tables by name)."""
+    by a temp table of their rows (the rating reads tables by name). With `time`, their time
+    by month too (temp tables `time_months`, `time_tails`)."""
     db = _db(con)
     # No event of a session precedes its creation (a day of slack for clocks): where every
     # stale session has a record,
@@ -228,6 +230,8 @@ def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                     + where)
     try:
         rate(con, books, options)
+        if time:
+            build_session_time(con, options.as_of_ms)
     finally:
         for table in _RATED_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
@@ -273,11 +277,12 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     kind, reasons, covered = _plan(con, books, options, full)
     if kind == "full":
         rate(con, books, options)
+        build_session_time(con, options.as_of_ms)
         rated = -1  # (counted from the stored lines below)
     else:
         rated = reasons["sessions"]
         if rated:
-            _rate_stale(con, books, options)
+            _rate_stale(con, books, options, time=True)
         else:
             load_books(con, books)  # (nothing changed: the run is only recorded)
     db = _db(con)
@@ -297,6 +302,11 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
             con.execute(f"DELETE FROM {db}.main.ledger_open{scope}")
             con.execute(f"INSERT INTO {db}.main.ledger_open "
                         "SELECT session_id FROM open_sessions")
+            for table, fresh in (("session_months", "time_months"),
+                                 ("session_tails", "time_tails")):
+                con.execute(f"DELETE FROM {db}.main.{table}{scope}")
+                con.execute(f"INSERT INTO {db}.main.{table} SELECT * FROM temp.main.{fresh}")
+                con.execute(f"DROP TABLE temp.main.{fresh}")
         charge_lines, unrated_lines = (int(n) for n in con.execute(
             f"SELECT (SELECT count(*) FROM {db}.main.charges), "
             f"(SELECT count(*) FROM {db}.main.unrated_usage)").fetchall()[0])

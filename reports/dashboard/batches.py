@@ -41,7 +41,6 @@ def _overview(con: duckdb.DuckDBPyConnection, path: str, f: Filters,
         "top_team": overview.top_spenders(con, f, "team"),
         "top_agent": overview.top_spenders(con, f, "agent"),
         "top_session": overview.top_spenders(con, f, "session"),
-        "utilisation_sessions": overview.utilisation_size(con, f),
     }
 
 
@@ -117,11 +116,14 @@ def run(name: str, path: str | Path, **kwargs: Any) -> Any:
 
 def bench_plan(db: str | Path) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(page, label, batch name, arguments) for every batch the pages run, on the store's
-    latest period: what `bench/bench_dashboard.py` times."""
+    latest period (and the Overview's on the last full month too): what
+    `bench/bench_dashboard.py` times."""
     state = run("state", db)
     period = state.periods[-1] if state.periods else None
     as_of = state.rated_as_of_ms or int(time.time() * 1000)
     f = Filters(period=period)
+    # the month before: a whole month of sessions (the dashboard opens on it)
+    full = Filters(period=state.periods[-2] if len(state.periods) > 1 else period)
     opts = run("options", db)
     narrowed = Filters(period=period, teams=opts.teams[:1], models=opts.models[:1])
     top = run("sessions", db, f=f, limit=1)
@@ -141,7 +143,10 @@ def bench_plan(db: str | Path) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("Overview", "budget card", "budgets", {"f": f, "as_of_ms": as_of,
                                                 "only_selected": True}),
         ("Forecast & budgets", "budgets", "budgets", {"f": f, "as_of_ms": as_of}),
-        ("Overview", "utilisation (on click)", "utilisation", {"f": f, "as_of_ms": as_of}),
+        ("Overview", "utilisation", "utilisation", {"f": f, "as_of_ms": as_of}),
+        ("Overview", "overview (last full month)", "overview", {"f": full, "as_of_ms": as_of}),
+        ("Overview", "utilisation (last full month)", "utilisation",
+         {"f": full, "as_of_ms": as_of}),
         ("Chargeback", "chargeback_keys", "chargeback_keys", {}),
         ("Chargeback", "chargeback", "chargeback", {"f": f, "by": "team",
                                                     "mode": "chargeback"}),

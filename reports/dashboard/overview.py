@@ -20,7 +20,7 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
-from meter.intervals import INTERVALS_SQL, split_sql
+from meter.intervals import build_session_time, month_time
 from meter.vocabulary import Period
 from pricing.money import usd_of_units
 from reports.dashboard.filters import (
@@ -32,7 +32,7 @@ from reports.dashboard.filters import (
 )
 
 __all__ = ["MonthToDate", "Utilisation", "daily_by_meter", "month_to_date", "previous_period",
-           "stage", "top_spenders", "utilisation", "utilisation_size"]
+           "stage", "top_spenders", "utilisation"]
 
 
 def previous_period(period: str) -> str:
@@ -261,55 +261,36 @@ def _period_ms(period: str) -> tuple[int, int]:
                  for d in (start, end))  # type: ignore[return-value]
 
 
-def utilisation_size(con: duckdb.DuckDBPyConnection, f: Filters) -> int:
-    """How many sessions `utilisation` would measure: pages ask before running it (its cost
-    grows with their status events, about 5 per session)."""
-    stage(con, f)
-    return int(con.execute("SELECT count(*) FROM dash_sessions").fetchall()[0][0])
-
-
 def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Utilisation:
-    """Running vs idle time in `f.period` for the sessions with spend there (as of `as_of_ms`).
+    """Running vs idle time in `f.period` for the sessions with spend there (as of `as_of_ms`,
+    the ledger's).
 
-    Intervals come from meter.intervals (the rules the rating uses), computed over the status
-    events of those sessions only. This is the one query of the dashboard that grows with
-    the number of events rather than of charge lines (about 1 s per million status events).
+    The ledger keeps each session's time by month (meter.intervals: `session_months`, and
+    `session_tails` for intervals still open), so this sums the period's rows of its sessions.
+    A store whose ledger predates them (schema < 6, opened read-only) has them derived here
+    from the status events of those sessions, by the same SQL.
     """
     stage(con, f)
     p0, p1 = _period_ms(f.period or "")
     db = con.execute("SELECT current_database()").fetchall()[0][0]
-    # INTERVALS_SQL reads `status_events`; a temp table of that name shadows the store's on
-    # this connection, holding only the events of the period's sessions.
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE status_events AS
-        SELECT * FROM "{db}".main.status_events
-        WHERE at_ms < $p1 AND session_id IN (SELECT session_id FROM dash_sessions)
-    """, {"p1": p1})
-    try:
-        row = con.execute(f"""
-            WITH iv AS ({INTERVALS_SQL}),
-            tagged AS (
-                SELECT *, status = 'idle' AND start_ms > coalesce(max(
-                              CASE WHEN status = 'running' THEN start_ms END)
-                              OVER (PARTITION BY session_id), -1) AS last_idle
-                FROM iv),
-            pieces AS ({split_sql('tagged', 'month')})
-            SELECT coalesce(sum(duration_ms) FILTER (WHERE status = 'running'), 0)::BIGINT,
-                   coalesce(sum(duration_ms) FILTER (WHERE status = 'idle' AND NOT last_idle),
-                            0)::BIGINT,
-                   coalesce(sum(duration_ms) FILTER (WHERE status = 'idle' AND last_idle),
-                            0)::BIGINT,
-                   coalesce(sum(duration_ms) FILTER (WHERE status = 'rescheduling'), 0)::BIGINT,
-                   count(*) FILTER (WHERE status = 'running'),
-                   coalesce(sum((duration_ms + 3599999) // 3600000)
-                            FILTER (WHERE status = 'running'), 0)::BIGINT,
-                   count(DISTINCT session_id) FILTER (WHERE status = 'idle' AND last_idle
-                                                      AND duration_ms > 0)
-            FROM pieces WHERE period_start_ms = $p0
-        """, {"as_of": min(as_of_ms, p1), "p0": p0}).fetchall()[0]
-    finally:
-        con.execute("DROP TABLE IF EXISTS temp.main.status_events")
-    running, idle_between, idle_parked, resched, spans, started_hours, parked = row
+    sessions = "SELECT session_id FROM dash_sessions"
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT temporary "
+                   "AND table_name = 'session_months'").fetchall()[0][0]:
+        time = month_time(con, f'"{db}".main.session_months', f'"{db}".main.session_tails',
+                          sessions, p0, p1, as_of_ms)
+    else:
+        # build_session_time reads `status_events`: a temp table of that name shadows the
+        # store's on this connection, holding only the events of the period's sessions.
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE status_events AS
+            SELECT * FROM "{db}".main.status_events
+            WHERE at_ms < $p1 AND session_id IN ({sessions})
+        """, {"p1": p1})
+        try:
+            months, tails = build_session_time(con, min(as_of_ms, p1), "dash_time")
+            time = month_time(con, months, tails, sessions, p0, p1, as_of_ms)
+        finally:
+            con.execute("DROP TABLE IF EXISTS temp.main.status_events")
     runtime_exact, runtime_ms = con.execute(
         "SELECT coalesce(sum(exact), 0), coalesce(sum(quantity), 0) FROM dash_lines "
         "WHERE period = $p AND meter = 'runtime'", {"p": f.period}).fetchall()[0]
@@ -317,8 +298,8 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
     # The period's runtime rate per hour: what one billed millisecond cost in the charges.
     rate = runtime_exact * 3_600_000 / int(runtime_ms) if runtime_ms else Decimal(0)
     return Utilisation(
-        running_ms=int(running), idle_between_ms=int(idle_between),
-        idle_parked_ms=int(idle_parked), rescheduling_ms=int(resched), spans=int(spans),
-        runtime_cost=runtime_exact, per_hour_cost=rate * int(started_hours),
-        parked_sessions=int(parked),
+        running_ms=time.running_ms, idle_between_ms=time.idle_between_ms,
+        idle_parked_ms=time.idle_parked_ms, rescheduling_ms=time.rescheduling_ms,
+        spans=time.spans, runtime_cost=runtime_exact,
+        per_hour_cost=rate * time.started_hours, parked_sessions=time.parked_sessions,
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import time
 from decimal import Decimal
 
+import duckdb
 import pytest
 
 from meter.store import StoreError, connect
@@ -110,6 +112,22 @@ def test_utilisation_running_idle_and_per_hour_savings(tiny_store):
     assert u.runtime_cost == D("0.14")
     assert u.per_hour_cost == D("0.24")  # three started hours at $0.08
     assert u.saved == D("0.10")
+
+
+def test_utilisation_without_the_ledgers_time_by_month_derives_the_same(tiny_store, tmp_path):
+    """A store whose ledger predates time by month (read-only: not migrated) gets the same
+    numbers from its status events."""
+    old = tmp_path / "old.duckdb"
+    shutil.copy(tiny_store, old)
+    con = duckdb.connect(str(old))
+    assert con.execute("SELECT count(*) FROM session_months").fetchall()[0][0] > 0
+    con.execute("DROP TABLE session_months; DROP TABLE session_tails")
+    con.close()
+    as_of = ms("2026-11-20T00:00:00.000Z")
+    with read_store(tiny_store) as con:
+        stored = overview.utilisation(con, NOV, as_of)
+    with read_store(old) as con:
+        assert overview.utilisation(con, NOV, as_of) == stored
 
 
 def test_chargeback_adds_up_to_the_invoice(tiny_store):

@@ -4,7 +4,8 @@ A property test applies random sequences of appends (in or out of time order: la
 duplicates, price-book changes (a version added, a rate edited, a version removed) and as-of
 moves (forward and back) to one store, and after each step compares the ledger that
 `bring_up_to_date` keeps with a full rating of the same store: every column of every charge
-and unrated line. The same for a reader's overlay at another as-of.
+and unrated line, and every session's time by month. The same for a reader's overlay at
+another as-of.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meter.ingest import ingest_lines
+from meter.intervals import build_session_time
 from meter.store import connect
 from pricing.ledger import bring_up_to_date, overlay
 from pricing.pricebook import PriceBook, RuntimePrice, load_pricebooks
@@ -133,6 +135,16 @@ def _full(con, books, as_of_ms: int) -> tuple[list, list]:
             con.execute("SELECT * FROM temp.main.unrated ORDER BY ALL").fetchall())
 
 
+def _time(con, as_of_ms: int) -> tuple[list, list]:
+    """The stored time by month and open intervals, and what they are from scratch."""
+    stored = (con.execute("SELECT * FROM main.session_months ORDER BY ALL").fetchall(),
+              con.execute("SELECT * FROM main.session_tails ORDER BY ALL").fetchall())
+    months, tails = build_session_time(con, as_of_ms, "check")
+    fresh = (con.execute(f"SELECT * FROM {months} ORDER BY ALL").fetchall(),
+             con.execute(f"SELECT * FROM {tails} ORDER BY ALL").fetchall())
+    return stored, fresh
+
+
 def _read(con) -> tuple[list, list]:
     """charges and unrated as reports read them."""
     return (con.execute("SELECT * FROM charges ORDER BY ALL").fetchall(),
@@ -161,6 +173,8 @@ def test_incremental_rating_equals_a_full_rerate_after_every_step(order, steps, 
         run = bring_up_to_date(con, books, RatingOptions(as_of_ms=as_of))
         ledger = _read(con)
         assert ledger == _full(con, books, as_of), (kind, value, run)
+        stored, fresh = _time(con, as_of)
+        assert stored == fresh, (kind, value, run)
         # a reader at another as-of: the ledger with the stale sessions replaced
         overlay(con, books, RatingOptions(as_of_ms=AS_OF[reader_as_of]))
         assert _read(con) == _full(con, books, AS_OF[reader_as_of]), ("overlay", kind, value)
