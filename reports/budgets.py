@@ -168,16 +168,28 @@ class Outlook:
         return Interval.of(self.cumulative[:, -1])
 
 
+# Spend per group and day of one grouping over one span of days, in money units: read once
+# for every budget on that grouping and span (key: table, grouping, first day, last day).
+Actuals = dict[tuple[str, str, date, date], dict[str, list[tuple[date, int]]]]
+
+
 def _actual(con: duckdb.DuckDBPyConnection, table: str, by: str, value: str,
-            start: date, through: date) -> tuple[int, list[tuple[date, Decimal]]]:
+            start: date, through: date,
+            read: Actuals | None = None) -> tuple[int, list[tuple[date, Decimal]]]:
     """Spend of one group from `start` to `through` inclusive: in all (exact, money units)
-    and per day (USD)."""
-    rows = con.execute(f"""
-        SELECT day, sum(amount_units) FROM {table}
-        WHERE day >= $start AND day <= $through AND {GROUP_SQL[by]} = $value
-        GROUP BY day ORDER BY day
-    """, {"start": start, "through": through, "value": value}).fetchall()
-    return sum(int(u or 0) for _, u in rows), [(d, usd_of_units(u or 0)) for d, u in rows]
+    and per day (USD). `read`: spend already read per group, filled on a miss."""
+    read = {} if read is None else read
+    key = (table, by, start, through)
+    if key not in read:
+        by_group: dict[str, list[tuple[date, int]]] = {}
+        for group, day, units in con.execute(f"""
+            SELECT {GROUP_SQL[by]} AS grp, day, sum(amount_units) FROM {table}
+            WHERE day >= $start AND day <= $through GROUP BY ALL ORDER BY grp, day
+        """, {"start": start, "through": through}).fetchall():
+            by_group.setdefault(group, []).append((day, int(units or 0)))
+        read[key] = by_group
+    rows = read[key].get(value, [])
+    return sum(u for _, u in rows), [(d, usd_of_units(u)) for d, u in rows]
 
 
 def outlook(
@@ -193,6 +205,7 @@ def outlook(
     seed: int = 0,
     growth_per_month: float | None = None,
     fc: Forecast | None = None,
+    actuals: Actuals | None = None,
 ) -> Outlook:
     """The period (monthly/quarterly) containing ``as_of_ms`` for group ``by`` = ``value``.
 
@@ -200,6 +213,7 @@ def outlook(
     :func:`daily_series` frame to reuse across budgets). The as-of day counts its actual spend
     so far plus the forecast for the rest of that day, pro rata. ``fc``: a forecast from the
     as-of day to use (e.g. reconciled, from :func:`forecast_store`) instead of fitting one.
+    ``actuals``: spend already read per group (shared by the budgets of one grouping).
     """
     as_of_day = datetime.fromtimestamp(as_of_ms / 1000, UTC).date()
     fraction_left = 1 - (as_of_ms % MS_PER_DAY) / MS_PER_DAY
@@ -210,7 +224,7 @@ def outlook(
         series = history[value]
     else:
         series = pd.Series(0.0, index=history.index, name=value)
-    actual_units, _ = _actual(con, table, by, value, start, as_of_day)
+    actual_units, _ = _actual(con, table, by, value, start, as_of_day, actuals)
     actual_exact = usd_of_units(actual_units)
     remaining = (end - as_of_day).days
     if fc is None or fc.origin != as_of_day or fc.horizon < remaining:
@@ -292,6 +306,7 @@ def budget_status(
     histories: dict[str, pd.DataFrame] = {}
     coherent: dict[str, GroupForecasts] = {}
     read: dict[tuple[str, str], pd.DataFrame] = {}  # daily series, shared by every budget
+    actuals: Actuals = {}  # spend per group and day so far, shared likewise
     reach = max([(period_bounds(as_of_day, b.period)[1] - as_of_day).days for b in budgets],
                 default=1)
     out = []
@@ -310,8 +325,8 @@ def budget_status(
         fc = forecasts.total if by == "total" else forecasts.groups.get(budget.column)
         view = outlook(con, by, budget.column, as_of_ms, budget.period, table=table,
                        history=histories[by], n_paths=n_paths, seed=seed,
-                       growth_per_month=growth_per_month, fc=fc)
-        _, daily = _actual(con, table, by, budget.column, view.start, as_of_day)
+                       growth_per_month=growth_per_month, fc=fc, actuals=actuals)
+        _, daily = _actual(con, table, by, budget.column, view.start, as_of_day, actuals)
         notes = []
         if budget.column not in histories[by].columns and not daily:
             notes.append(f"no charges for {by} {budget.column!r} so far")
