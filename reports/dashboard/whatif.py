@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from meter.vocabulary import METER_ORDER
+from meter.vocabulary import DAY_MS, METER_ORDER
 from reports.dashboard.filters import Filters, filtered_charges
 
 __all__ = ["Levers", "SCENARIO_DIR", "build_scenario", "list_scenarios", "levers_of",
@@ -143,9 +143,18 @@ def _shadow_events(con: duckdb.DuckDBPyConnection, f: Filters,
         params["pct"] = sample_percent
     con.execute(f"CREATE OR REPLACE TEMP TABLE wi_ids AS SELECT DISTINCT session_id "
                 f"FROM {sub} {where}", params)
+    # No event of a session precedes its creation (a day of slack for clocks): where every
+    # selected session has a record, the copies read only from the earliest creation on (the
+    # tables' zone maps skip older row groups), as the ledger's re-rating does.
+    since = con.execute(f"""
+        SELECT CASE WHEN count(*) = count(s.created_ms) THEN min(s.created_ms) END
+        FROM wi_ids w LEFT JOIN {catalog}sessions s USING (session_id)
+    """).fetchall()[0][0]
+    recent = "" if since is None else f" AND at_ms >= {int(since) - DAY_MS}"
     for table in _EVENT_TABLES:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT * FROM {catalog}{table} WHERE session_id IN (SELECT session_id FROM wi_ids)""")
+            SELECT * FROM {catalog}{table} WHERE session_id IN (SELECT session_id FROM wi_ids)
+            {recent if table != "sessions" else ""}""")
     return int(con.execute("SELECT count(*) FROM wi_ids").fetchall()[0][0])
 
 
