@@ -238,8 +238,7 @@ def bench(db: Path, repeat: int = 3) -> list[tuple[str, str, float, float, str, 
     results = []
     for page, label, name, kwargs in bench_plan(db):
         times, slowest = [], ("", 0.0)
-        # re-rating is minutes on a big store: once is enough to see where it stands
-        for _ in range(1 if name == "whatif" else repeat):
+        for _ in range(repeat):
             t0 = time.perf_counter()
             with read_store(db) as con:  # as the app: open read-only, run, close
                 timed = TimedConnection(con)
