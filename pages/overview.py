@@ -127,7 +127,7 @@ st.subheader("Runtime utilisation", anchor=False)
 st.caption("Runtime is billed per millisecond while a session is running; idle time costs "
            "nothing. Hours of the sessions with spend in this period.")
 if as_of is not None:
-    u = ui.batch("utilisation", f=f, as_of_ms=as_of)
+    u = data["utilisation"]
     u1, u2, u3, u4 = st.columns(4)
     active = u.running_ms + u.idle_between_ms
     u1.metric("Running (billed)", ui.hours(u.running_ms), border=True,

@@ -41,6 +41,9 @@ def _overview(con: duckdb.DuckDBPyConnection, path: str, f: Filters,
         "top_team": overview.top_spenders(con, f, "team"),
         "top_agent": overview.top_spenders(con, f, "agent"),
         "top_session": overview.top_spenders(con, f, "session"),
+        # (on the tables staged above: the ledger's time by month of the same sessions)
+        "utilisation": (overview.utilisation(con, f, as_of_ms) if as_of_ms is not None
+                        else None),
     }
 
 
@@ -62,7 +65,6 @@ BATCHES: dict[str, Callable[..., Any]] = {
     "state": lambda con, path: store_state(con, path),
     "options": lambda con, path: filter_options(con),
     "overview": _overview,
-    "utilisation": lambda con, path, f, as_of_ms: overview.utilisation(con, f, as_of_ms),
     "month_end": lambda con, path, f, as_of_ms: planning.month_end(con, f, as_of_ms),
     "budgets": lambda con, path, f, as_of_ms, only_selected=False: planning.budgets(
         con, f, as_of_ms, only_selected),
@@ -143,10 +145,7 @@ def bench_plan(db: str | Path) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("Overview", "budget card", "budgets", {"f": f, "as_of_ms": as_of,
                                                 "only_selected": True}),
         ("Forecast & budgets", "budgets", "budgets", {"f": f, "as_of_ms": as_of}),
-        ("Overview", "utilisation", "utilisation", {"f": f, "as_of_ms": as_of}),
         ("Overview", "overview (last full month)", "overview", {"f": full, "as_of_ms": as_of}),
-        ("Overview", "utilisation (last full month)", "utilisation",
-         {"f": full, "as_of_ms": as_of}),
         ("Chargeback", "chargeback_keys", "chargeback_keys", {}),
         ("Chargeback", "chargeback", "chargeback", {"f": f, "by": "team",
                                                     "mode": "chargeback"}),
