@@ -29,7 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from meter.errors import UsageError
-from meter.vocabulary import GROUP_SQL
+from meter.vocabulary import GROUP_SQL, tags_first
 from pricing.money import cents_of_units, usd_of_units
 from pricing.pricebook import PriceBook
 from pricing.scenario import describe_error, exact_decimal
@@ -183,7 +183,7 @@ def _actual(con: duckdb.DuckDBPyConnection, table: str, by: str, value: str,
     if key not in read:
         by_group: dict[str, list[tuple[date, int]]] = {}
         for group, day, units in con.execute(f"""
-            SELECT {GROUP_SQL[by]} AS grp, day, sum(amount_units) FROM {table}
+            SELECT {GROUP_SQL[by]} AS grp, day, sum(amount_units) FROM {tags_first(table, by)}
             WHERE day >= $start AND day <= $through GROUP BY ALL ORDER BY grp, day
         """, {"start": start, "through": through}).fetchall():
             by_group.setdefault(group, []).append((day, int(units or 0)))

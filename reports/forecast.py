@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from meter.errors import UsageError
-from meter.vocabulary import GROUP_SQL
+from meter.vocabulary import GROUP_SQL, tags_first
 from pricing.money import install_sql_macros, round_cents
 from pricing.pricebook import PriceBook
 from reports import ets
@@ -88,7 +88,7 @@ def daily_series(
     install_sql_macros(con)
     rows = con.execute(f"""
         SELECT day, {GROUP_SQL[by]} AS grp, units_usd(sum(amount_units))::DOUBLE AS usd
-        FROM {table}
+        FROM {tags_first(table, by)}
         WHERE ($start IS NULL OR day >= $start) AND ($end IS NULL OR day < $end)
         GROUP BY ALL ORDER BY day, grp
     """, {"start": start, "end": end}).fetchall()
