@@ -254,8 +254,12 @@ def _validation_sql() -> str:
     count_names = ", ".join({**_SPAN_COUNTS, **_USAGE_COUNTS})
     leaves = {**{n: spec[0] for n, spec in _SPAN_COUNTS.items()},
               **{n: spec[0] for n, spec in _USAGE_COUNTS.items()}}
+    kind_of = {**{n: "span.model_request_end" for n in _SPAN_COUNTS},
+               **{n: "session.usage" for n in _USAGE_COUNTS}}
+    # a count is parsed only on the lines of the one type that carries it
     counts = ",\n".join(
-        f"{_count(leaf, _BOUND_OF[name])} AS {name}" for name, leaf in leaves.items())
+        f"CASE WHEN s.type = '{kind_of[name]}' THEN {_count(leaf, _BOUND_OF[name])} END "
+        f"AS {name}" for name, leaf in leaves.items())
     return f"""
     CREATE OR REPLACE TEMP TABLE stage AS
     WITH parsed AS (
@@ -460,7 +464,7 @@ _SNAPSHOT_COUNTERS = [
 
 def _snapshot_order_sql() -> str:
     """Temp table `usage_refused` (line_no, error): the batch's new `session.usage` snapshots
-    (lines in `new_lines`) with a cumulative counter below the largest value of that counter
+    (lines not duplicates) with a cumulative counter below the largest value of that counter
     in an earlier snapshot of the session (stored, or in the batch), or above the smallest in
     a later stored one. Rating bills the differences between consecutive snapshots: such a
     snapshot would take back usage already counted, so it stays out of the store.
@@ -526,44 +530,56 @@ _SNAPSHOT_SUSPECTS_SQL = _snapshot_suspects_sql()
 _SNAPSHOT_ORDER_SQL = _snapshot_order_sql()
 
 
-def _find_new_events(con: duckdb.DuckDBPyConnection) -> None:
-    """Temp tables `new_lines` (line_no, session_id, event_id: the first line of each event
-    the store does not hold) and `stored_ids` (the stored (event_id, session_id) pairs of the
-    batch's ids). An event's identity is (session_id, event_id): the provider numbers events
-    per session, so one id in two sessions is two events. The stored ids are probed with the
-    batch's (a hash of the batch, not of the store: memory and time follow the batch)."""
+_VALID_EVENTS = f"error IS NULL AND kind NOT IN {RECORD_TYPES}"
+
+
+def _find_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp tables `stored_ids` (the stored (event_id, session_id) pairs of the batch's ids)
+    and `touched` (line_no, session_id, event_id, dup): the valid event lines whose id the
+    store holds or the batch uses on more than one line, `dup` when the line repeats an event
+    the store holds or an earlier line of the batch. Every other valid line is a new event
+    that no other session shares: the common case costs one pass over the batch's ids and
+    one probe of the stored ids with them, and what follows works on the few touched lines.
+
+    An event's identity is (session_id, event_id): the provider numbers events per session,
+    so one id in two sessions is two events. The stored ids are probed with the batch's (a
+    hash of the batch, not of the store: memory and time follow the batch)."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE stored_ids AS
         SELECT DISTINCT event_id, session_id FROM events
-        WHERE event_id IN (SELECT event_id FROM stage
-                           WHERE error IS NULL AND kind NOT IN {RECORD_TYPES})
+        WHERE event_id IN (SELECT event_id FROM stage WHERE {_VALID_EVENTS})
     """)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE new_lines AS
-        SELECT min(line_no) AS line_no, session_id, event_id
+        CREATE OR REPLACE TEMP TABLE touched AS
+        WITH shared AS (
+            SELECT event_id FROM stage WHERE {_VALID_EVENTS}
+            GROUP BY event_id HAVING count(*) > 1
+            UNION SELECT event_id FROM stored_ids
+        )
+        SELECT t.line_no, t.session_id, t.event_id,
+               s.event_id IS NOT NULL OR row_number() OVER (
+                   PARTITION BY t.session_id, t.event_id ORDER BY t.line_no) > 1 AS dup
         FROM (SELECT line_no, session_id, event_id FROM stage
-              WHERE error IS NULL AND kind NOT IN {RECORD_TYPES}) b
-        ANTI JOIN stored_ids USING (event_id, session_id)
-        GROUP BY session_id, event_id
+              WHERE {_VALID_EVENTS} AND event_id IN (SELECT event_id FROM shared)) t
+        LEFT JOIN stored_ids s USING (event_id, session_id)
     """)
 
 
 def _collisions(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, list[str]]:
     """The new events whose id another session uses too (in the store or in the batch): how
-    many, and the first few as `source:line: event ...: ...` warnings."""
+    many, and the first few as `source:line: event ...: ...` warnings. Such an id is used on
+    more than one line of the batch or held by the store: its new lines are in `touched`."""
     con.execute("""
         CREATE OR REPLACE TEMP TABLE id_collisions AS
-        WITH shared AS (
-            SELECT event_id FROM new_lines GROUP BY event_id HAVING count(*) > 1
-            UNION SELECT event_id FROM stored_ids
+        WITH fresh AS (
+            SELECT line_no, event_id, session_id FROM touched WHERE NOT dup
         ), users AS (
-            SELECT event_id, session_id FROM new_lines
-            WHERE event_id IN (SELECT event_id FROM shared)
-            UNION SELECT event_id, session_id FROM stored_ids
+            SELECT event_id, session_id FROM fresh UNION SELECT event_id, session_id
+            FROM stored_ids
         )
         SELECT n.line_no, n.event_id, n.session_id,
                string_agg(DISTINCT u.session_id, ', ' ORDER BY u.session_id) AS others
-        FROM new_lines n JOIN users u ON u.event_id = n.event_id AND u.session_id <> n.session_id
+        FROM fresh n JOIN users u ON u.event_id = n.event_id AND u.session_id <> n.session_id
         GROUP BY ALL
     """)
     count = int(con.execute("SELECT count(*) FROM id_collisions").fetchall()[0][0])
@@ -578,24 +594,25 @@ def _collisions(con: duckdb.DuckDBPyConnection, source: str) -> tuple[int, list[
 
 
 def _new_and_valid(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """(new events, valid events) of the staged batch."""
-    new, valid = con.execute(f"""
-        SELECT (SELECT count(*) FROM new_lines),
-               (SELECT count(*) FROM stage WHERE error IS NULL
-                  AND kind NOT IN {RECORD_TYPES})""").fetchall()[0]
-    return int(new), int(valid)
+    """(new events, valid events) of the staged batch: the valid event lines less the
+    duplicates among them (refused snapshots are no longer valid, and never duplicates)."""
+    valid, dups = con.execute(f"""
+        SELECT (SELECT count(*) FROM stage WHERE {_VALID_EVENTS}),
+               (SELECT count(*) FROM touched WHERE dup)""").fetchall()[0]
+    return int(valid) - int(dups), int(valid)
 
 
 def _refuse_decreasing_snapshots(con: duckdb.DuckDBPyConnection, *, all_new: bool) -> bool:
     """Quarantine the new snapshots that would take back counted usage (see
-    `_snapshot_order_sql`): their error set in `stage`, their lines out of `new_lines`.
-    `all_new`: every valid line is new (no need to look the lines up in `new_lines`).
-    True when some were refused."""
+    `_snapshot_order_sql`): their error set in `stage`, their lines out of `touched`.
+    `all_new`: every valid line is new (no duplicate to leave out). True when some were
+    refused."""
     if not con.execute("SELECT count(*) FROM stage WHERE kind = 'session.usage' "
                        "AND error IS NULL").fetchall()[0][0]:
         return False
     con.execute(_SNAPSHOT_SUSPECTS_SQL.format(
-        only_new="" if all_new else "AND line_no IN (SELECT line_no FROM new_lines)"))
+        only_new="" if all_new
+        else "AND line_no NOT IN (SELECT line_no FROM touched WHERE dup)"))
     if not con.execute("SELECT count(*) FROM usage_suspects").fetchall()[0][0]:
         return False
     con.execute(_SNAPSHOT_ORDER_SQL)
@@ -603,7 +620,7 @@ def _refuse_decreasing_snapshots(con: duckdb.DuckDBPyConnection, *, all_new: boo
         return False
     con.execute("UPDATE stage SET error = r.error FROM usage_refused r "
                 "WHERE stage.line_no = r.line_no")
-    con.execute("DELETE FROM new_lines WHERE line_no IN (SELECT line_no FROM usage_refused)")
+    con.execute("DELETE FROM touched WHERE line_no IN (SELECT line_no FROM usage_refused)")
     return True
 
 
@@ -624,15 +641,16 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, run: _IngestRun) -> IngestResu
             "min_ms": bounds.earliest_ms, "min_text": _iso(bounds.earliest_ms),
             "max_request": bounds.request_tokens, "max_session": bounds.session_tokens,
             "max_web": bounds.web_requests})
-        _find_new_events(con)
+        _find_duplicates(con)
         new, valid = _new_and_valid(con)
         if _refuse_decreasing_snapshots(con, all_new=new == valid):
             new, valid = _new_and_valid(con)
         collisions, warnings = _collisions(con, source)
         # The common case, fresh data, needs no join back: every valid event is new.
-        only_new = "" if new == valid else "AND line_no IN (SELECT line_no FROM new_lines)"
+        only_new = ("" if new == valid
+                    else "AND line_no NOT IN (SELECT line_no FROM touched WHERE dup)")
         con.execute("CREATE OR REPLACE TEMP VIEW new_events AS SELECT * FROM stage "
-                    f"WHERE error IS NULL AND kind NOT IN {RECORD_TYPES} {only_new}")
+                    f"WHERE {_VALID_EVENTS} {only_new}")
         _write_typed_rows(con, ingest_id)
         records = _apply_records(con, ingest_id)
         # Quarantine keyed by (source, line, text) so that re-ingesting a file adds nothing.
@@ -880,6 +898,14 @@ def _gathered(reader: pa.RecordBatchReader, size: Callable[[], int]
         yield pa.Table.from_batches(pending).column(0)
 
 
+def _numbered(first: int, n: int) -> pa.Array:
+    """Line numbers first .. first + n - 1 as an Arrow column, built without a Python loop
+    (numpy comes with pyarrow)."""
+    import numpy as np
+
+    return pa.array(np.arange(first, first + n, dtype=np.int64))
+
+
 def _read_lines_sql(compressed: bool) -> str:
     """DuckDB reading a file as one VARCHAR column, one row per line, in file order (a
     streaming query: no window or sort that would hold the whole file)."""
@@ -1009,7 +1035,7 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, name: str, source: str, compres
                 n = len(lines)
                 # one chunk, aligned with line_no: DuckDB scans it faster than many small ones
                 con.register("batch_lines", pa.table({
-                    "line_no": pa.array(range(done + 1, done + n + 1), pa.int64()),
+                    "line_no": _numbered(done + 1, n),
                     "line": lines.combine_chunks()}))
                 try:
                     run.batch()

@@ -350,8 +350,9 @@ def test_readers_get_in_while_a_long_ingest_writes(tmp_path):
     n = 300_000
     _write_status_file(source, n)
     connect(db).close()
+    # a short hold: batches of a fraction of a second however fast the machine ingests
     writer = subprocess.Popen([*AGENTTALLY, "ingest", "--db", str(db), str(source)], cwd=ROOT,
-                              env={**os.environ, "AGENTTALLY_WRITE_HOLD_S": "0.4"},
+                              env={**os.environ, "AGENTTALLY_WRITE_HOLD_S": "0.15"},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen: list[tuple[int, int]] = []
     cli_reads = []
