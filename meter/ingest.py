@@ -41,9 +41,10 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.events import KNOWN_SPEEDS, Bounds
-from meter.store import LoggedRun, WriteHold, latest_wins, this_host
+from meter.store import LoggedRun, WriteHold, latest_wins, others_waiting, this_host
 
 BATCH_LINES = 1_000_000  # the most lines of one batch; the pace sets fewer on a slow machine
+TRANSACTION_LINES = 1_000_000  # the most lines one transaction commits (its batches' memory)
 FIRST_BATCH_LINES = 100_000  # before the pace is known
 MIN_BATCH_LINES = 10_000
 DEFAULT_MAX_FUTURE_MS = 24 * 3600 * 1000
@@ -94,7 +95,7 @@ _SHAPE = """{
 def _is_count(leaf: str) -> str:
     """A JSON leaf that is a non-negative integer literal (not 3.5, 1e3, "5" or true)."""
     return (f"(TRY_CAST({leaf} AS UBIGINT) IS NOT NULL AND NOT contains({leaf}, '.') "
-            f"AND NOT contains(lower({leaf}), 'e'))")
+            f"AND NOT contains({leaf}, 'e') AND NOT contains({leaf}, 'E'))")
 
 
 def _count(leaf: str, bound: str) -> str:
@@ -264,7 +265,7 @@ def _validation_sql() -> str:
     CREATE OR REPLACE TEMP TABLE stage AS
     WITH parsed AS (
         SELECT line_no, line, json_valid(line) AS ok FROM batch_lines
-        WHERE line <> '' AND (json_valid(line) OR trim(line) <> '')
+        WHERE line <> '' AND (starts_with(line, '{{') OR trim(line) <> '')
     ), structured AS (
         SELECT line_no, line, ok, CASE WHEN ok THEN json_transform(line, $shape) END AS s
         FROM parsed
@@ -625,64 +626,58 @@ def _refuse_decreasing_snapshots(con: duckdb.DuckDBPyConnection, *, all_new: boo
 
 
 def _ingest_batch(con: duckdb.DuckDBPyConnection, run: _IngestRun) -> IngestResult:
-    """Validate and store the lines of relation `batch_lines` in a single transaction.
-
-    Either the whole batch lands (events, typed rows, records, quarantine, and the run's
-    progress in `ingest_log`) or none of it, so a crash between batches loses nothing that
-    was reported stored, and re-running the same input afterwards only finds duplicates.
+    """Validate and store the lines of relation `batch_lines` inside the run's open
+    transaction (`_IngestRun.batch`): events, typed rows, records, quarantine, and the run's
+    progress in `ingest_log` land together with the transaction's other batches or not at
+    all, so a crash loses nothing that was reported stored, and re-running the same input
+    afterwards only finds duplicates.
     """
     now_ms = int(time.time() * 1000)
     source, bounds = run.source, run.bounds
-    con.execute("BEGIN TRANSACTION")
-    try:
-        ingest_id = run.current_id()
-        con.execute(_STAGE_SQL, {
-            "shape": _SHAPE, "max_ms": now_ms + run.max_future_ms,
-            "min_ms": bounds.earliest_ms, "min_text": _iso(bounds.earliest_ms),
-            "max_request": bounds.request_tokens, "max_session": bounds.session_tokens,
-            "max_web": bounds.web_requests})
-        _find_duplicates(con)
+    ingest_id = run.current_id()
+    con.execute(_STAGE_SQL, {
+        "shape": _SHAPE, "max_ms": now_ms + run.max_future_ms,
+        "min_ms": bounds.earliest_ms, "min_text": _iso(bounds.earliest_ms),
+        "max_request": bounds.request_tokens, "max_session": bounds.session_tokens,
+        "max_web": bounds.web_requests})
+    _find_duplicates(con)
+    new, valid = _new_and_valid(con)
+    if _refuse_decreasing_snapshots(con, all_new=new == valid):
         new, valid = _new_and_valid(con)
-        if _refuse_decreasing_snapshots(con, all_new=new == valid):
-            new, valid = _new_and_valid(con)
-        collisions, warnings = _collisions(con, source)
-        # The common case, fresh data, needs no join back: every valid event is new.
-        only_new = ("" if new == valid
-                    else "AND line_no NOT IN (SELECT line_no FROM touched WHERE dup)")
-        con.execute("CREATE OR REPLACE TEMP VIEW new_events AS SELECT * FROM stage "
-                    f"WHERE {_VALID_EVENTS} {only_new}")
-        _write_typed_rows(con, ingest_id)
-        records = _apply_records(con, ingest_id)
-        # Quarantine keyed by (source, line, text) so that re-ingesting a file adds nothing.
-        bad = con.execute("SELECT count(*) FROM stage WHERE error IS NOT NULL").fetchall()[0][0]
-        con.execute(f"""
-            INSERT INTO quarantine
-            SELECT $ingest_id, $source, s.line_no, b.line,
-                   {_RECORD_LABEL} || error, $now
-            FROM (SELECT * FROM stage WHERE error IS NOT NULL) s
-            JOIN (SELECT * FROM batch_lines
-                  WHERE line_no IN (SELECT line_no FROM stage WHERE error IS NOT NULL)) b
-                 USING (line_no)
-            WHERE NOT EXISTS (
-                SELECT 1 FROM quarantine q
-                WHERE q.source = $source AND q.line_no = s.line_no AND q.raw = b.line)
-        """, {"ingest_id": ingest_id, "source": source, "now": now_ms}) if bad else None
-        lines = con.execute("SELECT count(*) FROM stage").fetchall()[0][0]
-        errors = [
-            f"{source}:{n}: {e}" for n, e in con.execute(
-                f"SELECT line_no, {_RECORD_LABEL} || error "
-                "FROM stage WHERE error IS NOT NULL ORDER BY line_no LIMIT 10"
-            ).fetchall()
-        ]
-        result = IngestResult(
-            lines=int(lines), new_events=int(new), duplicates=int(valid) - int(new),
-            records=records, quarantined=int(bad), id_collisions=collisions, errors=errors,
-            warnings=warnings)
-        run.log_progress(result, now_ms)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    collisions, warnings = _collisions(con, source)
+    # The common case, fresh data, needs no join back: every valid event is new.
+    only_new = ("" if new == valid
+                else "AND line_no NOT IN (SELECT line_no FROM touched WHERE dup)")
+    con.execute("CREATE OR REPLACE TEMP VIEW new_events AS SELECT * FROM stage "
+                f"WHERE {_VALID_EVENTS} {only_new}")
+    _write_typed_rows(con, ingest_id)
+    records = _apply_records(con, ingest_id)
+    # Quarantine keyed by (source, line, text) so that re-ingesting a file adds nothing.
+    bad = con.execute("SELECT count(*) FROM stage WHERE error IS NOT NULL").fetchall()[0][0]
+    con.execute(f"""
+        INSERT INTO quarantine
+        SELECT $ingest_id, $source, s.line_no, b.line,
+               {_RECORD_LABEL} || error, $now
+        FROM (SELECT * FROM stage WHERE error IS NOT NULL) s
+        JOIN (SELECT * FROM batch_lines
+              WHERE line_no IN (SELECT line_no FROM stage WHERE error IS NOT NULL)) b
+             USING (line_no)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM quarantine q
+            WHERE q.source = $source AND q.line_no = s.line_no AND q.raw = b.line)
+    """, {"ingest_id": ingest_id, "source": source, "now": now_ms}) if bad else None
+    lines = con.execute("SELECT count(*) FROM stage").fetchall()[0][0]
+    errors = [
+        f"{source}:{n}: {e}" for n, e in con.execute(
+            f"SELECT line_no, {_RECORD_LABEL} || error "
+            "FROM stage WHERE error IS NOT NULL ORDER BY line_no LIMIT 10"
+        ).fetchall()
+    ]
+    result = IngestResult(
+        lines=int(lines), new_events=int(new), duplicates=int(valid) - int(new),
+        records=records, quarantined=int(bad), id_collisions=collisions, errors=errors,
+        warnings=warnings)
+    run.log_progress(result, now_ms)
     return result
 
 
@@ -710,8 +705,11 @@ class _IngestRun(LoggedRun):
     """One logged ingest (`LoggedRun`: its `ingest_log` row opened 'running', advanced with
     every committed batch, closed 'finished', 'failed' or 'interrupted'; ids in commit order).
 
-    It also paces the batches: each sized to take under the write hold (as fast as the last
-    went), the store released between batches to whoever waits for it (`WriteHold`).
+    It also paces the batches and groups them into transactions: each batch sized to take
+    under the write hold (as fast as the last went); a transaction commits when a process
+    waits for the store (`WriteHold`: it is then let in), when it holds TRANSACTION_LINES
+    lines, or at the end. A commit writes what the transaction added (and usually a
+    checkpoint), a cost per transaction that a reader nobody waits for need not pay.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str, max_future_ms: int,
@@ -722,6 +720,8 @@ class _IngestRun(LoggedRun):
         self.max_batch = max(1, batch_lines)
         self.next_batch = min(self.max_batch, FIRST_BATCH_LINES)
         self.total = IngestResult()
+        self.open_lines: int | None = None  # lines in the open transaction, None if none
+        self.commit_s = 0.0  # how long the last commit took
         _mark_dead_runs(con)
         super().__init__(con, source)
 
@@ -736,27 +736,69 @@ class _IngestRun(LoggedRun):
         return self.next_batch
 
     def batch(self) -> None:
-        """Ingest what relation `batch_lines` holds now; then set the next batch's size from
-        this one's pace and release the store if the hold would run out during it."""
+        """Ingest what relation `batch_lines` holds now, in the open transaction (begun if
+        none is); commit it if a process waits for the store or it is full; then set the
+        next batch's size from this one's pace, so that a batch and a commit fit in the
+        hold."""
         began = time.monotonic()
         n = self.con.execute("SELECT count(*) FROM batch_lines").fetchall()[0][0]
-        self.total.add(_ingest_batch(self.con, self))
+        if self.open_lines is None:
+            self.con.execute("BEGIN TRANSACTION")
+            self.open_lines = 0
+        try:
+            self.total.add(_ingest_batch(self.con, self))
+        except BaseException:
+            self.rollback()  # the batches of the transaction were never reported stored
+            raise
+        self.open_lines += n
         took = time.monotonic() - began
+        if self.open_lines >= TRANSACTION_LINES or self._release_due():
+            self.commit()
         if took > 0 and n:
-            paced = int(n / took * self.hold.hold_s * _PACE_MARGIN)
-            self.next_batch = min(self.max_batch, max(MIN_BATCH_LINES, paced))
+            budget = max(self.hold.hold_s * _PACE_MARGIN - self.commit_s,
+                         self.hold.hold_s * _PACE_MARGIN / 2)
+            self.next_batch = min(self.max_batch, max(MIN_BATCH_LINES, int(n / took * budget)))
+
+    def _release_due(self) -> bool:
+        """Whether `WriteHold.pause_point` would let the store go now (a process announced
+        that it waits, or the fallback hold ran out): the transaction must end first."""
+        hold = self.hold
+        if hold.path is None:
+            return False
+        return (others_waiting(hold.path)
+                or time.monotonic() - hold.since >= hold.FALLBACK_HOLDS * hold.hold_s)
+
+    def commit(self) -> None:
+        if self.open_lines is not None:
+            began = time.monotonic()
+            self.con.execute("COMMIT")
+            self.open_lines = None
+            self.commit_s = time.monotonic() - began
 
     def pause_point(self) -> None:
-        """Between batches: let in whoever waits for the store."""
-        self.hold.pause_point()
+        """Between batches: let in whoever waits for the store (only ever between two
+        transactions: a transaction is committed first when someone waits)."""
+        if self.open_lines is None:
+            self.hold.pause_point()
 
     def finish(self) -> IngestResult:
+        self.commit()
         self.close("finished")
         return self.total
 
     def fail(self, exc: BaseException) -> None:
-        """Record why the run stopped, if the store can still be written."""
+        """Roll the open transaction back; record why the run stopped, if the store can
+        still be written."""
+        self.rollback()
         self.stopped_by(exc)
+
+    def rollback(self) -> None:
+        if self.open_lines is not None:
+            self.open_lines = None
+            try:
+                self.con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # the store is gone: nothing was committed
 
 
 def _mark_dead_runs(con: duckdb.DuckDBPyConnection) -> None:
@@ -900,10 +942,20 @@ def _gathered(reader: pa.RecordBatchReader, size: Callable[[], int]
 
 def _numbered(first: int, n: int) -> pa.Array:
     """Line numbers first .. first + n - 1 as an Arrow column, built without a Python loop
-    (numpy comes with pyarrow)."""
+    (numpy comes with pyarrow) and without `pa.array`, which would import pandas."""
     import numpy as np
 
-    return pa.array(np.arange(first, first + n, dtype=np.int64))
+    numbers = np.arange(first, first + n, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(numbers)])
+
+
+def _file_lines(reader_db: duckdb.DuckDBPyConnection, name: str, compressed: bool,
+                size: Callable[[], int]) -> Iterator[pa.ChunkedArray]:
+    """The file's lines in runs of `size()` (`_gathered`), read by `reader_db`; its reading
+    errors (as the first lines are read, too) are raised by `next`."""
+    reader = reader_db.sql(_read_lines_sql(compressed), params={"path": name}
+                           ).to_arrow_reader(MIN_BATCH_LINES)
+    yield from _gathered(reader, size)
 
 
 def _read_lines_sql(compressed: bool) -> str:
@@ -1029,9 +1081,23 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, name: str, source: str, compres
         # query then refers to the store, which is released between batches.
         reader_db = duckdb.connect(":memory:")
         try:
-            reader = reader_db.sql(_read_lines_sql(compressed), params={"path": name}
-                                   ).to_arrow_reader(MIN_BATCH_LINES)
-            for lines in _gathered(reader, run.batch_size):
+            stream = _file_lines(reader_db, name, compressed, run.batch_size)
+            while True:
+                try:
+                    lines = next(stream, None)
+                except (duckdb.InvalidInputException, OSError) as exc:
+                    # Not valid UTF-8 from some line on, or a line longer than DuckDB's CSV
+                    # reader takes (2 MB; found by the ingest fuzz), raised by DuckDB or
+                    # through the Arrow stream as an OSError: the forgiving reader goes on
+                    # from the first line not yet ingested. Other errors stand.
+                    if not any(sign in str(exc).lower()
+                               for sign in ("utf-8", "unicode", "maximum line size")):
+                        raise
+                    _feed_batches(run, con, islice(_text_lines(name, compressed), done, None),
+                                  first=done + 1, progress=progress)
+                    return
+                if lines is None:
+                    return
                 n = len(lines)
                 # one chunk, aligned with line_no: DuckDB scans it faster than many small ones
                 con.register("batch_lines", pa.table({
@@ -1045,16 +1111,6 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, name: str, source: str, compres
                 if progress:
                     progress(n)
                 run.pause_point()
-        except (duckdb.InvalidInputException, OSError) as exc:
-            # Not valid UTF-8 from some line on, or a line longer than DuckDB's CSV reader
-            # takes (2 MB; found by the ingest fuzz), raised by DuckDB or through the Arrow
-            # stream as an OSError: the forgiving reader goes on from the first line not yet
-            # ingested. Other errors stand.
-            if not any(sign in str(exc).lower()
-                       for sign in ("utf-8", "unicode", "maximum line size")):
-                raise
-            _feed_batches(run, con, islice(_text_lines(name, compressed), done, None),
-                          first=done + 1, progress=progress)
         finally:
             reader_db.close()
 
