@@ -47,6 +47,7 @@ BATCH_LINES = 1_000_000  # the most lines of one batch; the pace sets fewer on a
 TRANSACTION_LINES = 1_000_000  # the most lines one transaction commits (its batches' memory)
 FIRST_BATCH_LINES = 100_000  # before the pace is known
 MIN_BATCH_LINES = 10_000
+_READ_CHUNK_LINES = 100_000  # the file reader's Arrow batches (a batch scans its chunks)
 DEFAULT_MAX_FUTURE_MS = 24 * 3600 * 1000
 _PACE_MARGIN = 0.8  # a batch aims at 80% of the write hold, as fast as the last one went
 GZIP_MAGIC = b"\x1f\x8b"
@@ -954,7 +955,7 @@ def _file_lines(reader_db: duckdb.DuckDBPyConnection, name: str, compressed: boo
     """The file's lines in runs of `size()` (`_gathered`), read by `reader_db`; its reading
     errors (as the first lines are read, too) are raised by `next`."""
     reader = reader_db.sql(_read_lines_sql(compressed), params={"path": name}
-                           ).to_arrow_reader(MIN_BATCH_LINES)
+                           ).to_arrow_reader(_READ_CHUNK_LINES)
     yield from _gathered(reader, size)
 
 
@@ -1099,10 +1100,10 @@ def _ingest_file(con: duckdb.DuckDBPyConnection, name: str, source: str, compres
                 if lines is None:
                     return
                 n = len(lines)
-                # one chunk, aligned with line_no: DuckDB scans it faster than many small ones
+                # the reader's chunks as they are: copying them into one (DuckDB scans one
+                # a little faster) costs more, in fresh memory
                 con.register("batch_lines", pa.table({
-                    "line_no": _numbered(done + 1, n),
-                    "line": lines.combine_chunks()}))
+                    "line_no": _numbered(done + 1, n), "line": lines}))
                 try:
                     run.batch()
                 finally:
