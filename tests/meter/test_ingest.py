@@ -266,3 +266,44 @@ def test_invalid_utf8_mid_file_is_quarantined_and_nothing_is_read_twice(
     assert store.sql("SELECT line_no FROM quarantine").fetchall() == [(bad_at + 1,)]
     assert store.sql("SELECT count(*), count(DISTINCT event_id) FROM events").fetchall() == \
         [(n, n)]
+
+
+def test_a_duplicate_of_an_event_stored_long_ago_is_found(store, tmp_path):
+    """The duplicate check covers the whole store, not the batch's days or latest rows: an
+    event stored first, then buried under 300,000 later events (several row groups, several
+    ingests), is still a duplicate when it arrives again, in a batch of new events, even
+    with another processed_at (the event is its (session_id, event_id)); its id in another
+    session is a new event, reported as a collision."""
+    old = status("sesn_old", "sevt_old", iso(T0 - 90 * 86_400_000), "running")
+    ingest_path_lines(store, tmp_path / "old.jsonl", [old])
+    for part in range(3):
+        ingest_path_lines(store, tmp_path / f"later{part}.jsonl", [
+            status(f"sesn_{i % 97}", f"sevt_{part}_{i:06d}", iso(T0 + i), "running")
+            for i in range(100_000)])
+    again = [status("sesn_new", f"sevt_new_{i}", iso(T0 + 10**8 + i), "idle") for i in range(500)]
+    again[250:250] = [old, {**old, "processed_at": iso(T0 + 10**9)},
+                      {**old, "session_id": "sesn_other"}]
+    result = ingest_path_lines(store, tmp_path / "again.jsonl", again)
+    assert (result.new_events, result.duplicates, result.id_collisions) == (501, 2, 1)
+    assert store.sql("SELECT count(*) FROM events WHERE event_id = 'sevt_old'").fetchall() == [
+        (2,)]
+    assert store.sql("SELECT at_ms FROM events WHERE event_id = 'sevt_old' "
+                     "AND session_id = 'sesn_old'").fetchall() == [(T0 - 90 * 86_400_000,)]
+
+
+def test_batches_share_a_transaction_unless_a_reader_waits(store, tmp_path):
+    """Small batches of one file land in one transaction when nobody waits for the store:
+    one ingest_log row with every line, the same store as batch by batch."""
+    path = tmp_path / "f.jsonl"
+    lines = [status(f"sesn_{i % 7}", f"sevt_{i:05d}", iso(T0 + i), "running")
+             for i in range(25_000)]
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = ingest_path(store, path, batch_lines=10_000)
+    assert (result.lines, result.new_events) == (25_000, 25_000)
+    assert store.sql("SELECT lines, new_events, status FROM ingest_log").fetchall() == [
+        (25_000, 25_000, "finished")]
+
+
+def ingest_path_lines(store, path, events):
+    path.write_text("\n".join(json.dumps(x) for x in events) + "\n")
+    return ingest_path(store, path)
