@@ -553,16 +553,16 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection) -> None:
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE touched AS
-        WITH shared AS (
-            SELECT event_id FROM stage WHERE {_VALID_EVENTS}
-            GROUP BY event_id HAVING count(*) > 1
-            UNION SELECT event_id FROM stored_ids
+        WITH repeated AS (  -- hashes of ids on more than one line (a collision only adds)
+            SELECT hash(event_id) AS h FROM stage WHERE {_VALID_EVENTS}
+            GROUP BY h HAVING count(*) > 1
         )
         SELECT t.line_no, t.session_id, t.event_id,
                s.event_id IS NOT NULL OR row_number() OVER (
                    PARTITION BY t.session_id, t.event_id ORDER BY t.line_no) > 1 AS dup
         FROM (SELECT line_no, session_id, event_id FROM stage
-              WHERE {_VALID_EVENTS} AND event_id IN (SELECT event_id FROM shared)) t
+              WHERE {_VALID_EVENTS} AND (hash(event_id) IN (SELECT h FROM repeated)
+                                         OR event_id IN (SELECT event_id FROM stored_ids))) t
         LEFT JOIN stored_ids s USING (event_id, session_id)
     """)
 
