@@ -12,13 +12,15 @@ snapshot, no cumulative counter below an earlier snapshot of its session (nor ab
 stored one). An event is new unless the store holds its (session_id, event_id); an id that
 another session also uses is kept and reported as a collision.
 
-How an ingest shares the store and what a crash leaves: lines are committed in batches sized
-to take under AGENTTALLY_WRITE_HOLD_S each, and between two batches the file is released to
-any process waiting for it (`meter.store.WriteHold`), so a reader waits about one batch. Each
-batch commits its rows, its quarantine and the run's progress in `ingest_log` in one
-transaction: a run killed mid-file keeps whole batches only, and shows as interrupted. A
-`.gz` input is read to its end first (CRC and length): a corrupt one fails before anything
-is stored.
+How an ingest shares the store and what a crash leaves: lines are processed in batches sized
+to take under AGENTTALLY_WRITE_HOLD_S each (with the commit); when a process waits for the
+file (`meter.store.WriteHold`), the open transaction is committed after the batch and the
+file released, so a reader waits about one batch. Nobody waiting, batches share a
+transaction of up to TRANSACTION_LINES lines (a commit, and the checkpoint it brings, costs
+per transaction). A transaction commits its batches' rows, quarantine and the run's progress
+in `ingest_log` together: a run killed mid-file keeps whole transactions only, and shows as
+interrupted. A `.gz` input is read to its end first (CRC and length): a corrupt one fails
+before anything is stored.
 """
 
 from __future__ import annotations
