@@ -21,13 +21,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads on first use
     from agenttally._billing import (
         RatingRun,
+        WhatIfReport,
         chargeback,
         close,
         contract_statement,
         invoice,
         rate,
         whatif,
+        whatif_report,
     )
+    from agenttally._check import ListCostCheck, check
     from agenttally._planning import (
         DailyForecast,
         ForecastLine,
@@ -54,6 +57,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         load_contracts,
     )
     from pricing.scenario import Scenario, load_scenario
+    from pricing.check import ListCostRow
     from pricing.whatif import Comparison, ComparisonRow
     from reports.allocation import AllocationRules, load_rules
     from reports.budgets import Budget, BudgetStatus
@@ -125,19 +129,25 @@ _HOMES = {
     "reconcile": "agenttally._reports",
     "sessions": "agenttally._store",
     "whatif": "agenttally._billing",
+    "WhatIfReport": "agenttally._billing",
+    "whatif_report": "agenttally._billing",
+    "ListCostCheck": "agenttally._check",
+    "ListCostRow": "pricing.check",
+    "check": "agenttally._check",
 }
 
 __all__ = [
-    "AdjustmentLine", "AgentTallyError", "AllocationRules", "Budget", "BudgetStatus",
-    "Chargeback", "ChargebackGroup", "CommitmentOutlook", "CommitmentUse", "Comparison",
-    "ComparisonRow", "Contract", "ContractError", "ContractSet", "CreditBalance",
-    "DailyForecast", "DataError", "DimensionError", "ExportResult", "Forecast", "ForecastLine",
-    "ForecastReport", "GroupForecasts", "IngestResult", "Invoice", "InvoiceLine", "Issued",
-    "LatePolicy", "Period", "RatingRun", "ReconcileRow", "Reconciliation", "Scenario",
-    "SessionAsOf", "Statement", "Store", "UnratedLine", "UsageError", "budgets", "chargeback",
-    "close", "commitment", "contract_statement", "export", "forecast", "forecast_report",
-    "ingest", "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario",
-    "open_store", "parse_instant", "rate", "reconcile", "sessions", "whatif",
+    "AdjustmentLine", "AgentTallyError", "AllocationRules", "Budget", "BudgetStatus", "Chargeback",
+    "ChargebackGroup", "CommitmentOutlook", "CommitmentUse", "Comparison", "ComparisonRow",
+    "Contract", "ContractError", "ContractSet", "CreditBalance", "DailyForecast", "DataError",
+    "DimensionError", "ExportResult", "Forecast", "ForecastLine", "ForecastReport",
+    "GroupForecasts", "IngestResult", "Invoice", "InvoiceLine", "Issued", "LatePolicy",
+    "ListCostCheck", "ListCostRow", "Period", "RatingRun", "ReconcileRow", "Reconciliation",
+    "Scenario", "SessionAsOf", "Statement", "Store", "UnratedLine", "UsageError", "WhatIfReport",
+    "budgets", "chargeback", "check", "close", "commitment", "contract_statement", "export",
+    "forecast", "forecast_report", "ingest", "invoice", "iso_ms", "load_contracts", "load_rules",
+    "load_scenario", "open_store", "parse_instant", "rate", "reconcile", "sessions", "whatif",
+    "whatif_report",
 ]
 
 

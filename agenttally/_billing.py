@@ -8,7 +8,8 @@ of that instant with the price books in force, and returns a typed result.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from pricing.ledger import RatingRun, bring_up_to_date, last_run, overlay
 from pricing.pricebook import PriceBook, default_pricebook_dir, load_pricebooks
 from pricing.rating import RatingOptions
 from pricing.scenario import Scenario, load_scenario
-from pricing.whatif import Comparison, WhatIf, compare, period_months, run_whatif
+from pricing.whatif import Comparison, ComparisonRow, WhatIf, compare, period_months, run_whatif
 from reports.allocation import AllocationRules
 from reports.chargeback import (
     Chargeback,
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
     from pricing.contracts import Statement
 
-__all__ = ["RatingRun", "chargeback", "check_whatif_group", "close", "contract_statement",
-           "invoice", "rate", "whatif", "with_contracts"]
+__all__ = ["RatingRun", "WhatIfReport", "chargeback", "check_whatif_group", "close",
+           "contract_statement", "invoice", "rate", "whatif", "whatif_report", "with_contracts"]
 
 Instant = str | int | None
 ContractArg = ContractSet | str | Path | None
@@ -157,25 +158,69 @@ def chargeback(store: Store, period: Period | str | None = None, *,
                             as_of=iso_ms(as_of_ms), contract=contracts)
 
 
-def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None = None,
-           by: str | None = None, as_of: Instant = None,
-           pricebooks: str | Path | Sequence[PriceBook] | None = None,
-           contract: ContractArg = None) -> Comparison:
+@dataclass(frozen=True)
+class WhatIfReport:
+    """What `agenttally whatif` shows: the scenario, the instant its usage was rated to, and
+    the comparison with the baseline (per meter, per group, under the contracts)."""
+
+    scenario: Scenario
+    as_of_ms: int
+    comparison: Comparison
+
+    @property
+    def period(self) -> str | None:
+        return self.comparison.period
+
+    def total(self) -> ComparisonRow:
+        """Both sides' totals (sums of the rounded lines), as one row of meter "total"."""
+        c = self.comparison
+        return ComparisonRow(None, "total", c.baseline_total, c.scenario_total)
+
+    def by_group(self) -> list[ComparisonRow]:
+        """The rows summed over meters, one per group in the comparison's order (meter
+        "total"; group "" for the rows of no group)."""
+        merged: dict[str, list[Decimal]] = {}
+        for row in self.comparison.rows:
+            pair = merged.setdefault(row.group or "", [Decimal("0.00"), Decimal("0.00")])
+            pair[0] += row.baseline
+            pair[1] += row.scenario
+        return [ComparisonRow(g, "total", b, s) for g, (b, s) in merged.items()]
+
+
+def whatif_report(store: Store, scenario: Scenario | str | Path, *, period: str | None = None,
+                  by: str | None = None, as_of: Instant = None,
+                  pricebooks: str | Path | Sequence[PriceBook] | None = None,
+                  span_cache_ttl: str | None = None,
+                  contract: ContractArg = None) -> WhatIfReport:
     """The same usage re-rated under `scenario` (a Scenario or its TOML file), side by side
     with the baseline (the invoices) in `period` (YYYY-MM, YYYY-Qn, YYYY or all; default the
     month of `as_of`), per meter and per `by` group (a key of meter.vocabulary.GROUP_SQL;
-    a tag group no session carries raises `DimensionError`, see `check_whatif_group`).
-    Under `contract` (or a scenario with a [contract] section) the result's `contract` also
-    compares the amounts due under each side's contract."""
+    a tag group no session carries raises `DimensionError` before anything is rated, see
+    `check_whatif_group`). Under `contract` (or a scenario with a [contract] section) the
+    comparison's `contract` also compares the amounts due under each side's contract."""
     contracts = _contracts(contract)
-    check_whatif_group(store.connection, by)
-    as_of_ms = to_epoch_ms(as_of)
     chosen = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    result = run_whatif(store.connection, _books(pricebooks), chosen,
-                        RatingOptions(as_of_ms=as_of_ms))
+    as_of_ms = to_epoch_ms(as_of)
+    books = _books(pricebooks)
+    check_whatif_group(store.connection, by)
+    result = run_whatif(store.connection, books, chosen,
+                        RatingOptions(as_of_ms=as_of_ms, span_cache_ttl=span_cache_ttl))
     comparison = compare(store.connection, by=by,
                          period=period or str(Period.containing(as_of_ms)), what_if=result)
-    return with_contracts(store.connection, comparison, result, contracts)
+    return WhatIfReport(scenario=chosen, as_of_ms=as_of_ms,
+                        comparison=with_contracts(store.connection, comparison, result,
+                                                  contracts))
+
+
+def whatif(store: Store, scenario: Scenario | str | Path, *, period: str | None = None,
+           by: str | None = None, as_of: Instant = None,
+           pricebooks: str | Path | Sequence[PriceBook] | None = None,
+           span_cache_ttl: str | None = None, contract: ContractArg = None) -> Comparison:
+    """The comparison of :func:`whatif_report`: baseline vs `scenario` per meter (and `by`
+    group) in `period`, with the amounts due under the contracts when given."""
+    return whatif_report(store, scenario, period=period, by=by, as_of=as_of,
+                         pricebooks=pricebooks, span_cache_ttl=span_cache_ttl,
+                         contract=contract).comparison
 
 
 def with_contracts(con: duckdb.DuckDBPyConnection, comparison: Comparison, result: WhatIf,

@@ -7,6 +7,9 @@ the snapshots, runtime of the running time before it) and show both side by side
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
+
 import duckdb
 
 from meter.intervals import build_pieces
@@ -73,3 +76,23 @@ def list_cost_check(
     sql = CHECK_SQL.format(search_book=book_sql(con, "s.at_ms"),
                            snapshot_book=book_sql(con, "l.at_ms"))
     return con.sql(sql, params={"as_of": as_of_ms, "tolerance": tolerance_usd})
+
+
+@dataclass(frozen=True)
+class ListCostRow:
+    """One session: the provider's list_cost at its last snapshot and ours for the same usage
+    (USD), their difference, and whether it is flagged (beyond the tolerance, or unrated
+    usage). The fields are the columns of `list_cost_check`, in its order."""
+
+    session_id: str
+    snapshot_ms: int
+    provider_usd: Decimal
+    engine_usd: Decimal
+    difference_usd: Decimal
+    flagged: bool
+
+
+def list_cost_rows(con: duckdb.DuckDBPyConnection, as_of_ms: int,
+                   tolerance_usd: str = "0.005") -> list[ListCostRow]:
+    """`list_cost_check` as typed rows, largest difference first."""
+    return [ListCostRow(*row) for row in list_cost_check(con, as_of_ms, tolerance_usd).fetchall()]

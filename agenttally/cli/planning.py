@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import agenttally
 from agenttally.cli import iso_ms, span_arg
-from agenttally.cli.pricing import _rating_args, current_period
+from agenttally.cli.pricing import _rating_args
 from meter.settings import setting
 from meter.vocabulary import GROUP_SQL, to_epoch_ms
 from reports.render import render
@@ -189,54 +190,38 @@ def _status_json(s: Any) -> dict[str, Any]:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    from agenttally._billing import check_whatif_group, with_contracts
     from agenttally.cli.chargeback import _by_flag
     from agenttally.cli.pricing import contract_of
-    from meter.store import open_store
-    from pricing.pricebook import default_pricebook_dir, load_pricebooks
-    from pricing.rating import RatingOptions
-    from pricing.scenario import load_scenario
-    from pricing.whatif import compare, run_whatif
-    scenario = load_scenario(args.scenario_file)
+    scenario = agenttally.load_scenario(args.scenario_file)
     contracts = contract_of(args)
-    as_of = to_epoch_ms(args.as_of)
-    books = load_pricebooks(args.pricebooks or default_pricebook_dir())
-    with open_store(args.db, read_only=True) as con:
-        with _by_flag():  # before the re-rating: a tag group no session carries is refused
-            check_whatif_group(con, args.by)
-        what_if = run_whatif(con, books, scenario,
-                             RatingOptions(as_of_ms=as_of, span_cache_ttl=args.span_cache_ttl))
-        period = args.period or current_period(as_of)
-        comparison = compare(con, by=args.by, period=period, what_if=what_if)
-        comparison = with_contracts(con, comparison, what_if, contracts)
+    with agenttally.open_store(args.db, read_only=True) as store, _by_flag():
+        # (--by: a tag group no session carries is refused before the re-rating)
+        report = agenttally.whatif_report(
+            store, scenario, period=args.period, by=args.by, as_of=to_epoch_ms(args.as_of),
+            pricebooks=args.pricebooks, span_cache_ttl=args.span_cache_ttl, contract=contracts)
+    comparison = report.comparison
     if args.format == "json":
         print(_comparison_json(comparison, scenario))
         return 0
-    meter_rows = [[r.meter, r.baseline, r.scenario, r.delta, _signed(r.delta_percent)]
-                  for r in comparison.by_meter()]
-    b, s = comparison.baseline_total, comparison.scenario_total
-    meter_rows.append(["TOTAL", b, s, s - b,
-                       _signed((s - b) * 100 / b if b else None)])
     if args.format == "csv":
         cols = ["group", "meter", "baseline", "scenario", "delta", "delta_percent"]
         rows = [[r.group, r.meter, r.baseline, r.scenario, r.delta, _signed(r.delta_percent)]
                 for r in comparison.rows]
         print(render(cols, rows, "csv").rstrip("\n"))
         return 0
-    print(f"What-if {scenario.name} vs baseline, period {period}, as of {iso_ms(as_of)} (USD)")
+    total = report.total()
+    meter_rows = [[r.meter, r.baseline, r.scenario, r.delta, _signed(r.delta_percent)]
+                  for r in [*comparison.by_meter(), replace(total, meter="TOTAL")]]
+    print(f"What-if {scenario.name} vs baseline, period {report.period}, as of "
+          f"{iso_ms(report.as_of_ms)} (USD)")
     if scenario.description:
         print(scenario.description.strip())
     print(render(["meter", "baseline", "scenario", "delta", "delta_%"], meter_rows))
     if args.by:
-        groups: dict[str, list[Decimal]] = {}
-        for r in comparison.rows:
-            pair = groups.setdefault(r.group or "", [Decimal("0.00"), Decimal("0.00")])
-            pair[0] += r.baseline
-            pair[1] += r.scenario
         print(f"\nby {args.by}:")
         print(render([args.by, "baseline", "scenario", "delta", "delta_%"],
-                     [[g, gb, gs, gs - gb, _signed((gs - gb) * 100 / gb if gb else None)]
-                      for g, (gb, gs) in groups.items()]))
+                     [[g.group, g.baseline, g.scenario, g.delta, _signed(g.delta_percent)]
+                      for g in report.by_group()]))
     if comparison.contract is not None:
         both = comparison.contract
         print(f"\nunder contract (baseline: {both.baseline_contract or 'none'}, scenario: "

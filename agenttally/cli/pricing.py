@@ -5,27 +5,28 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import AbstractContextManager
+from dataclasses import fields
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import agenttally
 from agenttally.cli import instant_arg, iso_ms, period_arg
-from meter.vocabulary import LINE_KEYS, Period
+from meter.vocabulary import LINE_KEYS
 from reports.render import FORMATS, render
 
 if TYPE_CHECKING:
     import duckdb
 
 
-def current_period(as_of_ms: int) -> str:
-    return str(Period.containing(as_of_ms))
-
-
 def rate_store(con: duckdb.DuckDBPyConnection, args: argparse.Namespace, *,
                full: bool = False) -> int:
     """Make `charges` and `unrated` on read-only `con` the ledger as of --as-of (sessions that
     changed since the last `rate` are rated on the connection only; `full`: every session,
-    leaving the rating's work tables on the connection); returns the as-of."""
+    leaving the rating's work tables on the connection); returns the as-of.
+
+    No verb calls it any more (`check` calls `agenttally.check`); kept while
+    tests/app/test_cli_app.py patches it. Use `agenttally.rate` on a read-only store."""
     from meter.store import default_db_path
     store = agenttally.Store(path=Path(args.db or default_db_path()), connection=con,
                              read_only=True)
@@ -173,27 +174,36 @@ def cmd_invoice(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from meter.store import open_store
-    from pricing.check import list_cost_check
-    with open_store(args.db, read_only=True) as con:
-        # the comparison reads the rating's priced usage of every session (token_priced):
-        # an up-to-date ledger rates nothing and leaves none, so rate all on the connection
-        as_of = rate_store(con, args, full=True)
-        rel = list_cost_check(con, as_of, args.tolerance)
-        rows = rel.fetchall()
-        columns = rel.columns
-    flagged = [r for r in rows if r[-1]]
+    with agenttally.open_store(args.db, read_only=True) as store:
+        check = agenttally.check(store, as_of=args.as_of, tolerance=args.tolerance,
+                                 pricebooks=args.pricebooks,
+                                 span_cache_ttl=args.span_cache_ttl)
+    rows, flagged = check.rows, check.flagged
     shown = rows if args.all else flagged
     summary = (f"{len(rows):,} sessions compared with the provider's list_cost; "
-               f"{len(flagged):,} differ by more than ${args.tolerance}")
+               f"{len(flagged):,} differ by more than ${check.tolerance}")
     if not shown and args.format == "table":
         # an empty table reads like a failure: the answer is the count
-        print(f"0 sessions differ by more than ${args.tolerance} "
+        print(f"0 sessions differ by more than ${check.tolerance} "
               f"({len(rows):,} compared with the provider's list_cost)")
         return 0
-    print(render(columns, [[r[0], iso_ms(r[1]), *r[2:]] for r in shown], args.format))
+    columns = [f.name for f in fields(agenttally.ListCostRow)]
+    print(render(columns, [[r.session_id, iso_ms(r.snapshot_ms), r.provider_usd, r.engine_usd,
+                            r.difference_usd, r.flagged] for r in shown], args.format))
     print(summary, file=sys.stderr)
     return 1 if flagged and args.strict else 0
+
+
+def usd_arg(text: str) -> Decimal:
+    """An amount in USD >= 0, e.g. 0.005."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"expected an amount in USD >= 0, e.g. 0.005, "
+                                         f"got {text!r}")
+    return value
 
 
 def reading(args: argparse.Namespace) -> AbstractContextManager[agenttally.Store]:
@@ -289,7 +299,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(p, fmt=True)
     _rating_args(p)
-    p.add_argument("--tolerance", default="0.005", help="USD difference to flag (0.005)")
+    p.add_argument("--tolerance", type=usd_arg, default=Decimal("0.005"),
+                   help="USD difference to flag (0.005)")
     p.add_argument("--all", action="store_true", help="show every session, not only flagged")
     p.add_argument("--strict", action="store_true", help="exit 1 when any session is flagged")
     p.set_defaults(func=cmd_check)
