@@ -41,11 +41,13 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         forecast_report,
     )
     from agenttally._reports import ExportResult, export, reconcile
+    from agenttally._status import LastRating, StoreStatus, status
     from agenttally._store import Store, ingest, open_store, sessions
     from meter.errors import AgentTallyError, DataError, UsageError
-    from meter.ingest import IngestResult
+    from meter.ingest import IngestResult, IngestRunState
     from meter.intervals import SessionAsOf
     from meter.vocabulary import Period, iso_ms, parse_instant
+    from pricing.check import ListCostRow
     from pricing.contracts import (
         AdjustmentLine,
         CommitmentUse,
@@ -57,7 +59,6 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         load_contracts,
     )
     from pricing.scenario import Scenario, load_scenario
-    from pricing.check import ListCostRow
     from pricing.whatif import Comparison, ComparisonRow
     from reports.allocation import AllocationRules, load_rules
     from reports.budgets import Budget, BudgetStatus
@@ -134,6 +135,10 @@ _HOMES = {
     "ListCostCheck": "agenttally._check",
     "ListCostRow": "pricing.check",
     "check": "agenttally._check",
+    "IngestRunState": "meter.ingest",
+    "LastRating": "agenttally._status",
+    "StoreStatus": "agenttally._status",
+    "status": "agenttally._status",
 }
 
 __all__ = [
@@ -141,13 +146,13 @@ __all__ = [
     "ChargebackGroup", "CommitmentOutlook", "CommitmentUse", "Comparison", "ComparisonRow",
     "Contract", "ContractError", "ContractSet", "CreditBalance", "DailyForecast", "DataError",
     "DimensionError", "ExportResult", "Forecast", "ForecastLine", "ForecastReport",
-    "GroupForecasts", "IngestResult", "Invoice", "InvoiceLine", "Issued", "LatePolicy",
-    "ListCostCheck", "ListCostRow", "Period", "RatingRun", "ReconcileRow", "Reconciliation",
-    "Scenario", "SessionAsOf", "Statement", "Store", "UnratedLine", "UsageError", "WhatIfReport",
-    "budgets", "chargeback", "check", "close", "commitment", "contract_statement", "export",
-    "forecast", "forecast_report", "ingest", "invoice", "iso_ms", "load_contracts", "load_rules",
-    "load_scenario", "open_store", "parse_instant", "rate", "reconcile", "sessions", "whatif",
-    "whatif_report",
+    "GroupForecasts", "IngestResult", "IngestRunState", "Invoice", "InvoiceLine", "Issued",
+    "LastRating", "LatePolicy", "ListCostCheck", "ListCostRow", "Period", "RatingRun",
+    "ReconcileRow", "Reconciliation", "Scenario", "SessionAsOf", "Statement", "Store",
+    "StoreStatus", "UnratedLine", "UsageError", "WhatIfReport", "budgets", "chargeback", "check",
+    "close", "commitment", "contract_statement", "export", "forecast", "forecast_report", "ingest",
+    "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
+    "parse_instant", "rate", "reconcile", "sessions", "status", "whatif", "whatif_report",
 ]
 
 

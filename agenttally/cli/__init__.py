@@ -13,7 +13,6 @@ import glob
 import sys
 from collections.abc import Callable
 from dataclasses import astuple, fields
-from pathlib import Path
 from typing import Any, NoReturn
 
 import agenttally
@@ -138,35 +137,25 @@ def limit_arg(text: str) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from meter.ingest import ingest_runs
-    from meter.store import default_db_path, open_store, table_counts
-    path = Path(args.db or default_db_path())
-    from reports.closing import closed_periods
-
-    with open_store(path, read_only=True) as con:
-        counts = table_counts(con)
-        last = ingest_runs(con, limit=5)
-        runs = con.execute(
-            "SELECT as_of_ms, coalesce(kind, 'full'), sessions_rated, elapsed_ms "
-            "FROM rating_runs ORDER BY rated_ms DESC LIMIT 1").fetchall()
-        closed = closed_periods(con)
-    size = path.stat().st_size if path.exists() else 0
-    print(f"store: {path} ({size / 1e6:.1f} MB)")
-    if runs:
-        as_of, kind, rated, ms = runs[0]
-        print(f"ledger: rated as of {iso_ms(as_of)} ({kind}"
-              + (f", {rated:,} sessions in {ms:,} ms" if rated is not None else "") + ")")
+    with agenttally.open_store(args.db, read_only=True) as store:
+        status = agenttally.status(store)
+    print(f"store: {status.path} ({status.size_bytes / 1e6:.1f} MB)")
+    rating = status.last_rating
+    if rating is not None:
+        print(f"ledger: rated as of {iso_ms(rating.as_of_ms)} ({rating.kind}"
+              + (f", {rating.sessions_rated:,} sessions in {rating.elapsed_ms:,} ms"
+                 if rating.sessions_rated is not None else "") + ")")
     else:
         print("ledger: not rated yet (agenttally rate)")
-    print("closed months: " + (", ".join(map(str, closed)) if closed else "none"))
-    print(render(["table", "rows"], sorted(counts.items())))
-    if last:
+    print("closed months: " + (", ".join(map(str, status.closed)) if status.closed else "none"))
+    print(render(["table", "rows"], sorted(status.counts.items())))
+    if status.ingests:
         print("\nrecent ingests:")
         print(render(["source", "state", "started", "finished", "lines", "new", "duplicate",
                       "quarantined"],
                      [(r.source, r.state, iso_ms(r.started_ms), iso_ms(r.finished_ms), r.lines,
-                       r.new_events, r.duplicates, r.quarantined) for r in last]))
-        for r in last:
+                       r.new_events, r.duplicates, r.quarantined) for r in status.ingests]))
+        for r in status.ingests:
             if r.error:
                 print(f"ingest {r.ingest_id} ({r.source}) {r.state}: {r.error}")
     return 0
