@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         forecast_report,
     )
     from agenttally._reports import ExportResult, export, reconcile
+    from agenttally._serve import PreparedStore, prepare_store
     from agenttally._status import LastRating, StoreStatus, status
     from agenttally._store import Store, ingest, open_store, sessions
     from meter.errors import AgentTallyError, DataError, UsageError
@@ -139,6 +140,8 @@ _HOMES = {
     "LastRating": "agenttally._status",
     "StoreStatus": "agenttally._status",
     "status": "agenttally._status",
+    "PreparedStore": "agenttally._serve",
+    "prepare_store": "agenttally._serve",
 }
 
 __all__ = [
@@ -147,12 +150,13 @@ __all__ = [
     "Contract", "ContractError", "ContractSet", "CreditBalance", "DailyForecast", "DataError",
     "DimensionError", "ExportResult", "Forecast", "ForecastLine", "ForecastReport",
     "GroupForecasts", "IngestResult", "IngestRunState", "Invoice", "InvoiceLine", "Issued",
-    "LastRating", "LatePolicy", "ListCostCheck", "ListCostRow", "Period", "RatingRun",
-    "ReconcileRow", "Reconciliation", "Scenario", "SessionAsOf", "Statement", "Store",
+    "LastRating", "LatePolicy", "ListCostCheck", "ListCostRow", "Period", "PreparedStore",
+    "RatingRun", "ReconcileRow", "Reconciliation", "Scenario", "SessionAsOf", "Statement", "Store",
     "StoreStatus", "UnratedLine", "UsageError", "WhatIfReport", "budgets", "chargeback", "check",
     "close", "commitment", "contract_statement", "export", "forecast", "forecast_report", "ingest",
     "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
-    "parse_instant", "rate", "reconcile", "sessions", "status", "whatif", "whatif_report",
+    "parse_instant", "prepare_store", "rate", "reconcile", "sessions", "status", "whatif",
+    "whatif_report",
 ]
 
 

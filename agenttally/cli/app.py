@@ -1,8 +1,9 @@
 """`agenttally serve`: the dashboard on the local store, with something to show at first start.
 
-It opens (or creates) the store, seeds two months of the demo profile when the store holds no
-event, rates the usage and stores the charges exactly as `agenttally rate` does, then replaces
-itself with `streamlit run app.py` bound to 127.0.0.1, the store passed as AGENTTALLY_DB.
+It checks the port, has `agenttally.prepare_store` open (or create) the store, seed the demo
+profile when the store holds no event and rate the usage exactly as `agenttally rate` does,
+then replaces itself with `streamlit run app.py` bound to 127.0.0.1, the store passed as
+AGENTTALLY_DB.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import os
 import socket
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import agenttally
@@ -22,29 +23,19 @@ APP = shipped("app.py")
 
 def prepare_store(path: Path, *, demo: bool = True, demo_days: int | None = None,
                   rate: bool = True, pricebooks: str | None = None) -> None:
-    """Create the store if needed, seed the demo into an empty one (`demo_days` ending today,
-    or by default the README's demo: `agenttally._simulation.demo_window`), and rate it."""
-    from meter.store import open_store
-    with open_store(path) as con:
-        events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-        if events == 0 and demo:
-            try:
-                from agenttally._simulation import demo_window, seed_demo
-            except ImportError:
-                print("the simulator is not available: starting on an empty store",
-                      file=sys.stderr)
-            else:
-                first = (datetime.now(UTC).date() - timedelta(days=demo_days - 1)
-                         if demo_days else demo_window(datetime.now(UTC).date())[0])
-                print(f"{path}: empty store, seeding the demo profile from {first} to today...",
-                      file=sys.stderr)
-                result = seed_demo(con, days=demo_days)
-                print(f"seeded {getattr(result, 'sessions', 0):,} sessions, "
-                      f"{getattr(result, 'events', 0):,} events", file=sys.stderr)
-                events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-    if rate and events:
-        with agenttally.open_store(path) as store:
-            run = agenttally.rate(store, pricebooks=pricebooks)
+    """`agenttally.prepare_store`, saying what it does: the seeding on stderr (before its
+    seconds of work), the rating on stdout."""
+    def seeding(first: date) -> None:
+        print(f"{path}: empty store, seeding the demo profile from {first} to today...",
+              file=sys.stderr)
+
+    prepared = agenttally.prepare_store(path, demo=demo, demo_days=demo_days, rate=rate,
+                                        pricebooks=pricebooks, on_seed=seeding)
+    if prepared.seeded_from is not None:
+        print(f"seeded {prepared.seeded_sessions:,} sessions, "
+              f"{prepared.seeded_events:,} events", file=sys.stderr)
+    run = prepared.run
+    if run is not None:
         print(f"rated as of {run.as_of}: {run.charge_lines:,} charge lines, "
               f"{run.unrated_lines:,} unrated")
 
