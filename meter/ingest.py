@@ -420,13 +420,24 @@ def _write_typed_rows(con: duckdb.DuckDBPyConnection, ingest_id: int) -> None:
         """)
 
 
+# What the record upserts read of the stage (its other columns are the events'): the few
+# records of a batch are found on narrow columns first, then only these are read.
+_RECORD_COLUMNS = (
+    "kind", "event_id", "line_no", "created_ms", "updated_ms", "status", "title",
+    "environment_id", "agent_id", "agent_version", "session_agent_name", "agent_model_id",
+    "agent_model_speed", "agent_inference_geo", "metadata", "roster", "archived_ms", "version",
+    "name", "model_id", "model_speed", "inference_geo")
+
+
 def _apply_records(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
     """Upsert session, agent and environment records; the latest `updated_at` wins."""
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE new_records AS
-        SELECT * FROM stage WHERE error IS NULL AND kind IN {RECORD_TYPES}
-        QUALIFY row_number() OVER (PARTITION BY kind, event_id
-                                   ORDER BY updated_ms DESC, line_no DESC) = 1
+        SELECT {", ".join(_RECORD_COLUMNS)} FROM stage
+        WHERE line_no IN (
+            SELECT line_no FROM stage WHERE error IS NULL AND kind IN {RECORD_TYPES}
+            QUALIFY row_number() OVER (PARTITION BY kind, event_id
+                                       ORDER BY updated_ms DESC, line_no DESC) = 1)
     """)
     con.execute(f"""
         INSERT INTO sessions
@@ -661,7 +672,7 @@ def _ingest_batch(con: duckdb.DuckDBPyConnection, run: _IngestRun) -> IngestResu
         INSERT INTO quarantine
         SELECT $ingest_id, $source, s.line_no, b.line,
                {_RECORD_LABEL} || error, $now
-        FROM (SELECT * FROM stage WHERE error IS NOT NULL) s
+        FROM (SELECT line_no, kind, event_id, error FROM stage WHERE error IS NOT NULL) s
         JOIN (SELECT * FROM batch_lines
               WHERE line_no IN (SELECT line_no FROM stage WHERE error IS NOT NULL)) b
              USING (line_no)
