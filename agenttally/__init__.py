@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
     )
     from agenttally._reports import ExportResult, export, reconcile
     from agenttally._serve import PreparedStore, prepare_store
+    from agenttally._simulation import SimulationRun, simulate
     from agenttally._status import LastRating, StoreStatus, status
     from agenttally._store import Store, ingest, open_store, sessions
     from meter.errors import AgentTallyError, DataError, UsageError
@@ -142,6 +143,8 @@ _HOMES = {
     "status": "agenttally._status",
     "PreparedStore": "agenttally._serve",
     "prepare_store": "agenttally._serve",
+    "SimulationRun": "agenttally._simulation",
+    "simulate": "agenttally._simulation",
 }
 
 __all__ = [
@@ -151,12 +154,12 @@ __all__ = [
     "DimensionError", "ExportResult", "Forecast", "ForecastLine", "ForecastReport",
     "GroupForecasts", "IngestResult", "IngestRunState", "Invoice", "InvoiceLine", "Issued",
     "LastRating", "LatePolicy", "ListCostCheck", "ListCostRow", "Period", "PreparedStore",
-    "RatingRun", "ReconcileRow", "Reconciliation", "Scenario", "SessionAsOf", "Statement", "Store",
-    "StoreStatus", "UnratedLine", "UsageError", "WhatIfReport", "budgets", "chargeback", "check",
-    "close", "commitment", "contract_statement", "export", "forecast", "forecast_report", "ingest",
-    "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
-    "parse_instant", "prepare_store", "rate", "reconcile", "sessions", "status", "whatif",
-    "whatif_report",
+    "RatingRun", "ReconcileRow", "Reconciliation", "Scenario", "SessionAsOf", "SimulationRun",
+    "Statement", "Store", "StoreStatus", "UnratedLine", "UsageError", "WhatIfReport", "budgets",
+    "chargeback", "check", "close", "commitment", "contract_statement", "export", "forecast",
+    "forecast_report", "ingest", "invoice", "iso_ms", "load_contracts", "load_rules",
+    "load_scenario", "open_store", "parse_instant", "prepare_store", "rate", "reconcile",
+    "sessions", "simulate", "status", "whatif", "whatif_report",
 ]
 
 

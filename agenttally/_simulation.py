@@ -10,8 +10,10 @@ build its parser).
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,11 +25,13 @@ if TYPE_CHECKING:
     import duckdb
 
     from meter.simulator import RateCard, RateSchedule, Simulation, TokenPrices, WriteResult
+    from meter.simulator.late import LateArrivals, LateSplit
     from pricing.pricebook import PriceBook, TokenRates
 
-__all__ = ["DEFAULT_BOOK", "DEMO_MAX_DAYS", "DEMO_PROFILE", "DEMO_START", "build_simulation",
-           "card_from_book", "demo_window", "held_window", "profile_path", "schedule_for",
-           "seed_demo", "simulate_into_lake"]
+__all__ = ["DEFAULT_BOOK", "DEMO_MAX_DAYS", "DEMO_PROFILE", "DEMO_START", "SimulationRun",
+           "build_simulation", "card_from_book", "demo_window", "held_window", "is_lake_path",
+           "profile_path", "schedule_for", "seed_demo", "simulate", "simulate_into_lake",
+           "write_simulation"]
 
 DEFAULT_BOOK = "anthropic-list"
 DEMO_PROFILE = shipped("data/profiles/demo.toml")
@@ -173,3 +177,149 @@ def simulate_into_lake(directory: str | Path, sim: Simulation, *,
     finally:
         con.close()
     return result, max(0, billed - sum(written.rows.values()))
+
+
+def is_lake_path(path: str | Path) -> bool:
+    """A target names a lake when it is a directory, or a new path without a file suffix
+    (a store is a file: data/agenttally.duckdb)."""
+    target = Path(path)
+    return target.is_dir() or (not target.exists() and target.suffix == "")
+
+
+@dataclass(frozen=True)
+class SimulationRun:
+    """What `simulate` wrote: the profile's name and the simulated window (epoch ms, end
+    exclusive), where (`target`, `kind` file, store or lake), how many sessions
+    and events were simulated (late ones included), how many events the target already held
+    and skipped (`duplicates`; a lake's in `lake_skipped`), the event window a store already
+    held when this one overlaps it (its usage adds to what is there), and with late
+    arrivals what was held back for `late_out`."""
+
+    profile: str
+    start_ms: int
+    end_ms: int
+    target: str
+    kind: str
+    sessions: int
+    events: int
+    seconds: float = 0.0  # writing the events (the simulation runs as they are written)
+    duplicates: int = 0
+    lake_skipped: int = 0
+    overlap: tuple[int, int] | None = None
+    late: LateSplit | None = None
+    late_out: Path | None = None
+
+    @property
+    def on_time_events(self) -> int:
+        """The events written to the target: all, less the late ones."""
+        return self.events - (self.late.late_events if self.late is not None else 0)
+
+
+def simulate(profile: str | Path, *, start: date, days: int, seed: int = 7,
+             as_of_ms: int | None = None, book: str = DEFAULT_BOOK, scale: float = 1.0,
+             out: str | Path | None = None, into: str | Path | None = None,
+             db: str | Path | None = None, late_share: float = 0.0,
+             late_delay_hours: float = 24.0, late_out: str | Path | None = None,
+             progress: Callable[[int], None] | None = None) -> SimulationRun:
+    """Simulate the workload `profile` (a TOML file, see `profile_path`) for `days` days from
+    `start` with `seed`, cut at `as_of_ms` when given, priced (list_cost, budgets) by the
+    books named `book`, each team's sessions multiplied by `scale`; and write its events (see
+    `write_simulation`). With a `late_share` of the sessions arriving late (median delay
+    `late_delay_hours`, log-normal), their events after the cut-off go to `late_out`: a
+    share out of 0..1, a delay <= 0 or no `late_out` raise `LateArrivalsError` naming the
+    field (share, median_delay_hours, late_out)."""
+    from meter.simulator.late import LateArrivals, LateArrivalsError
+
+    sim = build_simulation(profile, start=start, days=days, seed=seed, as_of_ms=as_of_ms,
+                           book=book, scale=scale)
+    late = None
+    if late_share:
+        if late_out is None:
+            raise LateArrivalsError("late_out", "is needed: the file the late events go to")
+        late = LateArrivals(share=late_share, median_delay_hours=late_delay_hours, seed=seed)
+    return write_simulation(sim, out=out, into=into, db=db, late=late, late_out=late_out,
+                            progress=progress)
+
+
+def write_simulation(sim: Simulation, *, out: str | Path | None = None,
+                     into: str | Path | None = None, db: str | Path | None = None,
+                     late: LateArrivals | None = None, late_out: str | Path | None = None,
+                     progress: Callable[[int], None] | None = None) -> SimulationRun:
+    """Write the simulated events: to the JSONL file `out`; else into `into`, a lake when it
+    names one (`is_lake_path`) else a store; else into the store `db` (default
+    $AGENTTALLY_DB, else data/agenttally.duckdb). Events a store or lake already holds are
+    skipped. With `late` arrivals, the events arriving after the simulation's cut-off (its
+    as-of, else its end) go to `late_out` in order of arrival, and the rest to the file or,
+    through ingest, to the store (never a lake). `progress` is called once per simulated
+    day."""
+    began = time.perf_counter()
+    run = _write(sim, out=out, into=into, db=db, late=late, late_out=late_out,
+                 progress=progress)
+    return replace(run, seconds=time.perf_counter() - began)
+
+
+def _write(sim: Simulation, *, out: str | Path | None, into: str | Path | None,
+           db: str | Path | None, late: LateArrivals | None, late_out: str | Path | None,
+           progress: Callable[[int], None] | None) -> SimulationRun:
+    from meter.simulator import write_jsonl, write_store
+    from meter.store import default_db_path, open_store
+
+    window = (sim.profile.name, sim.start_ms, sim.end_ms)
+    if late is not None:
+        if late_out is None:
+            raise UsageError("late arrivals need a file for the late events (late_out)")
+        return _write_late(sim, late, Path(late_out), out=out, store=into or db,
+                           progress=progress)
+    if out is not None:
+        result = write_jsonl(out, sim, progress=progress)
+        return SimulationRun(*window, str(out), "file", result.sessions, result.events)
+    if into is not None and is_lake_path(into):
+        result, skipped = simulate_into_lake(into, sim, progress=progress)
+        return SimulationRun(*window, str(into), "lake", result.sessions, result.events,
+                             duplicates=result.duplicates, lake_skipped=skipped)
+    target = str(into or db or default_db_path())
+    with open_store(target) as con:
+        held = held_window(con)
+        result = write_store(con, sim, progress=progress)
+    overlaps = (held is not None and result.events > 0 and held[1] >= sim.start_ms
+                and held[0] < sim.end_ms)
+    return SimulationRun(*window, target, "store", result.sessions, result.events,
+                         duplicates=result.duplicates, overlap=held if overlaps else None)
+
+
+def _write_late(sim: Simulation, late: LateArrivals, late_out: Path, *,
+                out: str | Path | None, store: str | Path | None,
+                progress: Callable[[int], None] | None) -> SimulationRun:
+    """Simulate with late arrivals (meter.simulator.late): the whole run to a scratch file,
+    then what arrives by the cut-off to `out` or the store (through ingest), the rest to
+    `late_out` in order of arrival."""
+    from meter.ingest import ingest_lines
+    from meter.simulator import write_jsonl
+    from meter.simulator.late import LateSplit, split_late
+    from meter.store import default_db_path, open_store
+
+    cutoff = sim.as_of_ms if sim.as_of_ms is not None else sim.end_ms
+    held: list[tuple[int, str]] = []
+    split = LateSplit()
+    duplicates = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        whole = Path(scratch) / "all.jsonl"
+        result = write_jsonl(whole, sim, progress=progress)
+        with open(whole, encoding="utf-8") as lines:
+            on_time = split_late(lines, late, cutoff, held, split)
+            if out is not None:
+                with open(out, "w", encoding="utf-8") as written:
+                    written.writelines(on_time)
+                target, kind = str(out), "file"
+            else:
+                target, kind = str(store or default_db_path()), "store"
+                with open_store(target) as con:
+                    stored = ingest_lines(con, (x.rstrip("\n") for x in on_time),
+                                          source=f"simulate:{sim.profile.name}:late-split")
+                duplicates = stored.duplicates
+    held.sort(key=lambda pair: pair[0])
+    with open(late_out, "w", encoding="utf-8") as written:
+        written.writelines(line for _, line in held)
+    return SimulationRun(sim.profile.name, sim.start_ms, sim.end_ms, target, kind,
+                         result.sessions, result.events, duplicates=duplicates, late=split,
+                         late_out=late_out)

@@ -1,6 +1,7 @@
 """`agenttally simulate`: a workload profile in, Managed Agents events out (file, store or
-lake). The building blocks (the simulation priced from the books, the demo store) live in
-`agenttally._simulation`; this verb parses its flags, calls them and reports."""
+lake). The building blocks (the simulation priced from the books, the writing of its events,
+late arrivals included, the demo store) live in `agenttally._simulation`; this verb parses its
+flags, calls them and reports."""
 
 from __future__ import annotations
 
@@ -9,21 +10,15 @@ import math
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agenttally._simulation import (
-    DEFAULT_BOOK,
-    build_simulation,
-    held_window,
-    profile_path,
-    simulate_into_lake,
-)
+import agenttally
+from agenttally._simulation import DEFAULT_BOOK, profile_path
 from meter.errors import UsageError
 from meter.vocabulary import iso_ms
 
 if TYPE_CHECKING:
-    from meter.simulator import Simulation
+    from agenttally._simulation import SimulationRun
 
 EXAMPLES = """\
 examples:
@@ -38,8 +33,7 @@ examples:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from meter.simulator import write_jsonl, write_store
-    from meter.store import default_db_path, open_store
+    from meter.simulator.late import LateArrivalsError
 
     if args.days < 1:
         raise UsageError(f"--days must be at least 1, got {args.days}")
@@ -50,109 +44,63 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         datetime.now(UTC).date() - timedelta(days=args.days - 1)
     # Without --start the window ends today: stop at the present, as a live store would.
     as_of = int(time.time() * 1000) if args.until_now or not args.start else None
-    sim = build_simulation(args.profile, start=start, days=args.days, seed=args.seed,
-                           as_of_ms=as_of, book=args.book, scale=args.scale)
     progress = _Progress(args.days)
-    began = time.perf_counter()
-    if args.late_share:
-        return _simulate_late(args, sim, start, as_of, progress, began)
-    if args.out:
-        result = write_jsonl(args.out, sim, progress=progress)
-        target = args.out
-    elif args.into and is_lake_path(args.into):
-        result, skipped = simulate_into_lake(args.into, sim, progress=progress)
-        target = args.into
-        if skipped:
-            print(f"  lake: {skipped:,} events were already in {args.into} and were skipped")
-    else:
-        target = str(args.into or args.db or default_db_path())
-        with open_store(target) as con:
-            held = held_window(con)
-            result = write_store(con, sim, progress=progress)
-        _warn_overlap(held, sim, target, new=result.events)
-    progress.close()
-    seconds = time.perf_counter() - began
-    rate = result.events / seconds if seconds > 0 else 0.0
+    try:
+        run = agenttally.simulate(
+            args.profile, start=start, days=args.days, seed=args.seed, as_of_ms=as_of,
+            book=args.book, scale=args.scale, out=args.out, into=args.into, db=args.db,
+            late_share=args.late_share, late_delay_hours=args.late_delay_hours,
+            late_out=args.late_out, progress=progress)
+    except LateArrivalsError as exc:  # the library names no flag: say which one
+        if exc.field == "late_out":
+            raise UsageError("--late-share needs --late-out FILE: where the late events "
+                             "go") from exc
+        flag = {"share": "--late-share"}.get(exc.field, "--late-delay-hours")
+        raise UsageError(f"{flag}: {exc.detail}") from exc
+    finally:
+        progress.close()
+    if run.late is not None:
+        return _print_late(args, run, start)
+    if run.lake_skipped:
+        print(f"  lake: {run.lake_skipped:,} events were already in {run.target} and were "
+              "skipped")
+    if run.overlap is not None:
+        _warn_overlap(run)
+    rate = run.events / run.seconds if run.seconds > 0 else 0.0
     scaled = f", scale {args.scale:g}" if args.scale != 1 else ""
-    print(f"{sim.profile.name}: {result.sessions:,} sessions, {result.events:,} events "
-          f"({start} + {args.days} days, seed {args.seed}{scaled}) -> {target} "
-          f"in {seconds:.1f} s ({rate:,.0f} events/s)")
-    if not args.out:
-        print(f"  {result.events:,} new, {result.duplicates:,} already stored (skipped)")
+    print(f"{run.profile}: {run.sessions:,} sessions, {run.events:,} events "
+          f"({start} + {args.days} days, seed {args.seed}{scaled}) -> {run.target} "
+          f"in {run.seconds:.1f} s ({rate:,.0f} events/s)")
+    if run.kind != "file":
+        print(f"  {run.events:,} new, {run.duplicates:,} already stored (skipped)")
     return 0
 
 
-def _warn_overlap(held: tuple[int, int] | None, sim: Simulation, target: str, *,
-                  new: int) -> None:
-    """Say so when a simulated window overlaps usage the store already held: unless it is
-    the same fleet again (then every event is a duplicate), its usage adds to what is there."""
-    if held is None or new == 0 or held[1] < sim.start_ms or held[0] >= sim.end_ms:
-        return
-    print(f"warning: {target} already held events from {iso_ms(held[0])} to "
-          f"{iso_ms(held[1])}; this simulated window ({iso_ms(sim.start_ms)} .. "
-          f"{iso_ms(sim.end_ms)}) overlaps it, so its usage adds to theirs (simulate into a "
+def _warn_overlap(run: SimulationRun) -> None:
+    """A simulated window overlapping usage the store already held: unless it is the same
+    fleet again (then every event is a duplicate), its usage adds to what is there."""
+    assert run.overlap is not None
+    first, last = run.overlap
+    print(f"warning: {run.target} already held events from {iso_ms(first)} to "
+          f"{iso_ms(last)}; this simulated window ({iso_ms(run.start_ms)} .. "
+          f"{iso_ms(run.end_ms)}) overlaps it, so its usage adds to theirs (simulate into a "
           "scratch store to compare instead: --into /tmp/scratch.duckdb)", file=sys.stderr)
 
 
-def is_lake_path(path: str) -> bool:
-    """`--into` names a lake when it is a directory, or a new path without a file suffix
-    (a store is a file: data/agenttally.duckdb)."""
-    target = Path(path)
-    return target.is_dir() or (not target.exists() and target.suffix == "")
-
-
-def _simulate_late(args: argparse.Namespace, sim: Simulation, start: date, as_of: int | None,
-                   progress: _Progress, began: float) -> int:
-    """Simulate with late arrivals (meter.simulator.late): what arrives by the cut-off goes
-    to --out or the store (through ingest), the rest to --late-out in order of arrival."""
-    import tempfile
-
-    from meter.ingest import ingest_lines
-    from meter.simulator import write_jsonl
-    from meter.simulator.late import LateArrivals, LateArrivalsError, LateSplit, split_late
-    from meter.store import default_db_path, open_store
-
-    if not args.late_out:
-        raise UsageError("--late-share needs --late-out FILE: where the late events go")
-    try:
-        late = LateArrivals(share=args.late_share, median_delay_hours=args.late_delay_hours,
-                            seed=args.seed)
-    except LateArrivalsError as exc:  # the library names no flag: say which one
-        flag = {"share": "--late-share"}.get(exc.field, "--late-delay-hours")
-        raise UsageError(f"{flag}: {exc.detail}") from exc
-    cutoff = as_of if as_of is not None else sim.end_ms
-    held: list[tuple[int, str]] = []
-    split = LateSplit()
-    with tempfile.TemporaryDirectory() as scratch:
-        whole = Path(scratch) / "all.jsonl"
-        result = write_jsonl(whole, sim, progress=progress)
-        progress.close()
-        with open(whole, encoding="utf-8") as lines:
-            on_time = split_late(lines, late, cutoff, held, split)
-            if args.out:
-                with open(args.out, "w", encoding="utf-8") as out:
-                    out.writelines(on_time)
-                target = args.out
-            else:
-                target = str(args.into or args.db or default_db_path())
-                with open_store(target) as con:
-                    stored = ingest_lines(con, (x.rstrip("\n") for x in on_time),
-                                          source=f"simulate:{sim.profile.name}:late-split")
-                if stored.duplicates:
-                    print(f"  {stored.duplicates:,} events were already in the store and "
-                          "were skipped")
-    held.sort(key=lambda pair: pair[0])
-    with open(args.late_out, "w", encoding="utf-8") as out:
-        out.writelines(line for _, line in held)
-    seconds = time.perf_counter() - began
-    print(f"{sim.profile.name}: {result.sessions:,} sessions, "
-          f"{result.events - split.late_events:,} events on time "
-          f"({start} + {args.days} days, seed {args.seed}) -> {target} in {seconds:.1f} s")
+def _print_late(args: argparse.Namespace, run: SimulationRun, start: date) -> int:
+    """The run with late arrivals: the on-time part and where the late events went."""
+    split = run.late
+    assert split is not None
+    if run.duplicates:
+        print(f"  {run.duplicates:,} events were already in the store and were skipped")
+    print(f"{run.profile}: {run.sessions:,} sessions, {run.on_time_events:,} events on "
+          f"time ({start} + {args.days} days, seed {args.seed}) -> {run.target} "
+          f"in {run.seconds:.1f} s")
     window = ("" if split.first_arrival_ms is None else
               f", arriving {iso_ms(split.first_arrival_ms)} .. "
               f"{iso_ms(split.last_arrival_ms or 0)}")
     print(f"  late: {split.late_events:,} events of {split.late_sessions:,} sessions -> "
-          f"{args.late_out}{window}")
+          f"{run.late_out}{window}")
     return 0
 
 
