@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
         whatif_report,
     )
     from agenttally._check import ListCostCheck, check
+    from agenttally._collection import Emulator, collect, emulator
     from agenttally._planning import (
         DailyForecast,
         ForecastLine,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # for type checkers and readers; at run time each name loads 
     from agenttally._simulation import SimulationRun, simulate
     from agenttally._status import LastRating, StoreStatus, status
     from agenttally._store import Store, ingest, open_store, sessions
+    from meter.collector import CollectorConfig, CollectStats
     from meter.errors import AgentTallyError, DataError, UsageError
     from meter.ingest import IngestResult, IngestRunState
     from meter.intervals import SessionAsOf
@@ -145,21 +147,27 @@ _HOMES = {
     "prepare_store": "agenttally._serve",
     "SimulationRun": "agenttally._simulation",
     "simulate": "agenttally._simulation",
+    "CollectStats": "meter.collector",
+    "CollectorConfig": "meter.collector",
+    "Emulator": "agenttally._collection",
+    "collect": "agenttally._collection",
+    "emulator": "agenttally._collection",
 }
 
 __all__ = [
     "AdjustmentLine", "AgentTallyError", "AllocationRules", "Budget", "BudgetStatus", "Chargeback",
-    "ChargebackGroup", "CommitmentOutlook", "CommitmentUse", "Comparison", "ComparisonRow",
-    "Contract", "ContractError", "ContractSet", "CreditBalance", "DailyForecast", "DataError",
-    "DimensionError", "ExportResult", "Forecast", "ForecastLine", "ForecastReport",
-    "GroupForecasts", "IngestResult", "IngestRunState", "Invoice", "InvoiceLine", "Issued",
-    "LastRating", "LatePolicy", "ListCostCheck", "ListCostRow", "Period", "PreparedStore",
-    "RatingRun", "ReconcileRow", "Reconciliation", "Scenario", "SessionAsOf", "SimulationRun",
-    "Statement", "Store", "StoreStatus", "UnratedLine", "UsageError", "WhatIfReport", "budgets",
-    "chargeback", "check", "close", "commitment", "contract_statement", "export", "forecast",
-    "forecast_report", "ingest", "invoice", "iso_ms", "load_contracts", "load_rules",
-    "load_scenario", "open_store", "parse_instant", "prepare_store", "rate", "reconcile",
-    "sessions", "simulate", "status", "whatif", "whatif_report",
+    "ChargebackGroup", "CollectStats", "CollectorConfig", "CommitmentOutlook", "CommitmentUse",
+    "Comparison", "ComparisonRow", "Contract", "ContractError", "ContractSet", "CreditBalance",
+    "DailyForecast", "DataError", "DimensionError", "Emulator", "ExportResult", "Forecast",
+    "ForecastLine", "ForecastReport", "GroupForecasts", "IngestResult", "IngestRunState",
+    "Invoice", "InvoiceLine", "Issued", "LastRating", "LatePolicy", "ListCostCheck", "ListCostRow",
+    "Period", "PreparedStore", "RatingRun", "ReconcileRow", "Reconciliation", "Scenario",
+    "SessionAsOf", "SimulationRun", "Statement", "Store", "StoreStatus", "UnratedLine",
+    "UsageError", "WhatIfReport", "budgets", "chargeback", "check", "close", "collect",
+    "commitment", "contract_statement", "emulator", "export", "forecast", "forecast_report",
+    "ingest", "invoice", "iso_ms", "load_contracts", "load_rules", "load_scenario", "open_store",
+    "parse_instant", "prepare_store", "rate", "reconcile", "sessions", "simulate", "status",
+    "whatif", "whatif_report",
 ]
 
 

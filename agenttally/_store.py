@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +43,12 @@ def open_store(path: str | Path | None = None, *, read_only: bool = False) -> It
 
 
 def ingest(store: Store, path: str | Path, *,
-           max_future_ms: int = DEFAULT_MAX_FUTURE_MS) -> IngestResult:
+           max_future_ms: int = DEFAULT_MAX_FUTURE_MS,
+           progress: Callable[[int], None] | None = None) -> IngestResult:
     """Ingest one JSONL file (.jsonl or .jsonl.gz, `-` for stdin) into `store`: new events
-    stored once, duplicates counted, bad lines quarantined with the field that failed."""
-    return ingest_path(store.connection, path, max_future_ms=max_future_ms)
+    stored once, duplicates counted, bad lines quarantined with the field that failed.
+    `progress`, if given, is called with each batch's number of lines once it is ingested."""
+    return ingest_path(store.connection, path, max_future_ms=max_future_ms, progress=progress)
 
 
 SESSION_SORTS = ("start", "cost", "running")

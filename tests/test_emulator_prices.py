@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from agenttally._collection import sample_rates
 from agenttally.cli import main
-from agenttally.cli.collect import _sample_rates
 from meter.emulator import sample_day, write_jsonl
 
 
 def test_the_sample_list_cost_is_the_books_and_agrees_with_the_rating(tmp_path, capsys):
-    path = write_jsonl(sample_day(rates=_sample_rates()), tmp_path / "day.jsonl")
+    path = write_jsonl(sample_day(rates=sample_rates()), tmp_path / "day.jsonl")
     db = str(tmp_path / "s.duckdb")
     assert main(["ingest", str(path), "--db", db]) == 0
     capsys.readouterr()

@@ -88,16 +88,16 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult, ingest_path
-    from meter.store import open_store
+    from meter.ingest import DEFAULT_MAX_FUTURE_MS, IngestResult
 
     total = IngestResult()
     max_future_ms = (DEFAULT_MAX_FUTURE_MS if args.max_future_hours is None
                      else args.max_future_hours * 3_600_000)
-    with open_store(args.db) as con:
+    with agenttally.open_store(args.db) as store:
         for path in _expand(args.paths):
             progress = _Progress(path)
-            result = ingest_path(con, path, max_future_ms=max_future_ms, progress=progress)
+            result = agenttally.ingest(store, path, max_future_ms=max_future_ms,
+                                       progress=progress)
             progress.close()
             print(f"{path}: {result.summary()}")
             for error in result.errors[:5]:

@@ -1,6 +1,6 @@
 """`agenttally collect` and `agenttally emulate`: the live collector and the local API emulator.
 
-`reports/cli.py` calls `register(subparsers)`; each subcommand sets `func(args) -> int`.
+`agenttally.cli` calls `register(subparsers)`; each subcommand sets `func(args) -> int`.
 Run standalone as `python -m agenttally.cli.collect collect ...` too.
 """
 
@@ -12,17 +12,9 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from meter.settings import setting
 from meter.vocabulary import VocabularyError, parse_instant
-
-if TYPE_CHECKING:
-    import duckdb
-
-    from meter.simulator.rates import RateSchedule
 
 COLLECT_EXAMPLES = """\
 examples:
@@ -159,7 +151,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    from meter.collector import CollectorConfig, CollectorError, collect
+    import agenttally
+    from meter.collector import CollectorConfig, CollectorError
     from meter.collector.client import Redactor
 
     _setup_logging(args.verbose)
@@ -177,17 +170,17 @@ def run_collect(args: argparse.Namespace) -> int:
               "signing secret from the Console)", file=sys.stderr)
         return 2
     try:
-        stats = collect(
+        stats = agenttally.collect(
             getattr(args, "db", None), base_url=args.base_url, config=cfg, once=args.once,
             read_rpm=args.read_rpm, heartbeat_timeout_s=args.heartbeat_timeout,
             webhook_listen=args.webhooks, webhook_secret=secret,
+            rate=not args.no_rate, pricebooks=args.pricebooks,
             on_start=lambda c: log.info("collecting from %s into %s", args.base_url, c.db),
-            after_flush=None if args.no_rate else _rate_after_flush(args, log),
         )
     except CollectorError as exc:
         print(f"agenttally collect: {redact(exc)}", file=sys.stderr)
         return 1
-    except Exception as exc:
+    except Exception as exc:  # a message may carry a credential: never print it raw
         if getattr(args, "debug", False):
             raise
         print(f"agenttally collect: {type(exc).__name__}: {redact(exc)}", file=sys.stderr)
@@ -196,57 +189,27 @@ def run_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rate_after_flush(args: argparse.Namespace,
-                      log: logging.Logger) -> Callable[[duckdb.DuckDBPyConnection], None]:
-    """After each stored batch: the ledger brought up to now (only what changed is rated),
-    on the flush's own connection, so the dashboard shows current charges."""
-    import agenttally
-    from meter.store import default_db_path
-    from pricing.pricebook import default_pricebook_dir, load_pricebooks
-
-    books = load_pricebooks(args.pricebooks or default_pricebook_dir())  # read once
-
-    def rate(con: duckdb.DuckDBPyConnection) -> None:
-        store = agenttally.Store(path=Path(args.db or default_db_path()), connection=con,
-                                 read_only=False)
-        run = agenttally.rate(store, pricebooks=books)
-        log.debug("rated %s: %d sessions (%s) in %d ms", run.as_of, run.sessions_rated,
-                  run.kind, run.elapsed_ms)
-
-    return rate
-
-
-def _sample_rates() -> RateSchedule:
-    """The price books' rates on the built-in sample day (its sessions' list_cost)."""
-    from agenttally._simulation import schedule_for
-    day = parse_instant("2026-11-03")
-    return schedule_for(day, day + 86_400_000)
-
-
 def run_emulate(args: argparse.Namespace) -> int:
-    from meter.emulator import Faults, Replay, create_app, sample_day, serve
+    import agenttally
+    from meter.emulator import Faults
 
     try:
         faults = Faults.parse(args.fault)
     except ValueError as exc:
         print(f"agenttally emulate: {exc}", file=sys.stderr)
         return 2
-    if args.sample:
-        replay = Replay.from_lines(sample_day(rates=_sample_rates()), speed=args.speed)
-        source = "built-in sample day"
-    else:
-        if not os.path.isfile(args.events):
-            print(f"agenttally emulate: {args.events}: no such file", file=sys.stderr)
-            return 2
-        replay = Replay.from_path(args.events, speed=args.speed)
-        source = args.events
-    app = create_app(replay, api_key=setting("ANTHROPIC_API_KEY"),
-                     faults=faults, ping_interval_s=args.ping_interval)
-    print(f"emulating the Managed Agents API at http://{args.host}:{args.port} from {source}: "
-          f"{len(replay.sessions):,} sessions, {replay.total_events:,} events"
-          + (f" ({replay.skipped:,} lines skipped)" if replay.skipped else "")
+    if args.events is not None and not os.path.isfile(args.events):
+        print(f"agenttally emulate: {args.events}: no such file", file=sys.stderr)
+        return 2
+    emulator = agenttally.emulator(None if args.sample else args.events, speed=args.speed,
+                                   faults=faults, api_key=setting("ANTHROPIC_API_KEY"),
+                                   ping_interval_s=args.ping_interval)
+    replay = emulator.replay
+    print(f"emulating the Managed Agents API at http://{args.host}:{args.port} from "
+          f"{emulator.source}: {len(replay.sessions):,} sessions, {replay.total_events:,} "
+          "events" + (f" ({replay.skipped:,} lines skipped)" if replay.skipped else "")
           + "; the clock starts at the first request", file=sys.stderr, flush=True)
-    serve(app, args.host, args.port)
+    emulator.serve(args.host, args.port)
     return 0
 
 

@@ -367,16 +367,13 @@ def test_cli_takes_db_before_or_after_the_verb_and_reads_since():
 def test_the_collector_keeps_the_ledger_current_after_each_batch(emulator, tmp_path):
     """`agenttally collect` rates after every flush: only what changed, on the flush's own
     connection; the charges it leaves equal a full rating of what it stored."""
-    import argparse
-
-    from agenttally.cli.collect import _rate_after_flush
+    from agenttally._collection import rate_after_flush
     from pricing.pricebook import load_pricebooks
     from pricing.rating import RatingOptions, rate
 
     server, replay = emulator(speed=(END_MS - START_MS) / 2000)  # the day in ~2 s, live
     db = tmp_path / "rated.duckdb"
-    after_flush = _rate_after_flush(argparse.Namespace(db=str(db), pricebooks=None),
-                                    logging.getLogger("test"))
+    after_flush = rate_after_flush(db)
     stats = _collect(server.url, db, after_flush=after_flush,
                      until=lambda c: c.stats.stored >= N_EVENTS and replay.done)
     assert stats.stored == N_EVENTS and stats.flushes > 2
