@@ -411,15 +411,20 @@ class Collector:
                 log.warning("listing new sessions failed; trying again: %s",
                             self.client.redact(exc))
 
-    async def _poke(self, s: SessionState) -> None:
+    async def _fetch_record(self, s: SessionState) -> bool:
+        """Fetch the session object and store it; False (the session marked gone) on a 404."""
         try:
             async with self._requests:
                 obj = await self.client.get_session(s.id)
         except NotFoundError:
             s.gone = True
-            return
+            return False
         self._accept_record(obj)
-        self._activate(s, forced=True)
+        return True
+
+    async def _poke(self, s: SessionState) -> None:
+        if await self._fetch_record(s):
+            self._activate(s, forced=True)
 
     def _schedule_refetch(self, s: SessionState) -> None:
         if s.refetch is not None and not s.refetch.done():
@@ -431,14 +436,7 @@ class Collector:
         """Fetch the session object again; one request in flight per session, in order."""
         while True:
             s.refetch_again = False
-            try:
-                async with self._requests:
-                    obj = await self.client.get_session(s.id)
-            except NotFoundError:
-                s.gone = True
-                return
-            self._accept_record(obj)
-            if not s.refetch_again:
+            if not await self._fetch_record(s) or not s.refetch_again:
                 return
 
     # -- events --------------------------------------------------------------------------------
