@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -248,7 +248,7 @@ class EnvironmentRecord(_Lenient):
 
 KNOWN = (StatusEvent, ThreadStatusEvent, ModelRequestEnd, SessionUsageEvent, ThreadCreated,
          ToolUse, SessionUpdated, SessionRecord, AgentRecord, EnvironmentRecord)
-_KNOWN_TYPES = {t for model in KNOWN for t in model.model_fields["type"].annotation.__args__}
+_KNOWN_TYPES = {t for model in KNOWN for t in get_args(model.model_fields["type"].annotation)}
 
 
 class OtherEvent(_Event):

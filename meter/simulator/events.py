@@ -172,6 +172,8 @@ class _Collector:
             base = self.sess_base[local]
             cols["seq"] = cols.pop("pos") - base
             if kind == "request_end":
+                # Every request_end is added together with its request_start (same uid).
+                assert uid_pos is not None
                 cols["start_seq"] = uid_pos[cols["uid"]] - base
             cols.pop("uid", None)
             cols["sess"] = sess_no[local]
@@ -199,6 +201,7 @@ def emit(plan: DayPlan, fleet: Fleet, rng: np.random.Generator, n_user_texts: in
     r_size = 2 + R.searches + has_content + err_events
     turn_size = 4 + seg_sum(r_size, R.turn, n_t)
     if H is not None:
+        assert Q is not None  # a plan with threads has their requests (timeline.plan_day)
         q_size = 3 + Q.searches
         h_size = 3 + seg_sum(q_size, Q.thread, len(H.turn))
         turn_size = turn_size + seg_sum(h_size, H.turn, n_t)
@@ -285,6 +288,8 @@ def emit(plan: DayPlan, fleet: Fleet, rng: np.random.Generator, n_user_texts: in
 def _emit_threads(out: _Collector, plan: DayPlan, fleet: Fleet, turn_base: np.ndarray,
                   uid_base: int) -> None:
     T, H, Q = plan.T, plan.H, plan.Q
+    # Called only for plans with threads, and those always have the threads' requests.
+    assert H is not None and Q is not None
     every = np.ones(len(H.turn), dtype=bool)
     h_sess = T.sess[H.turn]
     x = T.a[H.turn] + H.x

@@ -267,11 +267,11 @@ def _cut_at(batch: Batch, cutoff: int) -> None:
     if status_rows:
         local = np.concatenate([r[0] for r in status_rows])
         seq = np.concatenate([r[1] for r in status_rows])
-        code = np.concatenate([r[2] for r in status_rows])
+        codes = np.concatenate([r[2] for r in status_rows])
         order = np.lexsort((seq, local))
-        local, code = local[order], code[order]
+        local, codes = local[order], codes[order]
         last = np.r_[local[1:] != local[:-1], True] if len(local) else local.astype(bool)
-        status[local[last]] = code[last]
+        status[local[last]] = codes[last]
     s["status"], s["updated"] = status, updated
     s["archived"] = np.where(s["archived"] <= cutoff, s["archived"], -1)
     keep = s["created"] <= cutoff

@@ -335,16 +335,16 @@ class Profile(_Strict):
         used = {n for team in self.teams for p in team.projects for n in p.agents}
         teams = {t.name for t in self.teams}
         for i, incident in enumerate(self.incidents):
-            agent = getattr(incident, "agent", None)
-            if agent is not None and agent not in used:
+            agent_name = getattr(incident, "agent", None)
+            if agent_name is not None and agent_name not in used:
                 raise ValueError(
-                    f"incidents[{i}].agent: {agent!r} is not used by any project; "
+                    f"incidents[{i}].agent: {agent_name!r} is not used by any project; "
                     f"used agents: {', '.join(sorted(used))}"
                 )
-            team = getattr(incident, "team", None)
-            if team is not None and team not in teams:
+            team_name = getattr(incident, "team", None)
+            if team_name is not None and team_name not in teams:
                 raise ValueError(
-                    f"incidents[{i}].team: unknown team {team!r}; defined: "
+                    f"incidents[{i}].team: unknown team {team_name!r}; defined: "
                     f"{', '.join(sorted(teams))}"
                 )
         return self

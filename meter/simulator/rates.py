@@ -158,8 +158,8 @@ class CompiledRates:
                         per_token = _fraction(value) * PICO_PER_USD / 10**6
                         exact.extend((per_token, per_token * mult))
         den = 1
-        for value in exact:
-            den = math.lcm(den, value.denominator)
+        for rate in exact:
+            den = math.lcm(den, rate.denominator)
             if den > _MAX_DEN:
                 raise ValueError(
                     f"rates need a unit finer than 1e-12/{_MAX_DEN} USD to stay exact; "

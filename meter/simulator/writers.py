@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypedDict, TypeVar
 
 import duckdb
 import numpy as np
@@ -157,6 +157,17 @@ def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+class _SnapshotRow(TypedDict):
+    """The session table's columns taken from one agent snapshot (see _Strings)."""
+
+    agent_id: str
+    name: str
+    model: str
+    speed: str
+    geo: str
+    roster: str | None
+
+
 class _Strings:
     """The dictionaries behind coded columns, and the records' JSON."""
 
@@ -170,20 +181,23 @@ class _Strings:
         envs = {e["name"]: e["id"] for e in sim.environment_records()}
         self.env_of_agent = [envs[a.environment] for a in profile.agents]
         # One agent snapshot per (agent, version), as the session object embeds it.
-        snap_off, self.snapshots, self.snap_rows = [], [], []
+        snap_off: list[int] = []
+        self.snapshots: list[str] = []
+        self.snap_rows: list[_SnapshotRow] = []
         for i, (agent, versions) in enumerate(zip(profile.agents, fleet.agent_versions(),
                                                   strict=True)):
             snap_off.append(len(self.snapshots))
+            agent_id = sim.agent_id(i)
             roster = [{"name": e.name, "model": e.model} for e in agent.multiagent]
             for version, _since, model in versions:
-                snap = {"id": sim.agent_id(i), "version": version, "name": agent.name,
+                snap = {"id": agent_id, "version": version, "name": agent.name,
                         "model": {"id": fleet.model_ids[model], "speed": agent.speed,
                                   "inference_geo": agent.inference_geo},
                         "multiagent": {"type": "coordinator", "agents": roster} if roster
                         else None}
                 self.snapshots.append(_dumps(snap))
                 self.snap_rows.append({
-                    "agent_id": snap["id"], "name": agent.name, "model": fleet.model_ids[model],
+                    "agent_id": agent_id, "name": agent.name, "model": fleet.model_ids[model],
                     "speed": agent.speed, "geo": agent.inference_geo,
                     "roster": _dumps(roster) if roster else None})
         self.snap_off = np.array(snap_off, dtype=np.int64)
@@ -193,7 +207,7 @@ class _Strings:
             for team, project in fleet.projects]
 
 
-def _dict(codes: np.ndarray, values: list[str | None]) -> pa.DictionaryArray:
+def _dict(codes: np.ndarray, values: Sequence[str | None]) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(values))
 
 
