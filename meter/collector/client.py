@@ -153,7 +153,7 @@ for _name in REDACTED_LOGGERS:
         logging.getLogger(_name).addFilter(_LOG_FILTER)
 
 
-def split_base_url(base_url: str) -> tuple[str, list[tuple[str, str]], bool]:
+def split_base_url(base_url: str) -> tuple[str, tuple[tuple[str, str], ...], bool]:
     """The API root as requests use it: (scheme://host[:port]/path without userinfo or query,
     the query's parameters, sent with every request, whether a userinfo was dropped). httpx
     would send the query in place of each request's own path, and never uses a userinfo
@@ -163,7 +163,7 @@ def split_base_url(base_url: str) -> tuple[str, list[tuple[str, str]], bool]:
     except httpx.InvalidURL as exc:
         raise CollectorError(f"base URL {redact_urls(base_url)!r} is not a URL: "
                              f"{redact_urls(str(exc))}") from None
-    params = list(url.params.multi_items())
+    params = tuple(url.params.multi_items())
     had_userinfo = bool(url.userinfo)
     root = url.copy_with(username=None, password=None, query=None, fragment=None)
     return str(root).rstrip("/"), params, had_userinfo
@@ -319,24 +319,25 @@ class ApiClient:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.stats = ClientStats()
         # Two pools: httpcore scans every connection of a pool per request, and a hundred
-        # long-lived streams would make each listing pay for them.
-        common = dict(
-            base_url=self.base_url,
-            auth=_ApiKeyAuth(key.strip()),
-            headers={
-                "anthropic-version": API_VERSION,
-                "anthropic-beta": beta,
-                "accept": "application/json",
-                "user-agent": "agenttally-collector/0.1",
-            },
-            params=base_params,
-            timeout=httpx.Timeout(timeout_s),
-            transport=transport,
-        )
-        self._http = httpx.AsyncClient(**common, limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections))
-        self._streams = httpx.AsyncClient(**common, limits=httpx.Limits(
-            max_connections=max_streams, max_keepalive_connections=max_streams))
+        # long-lived streams would make each listing pay for them. Both share everything
+        # but their size.
+        auth = _ApiKeyAuth(key.strip())
+        headers = {
+            "anthropic-version": API_VERSION,
+            "anthropic-beta": beta,
+            "accept": "application/json",
+            "user-agent": "agenttally-collector/0.1",
+        }
+        timeout = httpx.Timeout(timeout_s)
+
+        def pool(size: int) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                base_url=self.base_url, auth=auth, headers=headers, params=base_params,
+                timeout=timeout, transport=transport,
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size))
+
+        self._http = pool(max_connections)
+        self._streams = pool(max_streams)
 
     def __repr__(self) -> str:
         return f"<ApiClient {self.redact(self.base_url)}>"

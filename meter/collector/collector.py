@@ -128,7 +128,7 @@ class Collector:
         if self._stop_requested.is_set():
             self._stop_event.set()
         await asyncio.to_thread(self._load_state)
-        signals = self._install_signals() if handle_signals else []
+        signals = self._install_signals(self._loop) if handle_signals else []
         flusher = asyncio.create_task(self._out.run(on_tick=self._progress))
         loops: list[asyncio.Task] = []
         receiver = None
@@ -167,11 +167,11 @@ class Collector:
             following = sum(1 for x in self._sessions.values() if x.connected)
             log.info("collecting: streaming %d sessions; %s", following, self.stats.summary())
 
-    def _install_signals(self) -> list[int]:
-        installed = []
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[signal.Signals]:
+        installed: list[signal.Signals] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                self._loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self.stop)
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
@@ -208,16 +208,34 @@ class Collector:
         return task
 
     async def _drain(self) -> None:
-        while self._tasks and not self._stop_event.is_set():
+        while self._tasks and not self._running_stop_event.is_set():
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopped first; True when the run is stopping."""
         try:
-            await asyncio.wait_for(self._stop_event.wait(), timeout=max(seconds, 0))
+            await asyncio.wait_for(self._running_stop_event.wait(), timeout=max(seconds, 0))
             return True
         except TimeoutError:
             return self._stopping
+
+    # The stop event and the semaphores belong to the event loop of `run()`, so `run()` makes
+    # them; the jobs it then starts reach them through these properties.
+
+    @property
+    def _running_stop_event(self) -> asyncio.Event:
+        assert self._stop_event is not None, "only while run() runs"
+        return self._stop_event
+
+    @property
+    def _request_slots(self) -> asyncio.Semaphore:
+        assert self._requests is not None, "only while run() runs"
+        return self._requests
+
+    @property
+    def _stream_slots(self) -> asyncio.Semaphore:
+        assert self._slots is not None, "only while run() runs"
+        return self._slots
 
     # -- state -------------------------------------------------------------------------------
 
@@ -414,7 +432,7 @@ class Collector:
     async def _fetch_record(self, s: SessionState) -> bool:
         """Fetch the session object and store it; False (the session marked gone) on a 404."""
         try:
-            async with self._requests:
+            async with self._request_slots:
                 obj = await self.client.get_session(s.id)
         except NotFoundError:
             s.gone = True
@@ -444,7 +462,7 @@ class Collector:
     async def _backfill(self, s: SessionState) -> None:
         """List the session's history from its cursor (minus the overlap) into the buffer."""
         start = None if s.cursor_ms is None else s.cursor_ms - self.config.backfill_overlap_ms
-        async with self._requests:
+        async with self._request_slots:
             async for event in self.client.list_events(
                 s.id, after_gte=start, limit=self.config.events_page_limit
             ):
@@ -465,14 +483,15 @@ class Collector:
 
     def _evict_idle(self) -> bool:
         """Free a stream slot: stop following the session that has been idle the longest."""
-        idle = [x for x in self._sessions.values()
+        # Each followed idle session with the time it went idle and its follower.
+        idle = [(x.idle_since, x.follower, x) for x in self._sessions.values()
                 if x.follower is not None and x.connected and x.idle_since is not None]
         if not idle:
             return False
-        victim = min(idle, key=lambda x: x.idle_since)
+        _, follower, victim = min(idle, key=lambda item: item[0])
         self._caught_up(victim)
         victim.connected = False
-        victim.follower.cancel()
+        follower.cancel()
         self.stats.evictions += 1
         return True
 
@@ -485,8 +504,8 @@ class Collector:
         acquired = False
         try:
             while not self._stopping:
-                if not self._slots.locked():
-                    await self._slots.acquire()  # free: returns without yielding
+                if not self._stream_slots.locked():
+                    await self._stream_slots.acquire()  # free: returns without yielding
                     acquired = True
                     break
                 if not self._evict_idle() and s.status not in ACTIVE_STATUSES:
@@ -500,7 +519,7 @@ class Collector:
                 await self._follow_connected(s)
         finally:
             if acquired:
-                self._slots.release()
+                self._stream_slots.release()
             s.connected = False
             if s.follower is asyncio.current_task():
                 s.follower = None

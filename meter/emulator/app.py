@@ -15,6 +15,7 @@ import logging
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator
+from typing import TypedDict
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,6 +33,16 @@ PING = 'event: ping\ndata: {"type":"ping"}\n\n'
 
 class _BadRequest(ValueError):
     pass
+
+
+class _Counters(TypedDict):
+    """What the served app has seen: requests, streams opened and still open, and the wall
+    time at which a request started the clock (None if none did)."""
+
+    requests: int
+    streams: int
+    streams_open: int
+    started_wall: float | None
 
 
 class _InjectedAbort(Exception):
@@ -124,7 +135,7 @@ def create_app(
 ) -> Starlette:
     """The API over `replay`. `api_key=None` accepts any non-empty `x-api-key`."""
     faults = faults or Faults()
-    state = {"requests": 0, "streams": 0, "streams_open": 0, "started_wall": None}
+    state: _Counters = {"requests": 0, "streams": 0, "streams_open": 0, "started_wall": None}
     errors = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _HideInjectedAborts) for f in errors.filters):
         errors.addFilter(_HideInjectedAborts())

@@ -189,7 +189,7 @@ class Replay:
                 recs = [(first, -1, {"type": "session", "id": sid, "created_at": iso_ms(first),
                                      "updated_at": iso_ms(first), "status": "idle",
                                      "metadata": {}})]
-            created = min(parse_api_time(r[2].get("created_at")) for r in recs)
+            created = min(_created_ms(r[2]) for r in recs)
             data = SessionData(sid, created, recs)
             for at, _, obj in evs:
                 kind = str(obj.get("type"))
@@ -220,3 +220,11 @@ class Replay:
     @property
     def done(self) -> bool:
         return self.clock.now_ms() >= self.last_ms
+
+
+def _created_ms(record: dict) -> int:
+    """A kept session record's creation time: `Replay.from_lines` skips records whose
+    `created_at` does not parse, and the stand-in records it writes itself have one."""
+    created = parse_api_time(record.get("created_at"))
+    assert created is not None
+    return created

@@ -14,6 +14,7 @@ import json
 import random
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 from meter.simulator.rates import RateSchedule
 from meter.vocabulary import iso_ms, parse_api_time
@@ -26,6 +27,44 @@ MODELS = [
 ]
 TEAMS = ["platform", "research", "support", "growth"]
 TOOLS = ["bash", "str_replace_based_edit_tool", "web_search", "web_fetch"]
+
+
+class _ModelUsage(TypedDict):
+    """A span.model_request_end's `model_usage`."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    speed: str
+
+
+class _CacheCreation(TypedDict):
+    ephemeral_5m_input_tokens: int
+    ephemeral_1h_input_tokens: int
+
+
+class _ServerToolUse(TypedDict):
+    web_search_requests: int
+    web_fetch_requests: int
+
+
+class _ListCost(TypedDict):
+    amount: str
+    currency: str
+
+
+class _Usage(TypedDict):
+    """A session.usage event's `usage`: the session's totals so far. The running time and
+    the list cost are set at the end of each turn (the list cost only with rates)."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_input_tokens: int
+    cache_creation: _CacheCreation
+    server_tool_use: _ServerToolUse
+    active_seconds: NotRequired[float]
+    list_cost: NotRequired[_ListCost]
 
 
 def sample_day(
@@ -50,6 +89,8 @@ def sample_day(
     """
     rng = random.Random(seed)
     day0 = parse_api_time(f"{day}T00:00:00.000Z")
+    if day0 is None:
+        raise ValueError(f"day: {day!r} is not a date (YYYY-MM-DD)")
     records: list[dict] = []
     events: list[dict] = []
     for i in range(sessions):
@@ -86,9 +127,10 @@ def _one_session(
                     "processed_at": iso_ms(t), **fields})
         return eid
 
-    usage = {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
-             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-             "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0}}
+    usage: _Usage = {
+        "input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0}}
     active_ms = 0
     final = "idle"
     metadata = {"team": TEAMS[i % len(TEAMS)]}
@@ -107,11 +149,12 @@ def _one_session(
             t += rng.randrange(10, 200)
             start = emit("span.model_request_start")
             t += rng.randrange(*request_ms)
-            mu = {"input_tokens": rng.randrange(200, 8_000),
-                  "output_tokens": rng.randrange(50, 3_000),
-                  "cache_creation_input_tokens": rng.choice([0, 0, rng.randrange(1, 20_000)]),
-                  "cache_read_input_tokens": rng.choice([0, rng.randrange(1, 60_000)]),
-                  "speed": model["speed"]}
+            mu: _ModelUsage = {
+                "input_tokens": rng.randrange(200, 8_000),
+                "output_tokens": rng.randrange(50, 3_000),
+                "cache_creation_input_tokens": rng.choice([0, 0, rng.randrange(1, 20_000)]),
+                "cache_read_input_tokens": rng.choice([0, rng.randrange(1, 60_000)]),
+                "speed": model["speed"]}
             emit("span.model_request_end", is_error=False, model_request_start_id=start,
                  model_usage=mu)
             usage["input_tokens"] += mu["input_tokens"]
@@ -168,7 +211,7 @@ def _one_session(
     return record, own
 
 
-def _list_cost_cents(rates: RateSchedule | None, model: dict, usage: dict, active_ms: int,
+def _list_cost_cents(rates: RateSchedule | None, model: dict, usage: _Usage, active_ms: int,
                      at_ms: int) -> int | None:
     """The session's cumulative list cost in cents (half-even) at the rates in force at
     `at_ms`: tokens by class at the model's standard or fast rates (x the US multiplier when
