@@ -13,6 +13,7 @@ import streamlit as st
 
 from meter.store import StoreError
 from reports.dashboard import ui
+from reports.dashboard.source import StoreState
 
 st.set_page_config(page_title="AgentTally", page_icon=":material/receipt_long:",
                    layout="wide", initial_sidebar_state="expanded")
@@ -33,6 +34,7 @@ LOGO = Path(__file__).resolve().parent / "reports" / "dashboard" / "logo.svg"
 st.logo(str(LOGO), size="large")
 page = st.navigation(PAGES)
 
+state: StoreState | None  # None: the store could not be read
 try:
     state = ui.state()
     filters = None

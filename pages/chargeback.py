@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import plotly.express as px
 import streamlit as st
 
@@ -100,6 +102,13 @@ st.subheader("Download", anchor=False)
 st.caption("Built when you click, from the same charges: the table above, the charge lines "
            "(one per day × session × SKU), or FOCUS 1.2 rows for FinOps tools.")
 period = f.period or "all"
+
+
+def export_data(what: str, fmt: str) -> Callable[[], bytes]:
+    """The download's bytes, built only when its button is clicked (ui.fresh: uncached)."""
+    return lambda: ui.fresh("export", f=f, what=what, fmt=fmt, by=by, mode=mode)
+
+
 cols = st.columns(3)
 for col, (what, title) in zip(cols, (("chargeback", "Chargeback table"),
                                      ("charges", "Charge lines"), ("focus", "FOCUS 1.2")),
@@ -109,7 +118,7 @@ for col, (what, title) in zip(cols, (("chargeback", "Chargeback table"),
     for box, fmt in ((left, "csv"), (right, "parquet")):
         box.download_button(
             "CSV" if fmt == "csv" else "Parquet",
-            data=lambda w=what, x=fmt: ui.fresh("export", f=f, what=w, fmt=x, by=by, mode=mode),
+            data=export_data(what, fmt),
             file_name=(f"agenttally-{what}-{period}"
                        f"{'-' + by if what == 'chargeback' else ''}.{fmt}"),
             mime="text/csv" if fmt == "csv" else "application/vnd.apache.parquet",

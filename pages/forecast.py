@@ -21,6 +21,9 @@ except ModuleNotFoundError:
     st.stop()
 
 as_of = state.rated_as_of_ms
+# ui.current() stopped the page unless the store is rated, and a rating stores its run (with
+# its as-of) in the transaction that stores the charges
+assert as_of is not None, "a rated store has a rating run"
 horizon_choice = st.segmented_control(
     "Horizon", ["To next month end", "30 days", "90 days"], default="To next month end",
     key="fc_horizon") or "To next month end"

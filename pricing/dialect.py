@@ -30,6 +30,9 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+# Trees are typed exp.Expr: sqlglot's base node type, what parse_one, .parent and .flatten
+# return (exp.Expression is one concrete subclass of it).
+
 # Asked of the engine: the column names of `SELECT <star> FROM ...` (for `* REPLACE`).
 ColumnsOf = Callable[[str], list[str]]
 
@@ -39,7 +42,7 @@ class Macro:
     """A DuckDB temp macro: parameter names and the body expression."""
 
     params: tuple[str, ...]
-    body: exp.Expression
+    body: exp.Expr
 
 
 _MACRO = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?TEMP\s+MACRO\s+(\w+)\s*\(([^)]*)\)\s+AS\s+"
@@ -76,17 +79,17 @@ def bind(sql: str, params: Mapping[str, object] | None) -> str:
                       else m.group(0), sql)
 
 
-def _fn(name: str, *args: exp.Expression) -> exp.Expression:
+def _fn(name: str, *args: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def _inline_macros(tree: exp.Expression, macros: Mapping[str, Macro]) -> exp.Expression:
-    def expand(node: exp.Expression) -> exp.Expression:
+def _inline_macros(tree: exp.Expr, macros: Mapping[str, Macro]) -> exp.Expr:
+    def expand(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Anonymous) and str(node.this).lower() in macros:
             macro = macros[str(node.this).lower()]
             args = dict(zip(macro.params, node.expressions, strict=True))
 
-            def put(n: exp.Expression) -> exp.Expression:
+            def put(n: exp.Expr) -> exp.Expr:
                 if isinstance(n, exp.Column) and not n.table and n.name in args:
                     return exp.Paren(this=args[n.name].copy())
                 return n
@@ -96,14 +99,14 @@ def _inline_macros(tree: exp.Expression, macros: Mapping[str, Macro]) -> exp.Exp
     return tree.transform(expand)
 
 
-def _lambda_index(tree: exp.Expression) -> exp.Expression:
+def _lambda_index(tree: exp.Expr) -> exp.Expr:
     """DuckDB's lambda index is 1-based, Spark's 0-based: read `i` as `i + 1` in the body."""
     for lam in list(tree.find_all(exp.Lambda)):
         if len(lam.expressions) != 2:
             continue
         index = lam.expressions[1].name
 
-        def shift(n: exp.Expression, index: str = index) -> exp.Expression:
+        def shift(n: exp.Expr, index: str = index) -> exp.Expr:
             bare = isinstance(n, exp.Identifier) and not isinstance(
                 n.parent, exp.Column | exp.Table | exp.TableAlias | exp.Alias | exp.Lambda)
             if (bare or (isinstance(n, exp.Column) and not n.table)) and n.name == index:
@@ -113,7 +116,7 @@ def _lambda_index(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _constant_index(index: exp.Expression) -> int | None:
+def _constant_index(index: exp.Expr) -> int | None:
     if isinstance(index, exp.Literal) and not index.is_string:
         return int(index.this)
     if isinstance(index, exp.Neg) and isinstance(index.this, exp.Literal):
@@ -121,7 +124,7 @@ def _constant_index(index: exp.Expression) -> int | None:
     return None
 
 
-def _brackets(node: exp.Expression) -> exp.Expression:
+def _brackets(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
         arr, index = node.this, node.expressions[0]
         if isinstance(index, exp.Slice):
@@ -147,7 +150,7 @@ def _brackets(node: exp.Expression) -> exp.Expression:
 _BOOL_LAMBDA = "__v"
 
 
-def _list_functions(node: exp.Expression) -> exp.Expression:
+def _list_functions(node: exp.Expr) -> exp.Expr:
     name = ""
     if isinstance(node, exp.Anonymous):
         name = str(node.this).lower()
@@ -176,7 +179,7 @@ def _list_functions(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _ranges(node: exp.Expression) -> exp.Expression:
+def _ranges(node: exp.Expr) -> exp.Expr:
     """`range(a, b[, s])` (end excluded, s > 0 here) -> sequence(a, b - 1, s) when a < b."""
     if isinstance(node, exp.GenerateSeries) and node.args.get("is_end_exclusive"):
         start, end = node.args["start"], node.args["end"]
@@ -188,7 +191,7 @@ def _ranges(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _types(node: exp.Expression) -> exp.Expression:
+def _types(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.DataType) and node.this == exp.DataType.Type.INT128:
         return exp.DataType.build("DECIMAL(38, 0)")
     if isinstance(node, exp.Cast) and node.to.is_type("array") and node.to.expressions \
@@ -202,7 +205,7 @@ def _types(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _unnests(select: exp.Expression) -> exp.Expression:
+def _unnests(select: exp.Expr) -> exp.Expr:
     """A select whose projections hold unnest()s that Spark cannot run as they stand (more than
     one, or one inside an expression) reads them by position instead."""
     if not isinstance(select, exp.Select):
@@ -238,9 +241,9 @@ def _unnests(select: exp.Expression) -> exp.Expression:
     return select
 
 
-def _ctes_before(select: exp.Select) -> list[exp.Expression]:
+def _ctes_before(select: exp.Select) -> list[exp.Expr]:
     """Copies of the statement's CTEs that `select` can see (those defined before its own)."""
-    node: exp.Expression | None = select
+    node: exp.Expr | None = select
     while node is not None and not node.args.get("with_"):
         node = node.parent
     if node is None:
@@ -254,7 +257,7 @@ def _ctes_before(select: exp.Select) -> list[exp.Expression]:
     return seen
 
 
-def _star_replace(select: exp.Expression, columns_of: ColumnsOf) -> exp.Expression:
+def _star_replace(select: exp.Expr, columns_of: ColumnsOf) -> exp.Expr:
     if not isinstance(select, exp.Select):
         return select
     for projection in list(select.expressions):
@@ -281,7 +284,7 @@ def _star_replace(select: exp.Expression, columns_of: ColumnsOf) -> exp.Expressi
     return select
 
 
-def _asof(select: exp.Expression) -> exp.Expression:
+def _asof(select: exp.Expr) -> exp.Expr:
     """`l ASOF LEFT JOIN r ON eqs AND r.k >= l.k'` -> `LEFT JOIN LATERAL` the nearest row of r
     under the same condition (ordered by r.k; descending for `<=`), as ASOF picks it."""
     if not isinstance(select, exp.Select):
@@ -313,14 +316,14 @@ def _asof(select: exp.Expression) -> exp.Expression:
     return select
 
 
-def _as_list(value: object) -> list[exp.Expression]:
+def _as_list(value: object) -> list[exp.Expr]:
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]  # type: ignore[list-item]
 
 
-def _asof_key_only(select: exp.Select, join: exp.Join, conds: list[exp.Expression],
-                   ineq: exp.Expression, alias: str, key: exp.Column, ascending: bool) -> None:
+def _asof_key_only(select: exp.Select, join: exp.Join, conds: list[exp.Expr],
+                   ineq: exp.Expr, alias: str, key: exp.Column, ascending: bool) -> None:
     """An ASOF join of which only the right key is read: the nearest key per distinct left
     (equality values, key) from an equi-join and an aggregate, joined back on those values:
     no nested loop, and each distinct left key is looked up once."""
@@ -354,7 +357,7 @@ def _asof_key_only(select: exp.Select, join: exp.Join, conds: list[exp.Expressio
     join.set("on", exp.and_(*back))
 
 
-def to_spark_tree(tree: exp.Expression, columns_of: ColumnsOf) -> exp.Expression:
+def to_spark_tree(tree: exp.Expr, columns_of: ColumnsOf) -> exp.Expr:
     """The rewrites of the module docstring on a parsed statement (in place)."""
     tree = _lambda_index(tree)
     tree = tree.transform(_brackets)
@@ -377,7 +380,7 @@ def to_spark(sql: str, params: Mapping[str, object] | None, macros: Mapping[str,
 
 
 def _parse(sql: str, params: Mapping[str, object] | None,
-           macros: Mapping[str, Macro]) -> exp.Expression:
+           macros: Mapping[str, Macro]) -> exp.Expr:
     return _inline_macros(sqlglot.parse_one(bind(sql, params), read="duckdb"), macros)
 
 
@@ -405,14 +408,14 @@ def staged(sql: str, params: Mapping[str, object] | None, macros: Mapping[str, M
             reads[table.name] += 1
     names = {cte.alias: f"{prefix}{cte.alias}" for cte in ctes if reads[cte.alias] > 1}
 
-    def rename(node: exp.Expression) -> exp.Expression:
+    def rename(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Table) and not node.args.get("db") and node.name in names:
             renamed = exp.to_table(names[node.name])
             renamed.set("alias", node.args.get("alias") or exp.TableAlias(
                 this=exp.to_identifier(node.name)))
             return renamed
         return node
-    kept: list[exp.Expression] = []  # the CTEs left inline, renamed refs
+    kept: list[exp.Expr] = []  # the CTEs left inline, renamed refs
     steps = []
     for cte in ctes:
         renamed = cte.transform(rename)

@@ -36,7 +36,8 @@ __all__ = [
     "load_rules",
 ]
 
-SOURCES = ("session", "agent", "environment")
+Source = Literal["session", "agent", "environment"]  # where a tag value may be read from
+SOURCES: tuple[Source, ...] = ("session", "agent", "environment")
 DRIVERS = ("running_time", "tokens", "cost", "fixed")
 _KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]*$"
 TAG_KEY_PATTERN = _KEY  # what a tag key may be: never SQL, never a JSON path of its own
@@ -67,7 +68,7 @@ class _Strict(BaseModel):
 class TagRules(_Strict):
     """Where tag values come from and what they become."""
 
-    precedence: tuple[Literal["session", "agent", "environment"], ...] = SOURCES
+    precedence: tuple[Source, ...] = SOURCES
     default: Annotated[str, Field(min_length=1)] = "unallocated"
 
     @model_validator(mode="after")

@@ -100,9 +100,10 @@ class BacktestResult:
 
     @property
     def period_end_improvement(self) -> float | None:
-        values = [self.score(m).period_end_mape for m in ("seasonal_naive", "run_rate")]
+        baselines = [self.score(m).period_end_mape for m in ("seasonal_naive", "run_rate")]
         model = self.score("model").period_end_mape
-        if model is None or any(v is None for v in values) or not min(values):
+        values = [v for v in baselines if v is not None]
+        if model is None or len(values) < len(baselines) or not min(values):
             return None
         return 100 * (1 - model / min(values))
 

@@ -665,12 +665,12 @@ def _internal_rates(groups: dict[tuple[str, ...], ChargebackGroup],
     received: dict[str, int] = {}
     for key, group in list(groups.items()):
         for k in by:
-            rate = internal.rate_for(k, group.group[k])
-            if rate is None or rate not in usable:
+            group_rate = internal.rate_for(k, group.group[k])
+            if group_rate is None or group_rate not in usable:
                 continue
             net = int(group.total * 100) + share.get(key, 0)
-            markup = Fraction(max(net, 0)) * Fraction(rate.markup_percent) / 100
-            cents = round(markup) + int(rate.fixed_usd * 100)
+            markup = Fraction(max(net, 0)) * Fraction(group_rate.markup_percent) / 100
+            cents = round(markup) + int(group_rate.fixed_usd * 100)
             if cents:
                 out[key] = out.get(key, 0) + cents
                 received[k] = received.get(k, 0) + cents

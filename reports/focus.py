@@ -343,12 +343,13 @@ def _apply_contract(con: duckdb.DuckDBPyConnection, period: str, contract: Contr
     for name, _, _ in COMMITMENT_COLUMNS:
         con.execute(f"ALTER TABLE focus ADD COLUMN {name} VARCHAR")
     con.execute("ALTER TABLE focus ADD COLUMN x_ContractTerm VARCHAR")
-    cents = "CAST(CAST({x} AS DECIMAL(36, 0)) * CAST(0.01 AS DECIMAL(2, 2)) AS DECIMAL(38, 2))"
+    # {x} cents as a USD amount
+    as_usd = "CAST(CAST({x} AS DECIMAL(36, 0)) * CAST(0.01 AS DECIMAL(2, 2)) AS DECIMAL(38, 2))"
     con.execute(f"""
         UPDATE focus SET
-            ContractedCost = focus.ListCost - {cents.format(x='k.discount')},
-            BilledCost = focus.BilledCost - {cents.format(x='k.discount + k.committed')},
-            EffectiveCost = focus.EffectiveCost - {cents.format(x='k.discount + k.committed')},
+            ContractedCost = focus.ListCost - {as_usd.format(x='k.discount')},
+            BilledCost = focus.BilledCost - {as_usd.format(x='k.discount + k.committed')},
+            EffectiveCost = focus.EffectiveCost - {as_usd.format(x='k.discount + k.committed')},
             PricingCategory = CASE WHEN k.commitment IS NULL THEN focus.PricingCategory
                                    ELSE 'Committed' END,
             CommitmentDiscountCategory = CASE WHEN k.commitment IS NOT NULL THEN 'Spend' END,
@@ -360,7 +361,7 @@ def _apply_contract(con: duckdb.DuckDBPyConnection, period: str, contract: Contr
         FROM focus_contract k WHERE k.rid = focus.rid
     """, {"names": list(names.values()) or [""], "ids": list(names) or [""]})
     start, end = period_bounds(period)
-    for kind, term, description, amount in extra:
+    for kind, term_id, description, amount in extra:
         credit = kind == "credit"
         con.execute("""
             INSERT INTO focus BY NAME
@@ -389,11 +390,11 @@ def _apply_contract(con: duckdb.DuckDBPyConnection, period: str, contract: Contr
               "frequency": "One-Time" if credit else "Recurring",
               "pricing": None if credit else "Committed",
               "c_category": None if kind != "true_up" else "Spend",
-              "c_id": term if kind == "true_up" else None,
-              "c_name": names.get(term) if kind == "true_up" else None,
+              "c_id": term_id if kind == "true_up" else None,
+              "c_name": names.get(term_id) if kind == "true_up" else None,
               "c_status": "Unused" if kind == "true_up" else None,
               "c_type": "Committed Spend" if kind == "true_up" else None,
-              "term": f"{kind}:{term}"})
+              "term": f"{kind}:{term_id}"})
     con.execute("""
         UPDATE focus SET x_ContractTerm = 'commitment:' || k.commitment FROM focus_contract k
         WHERE k.rid = focus.rid AND k.commitment IS NOT NULL

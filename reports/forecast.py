@@ -215,7 +215,9 @@ def forecast(
     y = y[nonzero[0]:] if len(nonzero) else y[:0]
     rng = np.random.default_rng(seed)
     history = len(y)
-    paths = method = note = None
+    # the fitted model's paths, or None until the fallback below fills them in
+    paths: np.ndarray | None = None
+    method = note = ""
     if history >= min_history:
         positive = y[y > 0]
         offset = 0.05 * float(positive.mean())
@@ -233,7 +235,7 @@ def forecast(
                     f"intervals from {model.best.name}")
     if paths is None:
         paths, method, fallback_note = _fallback(y, horizon, n_paths, rng)
-        note = (note or "") + fallback_note
+        note += fallback_note
     gaps = int((y == 0).sum())
     if gaps and history >= min_history:
         note = (f"{note}; {gaps} day{'s' if gaps > 1 else ''} without cost inside the history "
@@ -242,7 +244,7 @@ def forecast(
         steps = np.arange(1, horizon + 1) / DAYS_PER_MONTH
         paths = paths * (1 + growth_per_month / 100) ** steps
         note += f"; grown {growth_per_month:g}%/month (scenario)"
-    return Forecast(group=name, method=str(method), note=str(note), history_days=history,
+    return Forecast(group=name, method=method, note=note, history_days=history,
                     origin=origin, daily=_paths_frame(paths, origin), paths=paths)
 
 
@@ -314,16 +316,20 @@ def forecast_groups(
     n = len(total)
     draw_days = rng.integers(min(ets.burn_in(n), max(n - 1, 0)), max(n, 1),
                              size=(n_paths, horizon))
-    common = dict(n_paths=n_paths, seed=seed, growth_per_month=growth_per_month,
-                  origin=origin, draw_days=draw_days)
-    top = anchor if anchor is not None else \
-        _priced(forecast(total, horizon, group="total", **common), prices)
+
+    def priced_forecast(series: pd.Series, group: str) -> Forecast:
+        """One series' forecast with the arguments every series shares (the draw days above
+        keep their errors correlated), priced with the books in force."""
+        return _priced(forecast(series, horizon, group=group, n_paths=n_paths, seed=seed,
+                                growth_per_month=growth_per_month, origin=origin,
+                                draw_days=draw_days), prices)
+
+    top = anchor if anchor is not None else priced_forecast(total, "total")
     if by == "total" or history.shape[1] == 0:
         return GroupForecasts(by=by, total=top, groups={}, note="")
     history = history.reindex(total.index, fill_value=0.0)
     names = [str(c) for c in history.columns]
-    raw = [_priced(forecast(history[c], horizon, group=str(c), **common), prices)
-           for c in history.columns]
+    raw = [priced_forecast(history[c], str(c)) for c in history.columns]
     top_paths, bottom = reconcile(top.paths[:, :horizon], np.stack([f.paths for f in raw]),
                                   top_fixed=anchor is not None)
     note = (f"reconciled: {by} forecasts add up to the organisation's on every path "

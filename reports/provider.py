@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import httpx
@@ -132,26 +132,36 @@ def _loc(loc: Iterable[int | str]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
+_Page = TypeVar("_Page", _CostPage, _UsagePage)
+
+
+def _validate_page(model: type[_Page], page: dict[str, Any], at: list[int | str],
+                   shown: str) -> _Page:
+    """`page` read as `model`; else a ProviderError naming the first wrong field (`at`: where
+    the page is in the file, empty for a file of one page)."""
+    try:
+        return model.model_validate(page)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _loc(at + list(first["loc"]))
+        raise ProviderError(f"{shown}: {where}: {first['msg']}") from None
+
+
 def _parse(pages: list[dict[str, Any]], shown: str) -> ProviderData:
     kind = _kind(pages)
-    model = _CostPage if kind == "cost" else _UsagePage
     out = ProviderData(sources=[f"{shown} ({kind} report)"])
     for i, page in enumerate(pages):
-        try:
-            parsed = model.model_validate(page)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = _loc(([i] if len(pages) > 1 else []) + list(first["loc"]))
-            raise ProviderError(f"{shown}: {where}: {first['msg']}") from None
+        at: list[int | str] = [i] if len(pages) > 1 else []
         if kind == "cost":
-            for bucket in parsed.data:
+            cost_page = _validate_page(_CostPage, page, at, shown)
+            for bucket in cost_page.data:
                 for r in bucket.results:
                     if r.currency != "USD":
                         raise ProviderError(f"{shown}: currency {r.currency!r}: only USD "
                                             "cost reports can be reconciled")
-            out.cost += parsed.data
+            out.cost += cost_page.data
         else:
-            out.usage += parsed.data
+            out.usage += _validate_page(_UsagePage, page, at, shown).data
     return out
 
 
@@ -180,7 +190,9 @@ def _get_pages(client: httpx.Client, path: str, params: list[tuple[str, str]]) -
     page: str | None = None
     for _ in range(_MAX_PAGES):
         query = params + ([("page", page)] if page else [])
-        response = client.get(path, params=query)
+        # as a tuple: httpx reads it as it reads the list, and a tuple's type is covariant in
+        # its pairs (a list[tuple[str, str]] is not a list of httpx's (str, primitive) pairs)
+        response = client.get(path, params=tuple(query))
         if response.status_code != 200:
             raise DataError(f"GET {path}: HTTP {response.status_code}: "
                                 f"{response.text[:200]}")
@@ -240,7 +252,8 @@ def load_into(con: duckdb.DuckDBPyConnection, data: ProviderData) -> None:
     cost_rows = [(b.starting_at.date(), r.cost_type, r.model, r.token_type, r.service_tier,
                   r.description, r.workspace_id, r.amount.scaleb(-2).quantize(_ATTO))
                  for b in data.cost for r in b.results]
-    usage_rows = []
+    # (day, meter, model, token type (None for web search), workspace, quantity)
+    usage_rows: list[tuple[date, str, str | None, str | None, str | None, int]] = []
     for b in data.usage:
         for r in b.results:
             day = b.starting_at.date()

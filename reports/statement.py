@@ -176,12 +176,19 @@ def compare_contracts(con: duckdb.DuckDBPyConnection, baseline: ContractSet | No
                     sums[label] = [Decimal("0.00")] * 2
                     labels.append(label)
                 sums[label][side] += line.amount
-    rows = [("list amount", *sums["list amount"])] + [(label, *sums[label]) for label in labels]
-    rows.append(("amount due", *due))
+    rows = ([_side_by_side("list amount", sums["list amount"])]
+            + [_side_by_side(label, sums[label]) for label in labels]
+            + [_side_by_side("amount due", due)])
     return ContractComparison(
-        tuple((label, b, s) for label, b, s in rows),
+        tuple(rows),
         baseline.name if baseline is not None else None,
         scenario.name if scenario is not None else None)
+
+
+def _side_by_side(label: str, amounts: Sequence[Decimal]) -> tuple[str, Decimal, Decimal]:
+    """A comparison row: the label, then the baseline's and the scenario's amount."""
+    baseline_amount, scenario_amount = amounts
+    return label, baseline_amount, scenario_amount
 
 
 def _without_tags(contract: Contract, keys: Sequence[str]) -> Contract:

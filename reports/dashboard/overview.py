@@ -107,15 +107,17 @@ def month_to_date(con: duckdb.DuckDBPyConnection, f: Filters,
     """Spend of `f.period` so far, by meter, and last month's up to the same day of the
     month: the as-of day when the period is the as-of month, else the period's last day."""
     stage(con, f)
-    start, end = period_bounds(f.period or "")
+    period = f.period
+    assert period, "stage() refuses a filter without a period"
+    start, end = period_bounds(period)
     last = con.execute("SELECT max(day) FROM dash_lines WHERE period = $p",
-                       {"p": f.period}).fetchall()[0][0]
+                       {"p": period}).fetchall()[0][0]
     through = None if last is None else end - timedelta(days=1)
     if last is not None and as_of_ms is not None:
         as_of = datetime.fromtimestamp(as_of_ms / 1000, UTC).date()
         if start <= as_of < end:
             through = max(as_of, last)
-    lines = {"period": f.period, "through": through or start}
+    lines = {"period": period, "through": through or start}
     total, runtime, tokens, search = con.execute(f"""
         SELECT coalesce(sum(amount), 0), coalesce(sum(amount) FILTER (WHERE meter = 'runtime'), 0),
                coalesce(sum(amount) FILTER (WHERE meter = 'tokens'), 0),
@@ -127,8 +129,8 @@ def month_to_date(con: duckdb.DuckDBPyConnection, f: Filters,
         SELECT coalesce(sum(quantity) FILTER (WHERE meter = 'runtime'), 0),
                coalesce(sum(quantity) FILTER (WHERE meter = 'tokens'), 0),
                coalesce(bool_or(provisional), false)
-        FROM dash_lines WHERE period = $p""", {"p": f.period}).fetchall()[0]
-    prev = previous_period(f.period)
+        FROM dash_lines WHERE period = $p""", {"p": period}).fetchall()[0]
+    prev = previous_period(period)
     previous = None
     if through is not None:
         prev_start, prev_end = period_bounds(prev)
@@ -137,7 +139,7 @@ def month_to_date(con: duckdb.DuckDBPyConnection, f: Filters,
                           {"period": prev, "through": same_day}).fetchall()[0]
         previous = Decimal(row[1]) if row[0] else None
     return MonthToDate(
-        period=f.period, total=Decimal(total), runtime=Decimal(runtime), tokens=Decimal(tokens),
+        period=period, total=Decimal(total), runtime=Decimal(runtime), tokens=Decimal(tokens),
         web_search=Decimal(search), sessions=int(sessions), running_ms=int(running_ms),
         tokens_count=int(n_tokens), provisional=bool(provisional), through=through,
         previous_total=previous, previous_period=prev,
