@@ -608,6 +608,7 @@ class Collector:
     async def _start_receiver(self):
         from meter.collector.webhooks import create_receiver, start_server
 
+        assert self.webhook_listen is not None  # started only when webhooks are asked for
         host, port = self.webhook_listen
         app = create_receiver(self._webhook_secret or "", self.poke)
         server, task, bound = await start_server(app, host, port)
