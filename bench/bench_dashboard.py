@@ -214,8 +214,10 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
             FROM range(3) t(i)
         """, {"t": as_of})
         runs = con.execute("SELECT count(*) FROM charges").fetchall()[0][0]
-        con.execute("INSERT INTO rating_runs (rated_ms, as_of_ms, books, charges, unrated) "
-                    "VALUES ($t, $t, 'anthropic-list@2026-08-07', $n, 0)",
+        # a full ledger run's record (prints: which books; the time by month below is its)
+        con.execute("INSERT INTO rating_runs (rated_ms, as_of_ms, books, charges, unrated, "
+                    "kind, prints) VALUES ($t, $t, 'anthropic-list@2026-08-07', $n, 0, 'full', "
+                    "'[]')",
                     {"t": as_of, "n": runs})
         # the ledger's time by month, as a full rating stores it (pricing.ledger)
         t0 = time.perf_counter()

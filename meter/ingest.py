@@ -757,7 +757,7 @@ class _IngestRun(LoggedRun):
         began = time.monotonic()
         n = self.con.execute("SELECT count(*) FROM batch_lines").fetchall()[0][0]
         if self.open_lines is None:
-            self.con.execute("BEGIN TRANSACTION")
+            self.begin_transaction()
             self.open_lines = 0
         try:
             self.total.add(_ingest_batch(self.con, self))
@@ -810,7 +810,7 @@ class _IngestRun(LoggedRun):
         if self.open_lines is not None:
             self.open_lines = None
             try:
-                self.con.execute("ROLLBACK")
+                self.rollback_transaction()
             except duckdb.Error:
                 pass  # the store is gone: nothing was committed
 

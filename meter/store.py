@@ -502,6 +502,21 @@ class LoggedRun:
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str) -> None:
         self.con, self.source = con, source
         self.ingest_id = self._open(int(time.time() * 1000))
+        self._id_at_begin = self.ingest_id
+
+    def begin_transaction(self) -> None:
+        """BEGIN, remembering the run's row: `current_id` may open another inside it."""
+        self.con.execute("BEGIN TRANSACTION")
+        self._id_at_begin = self.ingest_id
+
+    def rollback_transaction(self) -> None:
+        """ROLLBACK; a row `current_id` opened in the transaction (and the old row's
+        'continued') went with it, so the run's row is again the one before: a failure is
+        then logged on a row that exists."""
+        try:
+            self.con.execute("ROLLBACK")
+        finally:
+            self.ingest_id = self._id_at_begin
 
     def _open(self, now_ms: int) -> int:
         ingest_id = next_ingest_id(self.con)

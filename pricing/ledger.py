@@ -41,7 +41,7 @@ from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
 
 __all__ = ["BookPrint", "RatingRun", "book_prints", "bring_up_to_date", "last_run",
-           "overlay", "stale_periods"]
+           "overlay", "session_time_stored", "stale_periods"]
 
 # The event tables rating reads: while stale sessions are rated, each is shadowed by a temp
 # table holding only their rows.
@@ -135,6 +135,21 @@ def last_run(con: duckdb.DuckDBPyConnection) -> _Covered | None:
     as_of_ms, through, count, prints, options = rows[0]
     return _Covered(as_of_ms=as_of_ms, through_ingest=through, through_count=count,
                     prints=tuple(BookPrint(**p) for p in json.loads(prints)), options=options)
+
+
+def session_time_stored(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store's time by month (`session_months`, `session_tails`) is the last
+    rating run's: the tables exist and that run was a ledger run since they do. A store
+    upgraded to schema 6 has them empty (and its runs' prints cleared) until its next run."""
+    db = _db(con)
+    if not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' "
+            "AND table_name = 'session_months' AND database_name = current_database()"
+    ).fetchall()[0][0]:
+        return False
+    rows = con.execute(f"SELECT prints IS NOT NULL FROM {db}.main.rating_runs "
+                       "ORDER BY rated_ms DESC, rowid DESC LIMIT 1").fetchall()
+    return bool(rows and rows[0][0])
 
 
 def _watermark(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

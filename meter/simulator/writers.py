@@ -579,13 +579,13 @@ def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
                   run: LoggedRun, hold: WriteHold, result: WriteResult,
                   batches: Iterable[Batch], size: _GroupSize,
                   progress: Callable[[int], None] | None) -> None:
-    con.execute("BEGIN TRANSACTION")
+    run.begin_transaction()
     try:
         records = _write_records(con, sim, run.current_id())
         run.advance(lines=records, new_events=0, duplicates=0, records=records)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        run.rollback_transaction()
         raise
     result.records += records
     for group, tables in _one_ahead(_grouped(batches, size),
@@ -594,7 +594,7 @@ def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
         began = time.monotonic()
         reg = _Registered(con, tables)
         events = sum(b.n_events for b in group)
-        con.execute("BEGIN TRANSACTION")
+        run.begin_transaction()
         try:
             ingest = run.current_id()
             where, found = _existing(con, sim.tag, group, reg)
@@ -607,7 +607,7 @@ def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
                         duplicates=found, records=reg.n_sessions)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            run.rollback_transaction()
             raise
         finally:
             reg.close()

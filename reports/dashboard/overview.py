@@ -22,6 +22,7 @@ import pandas as pd
 
 from meter.intervals import build_session_time, month_time
 from meter.vocabulary import Period
+from pricing.ledger import session_time_stored
 from pricing.money import usd_of_units
 from reports.dashboard.filters import (
     AGENT_NAMES,
@@ -269,15 +270,15 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
 
     The ledger keeps each session's time by month (meter.intervals: `session_months`, and
     `session_tails` for intervals still open), so this sums the period's rows of its sessions.
-    A store whose ledger predates them (schema < 6, opened read-only) has them derived here
-    from the status events of those sessions, by the same SQL.
+    A store whose ledger predates them (schema < 6, opened read-only; or upgraded to 6 and
+    not rated since, so they are still empty) has them derived here from the status events of
+    those sessions, by the same SQL.
     """
     stage(con, f)
     p0, p1 = _period_ms(f.period or "")
     db = con.execute("SELECT current_database()").fetchall()[0][0]
     sessions = "SELECT session_id FROM dash_sessions"
-    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT temporary "
-                   "AND table_name = 'session_months'").fetchall()[0][0]:
+    if session_time_stored(con):
         time = month_time(con, f'"{db}".main.session_months', f'"{db}".main.session_tails',
                           sessions, p0, p1, as_of_ms)
     else:

@@ -130,6 +130,27 @@ def test_utilisation_without_the_ledgers_time_by_month_derives_the_same(tiny_sto
         assert overview.utilisation(con, NOV, as_of) == stored
 
 
+def test_utilisation_of_a_store_upgraded_but_not_rated_since_derives_the_same(tiny_store,
+                                                                               tmp_path):
+    """A v5 store opened by a writer that does not rate (e.g. `ingest`) is upgraded to v6 with
+    empty time-by-month tables: until its next rating the numbers come from the status
+    events, never zeros."""
+    old = tmp_path / "v5.duckdb"
+    shutil.copy(tiny_store, old)
+    con = duckdb.connect(str(old))
+    con.execute("DROP TABLE session_months; DROP TABLE session_tails")
+    con.execute("DELETE FROM schema_version WHERE version >= 6")
+    con.close()
+    connect(old).close()  # a writer's open: migrated, not rated
+    as_of = ms("2026-11-20T00:00:00.000Z")
+    with read_store(old) as con:
+        assert con.execute("SELECT count(*) FROM session_months").fetchall() == [(0,)]
+        upgraded = overview.utilisation(con, NOV, as_of)
+    with read_store(tiny_store) as con:
+        assert upgraded == overview.utilisation(con, NOV, as_of)
+    assert upgraded.running_ms > 0
+
+
 def test_chargeback_adds_up_to_the_invoice(tiny_store):
     with read_store(tiny_store) as con:
         report = chargeback.chargeback_report(con, NOV, "team")

@@ -452,6 +452,39 @@ def test_an_ingest_stopped_by_an_error_is_logged_as_failed(store):
     assert "usage_snapshots" in (run.error or "")
 
 
+def test_a_failure_after_another_writer_logged_is_still_logged_as_failed(store, monkeypatch):
+    """Another writer logs an ingest between two of this run's transactions: the next
+    transaction opens a continuation row, and when it fails and rolls back (row included),
+    the failure lands on the run's committed row, not on the row that was undone."""
+    import meter.ingest as ingest_module
+
+    lines = [json.dumps(status("s", f"e{i}", f"2026-11-03T09:00:0{i}Z",
+                               "running" if i % 2 else "idle")) for i in range(6)]
+    monkeypatch.setattr(ingest_module, "TRANSACTION_LINES", 2)  # each 2-line batch commits
+    real, calls = ingest_module._apply_records, []
+
+    def failing_third(con, ingest_id):
+        calls.append(ingest_id)
+        if len(calls) == 3:
+            raise RuntimeError("disk full (simulated)")
+        return real(con, ingest_id)
+
+    def another_writer_logs(_lines):
+        if len(calls) == 2:
+            store.execute("INSERT INTO ingest_log (ingest_id, source, started_ms, finished_ms, "
+                          "status, lines, new_events, duplicates, records, quarantined, "
+                          "id_collisions) SELECT max(ingest_id) + 1, 'other', 0, 1, "
+                          "'finished', 0, 0, 0, 0, 0, 0 FROM ingest_log")
+
+    monkeypatch.setattr(ingest_module, "_apply_records", failing_third)
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest_lines(store, lines, source="mine", batch_lines=2, progress=another_writer_logs)
+    runs = {run.source: run for run in ingest_runs(store)}
+    assert (runs["mine"].state, runs["mine"].lines) == ("failed", 4)
+    assert runs["mine"].error == "disk full (simulated)"
+    assert store.execute("SELECT count(*) FROM events").fetchall() == [(4,)]
+
+
 def test_runs_left_unfinished_by_an_older_version_read_as_interrupted(tmp_path):
     """A v4 store's ingest_log row without a finish is migrated to 'interrupted'."""
     db = tmp_path / "old.duckdb"
