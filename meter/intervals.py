@@ -408,8 +408,16 @@ SELECT session_id, period_start_ms AS month_start_ms,
 FROM pieces GROUP BY ALL
 """
 
+# A session's open interval, clipped to the as-of when read. `tied_run`: a 0 ms running
+# interval starts at the same instant (running and idle in one millisecond): an idle tail
+# then counts as idle between runs, as SESSION_MONTHS_SQL counts a closed one (peers).
 SESSION_TAILS_SQL = """
-SELECT session_id, status, start_ms AS since_ms FROM {intervals} WHERE provisional
+SELECT t.session_id, t.status, t.start_ms AS since_ms, z.session_id IS NOT NULL AS tied_run
+FROM {intervals} t
+LEFT JOIN (SELECT DISTINCT session_id, start_ms FROM {intervals}
+           WHERE status = 'running' AND duration_ms = 0) z
+       ON z.session_id = t.session_id AND z.start_ms = t.start_ms
+WHERE t.provisional
 """
 
 
@@ -448,7 +456,7 @@ def month_time(con: duckdb.DuckDBPyConnection, months: str, tails: str, sessions
     clipped to the month and the as-of."""
     row = con.execute(f"""
         WITH tail AS (
-            SELECT session_id, status,
+            SELECT session_id, status, tied_run,
                    least($as_of, $end) - greatest(since_ms, $start) AS ms
             FROM {tails}
             WHERE since_ms < least($as_of, $end) AND least($as_of, $end) > $start
@@ -457,12 +465,13 @@ def month_time(con: duckdb.DuckDBPyConnection, months: str, tails: str, sessions
                    spans, started_hours, parked
             FROM {months} WHERE month_start_ms = $start
             UNION ALL
-            SELECT session_id, CASE WHEN status = 'running' THEN ms ELSE 0 END, 0,
-                   CASE WHEN status = 'idle' THEN ms ELSE 0 END,
+            SELECT session_id, CASE WHEN status = 'running' THEN ms ELSE 0 END,
+                   CASE WHEN status = 'idle' AND tied_run THEN ms ELSE 0 END,
+                   CASE WHEN status = 'idle' AND NOT tied_run THEN ms ELSE 0 END,
                    CASE WHEN status = 'rescheduling' THEN ms ELSE 0 END,
                    (status = 'running')::BIGINT,
                    CASE WHEN status = 'running' THEN (ms + 3599999) // 3600000 ELSE 0 END,
-                   status = 'idle'
+                   status = 'idle' AND NOT tied_run
             FROM tail
         )
         SELECT coalesce(sum(running_ms), 0), coalesce(sum(idle_between_ms), 0),

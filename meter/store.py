@@ -114,7 +114,8 @@ MIGRATIONS: dict[int, str] = {
         spans BIGINT NOT NULL, started_hours BIGINT NOT NULL, parked BOOLEAN NOT NULL
     );
     CREATE TABLE IF NOT EXISTS session_tails (
-        session_id VARCHAR NOT NULL, status VARCHAR NOT NULL, since_ms BIGINT NOT NULL
+        session_id VARCHAR NOT NULL, status VARCHAR NOT NULL, since_ms BIGINT NOT NULL,
+        tied_run BOOLEAN NOT NULL
     );
     UPDATE rating_runs SET prints = NULL;
     """,

@@ -140,3 +140,16 @@ def test_time_by_month_by_hand():
     assert october == _oracle(con, MONTHS[0], MONTHS[1], as_of)
     assert november == _oracle(con, MONTHS[1], MONTHS[2], as_of)
     con.close()
+
+
+def test_an_open_idle_interval_tied_with_a_run_counts_as_between_runs():
+    """Running and idle in one millisecond (the run first by event id), then idle to the
+    as-of: the 0 ms run starts at the same instant as the idle interval, so the idle counts
+    as between runs, as a closed interval tied that way does (found by the property test)."""
+    con = _store([status("s0", "s0e00", "2026-10-15T00:00:00.000Z", "running"),
+                  status("s0", "s0e01", "2026-10-15T00:00:00.000Z", "idle")])
+    as_of = ms("2026-10-15T01:00:00Z")
+    assert _time(con, MONTHS[0], MONTHS[1], as_of) == MonthTime(
+        running_ms=0, idle_between_ms=HOUR, idle_parked_ms=0, rescheduling_ms=0, spans=0,
+        started_hours=0, parked_sessions=0) == _oracle(con, MONTHS[0], MONTHS[1], as_of)
+    con.close()
