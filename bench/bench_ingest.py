@@ -34,6 +34,7 @@ from bench.common import (
     fmt_rate,
     load_line,
     machine_line,
+    new_session_lines,
     out_dir,
     peak_rss_gib,
     stopwatch,
@@ -276,16 +277,7 @@ def _append_lines(con: object, tag: str, stored: int = 50) -> list[str]:
     sid = f"sesn_small_{tag}"
     last = con.execute("SELECT coalesce(max(at_ms), $t) FROM events",  # type: ignore[attr-defined]
                        {"t": T0_MS}).fetchall()[0][0]
-    lines = [json.dumps({
-        "type": "session", "id": sid, "created_at": iso_ms(last), "status": "idle",
-        "environment_id": "env_bench", "metadata": {"team": "bench"},
-        "agent": {"id": "agent_bench", "version": 1, "name": "bench",
-                  "model": {"id": "claude-opus-5", "speed": "standard",
-                            "inference_geo": "global"}}})]
-    lines += [json.dumps({"session_id": sid, "id": f"sevt_small_{tag}_{i:05d}",
-                          "type": "session.status_running" if i % 2 == 0
-                          else "session.status_idle",
-                          "processed_at": iso_ms(last + 1000 * i)}) for i in range(250)]
+    lines = new_session_lines(sid, f"sevt_small_{tag}", last)
     lines += [json.dumps({"session_id": s, "id": e, "type": t, "processed_at": iso_ms(at)})
               for s, e, t, at in con.execute(  # type: ignore[attr-defined]
                   "SELECT * FROM (SELECT session_id, event_id, type, at_ms FROM events "

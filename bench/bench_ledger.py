@@ -28,7 +28,7 @@ from datetime import date
 from pathlib import Path
 
 import agenttally
-from bench.common import machine_line, out_dir, peak_rss_gib, table
+from bench.common import machine_line, new_session_lines, out_dir, peak_rss_gib, table
 from meter.settings import shipped
 from meter.simulator import Simulation, load_profile, write_store
 from meter.store import connect
@@ -108,16 +108,7 @@ def _small_append(work: Path) -> tuple[float, float, str]:
     con = connect(work)
     sid = "sesn_bench_small_append"
     last = con.execute("SELECT max(at_ms) FROM events").fetchall()[0][0]
-    lines = [json.dumps({
-        "type": "session", "id": sid, "created_at": iso_ms(last), "status": "idle",
-        "environment_id": "env_bench", "metadata": {"team": "bench"},
-        "agent": {"id": "agent_bench", "version": 1, "name": "bench",
-                  "model": {"id": "claude-opus-5", "speed": "standard",
-                            "inference_geo": "global"}}})]
-    lines += [json.dumps({"session_id": sid, "id": f"sevt_bench_{i:05d}",
-                          "type": "session.status_running" if i % 2 == 0
-                          else "session.status_idle",
-                          "processed_at": iso_ms(last + 1000 * i)}) for i in range(250)]
+    lines = new_session_lines(sid, "sevt_bench", last)
     lines += [json.dumps({"session_id": s, "id": e, "type": "session.status_idle",
                           "processed_at": iso_ms(at)}) for s, e, at in con.execute(
         "SELECT session_id, event_id, at_ms FROM status_events ORDER BY event_id LIMIT 50"

@@ -128,6 +128,27 @@ def fmt_rate(per_s: float) -> str:
     return f"{per_s:.0f}"
 
 
+def new_session_lines(session_id: str, event_prefix: str, start_ms: int,
+                      events: int = 250) -> list[str]:
+    """A small append's new part: a session's record created at `start_ms` and `events`
+    status events a second apart (running, idle, ...), as JSONL lines."""
+    import json
+
+    from meter.vocabulary import iso_ms
+
+    lines = [json.dumps({
+        "type": "session", "id": session_id, "created_at": iso_ms(start_ms), "status": "idle",
+        "environment_id": "env_bench", "metadata": {"team": "bench"},
+        "agent": {"id": "agent_bench", "version": 1, "name": "bench",
+                  "model": {"id": "claude-opus-5", "speed": "standard",
+                            "inference_geo": "global"}}})]
+    return lines + [json.dumps({"session_id": session_id, "id": f"{event_prefix}_{i:05d}",
+                                "type": "session.status_running" if i % 2 == 0
+                                else "session.status_idle",
+                                "processed_at": iso_ms(start_ms + 1000 * i)})
+                    for i in range(events)]
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain text table: first column left-aligned, the others right-aligned."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
