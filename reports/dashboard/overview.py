@@ -258,12 +258,6 @@ class Utilisation:
         return self.per_hour_cost - self.runtime_cost
 
 
-def _period_ms(period: str) -> tuple[int, int]:
-    start, end = period_bounds(period)
-    return tuple(int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
-                 for d in (start, end))  # type: ignore[return-value]
-
-
 def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Utilisation:
     """Running vs idle time in `f.period` for the sessions with spend there (as of `as_of_ms`,
     the ledger's).
@@ -275,7 +269,8 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
     those sessions, by the same SQL.
     """
     stage(con, f)
-    p0, p1 = _period_ms(f.period or "")
+    month = Period.parse(f.period or "")  # (stage() has refused a filter without one)
+    p0, p1 = month.start_ms, month.end_ms
     db = con.execute("SELECT current_database()").fetchall()[0][0]
     sessions = "SELECT session_id FROM dash_sessions"
     if session_time_stored(con):
