@@ -12,6 +12,7 @@ lines, as on a real invoice.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
@@ -67,7 +68,19 @@ def install_sql_macros(con: duckdb.DuckDBPyConnection) -> None:
     atto-dollar, for reading). `units_of` takes an exact DECIMAL amount (whole atto-dollars;
     x * 1e18 as a DECIMAL would overflow at $100, so the integer and fraction parts are
     scaled apart), `runtime_units` running ms at a $/hour rate of at most 8 decimals.
+    Installed once per connection (the macros never change; a rating run asks twice).
     """
+    if con in _MACROS_ON:
+        return
+    _install_macros(con)
+    _MACROS_ON.add(con)
+
+
+# The connections that have the macros (weakly held: a closed connection drops out).
+_MACROS_ON: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
+def _install_macros(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("""
         CREATE OR REPLACE TEMP MACRO units_of(x) AS (
             9 * (CAST(trunc(CAST(x AS DECIMAL(38, 18))) AS HUGEINT) * 1000000000000000000

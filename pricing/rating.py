@@ -39,6 +39,7 @@ session's agent, environment and tags on read.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -101,6 +102,23 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
     for name in ("books", "rates", "aliases"):
         con.execute(f"CREATE OR REPLACE TEMP TABLE pb_{name} AS SELECT * FROM _{name}")
         con.unregister(f"_{name}")
+    _LOADED[con] = tuple((i, b.effective_from_ms, b.effective_to_ms)
+                         for i, b in enumerate(ordered))
+
+
+# The books `load_books` last loaded on a connection, as (book_id, from_ms, to_ms): what the
+# SQL builders below would otherwise read back from pb_books several times per rating run.
+_LOADED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection,
+                                   tuple[tuple[int, int, int | None], ...]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _loaded_books(con: duckdb.DuckDBPyConnection) -> tuple[tuple[int, int, int | None], ...]:
+    """(book_id, from_ms, to_ms) of the books loaded on `con`."""
+    if con not in _LOADED:
+        _LOADED[con] = tuple(con.execute("SELECT book_id, from_ms, to_ms FROM pb_books "
+                                         "ORDER BY book_id").fetchall())
+    return _LOADED[con]
 
 
 # The session dimension as rating reads it. A view: sessions seen only in events (no session
@@ -632,8 +650,7 @@ GROUP BY ALL
 def book_sql(con: duckdb.DuckDBPyConnection, ms: str) -> str:
     """SQL: the id of the book in force at instant `ms` (-1 when none), as a CASE over the few
     loaded books. Where books overlap, the one that took effect last applies."""
-    books = con.execute("SELECT book_id, from_ms, to_ms FROM pb_books "
-                        "ORDER BY from_ms DESC, book_id DESC").fetchall()
+    books = sorted(_loaded_books(con), key=lambda b: (b[1], b[0]), reverse=True)
     whens = " ".join(
         f"WHEN {ms} >= {from_ms}" + (f" AND {ms} < {to_ms}" if to_ms is not None else "")
         + f" THEN {book_id}" for book_id, from_ms, to_ms in books)
@@ -642,9 +659,8 @@ def book_sql(con: duckdb.DuckDBPyConnection, ms: str) -> str:
 
 def _book_bound_list(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Every instant at which the book in force may change."""
-    return [r[0] for r in con.execute("SELECT from_ms FROM pb_books UNION SELECT to_ms "
-                                      "FROM pb_books WHERE to_ms IS NOT NULL ORDER BY 1")
-            .fetchall()]
+    books = _loaded_books(con)
+    return sorted({f for _, f, _ in books} | {t for _, _, t in books if t is not None})
 
 
 def runtime_days_query(con: duckdb.DuckDBPyConnection, source: str) -> str:
