@@ -6,9 +6,11 @@ and a total is the sum of its rounded lines, so the month-to-date total here equ
 `agenttally invoice` for the same period.
 Chart values are rounded to the cent per bar segment, for display only.
 
-The period's charges are scanned twice per batch, into two small temp tables (`stage`): lines
-per day x meter x model x token class (this month and last) and one row per session. Every
-number of the page is then a query over those.
+The period's charges are scanned three times per batch, into small temp tables (`stage`): lines
+per day x meter x model x token class x tier (this month and last), one row per session, and
+lines per tags x agent x meter x model x token class x tier. Every number of the page is then
+a query over those (the top sessions' own lines excepted: they are read again, for ten
+sessions).
 """
 
 from __future__ import annotations
@@ -57,11 +59,13 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
     if done and con.execute("SELECT any_value(k) FROM dash_stage_key").fetchall()[0][0] == key:
         return
     sub, params = filtered_charges(f, periods=(f.period, previous_period(f.period)))
+    # A line's period is its day's month: carried, not grouped by.
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE dash_lines AS
-        SELECT period, day, meter, model, token_class, tier, sum(amount_units) AS exact,
-               sum(quantity)::BIGINT AS quantity, bool_or(provisional) AS provisional
-        FROM {sub} GROUP BY ALL
+        SELECT any_value(period) AS period, day, meter, model, token_class, tier,
+               sum(amount_units) AS exact, sum(quantity)::BIGINT AS quantity,
+               bool_or(provisional) AS provisional
+        FROM {sub} GROUP BY day, meter, model, token_class, tier
     """, params)
     sub, params = filtered_charges(f)
     con.execute(f"""
@@ -166,7 +170,8 @@ def daily_by_meter(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
 
 # A group's amount follows the invoice's rule within the group: its lines (meter x model x
 # token class x tier) each rounded once, then summed. Teams and agents come from dash_groups (the
-# team's JSON read once per distinct tags value), session counts from dash_sessions.
+# team's JSON read once per distinct tags value), session counts from dash_sessions (a team's
+# from the sessions' records, whose JSON is likewise read once per distinct value).
 _TOP = {
     "team": f"""
         SELECT t.key, NULL AS label, t.exact, t.cents, coalesce(n.sessions, 0) AS sessions,
@@ -176,9 +181,11 @@ _TOP = {
                            token_class, tier, sum(exact) AS exact
                     FROM dash_groups GROUP BY ALL)
               GROUP BY key) t
-        LEFT JOIN (SELECT {team_sql("s.metadata")} AS key,
-                          count(*) AS sessions
-                   FROM dash_sessions d LEFT JOIN sessions s USING (session_id) GROUP BY 1) n
+        LEFT JOIN (SELECT {team_sql("metadata")} AS key, sum(n)::BIGINT AS sessions
+                   FROM (SELECT s.metadata, count(*) AS n
+                         FROM dash_sessions d LEFT JOIN sessions s USING (session_id)
+                         GROUP BY s.metadata)
+                   GROUP BY key) n
         USING (key)""",
     "agent": f"""
         SELECT t.key, n.name AS label, t.exact, t.cents, coalesce(c.sessions, 0) AS sessions,

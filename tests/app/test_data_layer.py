@@ -340,6 +340,23 @@ def test_a_sampled_estimate_is_scaled_to_the_actual_spend(demo_store):
     assert abs(result["scenario_total"] - actual) <= D("0.05")  # identity, cents of rounding
 
 
+def test_a_sample_copies_every_event_of_its_sessions_and_no_other(demo_store):
+    with read_store(demo_store) as con:
+        f = Filters(period=store_state(con, demo_store).periods[-1])
+        n = whatif._shadow_events(con, f, sample_percent=30)
+        sampled = {r[0] for r in con.execute(
+            "SELECT DISTINCT session_id FROM charges WHERE period = $p "
+            "AND hash(session_id) % 100 < 30", {"p": f.period}).fetchall()}
+        assert n == len(sampled) > 0
+        db = con.execute("SELECT current_database()").fetchall()[0][0]
+        for table in ("sessions", "status_events", "model_requests", "usage_snapshots"):
+            copied = con.execute(f"SELECT * FROM temp.main.{table} ORDER BY ALL").fetchall()
+            stored = con.execute(f"SELECT * FROM {db}.main.{table} ORDER BY ALL").fetchall()
+            ids = [c[0] for c in con.execute(f"DESCRIBE temp.main.{table}").fetchall()]
+            at = ids.index("session_id")
+            assert copied and copied == [r for r in stored if r[at] in sampled], table
+
+
 def test_sample_size_targets_ten_thousand_sessions():
     assert whatif.sample_percent_for(5_000) is None
     assert whatif.sample_percent_for(688_198) == 2
