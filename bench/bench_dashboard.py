@@ -30,6 +30,7 @@ from pathlib import Path
 
 from meter.intervals import build_session_time
 from meter.store import connect
+from pricing.ledger import CHARGES_ORDER
 
 TEAMS = ["platform", "search", "growth", "support", "data", "security", "mobile", "research"]
 MODELS = ["claude-opus-5", "claude-sonnet-5", "claude-haiku-5-5", "claude-opus-4-8",
@@ -175,8 +176,9 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                 FROM gen g JOIN sessions s USING (session_id)
                 JOIN per_session p USING (session_id) JOIN toks t USING (session_id)
             )
-            SELECT strftime(day, '%Y-%m'), day, session_id, agent_id, environment_id, tags,
-                   'runtime', NULL, NULL, 'standard', running_ms, 'ms', 0.08,
+            SELECT * FROM (
+            SELECT strftime(day, '%Y-%m') AS period, day, session_id, agent_id, environment_id,
+                   tags, 'runtime', NULL, NULL, 'standard', running_ms, 'ms', 0.08,
                    'USD per session-hour',
                    CAST(running_ms * 0.08 / 3600000 AS DECIMAL(38,18)),
                    'anthropic-list', '2026-08-07', false,
@@ -201,6 +203,7 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                    'USD per 1,000 searches', CAST(searches * 0.01 AS DECIMAL(38,18)),
                    'anthropic-list', '2026-08-07', false, searches::HUGEINT * 90000000000000000
             FROM base WHERE searches > 0
+            ) ORDER BY {CHARGES_ORDER}  -- as the ledger writes them
         """)
         as_of = start_ms + days * 86_400_000
         con.execute("INSERT INTO ingest_log (ingest_id, source, started_ms, finished_ms, lines, "

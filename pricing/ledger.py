@@ -40,12 +40,18 @@ from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
 
-__all__ = ["BookPrint", "RatingRun", "book_prints", "bring_up_to_date", "last_run",
-           "overlay", "session_time_stored", "stale_periods"]
+__all__ = ["CHARGES_ORDER", "BookPrint", "RatingRun", "book_prints", "bring_up_to_date",
+           "last_run", "overlay", "session_time_stored", "stale_periods"]
 
 # The event tables rating reads: while stale sessions are rated, each is shadowed by a temp
 # table holding only their rows.
 _RATED_TABLES = ("status_events", "model_requests", "usage_snapshots", "threads", "sessions")
+
+# The order lines are written in: a period's lines (and within it a session's) share row
+# groups, so that the row groups' min/max let a read of one period, or of some sessions, skip
+# the rest (every dashboard page reads one period). Incremental runs append theirs in the same
+# order, at the end.
+CHARGES_ORDER = "period, session_id, day"
 
 # More stale sessions than this share of all sessions: rating everything is cheaper than
 # filtering every table to them.
@@ -309,7 +315,8 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     try:
         if rated or kind == "full":
             con.execute(f"DELETE FROM {db}.main.charges{scope}")
-            con.execute(f"INSERT INTO {db}.main.charges SELECT * FROM temp.main.charges")
+            con.execute(f"INSERT INTO {db}.main.charges SELECT * FROM temp.main.charges "
+                        f"ORDER BY {CHARGES_ORDER}")
             con.execute(f"DELETE FROM {db}.main.unrated_usage{scope}")
             con.execute(f"INSERT INTO {db}.main.unrated_usage SELECT day, period, session_id, "
                         "meter, model, token_class, quantity, unit, reason "
