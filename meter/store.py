@@ -362,6 +362,15 @@ def connect(
     return con
 
 
+def has_stored_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the current database holds table `name` (in `main`): a store of an older
+    schema, opened read-only and so not migrated, may not."""
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' "
+        "AND table_name = $n AND database_name = current_database()", {"n": name}
+    ).fetchall()[0][0])
+
+
 def store_file(con: duckdb.DuckDBPyConnection) -> tuple[str, str | None]:
     """The current database of `con`: its name and its file (None for an in-memory store)."""
     name, path = con.execute(

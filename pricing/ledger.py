@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from meter.intervals import build_session_time
+from meter.store import has_stored_table
 from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
@@ -122,15 +123,9 @@ def _db(con: duckdb.DuckDBPyConnection) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def _has_ledger(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' "
-        "AND table_name = 'ledger_open'").fetchall()[0][0])
-
-
 def last_run(con: duckdb.DuckDBPyConnection) -> _Covered | None:
     """The last stored run the ledger can continue from (None: rate everything)."""
-    if not _has_ledger(con):
+    if not has_stored_table(con, "ledger_open"):
         return None
     rows = con.execute(f"""
         SELECT as_of_ms, through_ingest, through_count, prints, options
@@ -147,13 +142,9 @@ def session_time_stored(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the store's time by month (`session_months`, `session_tails`) is the last
     rating run's: the tables exist and that run was a ledger run since they do. A store
     upgraded to schema 6 has them empty (and its runs' prints cleared) until its next run."""
-    db = _db(con)
-    if not con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND schema_name = 'main' "
-            "AND table_name = 'session_months' AND database_name = current_database()"
-    ).fetchall()[0][0]:
+    if not has_stored_table(con, "session_months"):
         return False
-    rows = con.execute(f"SELECT prints IS NOT NULL FROM {db}.main.rating_runs "
+    rows = con.execute(f"SELECT prints IS NOT NULL FROM {_db(con)}.main.rating_runs "
                        "ORDER BY rated_ms DESC, rowid DESC LIMIT 1").fetchall()
     return bool(rows and rows[0][0])
 

@@ -33,6 +33,7 @@ import duckdb
 
 from meter.errors import UsageError
 from meter.settings import SETTINGS, setting
+from meter.store import has_stored_table
 from meter.vocabulary import DAY_MS, LINE_KEYS, METER_ORDER, TOKEN_CLASSES, Period, iso_ms
 from reports.invoice import DEFAULT_GROUP_BY, Invoice, InvoiceLine, build_invoice
 
@@ -81,15 +82,9 @@ class Issued:
     note: dict[str, Any] | None = None
 
 
-def _has_tables(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary "
-        "AND table_name = 'billing_documents'").fetchall()[0][0])
-
-
 def closed_periods(con: duckdb.DuckDBPyConnection) -> list[Period]:
     """Every period with an issued invoice, oldest first."""
-    if not _has_tables(con):
+    if not has_stored_table(con, "billing_documents"):
         return []
     return [Period.parse(p) for (p,) in con.execute(
         "SELECT DISTINCT period FROM billing_documents WHERE kind = 'invoice' ORDER BY 1"
@@ -98,7 +93,7 @@ def closed_periods(con: duckdb.DuckDBPyConnection) -> list[Period]:
 
 def _issued(con: duckdb.DuckDBPyConnection, period: Period) -> tuple[str, int, str] | None:
     """(document id, version, JSON) of the period's latest issued invoice."""
-    if not _has_tables(con):
+    if not has_stored_table(con, "billing_documents"):
         return None
     rows = con.execute("""
         SELECT document_id, version, document FROM billing_documents
