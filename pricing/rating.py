@@ -64,8 +64,13 @@ class RatingOptions:
 
 
 def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> None:
-    """Price books as three temp tables: pb_books, pb_rates, pb_aliases."""
+    """Price books as three temp tables: pb_books, pb_rates, pb_aliases (kept, with the
+    price tables built from them, when the same books are loaded again)."""
     ordered = sorted(books, key=lambda b: b.effective_from_ms)
+    same = _BOOKS_OF.get(con)
+    if same is not None and len(same) == len(ordered) and all(
+            a is b for a, b in zip(same, ordered, strict=True)):
+        return  # (books are immutable: the same objects are the same books)
     con.register("_books", pa.table({
         "book_id": pa.array(range(len(ordered)), pa.int32()),
         "name": [b.name for b in ordered],
@@ -104,12 +109,26 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
         con.unregister(f"_{name}")
     _LOADED[con] = tuple((i, b.effective_from_ms, b.effective_to_ms)
                          for i, b in enumerate(ordered))
+    _PRICED.pop(con, None)  # (the price tables were of the books replaced)
+    _BOOKS_OF[con] = tuple(ordered)
 
 
 # The books `load_books` last loaded on a connection, as (book_id, from_ms, to_ms): what the
 # SQL builders below would otherwise read back from pb_books several times per rating run.
 _LOADED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection,
                                    tuple[tuple[int, int, int | None], ...]] = (
+    weakref.WeakKeyDictionary())
+
+
+# The books `load_books` last loaded on a connection, as given.
+_BOOKS_OF: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[PriceBook, ...]] = (
+    weakref.WeakKeyDictionary())
+
+# Connections whose price tables (price_keys, token_prices, token_skus, charge_skus) are of
+# the books loaded on them, and whether some of their token SKUs are shared (see _TOKEN_SKUS).
+# `load_books` forgets a connection; `_price_tables` builds them again only for pairs of model
+# spelling and tier they do not cover yet.
+_PRICED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, bool] = (
     weakref.WeakKeyDictionary())
 
 
@@ -241,9 +260,10 @@ _SPAN_LINES = """
            g.after_last OR g.session_id IN (SELECT session_id FROM multi) AS billed
     FROM """
 
-# Each (book, model spelling, fast?, tier, US?) that occurs is priced once: a unit price and,
-# where there is none, the reason, per token class; `line_key` numbers the distinct resolved
-# price lists (so two spellings of one model give one charge line).
+# Each (book, model spelling, fast?, tier, US?) that occurs (price_keys: the model spellings
+# and tiers of usage_lines, and of earlier ratings on the connection) is priced once: a unit
+# price and, where there is none, the reason, per token class; `line_key` numbers the
+# distinct resolved price lists (so two spellings of one model give one charge line).
 _TOKEN_PRICES = f"""
 CREATE OR REPLACE TEMP TABLE token_prices AS
 WITH books AS (
@@ -251,7 +271,7 @@ WITH books AS (
     UNION ALL SELECT -1, NULL, NULL  -- no book in force
 ), keys AS (
     SELECT b.*, k.model_raw, k.tier, f.fast, g.us
-    FROM books b, (SELECT DISTINCT model_raw, tier FROM usage_lines) k,
+    FROM books b, price_keys k,
          (VALUES (true), (false)) f(fast), (VALUES (true), (false)) g(us)
 ), u AS (
     SELECT k.*, coalesce(a1.model_id, a2.model_id) AS model_id
@@ -776,17 +796,11 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     """Stage 2: price the staged usage with the loaded books into `charges` and `unrated`."""
     install_sql_macros(con)
     at_book = book_sql(con, "at_ms")
-    con.execute(_TOKEN_PRICES)
-    _narrow_prices(con)
+    shared = _price_tables(con)
     con.execute(_TOKEN_PRICED.format(
         day=day_start("u.at_ms"), book=book_sql(con, "u.at_ms"),
         prices=", ".join(f"p.{c}" for c in _P), reasons=", ".join(f"p.{c}" for c in _R)))
     con.execute(_OPEN_SESSIONS)
-    con.execute(_TOKEN_SKUS)
-    con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
-    _check_whole_units(con)
-    shared = con.execute("SELECT count(*) FROM token_skus WHERE sku <> canonical"
-                         ).fetchall()[0][0]
     tok_lines = _MERGED_TOK_LINES.format(tok=_TOK) if shared else _NO_TOK_LINES
     con.execute(_CHARGE_LINES.format(book=at_book, tok_lines=tok_lines))
     con.execute(_TOKEN_LINES.format(tok=_TOK, wide="false" if shared else "true"))
@@ -795,6 +809,39 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(CHARGES_VIEW)
     drop_relation(con, "unrated")  # (a ledger reader may have left a view of that name)
     con.execute(_UNRATED.format(book=at_book))
+
+
+def _price_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    """`token_prices`, `token_skus` and `charge_skus` for the loaded books and the model
+    spellings and tiers of `usage_lines`; whether some token SKUs are shared. A connection that
+    rates again with the same books (the ledger after each batch of a collector) keeps its
+    tables while they cover the pairs at hand, else prices the new pairs with the old."""
+    kept = _PRICED.pop(con, None)
+    fresh = "SELECT DISTINCT model_raw, tier FROM usage_lines"
+    missing = None
+    if kept is not None:
+        try:
+            missing = con.execute(f"SELECT count(*) FROM ({fresh} EXCEPT "
+                                  "SELECT model_raw, tier FROM price_keys)").fetchall()[0][0]
+        except duckdb.CatalogException:  # (a table dropped since: build them again)
+            missing = None
+        if missing == 0:
+            _PRICED[con] = kept
+            return kept
+    if missing is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE price_keys AS {fresh}")
+    else:
+        con.execute(f"INSERT INTO price_keys {fresh} EXCEPT SELECT model_raw, tier "
+                    "FROM price_keys")
+    con.execute(_TOKEN_PRICES)
+    _narrow_prices(con)
+    con.execute(_TOKEN_SKUS)
+    con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
+    _check_whole_units(con)
+    shared = bool(con.execute("SELECT count(*) FROM token_skus WHERE sku <> canonical"
+                              ).fetchall()[0][0])
+    _PRICED[con] = shared
+    return shared
 
 
 def _check_whole_units(con: duckdb.DuckDBPyConnection) -> None:
