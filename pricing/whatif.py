@@ -10,8 +10,9 @@ The rating engine runs in two stages (pricing.rating), and a scenario acts betwe
    ``whatif_scenario``: ``idle``, ``minimum``, ``sandbox`` (replacing ``runtime``),
    ``batch_discount``, ``discount``, ``commitment``, ``fixed``; growth scales session lines.
 
-The staged tables, books, ``charges`` and ``unrated`` are restored afterwards, so the
-connection looks as after ``rate()`` and several scenarios can be re-rated from one staging.
+The staged tables, books, ``charges`` and ``unrated`` are restored afterwards (the last two
+as views of the baseline's tables), so the connection looks as after ``rate()`` and several
+scenarios can be re-rated from one staging.
 
 Money stays exact: quantities are integers (tokens rounded to the nearest whole token when a
 share of them moves, milliseconds to the nearest ms when running time is cut), amounts are
@@ -135,6 +136,12 @@ def _copy(con: duckdb.DuckDBPyConnection, source: str, target: str) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT * FROM {source}")
 
 
+def _name(con: duckdb.DuckDBPyConnection, table: str, name: str) -> None:
+    """`name` as a view of `table` (as the rating leaves `charges`: a view), not a copy."""
+    drop_relation(con, name)
+    con.execute(f"CREATE TEMP VIEW {name} AS SELECT * FROM {table}")
+
+
 def stage_baseline(
     con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], options: RatingOptions
 ) -> None:
@@ -191,8 +198,8 @@ def rerate(
         for staged in _STAGED:
             _copy(con, f"wi_staged_{staged}", staged)
         load_books(con, books)
-        _copy(con, BASELINE, "charges")
-        _copy(con, f"{BASELINE}_unrated", "unrated")
+        _name(con, BASELINE, "charges")
+        _name(con, f"{BASELINE}_unrated", "unrated")
     _unrated_notes(con, table, notes)
     if scenario.usage.session_growth_percent_per_month is not None \
             and scenario.usage.growth_from is None:
