@@ -452,8 +452,9 @@ class MonthTime:
 def month_time(con: duckdb.DuckDBPyConnection, months: str, tails: str, sessions: str,
                start_ms: int, end_ms: int, as_of_ms: int) -> MonthTime:
     """The time in month [`start_ms`, `end_ms`) as of `as_of_ms` of the sessions listed by
-    query `sessions`: their stored rows of that month, plus their provisional intervals
-    clipped to the month and the as-of."""
+    query `sessions` (a column session_id, each session once: it is joined, not tested with
+    IN, which on a few hundred thousand sessions costs a fifth more): their stored rows of
+    that month, plus their provisional intervals clipped to the month and the as-of."""
     row = con.execute(f"""
         WITH tail AS (
             SELECT session_id, status, tied_run,
@@ -478,6 +479,6 @@ def month_time(con: duckdb.DuckDBPyConnection, months: str, tails: str, sessions
                coalesce(sum(idle_parked_ms), 0), coalesce(sum(rescheduling_ms), 0),
                coalesce(sum(spans), 0), coalesce(sum(started_hours), 0),
                count(DISTINCT session_id) FILTER (WHERE parked)
-        FROM time WHERE session_id IN ({sessions})
+        FROM time JOIN ({sessions}) USING (session_id)
     """, {"as_of": as_of_ms, "start": start_ms, "end": end_ms}).fetchall()[0]
     return MonthTime(*(int(v) for v in row))

@@ -66,7 +66,7 @@ def _store(events: list[dict]):
 
 def _time(con, start_ms: int, end_ms: int, as_of_ms: int) -> MonthTime:
     months, tails = build_session_time(con, as_of_ms)
-    return month_time(con, months, tails, "SELECT session_id FROM main.status_events",
+    return month_time(con, months, tails, "SELECT DISTINCT session_id FROM main.status_events",
                       start_ms, end_ms, as_of_ms)
 
 
