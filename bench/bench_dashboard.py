@@ -30,7 +30,7 @@ from pathlib import Path
 
 from meter.intervals import build_session_time
 from meter.store import connect
-from pricing.ledger import CHARGES_ORDER
+from pricing.ledger import CHARGES_ORDER, SESSION_SPEND_SQL
 
 TEAMS = ["platform", "search", "growth", "support", "data", "security", "mobile", "research"]
 MODELS = ["claude-opus-5", "claude-sonnet-5", "claude-haiku-5-5", "claude-opus-4-8",
@@ -101,6 +101,7 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                                'cost_center', 'cc-' || (100 + g.agent_no % 5)),
                    NULL, NULL, 0
             FROM gen g JOIN agents a ON a.agent_id = 'agent_' || lpad(g.agent_no::VARCHAR, 3, '0')
+            ORDER BY g.t0  -- sessions in the order they were created
         """)
         # running span j: [s_j, s_j + run_j); idle after it for idle_j (idle is free).
         con.execute("""
@@ -117,11 +118,13 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
         """)
         con.execute("""
             INSERT INTO status_events
-            SELECT session_id || '_r' || j, session_id, NULL, 'running', run_start, NULL
-            FROM spans
-            UNION ALL
-            SELECT session_id || '_i' || j, session_id, NULL, 'idle', run_start + run_ms,
-                   'end_turn' FROM spans
+            SELECT * FROM (
+                SELECT session_id || '_r' || j, session_id, NULL, 'running', run_start, NULL
+                FROM spans
+                UNION ALL
+                SELECT session_id || '_i' || j, session_id, NULL, 'idle', run_start + run_ms,
+                       'end_turn' FROM spans)
+            ORDER BY 5  -- events in the order they happened, as ingests append them
         """)
         con.execute("""
             INSERT INTO model_requests
@@ -131,6 +134,7 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                    hash(session_id, k, 2) % 8000, hash(session_id, k, 3) % 60000,
                    'standard', false
             FROM spans, LATERAL unnest(range(CAST(1 + hash(session_id, j) % 3 AS BIGINT))) t(k)
+            ORDER BY 4
         """)
         con.execute("""
             CREATE TEMP TABLE per_session AS
@@ -156,6 +160,7 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                    t.cache_read, t.cache_write_5m, t.cache_write_1h, t.searches, 0,
                    p.running_ms, NULL, 'USD'
             FROM toks t JOIN per_session p USING (session_id)
+            ORDER BY 3
         """)
         con.execute("""
             INSERT INTO events
@@ -165,6 +170,7 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                 FROM model_requests
             UNION ALL SELECT event_id, session_id, 'session.usage', at_ms, NULL, 1
                 FROM usage_snapshots
+            ORDER BY at_ms
         """)
         day = "CAST(make_timestamp(g.t0 * 1000) AS DATE)"
         con.execute(f"""
@@ -216,6 +222,9 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                    (['processed_at: missing', 'id: missing', 'type: unknown'])[1 + i % 3], $t
             FROM range(3) t(i)
         """, {"t": as_of})
+        # the ledger's spend per session and period, as a full rating stores it
+        con.execute(f"INSERT INTO session_spend SELECT * FROM "
+                    f"({SESSION_SPEND_SQL.format(source='charges')}) ORDER BY period, session_id")
         runs = con.execute("SELECT count(*) FROM charges").fetchall()[0][0]
         # a full ledger run's record (prints: which books; the time by month below is its)
         con.execute("INSERT INTO rating_runs (rated_ms, as_of_ms, books, charges, unrated, "

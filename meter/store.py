@@ -27,7 +27,7 @@ import duckdb
 from meter.errors import DataError, UsageError
 from meter.settings import SETTINGS, setting
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
 # schema file itself; later versions append statements here and never edit old ones.
@@ -116,6 +116,16 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE IF NOT EXISTS session_tails (
         session_id VARCHAR NOT NULL, status VARCHAR NOT NULL, since_ms BIGINT NOT NULL,
         tied_run BOOLEAN NOT NULL
+    );
+    UPDATE rating_runs SET prints = NULL;
+    """,
+    # v7: the ledger keeps each session's spend per period (pricing.ledger.SESSION_SPEND_SQL),
+    # so that a page of one period reads a row per session instead of grouping its lines.
+    # A store rated before is rated in full once more by its next run, which fills it.
+    7: """
+    CREATE TABLE IF NOT EXISTS session_spend (
+        period VARCHAR NOT NULL, session_id VARCHAR NOT NULL, agent_id VARCHAR, tags JSON,
+        amount_units HUGEINT NOT NULL
     );
     UPDATE rating_runs SET prints = NULL;
     """,

@@ -41,8 +41,9 @@ from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
 
-__all__ = ["CHARGES_ORDER", "BookPrint", "RatingRun", "book_prints", "bring_up_to_date",
-           "last_run", "overlay", "session_time_stored", "stale_periods"]
+__all__ = ["CHARGES_ORDER", "SESSION_SPEND_SQL", "BookPrint", "RatingRun", "book_prints",
+           "bring_up_to_date", "last_run", "overlay", "session_spend_stored",
+           "session_time_stored", "stale_periods"]
 
 # The event tables rating reads: while stale sessions are rated, each is shadowed by a temp
 # table holding only their rows.
@@ -53,6 +54,14 @@ _RATED_TABLES = ("status_events", "model_requests", "usage_snapshots", "threads"
 # the rest (every dashboard page reads one period). Incremental runs append theirs in the same
 # order, at the end.
 CHARGES_ORDER = "period, session_id, day"
+
+# Each session's spend per period, as the ledger keeps it beside the lines (`session_spend`):
+# a page of one period reads a row per session instead of grouping the period's lines. (A
+# session's agent and tags are the same on all its lines: they are its record's at rating.)
+SESSION_SPEND_SQL = """
+SELECT period, session_id, agent_id, tags, sum(amount_units) AS amount_units
+FROM {source} GROUP BY ALL
+"""
 
 # More stale sessions than this share of all sessions: rating everything is cheaper than
 # filtering every table to them.
@@ -142,7 +151,19 @@ def session_time_stored(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the store's time by month (`session_months`, `session_tails`) is the last
     rating run's: the tables exist and that run was a ledger run since they do. A store
     upgraded to schema 6 has them empty (and its runs' prints cleared) until its next run."""
-    if not has_stored_table(con, "session_months"):
+    return _kept_by_last_run(con, "session_months")
+
+
+def session_spend_stored(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store's `session_spend` is the last rating run's (as `session_time_stored`;
+    a store upgraded to schema 7 has it empty until its next run)."""
+    return _kept_by_last_run(con, "session_spend")
+
+
+def _kept_by_last_run(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether stored table `table` exists and the last rating run was a ledger run since it
+    does (upgrading the schema to it cleared the runs' prints)."""
+    if not has_stored_table(con, table):
         return False
     rows = con.execute(f"SELECT prints IS NOT NULL FROM {_db(con)}.main.rating_runs "
                        "ORDER BY rated_ms DESC, rowid DESC LIMIT 1").fetchall()
@@ -315,6 +336,12 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
             con.execute(f"DELETE FROM {db}.main.ledger_open{scope}")
             con.execute(f"INSERT INTO {db}.main.ledger_open "
                         "SELECT session_id FROM open_sessions")
+            con.execute(f"DELETE FROM {db}.main.session_spend{scope}")
+            # (a full run reads the lines it stored rather than the rating's view again)
+            spent = SESSION_SPEND_SQL.format(
+                source=f"{db}.main.charges" if kind == "full" else "temp.main.charges")
+            con.execute(f"INSERT INTO {db}.main.session_spend SELECT * FROM ({spent}) "
+                        "ORDER BY period, session_id")
             for table, fresh in (("session_months", "time_months"),
                                  ("session_tails", "time_tails")):
                 con.execute(f"DELETE FROM {db}.main.{table}{scope}")

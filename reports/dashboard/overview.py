@@ -6,9 +6,10 @@ and a total is the sum of its rounded lines, so the month-to-date total here equ
 `agenttally invoice` for the same period.
 Chart values are rounded to the cent per bar segment, for display only.
 
-The period's charges are scanned three times per batch, into small temp tables (`stage`): lines
-per day x meter x model x token class x tier (this month and last), one row per session, and
-lines per tags x agent x meter x model x token class x tier. Every number of the page is then
+The period's charges are scanned twice per batch, into small temp tables (`stage`): lines per
+day x meter x model x token class x tier (this month and last), and lines per tags x agent x
+meter x model x token class x tier; one row per session comes from the ledger's spend per
+session (or a third scan, when models are filtered). Every number of the page is then
 a query over those (the top sessions' own lines excepted: they are read again, for ten
 sessions).
 """
@@ -24,7 +25,7 @@ import pandas as pd
 
 from meter.intervals import build_session_time, month_time
 from meter.vocabulary import Period
-from pricing.ledger import session_time_stored
+from pricing.ledger import session_spend_stored, session_time_stored
 from pricing.money import usd_of_units
 from reports.dashboard.filters import (
     AGENT_NAMES,
@@ -46,7 +47,8 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
     """Aggregate the filtered charges of `f.period` (and the month before) into temp tables.
 
     `dash_lines`: period, day, meter, model, token_class, tier, exact, quantity, provisional;
-    for this period only, `dash_sessions` (session_id, agent_id, exact) and `dash_groups`
+    for this period only, `dash_sessions` (session_id, agent_id, tags, exact: from the
+    ledger's `session_spend` unless models are filtered) and `dash_groups`
     (tags, agent_id, meter, model, token_class, tier, exact); `exact` in money units.
     Idempotent per filter: a second call with the same filters on the same connection does
     nothing.
@@ -68,10 +70,19 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
         FROM {sub} GROUP BY day, meter, model, token_class, tier
     """, params)
     sub, params = filtered_charges(f)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE dash_sessions AS
-        SELECT session_id, agent_id, sum(amount_units) AS exact FROM {sub} GROUP BY ALL
-    """, params)
+    if not f.models and session_spend_stored(con):
+        # the ledger's spend per session and period: a row per session, nothing to group
+        spent, spent_params = filtered_charges(f, source="session_spend")
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE dash_sessions AS
+            SELECT session_id, agent_id, tags, amount_units AS exact FROM {spent}
+        """, spent_params)
+    else:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE dash_sessions AS
+            SELECT session_id, agent_id, tags, sum(amount_units) AS exact FROM {sub}
+            GROUP BY ALL
+        """, params)
     # Team and agent totals by invoice line: tags repeat across lines, so grouping by the
     # JSON value is cheap and the JSON is read once per distinct value.
     con.execute(f"""
@@ -171,7 +182,7 @@ def daily_by_meter(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
 # A group's amount follows the invoice's rule within the group: its lines (meter x model x
 # token class x tier) each rounded once, then summed. Teams and agents come from dash_groups (the
 # team's JSON read once per distinct tags value), session counts from dash_sessions (a team's
-# from the sessions' records, whose JSON is likewise read once per distinct value).
+# from the sessions' tags as their lines carry them, likewise read once per distinct value).
 _TOP = {
     "team": f"""
         SELECT t.key, NULL AS label, t.exact, t.cents, coalesce(n.sessions, 0) AS sessions,
@@ -181,10 +192,8 @@ _TOP = {
                            token_class, tier, sum(exact) AS exact
                     FROM dash_groups GROUP BY ALL)
               GROUP BY key) t
-        LEFT JOIN (SELECT {team_sql("metadata")} AS key, sum(n)::BIGINT AS sessions
-                   FROM (SELECT s.metadata, count(*) AS n
-                         FROM dash_sessions d LEFT JOIN sessions s USING (session_id)
-                         GROUP BY s.metadata)
+        LEFT JOIN (SELECT {team_sql("tags")} AS key, sum(n)::BIGINT AS sessions
+                   FROM (SELECT tags, count(*) AS n FROM dash_sessions GROUP BY tags)
                    GROUP BY key) n
         USING (key)""",
     "agent": f"""

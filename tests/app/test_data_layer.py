@@ -100,6 +100,19 @@ def test_top_spenders(tiny_store, by, expected):
     assert top["share"].round(4).tolist() == [round(0.745 / 1.245, 4), round(0.5 / 1.245, 4)]
 
 
+def test_the_sessions_of_a_period_are_the_ledgers_spend_per_session(tiny_store):
+    """Without a model filter the Overview reads a row per session from the ledger's
+    `session_spend`; it holds what the period's lines add up to per session."""
+    with read_store(tiny_store) as con:
+        assert con.execute("SELECT count(*) FROM session_spend").fetchall()[0][0] > 0
+        overview.stage(con, NOV)
+        staged = con.execute("SELECT * FROM dash_sessions ORDER BY ALL").fetchall()
+        grouped = con.execute("""
+            SELECT session_id, agent_id, tags, sum(amount_units) FROM charges
+            WHERE period = '2026-11' GROUP BY ALL ORDER BY ALL""").fetchall()
+    assert staged == grouped and len(staged) == 2
+
+
 def test_utilisation_running_idle_and_per_hour_savings(tiny_store):
     with read_store(tiny_store) as con:
         u = overview.utilisation(con, NOV, ms("2026-11-20T00:00:00.000Z"))
@@ -149,6 +162,26 @@ def test_utilisation_of_a_store_upgraded_but_not_rated_since_derives_the_same(ti
     with read_store(tiny_store) as con:
         assert upgraded == overview.utilisation(con, NOV, as_of)
     assert upgraded.running_ms > 0
+
+
+def test_top_spenders_of_a_store_upgraded_but_not_rated_since_are_the_same(tiny_store,
+                                                                            tmp_path):
+    """A v6 store upgraded to v7 by a writer that does not rate has an empty spend per
+    session until its next rating: the Overview then groups the period's lines."""
+    old = tmp_path / "v6.duckdb"
+    shutil.copy(tiny_store, old)
+    con = duckdb.connect(str(old))
+    con.execute("DROP TABLE session_spend")
+    con.execute("DELETE FROM schema_version WHERE version >= 7")
+    con.close()
+    connect(old).close()  # a writer's open: migrated, not rated
+    with read_store(old) as con:
+        assert con.execute("SELECT count(*) FROM session_spend").fetchall() == [(0,)]
+        upgraded = {by: overview.top_spenders(con, NOV, by) for by in ("team", "session")}
+    with read_store(tiny_store) as con:
+        for by, frame in upgraded.items():
+            assert frame.equals(overview.top_spenders(con, NOV, by)), by
+    assert upgraded["team"]["sessions"].tolist() == [1, 1]
 
 
 def test_chargeback_adds_up_to_the_invoice(tiny_store):

@@ -4,8 +4,8 @@ A property test applies random sequences of appends (in or out of time order: la
 duplicates, price-book changes (a version added, a rate edited, a version removed) and as-of
 moves (forward and back) to one store, and after each step compares the ledger that
 `bring_up_to_date` keeps with a full rating of the same store: every column of every charge
-and unrated line, and every session's time by month. The same for a reader's overlay at
-another as-of.
+and unrated line, every session's spend per period and its time by month. The same for a
+reader's overlay at another as-of.
 """
 
 from __future__ import annotations
@@ -145,6 +145,18 @@ def _time(con, as_of_ms: int) -> tuple[list, list]:
     return stored, fresh
 
 
+def _spend(con) -> list:
+    """The ledger's stored spend per session and period."""
+    return con.execute("SELECT * FROM main.session_spend ORDER BY ALL").fetchall()
+
+
+def _spent(con) -> list:
+    """The spend per session and period of the full rating on the connection (`_full`)."""
+    return con.execute("""
+        SELECT period, session_id, any_value(agent_id), any_value(tags), sum(amount_units)
+        FROM temp.main.charges GROUP BY period, session_id ORDER BY ALL""").fetchall()
+
+
 def _read(con) -> tuple[list, list]:
     """charges and unrated as reports read them."""
     return (con.execute("SELECT * FROM charges ORDER BY ALL").fetchall(),
@@ -173,6 +185,7 @@ def test_incremental_rating_equals_a_full_rerate_after_every_step(order, steps, 
         run = bring_up_to_date(con, books, RatingOptions(as_of_ms=as_of))
         ledger = _read(con)
         assert ledger == _full(con, books, as_of), (kind, value, run)
+        assert _spend(con) == _spent(con), (kind, value, run)
         stored, fresh = _time(con, as_of)
         assert stored == fresh, (kind, value, run)
         # a reader at another as-of: the ledger with the stale sessions replaced
