@@ -30,7 +30,7 @@ from pathlib import Path
 
 from meter.intervals import build_session_time
 from meter.store import connect
-from pricing.ledger import CHARGES_ORDER, SESSION_SPEND_SQL
+from pricing.ledger import CHARGES_ORDER, session_periods_sql
 
 TEAMS = ["platform", "search", "growth", "support", "data", "security", "mobile", "research"]
 MODELS = ["claude-opus-5", "claude-sonnet-5", "claude-haiku-5-5", "claude-opus-4-8",
@@ -222,9 +222,6 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                    (['processed_at: missing', 'id: missing', 'type: unknown'])[1 + i % 3], $t
             FROM range(3) t(i)
         """, {"t": as_of})
-        # the ledger's spend per session and period, as a full rating stores it
-        con.execute(f"INSERT INTO session_spend SELECT * FROM "
-                    f"({SESSION_SPEND_SQL.format(source='charges')}) ORDER BY period, session_id")
         runs = con.execute("SELECT count(*) FROM charges").fetchall()[0][0]
         # a full ledger run's record (prints: which books; the time by month below is its)
         con.execute("INSERT INTO rating_runs (rated_ms, as_of_ms, books, charges, unrated, "
@@ -236,6 +233,10 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
         months, tails = build_session_time(con, as_of)
         con.execute(f"INSERT INTO session_months SELECT * FROM {months}")
         con.execute(f"INSERT INTO session_tails SELECT * FROM {tails}")
+        # and its row per session and period (spend and time), as a full rating stores it
+        con.execute(f"INSERT INTO session_periods SELECT * FROM "
+                    f"({session_periods_sql('charges', months, tails)}) "
+                    "ORDER BY period, session_id")
         print(f"the ledger's time by month: {time.perf_counter() - t0:.1f} s")
         con.execute("COMMIT")
         con.execute("CHECKPOINT")

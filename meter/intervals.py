@@ -449,36 +449,63 @@ class MonthTime:
     parked_sessions: int
 
 
+# The columns of a session's time in one month as one row: its stored row of the month (closed
+# intervals: NULL when it has none) and its open interval (`tail_*`, NULL when it has none).
+TIME_COLUMNS = ("running_ms", "idle_between_ms", "idle_parked_ms", "rescheduling_ms", "spans",
+                "started_hours", "parked", "tail_status", "tail_since_ms", "tail_tied_run")
+
+# The time of such rows in month [$start, $end) as of $as_of: the stored sums, plus each open
+# interval clipped to the month and the as-of. A session is parked when its month's row says
+# so or its open interval is idle after its last run.
+_PERIOD_TIME = """
+WITH clipped AS (
+    SELECT *, CASE WHEN tail_since_ms < least($as_of, $end) AND least($as_of, $end) > $start
+                   THEN least($as_of, $end) - greatest(tail_since_ms, $start) END AS tail_ms
+    FROM ({rows})
+)
+SELECT coalesce(sum(running_ms), 0)
+         + coalesce(sum(tail_ms) FILTER (WHERE tail_status = 'running'), 0),
+       coalesce(sum(idle_between_ms), 0)
+         + coalesce(sum(tail_ms) FILTER (WHERE tail_status = 'idle' AND tail_tied_run), 0),
+       coalesce(sum(idle_parked_ms), 0)
+         + coalesce(sum(tail_ms) FILTER (WHERE tail_status = 'idle' AND NOT tail_tied_run), 0),
+       coalesce(sum(rescheduling_ms), 0)
+         + coalesce(sum(tail_ms) FILTER (WHERE tail_status = 'rescheduling'), 0),
+       coalesce(sum(spans), 0) + count(tail_ms) FILTER (WHERE tail_status = 'running'),
+       coalesce(sum(started_hours), 0) + coalesce(sum((tail_ms + 3599999) // 3600000)
+                                                  FILTER (WHERE tail_status = 'running'), 0),
+       count(*) FILTER (WHERE parked OR (tail_ms IS NOT NULL AND tail_status = 'idle'
+                                         AND NOT tail_tied_run))
+FROM clipped
+"""
+
+
+def period_time(con: duckdb.DuckDBPyConnection, rows: str, start_ms: int, end_ms: int,
+                as_of_ms: int) -> MonthTime:
+    """The time in month [`start_ms`, `end_ms`) as of `as_of_ms` of query `rows`: a row per
+    session with TIME_COLUMNS (as the ledger's `session_periods` keeps them)."""
+    row = con.execute(_PERIOD_TIME.format(rows=rows),
+                      {"as_of": as_of_ms, "start": start_ms, "end": end_ms}).fetchall()[0]
+    return MonthTime(*(int(v) for v in row))
+
+
+def time_rows_sql(months: str, tails: str, sessions: str, month_start: str) -> str:
+    """SQL: a row per session of query `sessions` (a column session_id, each session once)
+    with TIME_COLUMNS, from time-by-month tables `months` and `tails` for the month starting
+    at SQL expression `month_start` (epoch ms)."""
+    return f"""
+        SELECT s.*, m.running_ms, m.idle_between_ms, m.idle_parked_ms, m.rescheduling_ms,
+               m.spans, m.started_hours, m.parked, t.status AS tail_status,
+               t.since_ms AS tail_since_ms, t.tied_run AS tail_tied_run
+        FROM ({sessions}) s
+        LEFT JOIN {months} m ON m.session_id = s.session_id AND m.month_start_ms = {month_start}
+        LEFT JOIN {tails} t ON t.session_id = s.session_id"""
+
+
 def month_time(con: duckdb.DuckDBPyConnection, months: str, tails: str, sessions: str,
                start_ms: int, end_ms: int, as_of_ms: int) -> MonthTime:
     """The time in month [`start_ms`, `end_ms`) as of `as_of_ms` of the sessions listed by
-    query `sessions` (a column session_id, each session once: it is joined, not tested with
-    IN, which on a few hundred thousand sessions costs a fifth more): their stored rows of
-    that month, plus their provisional intervals clipped to the month and the as-of."""
-    row = con.execute(f"""
-        WITH tail AS (
-            SELECT session_id, status, tied_run,
-                   least($as_of, $end) - greatest(since_ms, $start) AS ms
-            FROM {tails}
-            WHERE since_ms < least($as_of, $end) AND least($as_of, $end) > $start
-        ), time AS (
-            SELECT session_id, running_ms, idle_between_ms, idle_parked_ms, rescheduling_ms,
-                   spans, started_hours, parked
-            FROM {months} WHERE month_start_ms = $start
-            UNION ALL
-            SELECT session_id, CASE WHEN status = 'running' THEN ms ELSE 0 END,
-                   CASE WHEN status = 'idle' AND tied_run THEN ms ELSE 0 END,
-                   CASE WHEN status = 'idle' AND NOT tied_run THEN ms ELSE 0 END,
-                   CASE WHEN status = 'rescheduling' THEN ms ELSE 0 END,
-                   (status = 'running')::BIGINT,
-                   CASE WHEN status = 'running' THEN (ms + 3599999) // 3600000 ELSE 0 END,
-                   status = 'idle' AND NOT tied_run
-            FROM tail
-        )
-        SELECT coalesce(sum(running_ms), 0), coalesce(sum(idle_between_ms), 0),
-               coalesce(sum(idle_parked_ms), 0), coalesce(sum(rescheduling_ms), 0),
-               coalesce(sum(spans), 0), coalesce(sum(started_hours), 0),
-               count(DISTINCT session_id) FILTER (WHERE parked)
-        FROM time JOIN ({sessions}) USING (session_id)
-    """, {"as_of": as_of_ms, "start": start_ms, "end": end_ms}).fetchall()[0]
-    return MonthTime(*(int(v) for v in row))
+    query `sessions` (a column session_id, each session once): their stored rows of that
+    month, plus their provisional intervals clipped to the month and the as-of."""
+    return period_time(con, time_rows_sql(months, tails, f"SELECT session_id FROM ({sessions})",
+                                          "$start"), start_ms, end_ms, as_of_ms)

@@ -119,13 +119,18 @@ MIGRATIONS: dict[int, str] = {
     );
     UPDATE rating_runs SET prints = NULL;
     """,
-    # v7: the ledger keeps each session's spend per period (pricing.ledger.SESSION_SPEND_SQL),
-    # so that a page of one period reads a row per session instead of grouping its lines.
-    # A store rated before is rated in full once more by its next run, which fills it.
+    # v7: the ledger keeps a row per session and period it has lines in: its spend, and its
+    # time that month as session_months and session_tails have it (pricing.ledger
+    # .SESSION_PERIODS_SQL), so that a page of one period reads a row per session instead of
+    # grouping its lines and joining its time. A store rated before is rated in full once more
+    # by its next run, which fills it.
     7: """
-    CREATE TABLE IF NOT EXISTS session_spend (
+    CREATE TABLE IF NOT EXISTS session_periods (
         period VARCHAR NOT NULL, session_id VARCHAR NOT NULL, agent_id VARCHAR, tags JSON,
-        amount_units HUGEINT NOT NULL
+        amount_units HUGEINT NOT NULL,
+        running_ms BIGINT, idle_between_ms BIGINT, idle_parked_ms BIGINT,
+        rescheduling_ms BIGINT, spans BIGINT, started_hours BIGINT, parked BOOLEAN,
+        tail_status VARCHAR, tail_since_ms BIGINT, tail_tied_run BOOLEAN
     );
     UPDATE rating_runs SET prints = NULL;
     """,

@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from meter.intervals import build_session_time
+from meter.intervals import build_session_time, time_rows_sql
 from meter.store import has_stored_table
 from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
 
-__all__ = ["CHARGES_ORDER", "SESSION_SPEND_SQL", "BookPrint", "RatingRun", "book_prints",
-           "bring_up_to_date", "last_run", "overlay", "session_spend_stored",
+__all__ = ["CHARGES_ORDER", "BookPrint", "RatingRun", "book_prints", "bring_up_to_date",
+           "last_run", "overlay", "session_periods_sql", "session_periods_stored",
            "session_time_stored", "stale_periods"]
 
 # The event tables rating reads: while stale sessions are rated, each is shadowed by a temp
@@ -55,13 +55,19 @@ _RATED_TABLES = ("status_events", "model_requests", "usage_snapshots", "threads"
 # order, at the end.
 CHARGES_ORDER = "period, session_id, day"
 
-# Each session's spend per period, as the ledger keeps it beside the lines (`session_spend`):
-# a page of one period reads a row per session instead of grouping the period's lines. (A
-# session's agent and tags are the same on all its lines: they are its record's at rating.)
-SESSION_SPEND_SQL = """
-SELECT period, session_id, agent_id, tags, sum(amount_units) AS amount_units
-FROM {source} GROUP BY ALL
-"""
+# A row per session and period it has lines in, as the ledger keeps it (`session_periods`): its
+# spend, and its time that month (meter.intervals.TIME_COLUMNS) from the time by month built
+# in the same run, so that a page of one period reads a row per session instead of grouping
+# the period's lines and joining their time. (A session's agent and tags are the same on all
+# its lines: its record's at rating.)
+def session_periods_sql(lines: str, months: str, tails: str) -> str:
+    """SQL of `session_periods`' rows from charge lines `lines` and the time by month tables
+    `months`, `tails` of the same sessions."""
+    spent = ("SELECT period, session_id, agent_id, tags, sum(amount_units) AS amount_units, "
+             "epoch_ms(CAST(period || '-01' AS TIMESTAMP)) AS month_start_ms "
+             f"FROM {lines} GROUP BY ALL")
+    rows = time_rows_sql(months, tails, spent, "s.month_start_ms")
+    return f"SELECT * EXCLUDE (month_start_ms) FROM ({rows})"
 
 # More stale sessions than this share of all sessions: rating everything is cheaper than
 # filtering every table to them.
@@ -154,10 +160,10 @@ def session_time_stored(con: duckdb.DuckDBPyConnection) -> bool:
     return _kept_by_last_run(con, "session_months")
 
 
-def session_spend_stored(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the store's `session_spend` is the last rating run's (as `session_time_stored`;
-    a store upgraded to schema 7 has it empty until its next run)."""
-    return _kept_by_last_run(con, "session_spend")
+def session_periods_stored(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store's `session_periods` is the last rating run's (as
+    `session_time_stored`; a store upgraded to schema 7 has it empty until its next run)."""
+    return _kept_by_last_run(con, "session_periods")
 
 
 def _kept_by_last_run(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -336,11 +342,12 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
             con.execute(f"DELETE FROM {db}.main.ledger_open{scope}")
             con.execute(f"INSERT INTO {db}.main.ledger_open "
                         "SELECT session_id FROM open_sessions")
-            con.execute(f"DELETE FROM {db}.main.session_spend{scope}")
+            con.execute(f"DELETE FROM {db}.main.session_periods{scope}")
             # (a full run reads the lines it stored rather than the rating's view again)
-            spent = SESSION_SPEND_SQL.format(
-                source=f"{db}.main.charges" if kind == "full" else "temp.main.charges")
-            con.execute(f"INSERT INTO {db}.main.session_spend SELECT * FROM ({spent}) "
+            rows = session_periods_sql(
+                f"{db}.main.charges" if kind == "full" else "temp.main.charges",
+                "temp.main.time_months", "temp.main.time_tails")
+            con.execute(f"INSERT INTO {db}.main.session_periods SELECT * FROM ({rows}) "
                         "ORDER BY period, session_id")
             for table, fresh in (("session_months", "time_months"),
                                  ("session_tails", "time_tails")):

@@ -8,8 +8,9 @@ Chart values are rounded to the cent per bar segment, for display only.
 
 The period's charges are scanned twice per batch, into small temp tables (`stage`): lines per
 day x meter x model x token class x tier (this month and last), and lines per tags x agent x
-meter x model x token class x tier; one row per session comes from the ledger's spend per
-session (or a third scan, when models are filtered). Every number of the page is then
+meter x model x token class x tier; one row per session (its spend and its time that month)
+comes from the ledger's `session_periods` (or a third scan, when models are filtered, and the
+time from the ledger's time by month). Every number of the page is then
 a query over those (the top sessions' own lines excepted: they are read again, for ten
 sessions).
 """
@@ -23,9 +24,9 @@ from decimal import Decimal
 import duckdb
 import pandas as pd
 
-from meter.intervals import build_session_time, month_time
+from meter.intervals import TIME_COLUMNS, build_session_time, month_time, period_time
 from meter.vocabulary import Period
-from pricing.ledger import session_spend_stored, session_time_stored
+from pricing.ledger import session_periods_stored, session_time_stored
 from pricing.money import usd_of_units
 from reports.dashboard.filters import (
     AGENT_NAMES,
@@ -47,8 +48,9 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
     """Aggregate the filtered charges of `f.period` (and the month before) into temp tables.
 
     `dash_lines`: period, day, meter, model, token_class, tier, exact, quantity, provisional;
-    for this period only, `dash_sessions` (session_id, agent_id, tags, exact: from the
-    ledger's `session_spend` unless models are filtered) and `dash_groups`
+    for this period only, `dash_sessions` (session_id, agent_id, tags, exact; from the
+    ledger's `session_periods` unless models are filtered, with the sessions' time that month
+    too) and `dash_groups`
     (tags, agent_id, meter, model, token_class, tier, exact); `exact` in money units.
     Idempotent per filter: a second call with the same filters on the same connection does
     nothing.
@@ -70,13 +72,15 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
         FROM {sub} GROUP BY day, meter, model, token_class, tier
     """, params)
     sub, params = filtered_charges(f)
-    if not f.models and session_spend_stored(con):
-        # the ledger's spend per session and period: a row per session, nothing to group
-        spent, spent_params = filtered_charges(f, source="session_spend")
+    with_time = not f.models and session_periods_stored(con)
+    if with_time:
+        # the ledger's row per session and period: its spend and its time, nothing to group
+        rows, rows_params = filtered_charges(f, source="session_periods")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE dash_sessions AS
-            SELECT session_id, agent_id, tags, amount_units AS exact FROM {spent}
-        """, spent_params)
+            SELECT session_id, agent_id, tags, amount_units AS exact, {", ".join(TIME_COLUMNS)}
+            FROM {rows}
+        """, rows_params)
     else:
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE dash_sessions AS
@@ -90,7 +94,8 @@ def stage(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
         SELECT tags, agent_id, meter, model, token_class, tier, sum(amount_units) AS exact
         FROM {sub} GROUP BY ALL
     """, params)
-    con.execute("CREATE OR REPLACE TEMP TABLE dash_stage_key AS SELECT $k AS k", {"k": key})
+    con.execute("CREATE OR REPLACE TEMP TABLE dash_stage_key AS SELECT $k AS k, $t AS with_time",
+                {"k": key, "t": with_time})
 
 
 @dataclass(frozen=True)
@@ -279,8 +284,9 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
     the ledger's).
 
     The ledger keeps each session's time by month (meter.intervals: `session_months`, and
-    `session_tails` for intervals still open), so this sums the period's rows of its sessions.
-    A store whose ledger predates them (schema < 6, opened read-only; or upgraded to 6 and
+    `session_tails` for intervals still open), so this sums the period's rows of its sessions:
+    those `stage` read with the sessions from `session_periods`, else joined here. A store
+    whose ledger predates them (schema < 6, opened read-only; or upgraded to 6 and
     not rated since, so they are still empty) has them derived here from the status events of
     those sessions, by the same SQL.
     """
@@ -289,7 +295,9 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
     p0, p1 = month.start_ms, month.end_ms
     db = con.execute("SELECT current_database()").fetchall()[0][0]
     sessions = "SELECT session_id FROM dash_sessions"
-    if session_time_stored(con):
+    if con.execute("SELECT any_value(with_time) FROM dash_stage_key").fetchall()[0][0]:
+        time = period_time(con, "SELECT * FROM dash_sessions", p0, p1, as_of_ms)
+    elif session_time_stored(con):
         time = month_time(con, f'"{db}".main.session_months', f'"{db}".main.session_tails',
                           sessions, p0, p1, as_of_ms)
     else:

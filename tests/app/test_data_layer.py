@@ -100,13 +100,14 @@ def test_top_spenders(tiny_store, by, expected):
     assert top["share"].round(4).tolist() == [round(0.745 / 1.245, 4), round(0.5 / 1.245, 4)]
 
 
-def test_the_sessions_of_a_period_are_the_ledgers_spend_per_session(tiny_store):
+def test_the_sessions_of_a_period_are_the_ledgers_row_per_session(tiny_store):
     """Without a model filter the Overview reads a row per session from the ledger's
-    `session_spend`; it holds what the period's lines add up to per session."""
+    `session_periods`; it holds what the period's lines add up to per session."""
     with read_store(tiny_store) as con:
-        assert con.execute("SELECT count(*) FROM session_spend").fetchall()[0][0] > 0
+        assert con.execute("SELECT count(*) FROM session_periods").fetchall()[0][0] > 0
         overview.stage(con, NOV)
-        staged = con.execute("SELECT * FROM dash_sessions ORDER BY ALL").fetchall()
+        staged = con.execute("SELECT session_id, agent_id, tags, exact FROM dash_sessions "
+                             "ORDER BY ALL").fetchall()
         grouped = con.execute("""
             SELECT session_id, agent_id, tags, sum(amount_units) FROM charges
             WHERE period = '2026-11' GROUP BY ALL ORDER BY ALL""").fetchall()
@@ -134,7 +135,8 @@ def test_utilisation_without_the_ledgers_time_by_month_derives_the_same(tiny_sto
     shutil.copy(tiny_store, old)
     con = duckdb.connect(str(old))
     assert con.execute("SELECT count(*) FROM session_months").fetchall()[0][0] > 0
-    con.execute("DROP TABLE session_months; DROP TABLE session_tails")
+    con.execute("DROP TABLE session_months; DROP TABLE session_tails; "
+                "DROP TABLE session_periods")
     con.close()
     as_of = ms("2026-11-20T00:00:00.000Z")
     with read_store(tiny_store) as con:
@@ -151,7 +153,8 @@ def test_utilisation_of_a_store_upgraded_but_not_rated_since_derives_the_same(ti
     old = tmp_path / "v5.duckdb"
     shutil.copy(tiny_store, old)
     con = duckdb.connect(str(old))
-    con.execute("DROP TABLE session_months; DROP TABLE session_tails")
+    con.execute("DROP TABLE session_months; DROP TABLE session_tails; "
+                "DROP TABLE session_periods")
     con.execute("DELETE FROM schema_version WHERE version >= 6")
     con.close()
     connect(old).close()  # a writer's open: migrated, not rated
@@ -166,21 +169,25 @@ def test_utilisation_of_a_store_upgraded_but_not_rated_since_derives_the_same(ti
 
 def test_top_spenders_of_a_store_upgraded_but_not_rated_since_are_the_same(tiny_store,
                                                                             tmp_path):
-    """A v6 store upgraded to v7 by a writer that does not rate has an empty spend per
-    session until its next rating: the Overview then groups the period's lines."""
+    """A v6 store upgraded to v7 by a writer that does not rate has an empty
+    `session_periods` until its next rating: the Overview then groups the period's lines and
+    joins the sessions' time by month."""
     old = tmp_path / "v6.duckdb"
     shutil.copy(tiny_store, old)
     con = duckdb.connect(str(old))
-    con.execute("DROP TABLE session_spend")
+    con.execute("DROP TABLE session_periods")
     con.execute("DELETE FROM schema_version WHERE version >= 7")
     con.close()
     connect(old).close()  # a writer's open: migrated, not rated
+    as_of = ms("2026-11-20T00:00:00.000Z")
     with read_store(old) as con:
-        assert con.execute("SELECT count(*) FROM session_spend").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM session_periods").fetchall() == [(0,)]
         upgraded = {by: overview.top_spenders(con, NOV, by) for by in ("team", "session")}
+        time = overview.utilisation(con, NOV, as_of)
     with read_store(tiny_store) as con:
         for by, frame in upgraded.items():
             assert frame.equals(overview.top_spenders(con, NOV, by)), by
+        assert time == overview.utilisation(con, NOV, as_of)
     assert upgraded["team"]["sessions"].tolist() == [1, 1]
 
 

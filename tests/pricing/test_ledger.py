@@ -145,16 +145,25 @@ def _time(con, as_of_ms: int) -> tuple[list, list]:
     return stored, fresh
 
 
-def _spend(con) -> list:
-    """The ledger's stored spend per session and period."""
-    return con.execute("SELECT * FROM main.session_spend ORDER BY ALL").fetchall()
+def _periods(con) -> list:
+    """The ledger's stored row per session and period."""
+    return con.execute("SELECT * FROM main.session_periods ORDER BY ALL").fetchall()
 
 
-def _spent(con) -> list:
-    """The spend per session and period of the full rating on the connection (`_full`)."""
-    return con.execute("""
-        SELECT period, session_id, any_value(agent_id), any_value(tags), sum(amount_units)
-        FROM temp.main.charges GROUP BY period, session_id ORDER BY ALL""").fetchall()
+def _fresh_periods(con, as_of_ms: int) -> list:
+    """The same from the full rating on the connection (`_full`) and a time by month built
+    from scratch: each session's spend in a period and its row of that month (if any), and its
+    open interval."""
+    months, tails = build_session_time(con, as_of_ms, "periods")
+    return con.execute(f"""
+        SELECT s.*, m.running_ms, m.idle_between_ms, m.idle_parked_ms, m.rescheduling_ms,
+               m.spans, m.started_hours, m.parked, t.status, t.since_ms, t.tied_run
+        FROM (SELECT period, session_id, any_value(agent_id), any_value(tags),
+                     sum(amount_units) FROM temp.main.charges GROUP BY period, session_id) s
+        LEFT JOIN {months} m ON m.session_id = s.session_id
+             AND strftime(make_timestamp(m.month_start_ms * 1000), '%Y-%m') = s.period
+        LEFT JOIN {tails} t ON t.session_id = s.session_id
+        ORDER BY ALL""").fetchall()
 
 
 def _read(con) -> tuple[list, list]:
@@ -185,7 +194,7 @@ def test_incremental_rating_equals_a_full_rerate_after_every_step(order, steps, 
         run = bring_up_to_date(con, books, RatingOptions(as_of_ms=as_of))
         ledger = _read(con)
         assert ledger == _full(con, books, as_of), (kind, value, run)
-        assert _spend(con) == _spent(con), (kind, value, run)
+        assert _periods(con) == _fresh_periods(con, as_of), (kind, value, run)
         stored, fresh = _time(con, as_of)
         assert stored == fresh, (kind, value, run)
         # a reader at another as-of: the ledger with the stale sessions replaced
