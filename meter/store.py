@@ -121,7 +121,7 @@ MIGRATIONS: dict[int, str] = {
     """,
     # v7: the ledger keeps a row per session and period it has lines in: its spend, and its
     # time that month as session_months and session_tails have it (pricing.ledger
-    # .SESSION_PERIODS_SQL), so that a page of one period reads a row per session instead of
+    # .session_periods_sql), so that a page of one period reads a row per session instead of
     # grouping its lines and joining its time. A store rated before is rated in full once more
     # by its next run, which fills it.
     7: """

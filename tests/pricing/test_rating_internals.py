@@ -19,6 +19,7 @@ from meter.ingest import ingest_lines
 from meter.store import connect
 from pricing.money import UNITS_PER_USD, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook, load_pricebooks
+from pricing import rating as rating_module
 from pricing.rating import RatingOptions, rate
 from tests.conftest import ms, session_record, snapshot, span, status
 
@@ -520,3 +521,30 @@ def test_running_time_before_1970_is_cut_at_its_midnight():
     assert [(str(d), q, a) for d, q, a in con.execute(
         "SELECT day, quantity, amount_exact FROM charges ORDER BY day").fetchall()] == [
         ("1969-12-31", 3_600_000, Decimal("0.08")), ("1970-01-01", 5_400_000, Decimal("0.12"))]
+
+
+def test_price_tables_kept_on_a_connection_price_new_usage_as_a_fresh_connection_does():
+    # The first rating prices claude-test-plain only. The second, on the same connection with
+    # the same books, meets another model, a fast request (whose input price is the standard
+    # one: a shared SKU) and a spelling no book knows: the kept price tables are extended to
+    # them, and every line is the one a connection rating it all at once makes.
+    books = [book([plain(fast=rates("1", "9", "1.25", "2", "0.1")),
+                   model("claude-test-other", "3", "15", "3.75", "6", "0.3")])]
+    first = [session_record("a", agent=agent("claude-test-plain")),
+             span("a", "e1", f"{DAY}T09:00:00Z", input=100, output=10)]
+    later = [session_record("b", agent=agent("claude-test-other")),
+             span("b", "e2", f"{DAY}T10:00:00Z", input=200, output=20, read=50),
+             said(span("a", "e3", f"{DAY}T11:00:00Z", input=30, output=3), "fast"),
+             session_record("c", agent=agent("claude-unknown-9")),
+             span("c", "e4", f"{DAY}T12:00:00Z", input=40, output=4)]
+    con = rated(first, books=books)
+    assert con in rating_module._PRICED  # (the tables are kept for the next rating)
+    assert ingest_lines(con, [json.dumps(e) for e in later], source="t",
+                        max_future_ms=10**12).quarantined == 0
+    rate(con, books, RatingOptions(as_of_ms=ms("2026-12-31T00:00:00Z")))
+    assert con.execute("SELECT count(*) FROM price_keys").fetchall()[0][0] == 3
+    fresh = rated(first + later, books=books)
+    for relation in ("charges", "unrated"):
+        query = f"SELECT * FROM {relation} ORDER BY ALL"
+        assert con.execute(query).fetchall() == fresh.execute(query).fetchall(), relation
+    assert con.execute("SELECT count(*) FROM unrated").fetchall()[0][0] > 0
