@@ -17,9 +17,9 @@ import pytest
 
 from meter.ingest import ingest_lines
 from meter.store import connect
+from pricing import rating as rating_module
 from pricing.money import UNITS_PER_USD, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook, load_pricebooks
-from pricing import rating as rating_module
 from pricing.rating import RatingOptions, rate
 from tests.conftest import ms, session_record, snapshot, span, status
 
