@@ -39,6 +39,7 @@ session's agent, environment and tags on read.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,9 +68,9 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
     """Price books as three temp tables: pb_books, pb_rates, pb_aliases (kept, with the
     price tables built from them, when the same books are loaded again)."""
     ordered = sorted(books, key=lambda b: b.effective_from_ms)
-    same = _BOOKS_OF.get(con)
-    if same is not None and len(same) == len(ordered) and all(
-            a is b for a, b in zip(same, ordered, strict=True)):
+    loaded = _BOOKS_OF.get(con)
+    if loaded is not None and _same_books(loaded[1], ordered) \
+            and _tables_token(con, "pb_loaded") == loaded[0]:
         return  # (books are immutable: the same objects are the same books)
     con.register("_books", pa.table({
         "book_id": pa.array(range(len(ordered)), pa.int32()),
@@ -109,8 +110,23 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
         con.unregister(f"_{name}")
     _LOADED[con] = tuple((i, b.effective_from_ms, b.effective_to_ms)
                          for i, b in enumerate(ordered))
+    token = next(_LOADS)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE pb_loaded AS SELECT {token}::BIGINT AS token")
     _PRICED.pop(con, None)  # (the price tables were of the books replaced)
-    _BOOKS_OF[con] = tuple(ordered)
+    _BOOKS_OF[con] = (token, tuple(ordered))
+
+
+def _same_books(kept: Sequence[PriceBook], books: Sequence[PriceBook]) -> bool:
+    return len(kept) == len(books) and all(a is b for a, b in zip(kept, books, strict=True))
+
+
+def _tables_token(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
+    """The load token temp table `table` was built with (None when it is gone). A rolled back
+    transaction takes the temp tables back to an older load: the token tells."""
+    try:
+        return con.execute(f"SELECT min(token) FROM {table}").fetchall()[0][0]
+    except duckdb.CatalogException:
+        return None
 
 
 # The books `load_books` last loaded on a connection, as (book_id, from_ms, to_ms): what the
@@ -120,15 +136,18 @@ _LOADED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection,
     weakref.WeakKeyDictionary())
 
 
-# The books `load_books` last loaded on a connection, as given.
-_BOOKS_OF: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[PriceBook, ...]] = (
+# The books `load_books` last loaded on a connection, as given, with the token of that load
+# (also kept in temp table pb_loaded, and in price_keys for the price tables built from it).
+_LOADS = itertools.count(1)
+_BOOKS_OF: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection,
+                                     tuple[int, tuple[PriceBook, ...]]] = (
     weakref.WeakKeyDictionary())
 
 # Connections whose price tables (price_keys, token_prices, token_skus, charge_skus) are of
-# the books loaded on them, and whether some of their token SKUs are shared (see _TOKEN_SKUS).
-# `load_books` forgets a connection; `_price_tables` builds them again only for pairs of model
-# spelling and tier they do not cover yet.
-_PRICED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, bool] = (
+# the books loaded on them (the load's token). `load_books` forgets a connection;
+# `_price_tables` builds them again only for pairs of model spelling and tier they do not
+# cover yet, or from scratch when they are of another load.
+_PRICED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int] = (
     weakref.WeakKeyDictionary())
 
 
@@ -814,34 +833,45 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
 def _price_tables(con: duckdb.DuckDBPyConnection) -> bool:
     """`token_prices`, `token_skus` and `charge_skus` for the loaded books and the model
     spellings and tiers of `usage_lines`; whether some token SKUs are shared. A connection that
-    rates again with the same books (the ledger after each batch of a collector) keeps its
-    tables while they cover the pairs at hand, else prices the new pairs with the old."""
+    rates again with the same books (a store kept open by an API user, which brings its
+    ledger up to date now and then) keeps its tables while they cover the pairs at hand, else
+    prices the new pairs with the old. (The collector opens a connection per stored batch,
+    so it builds them every time.)"""
     kept = _PRICED.pop(con, None)
+    loaded = _BOOKS_OF.get(con)
+    token = loaded[0] if loaded is not None else 0  # (0: books loaded otherwise, not kept)
     fresh = "SELECT DISTINCT model_raw, tier FROM usage_lines"
     missing = None
-    if kept is not None:
+    if kept is not None and kept == token:
         try:
-            missing = con.execute(f"SELECT count(*) FROM ({fresh} EXCEPT "
-                                  "SELECT model_raw, tier FROM price_keys)").fetchall()[0][0]
+            other, missing, shared = con.execute(f"""
+                SELECT (SELECT count(*) FROM price_keys WHERE token <> $t),
+                       (SELECT count(*) FROM ({fresh} EXCEPT
+                                              SELECT model_raw, tier FROM price_keys)),
+                       (SELECT count(*) FROM token_skus WHERE sku <> canonical)""",
+                {"t": token}).fetchall()[0]
         except duckdb.CatalogException:  # (a table dropped since: build them again)
+            other = 1
+        if other:  # (of another load: a transaction rolled back)
             missing = None
-        if missing == 0:
-            _PRICED[con] = kept
-            return kept
+        elif missing == 0:
+            _PRICED[con] = token
+            return bool(shared)
     if missing is None:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE price_keys AS {fresh}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE price_keys AS "
+                    f"SELECT *, {token}::BIGINT AS token FROM ({fresh})")
     else:
-        con.execute(f"INSERT INTO price_keys {fresh} EXCEPT SELECT model_raw, tier "
-                    "FROM price_keys")
+        con.execute(f"INSERT INTO price_keys SELECT *, {token} FROM ({fresh} EXCEPT "
+                    "SELECT model_raw, tier FROM price_keys)")
     con.execute(_TOKEN_PRICES)
     _narrow_prices(con)
     con.execute(_TOKEN_SKUS)
     con.execute(_CHARGE_SKUS)  # with the books' names as of this pricing
     _check_whole_units(con)
-    shared = bool(con.execute("SELECT count(*) FROM token_skus WHERE sku <> canonical"
-                              ).fetchall()[0][0])
-    _PRICED[con] = shared
-    return shared
+    if token:
+        _PRICED[con] = token
+    return bool(con.execute("SELECT count(*) FROM token_skus WHERE sku <> canonical"
+                            ).fetchall()[0][0])
 
 
 def _check_whole_units(con: duckdb.DuckDBPyConnection) -> None:

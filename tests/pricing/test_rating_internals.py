@@ -548,3 +548,25 @@ def test_price_tables_kept_on_a_connection_price_new_usage_as_a_fresh_connection
         query = f"SELECT * FROM {relation} ORDER BY ALL"
         assert con.execute(query).fetchall() == fresh.execute(query).fetchall(), relation
     assert con.execute("SELECT count(*) FROM unrated").fetchall()[0][0] > 0
+
+
+def test_a_rating_rolled_back_leaves_no_kept_price_table_behind():
+    # Rating with other books inside a transaction that is rolled back takes the connection's
+    # temp tables back to the first books: the next rating with the other books must load
+    # them again, not trust what it kept of the rolled-back load.
+    first = [book([plain()])]
+    other = [book([plain()], runtime="0.5")]
+    events = [session_record("a", agent=agent("claude-test-plain")),
+              status("a", "r", f"{DAY}T09:00:00Z", "running"),
+              span("a", "e1", f"{DAY}T09:30:00Z", input=100, output=10),
+              status("a", "i", f"{DAY}T10:00:00Z", "idle")]
+    con = rated(events, books=first)
+    con.execute("BEGIN TRANSACTION")
+    rate(con, other, RatingOptions(as_of_ms=ms("2026-12-31T00:00:00Z")))
+    con.execute("ROLLBACK")
+    rate(con, other, RatingOptions(as_of_ms=ms("2026-12-31T00:00:00Z")))
+    runtime = con.execute("SELECT amount_exact FROM charges WHERE meter = 'runtime'"
+                          ).fetchall()
+    assert runtime == [(Decimal("0.5"),)]  # one hour at $0.50, not at the first books' $0.08
+    query = "SELECT * FROM charges ORDER BY ALL"
+    assert con.execute(query).fetchall() == rated(events, books=other).execute(query).fetchall()
