@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from meter.ingest import ingest_lines
 from meter.intervals import build_session_time
 from meter.store import connect
+from pricing import rating as rating_module
 from pricing.ledger import bring_up_to_date, overlay
 from pricing.pricebook import PriceBook, RuntimePrice, load_pricebooks
 from pricing.rating import RatingOptions, rate
@@ -129,7 +130,10 @@ def _feed(con, events: list[dict]) -> None:
 
 
 def _full(con, books, as_of_ms: int) -> tuple[list, list]:
-    """What a full rating gives (on the connection, the ledger untouched)."""
+    """What a full rating gives (on the connection, the ledger untouched), with nothing kept
+    from the connection's earlier ratings (its books and price tables built again)."""
+    rating_module._BOOKS_OF.pop(con, None)
+    rating_module._PRICED.pop(con, None)
     rate(con, books, RatingOptions(as_of_ms=as_of_ms))
     return (con.execute("SELECT * FROM temp.main.charges ORDER BY ALL").fetchall(),
             con.execute("SELECT * FROM temp.main.unrated ORDER BY ALL").fetchall())
