@@ -367,17 +367,17 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                 kind, through_ingest, through_count, prints, options, sessions_rated,
                 elapsed_ms)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [int(time.time() * 1000), options.as_of_ms, ",".join(_book_names(con)),
+            [int(time.time() * 1000), options.as_of_ms, ",".join(names := _book_names(con)),
              charge_lines, unrated_lines, kind, top, count,
              json.dumps([p.__dict__ for p in prints]), _options_key(options), rated, elapsed])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    _read_stored(con)
+    _read_stored(con, just_rated=bool(rated or kind == "full"))
     return RatingRun(as_of_ms=options.as_of_ms, kind=kind, sessions_rated=int(rated),
                      charge_lines=charge_lines, unrated_lines=unrated_lines,
-                     books=_book_names(con), elapsed_ms=elapsed, reasons=reasons,
+                     books=names, elapsed_ms=elapsed, reasons=reasons,
                      notices=_closed_notices(covered, prints, closed))
 
 
@@ -392,11 +392,16 @@ def _closed_notices(covered: _Covered | None, prints: Sequence[BookPrint],
     return tuple(dict.fromkeys(notices))
 
 
-def _read_stored(con: duckdb.DuckDBPyConnection) -> None:
-    """Point `charges` and `unrated` at the stored ledger (dropping what rating left)."""
+def _read_stored(con: duckdb.DuckDBPyConnection, *, just_rated: bool = False) -> None:
+    """Point `charges` and `unrated` at the stored ledger (dropping what rating left: when it
+    `just_rated`, the rating's view and table, without looking them up)."""
     db = _db(con)
-    drop_relation(con, "charges")
-    drop_relation(con, "unrated")
+    if just_rated:
+        con.execute("DROP VIEW temp.main.charges")
+        con.execute("DROP TABLE temp.main.unrated")
+    else:
+        drop_relation(con, "charges")
+        drop_relation(con, "unrated")
     con.execute(f"CREATE TEMP VIEW unrated AS SELECT * FROM {db}.main.unrated_usage")
 
 
