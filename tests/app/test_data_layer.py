@@ -6,6 +6,7 @@ import multiprocessing
 import shutil
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -145,19 +146,28 @@ def test_utilisation_without_the_ledgers_time_by_month_derives_the_same(tiny_sto
         assert overview.utilisation(con, NOV, as_of) == stored
 
 
+def _upgraded_not_rated(store: Path, tmp_path: Path, version: int,
+                        tables: tuple[str, ...]) -> Path:
+    """A copy of `store` as it was before schema `version` (without its `tables`), opened by a
+    writer that does not rate (e.g. `ingest`): migrated, not rated since."""
+    old = tmp_path / f"v{version - 1}.duckdb"
+    shutil.copy(store, old)
+    con = duckdb.connect(str(old))
+    for table in tables:
+        con.execute(f"DROP TABLE {table}")
+    con.execute("DELETE FROM schema_version WHERE version >= $v", {"v": version})
+    con.close()
+    connect(old).close()
+    return old
+
+
 def test_utilisation_of_a_store_upgraded_but_not_rated_since_derives_the_same(tiny_store,
                                                                                tmp_path):
     """A v5 store opened by a writer that does not rate (e.g. `ingest`) is upgraded to v6 with
     empty time-by-month tables: until its next rating the numbers come from the status
     events, never zeros."""
-    old = tmp_path / "v5.duckdb"
-    shutil.copy(tiny_store, old)
-    con = duckdb.connect(str(old))
-    con.execute("DROP TABLE session_months; DROP TABLE session_tails; "
-                "DROP TABLE session_periods")
-    con.execute("DELETE FROM schema_version WHERE version >= 6")
-    con.close()
-    connect(old).close()  # a writer's open: migrated, not rated
+    old = _upgraded_not_rated(tiny_store, tmp_path, 6,
+                              ("session_months", "session_tails", "session_periods"))
     as_of = ms("2026-11-20T00:00:00.000Z")
     with read_store(old) as con:
         assert con.execute("SELECT count(*) FROM session_months").fetchall() == [(0,)]
@@ -172,13 +182,7 @@ def test_top_spenders_of_a_store_upgraded_but_not_rated_since_are_the_same(tiny_
     """A v6 store upgraded to v7 by a writer that does not rate has an empty
     `session_periods` until its next rating: the Overview then groups the period's lines and
     joins the sessions' time by month."""
-    old = tmp_path / "v6.duckdb"
-    shutil.copy(tiny_store, old)
-    con = duckdb.connect(str(old))
-    con.execute("DROP TABLE session_periods")
-    con.execute("DELETE FROM schema_version WHERE version >= 7")
-    con.close()
-    connect(old).close()  # a writer's open: migrated, not rated
+    old = _upgraded_not_rated(tiny_store, tmp_path, 7, ("session_periods",))
     as_of = ms("2026-11-20T00:00:00.000Z")
     with read_store(old) as con:
         assert con.execute("SELECT count(*) FROM session_periods").fetchall() == [(0,)]
