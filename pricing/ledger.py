@@ -64,7 +64,7 @@ def session_periods_sql(lines: str, months: str, tails: str) -> str:
     """SQL of `session_periods`' rows from charge lines `lines` and the time by month tables
     `months`, `tails` of the same sessions."""
     spent = ("SELECT period, session_id, agent_id, tags, sum(amount_units) AS amount_units, "
-             "epoch_ms(CAST(period || '-01' AS TIMESTAMP)) AS month_start_ms "
+             "epoch_ms(date_trunc('month', min(day))) AS month_start_ms "
              f"FROM {lines} GROUP BY ALL")
     rows = time_rows_sql(months, tails, spent, "s.month_start_ms")
     return f"SELECT * EXCLUDE (month_start_ms) FROM ({rows})"

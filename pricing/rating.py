@@ -70,7 +70,7 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
     ordered = sorted(books, key=lambda b: b.effective_from_ms)
     loaded = _BOOKS_OF.get(con)
     if loaded is not None and _same_books(loaded[1], ordered) \
-            and _tables_token(con, "pb_loaded") == loaded[0]:
+            and _loaded_token(con) == loaded[0]:
         return  # (books are immutable: the same objects are the same books)
     con.register("_books", pa.table({
         "book_id": pa.array(range(len(ordered)), pa.int32()),
@@ -120,11 +120,11 @@ def _same_books(kept: Sequence[PriceBook], books: Sequence[PriceBook]) -> bool:
     return len(kept) == len(books) and all(a is b for a, b in zip(kept, books, strict=True))
 
 
-def _tables_token(con: duckdb.DuckDBPyConnection, table: str) -> int | None:
-    """The load token temp table `table` was built with (None when it is gone). A rolled back
+def _loaded_token(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The token of the load the pb_* tables are of (None when they are gone). A rolled back
     transaction takes the temp tables back to an older load: the token tells."""
     try:
-        return con.execute(f"SELECT min(token) FROM {table}").fetchall()[0][0]
+        return con.execute("SELECT min(token) FROM pb_loaded").fetchall()[0][0]
     except duckdb.CatalogException:
         return None
 
