@@ -261,3 +261,18 @@ def test_rate_full_rebuilds_the_same_ledger(full):
     run = bring_up_to_date(con, BASE, RatingOptions(as_of_ms=AS_OF[-1]), full=full)
     assert run.kind == ("full" if full else "incremental")
     assert _read(con) == _full(con, BASE, AS_OF[-1])
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the incremental copies read a stale "
+                   "session's events from a day before its creation on, so events earlier "
+                   "than that (malformed input) are left out until a full re-rate")
+def test_a_session_with_events_days_before_its_creation_is_rated_as_in_full():
+    con = _ledger_store([session_record("s", created_at="2026-11-10T00:00:00.000Z"),
+                         status("s", "r1", "2026-11-02T09:00:00.000Z", "running"),
+                         status("s", "i1", "2026-11-02T10:00:00.000Z", "idle")])
+    options = RatingOptions(as_of_ms=ms("2026-12-01T00:00:00.000Z"))
+    bring_up_to_date(con, BASE, options)
+    _feed(con, [status("s", "r2", "2026-11-20T09:00:00.000Z", "running"),
+                status("s", "i2", "2026-11-20T09:30:00.000Z", "idle")])
+    assert bring_up_to_date(con, BASE, options).kind == "incremental"
+    assert _read(con) == _full(con, BASE, options.as_of_ms)
