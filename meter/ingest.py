@@ -43,7 +43,14 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.events import KNOWN_SPEEDS, Bounds
-from meter.store import LoggedRun, WriteHold, latest_wins, others_waiting, this_host
+from meter.store import (
+    LoggedRun,
+    WriteHold,
+    latest_wins,
+    others_waiting,
+    session_starts_upsert,
+    this_host,
+)
 
 BATCH_LINES = 1_000_000  # the most lines of one batch; the pace sets fewer on a slow machine
 TRANSACTION_LINES = 1_000_000  # the most lines one transaction commits (its batches' memory)
@@ -367,6 +374,7 @@ def _write_typed_rows(con: duckdb.DuckDBPyConnection, ingest_id: int) -> None:
     """Insert the staged new events into `events` and their typed tables."""
     con.execute(f"INSERT INTO events SELECT event_id, session_id, kind, at_ms, thread_id, "
                 f"{ingest_id} FROM new_events")
+    con.execute(session_starts_upsert("SELECT session_id, at_ms FROM new_events"))
     status_cases = " ".join(
         f"WHEN '{t}' THEN '{v}'" for t, v in {**STATUS_TYPES, **THREAD_STATUS_TYPES}.items()
     )

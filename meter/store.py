@@ -27,7 +27,7 @@ import duckdb
 from meter.errors import DataError, UsageError
 from meter.settings import SETTINGS, setting
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Forward migrations: MIGRATIONS[n] takes a store from version n-1 to n. Version 1 is the
 # schema file itself; later versions append statements here and never edit old ones.
@@ -133,6 +133,16 @@ MIGRATIONS: dict[int, str] = {
         tail_status VARCHAR, tail_since_ms BIGINT, tail_tied_run BOOLEAN
     );
     UPDATE rating_runs SET prints = NULL;
+    """,
+    # v8: the earliest instant of any event stored per session (session_starts_upsert), from
+    # which an incremental rating copies a stale session's events: the session record's
+    # created_at is no bound (a file may hold events from before it).
+    8: """
+    CREATE TABLE IF NOT EXISTS session_starts (
+        session_id VARCHAR PRIMARY KEY, first_ms BIGINT NOT NULL
+    );
+    INSERT INTO session_starts SELECT session_id, min(at_ms) FROM events GROUP BY session_id
+    ON CONFLICT DO NOTHING;
     """,
 }
 
@@ -490,6 +500,16 @@ _DIMENSION_COLUMNS = {
                "updated_ms", "ingest_id"),
     "environments": ("name", "metadata", "updated_ms", "ingest_id"),
 }
+
+
+def session_starts_upsert(events: str) -> str:
+    """SQL bringing `session_starts` down to the earliest event of each session in query
+    `events` (columns session_id, at_ms): every writer of events runs it in the same
+    transaction. It is a lower bound (a deleted event never raises it): no stored event of a
+    session is earlier."""
+    return (f"INSERT INTO session_starts SELECT session_id, min(at_ms) FROM ({events}) "
+            "GROUP BY session_id ON CONFLICT (session_id) DO UPDATE SET "
+            "first_ms = excluded.first_ms WHERE excluded.first_ms < session_starts.first_ms")
 
 
 def latest_wins(table: str) -> str:

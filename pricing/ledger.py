@@ -42,8 +42,8 @@ from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
 
 __all__ = ["CHARGES_ORDER", "BookPrint", "RatingRun", "book_prints", "bring_up_to_date",
-           "last_run", "overlay", "session_periods_sql", "session_periods_stored",
-           "session_time_stored", "stale_periods"]
+           "first_event_ms", "last_run", "overlay", "session_periods_sql",
+           "session_periods_stored", "session_time_stored", "stale_periods"]
 
 # The event tables rating reads: while stale sessions are rated, each is shadowed by a temp
 # table holding only their rows.
@@ -252,15 +252,8 @@ def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     by a temp table of their rows (the rating reads tables by name). With `time`, their time
     by month too (temp tables `time_months`, `time_tails`)."""
     db = _db(con)
-    # No event of a session precedes its creation (a day of slack for clocks): where every
-    # stale session has a record,
-    # the copies need only read from the earliest creation on (the tables' zone maps skip
-    # the older row groups without reading them).
-    since = con.execute(f"""
-        SELECT CASE WHEN count(*) = count(s.created_ms) THEN min(s.created_ms) END
-        FROM temp.main.ledger_stale l LEFT JOIN {db}.main.sessions s USING (session_id)
-    """).fetchall()[0][0]
-    recent = "" if since is None else f" AND at_ms >= {int(since) - DAY_MS}"
+    since = first_event_ms(con, db, "temp.main.ledger_stale")
+    recent = "" if since is None else f" AND at_ms >= {since}"
     # (copied once: the rating reads some of them several times)
     for table in _RATED_TABLES:
         where = recent if table != "sessions" else ""
@@ -274,6 +267,21 @@ def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     finally:
         for table in _RATED_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
+
+
+def first_event_ms(con: duckdb.DuckDBPyConnection, db: str, sessions: str) -> int | None:
+    """The earliest instant of any stored event of the sessions in table `sessions` (store
+    `db`'s `session_starts`), or None when some have none there or the store predates it. A
+    copy of their events need only read from it on: the tables' zone maps skip the older row
+    groups without reading them."""
+    try:
+        since = con.execute(f"""
+            SELECT CASE WHEN count(*) = count(f.first_ms) THEN min(f.first_ms) END
+            FROM {sessions} l LEFT JOIN {db}.main.session_starts f USING (session_id)
+        """).fetchall()[0][0]
+    except duckdb.CatalogException:  # (a store of an older schema, opened read-only)
+        return None
+    return None if since is None else int(since)
 
 
 def _counts(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:

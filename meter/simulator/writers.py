@@ -47,7 +47,7 @@ from meter.simulator.ids import (
     timestamps,
     with_nulls,
 )
-from meter.store import LoggedRun, WriteHold, latest_wins
+from meter.store import LoggedRun, WriteHold, latest_wins, session_starts_upsert
 
 __all__ = ["WriteResult", "record_lines", "write_jsonl", "write_store"]
 
@@ -600,6 +600,10 @@ def _write_groups(con: duckdb.DuckDBPyConnection, sim: Simulation, s: _Strings,
             where, found = _existing(con, sim.tag, group, reg)
             for sql in _inserts(reg.kinds, where):
                 _run(con, sql, {"ingest": ingest})
+            if reg.kinds:
+                _run(con, session_starts_upsert(" UNION ALL ".join(
+                    f"SELECT sid AS session_id, at_ms FROM k_{kind} {where}"
+                    for kind in reg.kinds)), {})
             if reg.n_sessions:
                 _run(con, _SESSIONS_UPSERT, {"ingest": ingest})
             con.execute("DROP TABLE IF EXISTS _stored_ids")

@@ -18,7 +18,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from meter.vocabulary import DAY_MS, METER_ORDER
+from meter.vocabulary import METER_ORDER
+from pricing.ledger import first_event_ms
 from reports.dashboard.filters import Filters, filtered_charges
 
 __all__ = ["Levers", "SCENARIO_DIR", "build_scenario", "list_scenarios", "levers_of",
@@ -140,7 +141,8 @@ def _shadow_events(con: duckdb.DuckDBPyConnection, f: Filters,
     cheap filter on the scan that leaves the join about `sample_percent` % of the rows.
     """
     db = con.execute("SELECT current_database()").fetchall()[0][0]
-    catalog = '"' + db.replace('"', '""') + '".main.'
+    quoted = '"' + db.replace('"', '""') + '"'
+    catalog = quoted + ".main."
     sub, params = filtered_charges(f, source=catalog + "charges")
     sampled, pct = "true", {}
     if sample_percent is not None:
@@ -154,17 +156,10 @@ def _shadow_events(con: duckdb.DuckDBPyConnection, f: Filters,
             WHERE {sampled} AND session_id IN (SELECT session_id FROM wi_ids){where}""", pct)
 
     copy("sessions")
-    # No event of a session precedes its creation (a day of slack for clocks): where every
-    # selected session has a record, the copies read only from the earliest creation on (the
-    # tables' zone maps skip older row groups), as the ledger's re-rating does. (Read from
-    # the copy: session ids are unique in `sessions`, so it has one row per selected session
-    # at most.)
-    since = con.execute("""
-        SELECT CASE WHEN (SELECT count(*) FROM wi_ids) = count(created_ms)
-                    THEN min(created_ms) END
-        FROM temp.main.sessions
-    """).fetchall()[0][0]
-    recent = "" if since is None else f" AND at_ms >= {int(since) - DAY_MS}"
+    # The copies read only from the selected sessions' earliest event on (the tables' zone
+    # maps skip older row groups), as the ledger's re-rating does.
+    since = first_event_ms(con, quoted, "wi_ids")
+    recent = "" if since is None else f" AND at_ms >= {since}"
     for table in _EVENT_TABLES:
         if table != "sessions":
             copy(table, recent)

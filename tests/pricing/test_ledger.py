@@ -263,16 +263,26 @@ def test_rate_full_rebuilds_the_same_ledger(full):
     assert _read(con) == _full(con, BASE, AS_OF[-1])
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the incremental copies read a stale "
-                   "session's events from a day before its creation on, so events earlier "
-                   "than that (malformed input) are left out until a full re-rate")
-def test_a_session_with_events_days_before_its_creation_is_rated_as_in_full():
-    con = _ledger_store([session_record("s", created_at="2026-11-10T00:00:00.000Z"),
-                         status("s", "r1", "2026-11-02T09:00:00.000Z", "running"),
-                         status("s", "i1", "2026-11-02T10:00:00.000Z", "idle")])
+@pytest.mark.parametrize("early_arrives_late", [False, True])
+def test_a_session_with_events_days_before_its_creation_is_rated_as_in_full(
+        early_arrives_late):
+    # The record says 10 Nov; the file holds an hour of running on 2 Nov (malformed, but
+    # stored). A later append re-rates the session incrementally: its copy of the events must
+    # start at its earliest event (session_starts), not at its creation, or the 2 Nov hour
+    # ($0.08) is lost. The early events may also arrive after the session was rated.
+    early = [status("s", "r1", "2026-11-02T09:00:00.000Z", "running"),
+             status("s", "i1", "2026-11-02T10:00:00.000Z", "idle")]
+    record = [session_record("s", created_at="2026-11-10T00:00:00.000Z"),
+              status("s", "r0", "2026-11-10T09:00:00.000Z", "running"),
+              status("s", "i0", "2026-11-10T09:15:00.000Z", "idle")]
+    con = _ledger_store(record + ([] if early_arrives_late else early))
     options = RatingOptions(as_of_ms=ms("2026-12-01T00:00:00.000Z"))
     bring_up_to_date(con, BASE, options)
     _feed(con, [status("s", "r2", "2026-11-20T09:00:00.000Z", "running"),
-                status("s", "i2", "2026-11-20T09:30:00.000Z", "idle")])
+                status("s", "i2", "2026-11-20T09:30:00.000Z", "idle")]
+          + (early if early_arrives_late else []))
     assert bring_up_to_date(con, BASE, options).kind == "incremental"
     assert _read(con) == _full(con, BASE, options.as_of_ms)
+    runtime = con.execute("SELECT sum(amount_exact) FROM charges WHERE meter = 'runtime'"
+                          ).fetchall()[0][0]
+    assert runtime == Decimal("0.14")  # 1 h + 15 min + 30 min at $0.08/h
