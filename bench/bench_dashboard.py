@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from meter.intervals import build_session_time
-from meter.store import connect
+from meter.store import connect, session_starts_upsert
 from pricing.ledger import CHARGES_ORDER, session_periods_sql
 
 TEAMS = ["platform", "search", "growth", "support", "data", "security", "mobile", "research"]
@@ -172,6 +172,7 @@ def synthesize(path: Path, sessions: int, days: int = 60, end: datetime | None =
                 FROM usage_snapshots
             ORDER BY at_ms
         """)
+        con.execute(session_starts_upsert("SELECT session_id, at_ms FROM events"))
         day = "CAST(make_timestamp(g.t0 * 1000) AS DATE)"
         con.execute(f"""
             INSERT INTO charges
