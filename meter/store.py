@@ -502,6 +502,13 @@ _DIMENSION_COLUMNS = {
 }
 
 
+def current_catalog(con: duckdb.DuckDBPyConnection) -> str:
+    """The current database of `con` as a quoted SQL identifier (`"name"`), to name its
+    tables where a temp table of the same name may shadow them."""
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    return '"' + str(name).replace('"', '""') + '"'
+
+
 def session_starts_upsert(events: str) -> str:
     """SQL bringing `session_starts` down to the earliest event of each session in query
     `events` (columns session_id, at_ms): every writer of events runs it in the same

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from meter.intervals import build_session_time, time_rows_sql
-from meter.store import has_stored_table
+from meter.store import current_catalog, has_stored_table
 from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
@@ -62,12 +62,12 @@ CHARGES_ORDER = "period, session_id, day"
 # its lines: its record's at rating.)
 def session_periods_sql(lines: str, months: str, tails: str) -> str:
     """SQL of `session_periods`' rows from charge lines `lines` and the time by month tables
-    `months`, `tails` of the same sessions."""
+    `months`, `tails` of the same sessions, in the order they are stored (period, session)."""
     spent = ("SELECT period, session_id, agent_id, tags, sum(amount_units) AS amount_units, "
              "epoch_ms(date_trunc('month', min(day))) AS month_start_ms "
              f"FROM {lines} GROUP BY ALL")
     rows = time_rows_sql(months, tails, spent, "s.month_start_ms")
-    return f"SELECT * EXCLUDE (month_start_ms) FROM ({rows})"
+    return f"SELECT * EXCLUDE (month_start_ms) FROM ({rows}) ORDER BY period, session_id"
 
 # More stale sessions than this share of all sessions: rating everything is cheaper than
 # filtering every table to them.
@@ -133,18 +133,13 @@ class _Covered:
     options: str
 
 
-def _db(con: duckdb.DuckDBPyConnection) -> str:
-    name = con.execute("SELECT current_database()").fetchall()[0][0]
-    return '"' + str(name).replace('"', '""') + '"'
-
-
 def last_run(con: duckdb.DuckDBPyConnection) -> _Covered | None:
     """The last stored run the ledger can continue from (None: rate everything)."""
     if not has_stored_table(con, "ledger_open"):
         return None
     rows = con.execute(f"""
         SELECT as_of_ms, through_ingest, through_count, prints, options
-        FROM {_db(con)}.main.rating_runs WHERE prints IS NOT NULL
+        FROM {current_catalog(con)}.main.rating_runs WHERE prints IS NOT NULL
         ORDER BY rated_ms DESC, rowid DESC LIMIT 1""").fetchall()
     if not rows:
         return None
@@ -171,14 +166,14 @@ def _kept_by_last_run(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     does (upgrading the schema to it cleared the runs' prints)."""
     if not has_stored_table(con, table):
         return False
-    rows = con.execute(f"SELECT prints IS NOT NULL FROM {_db(con)}.main.rating_runs "
+    rows = con.execute(f"SELECT prints IS NOT NULL FROM {current_catalog(con)}.main.rating_runs "
                        "ORDER BY rated_ms DESC, rowid DESC LIMIT 1").fetchall()
     return bool(rows and rows[0][0])
 
 
 def _watermark(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
     """The highest ingest id in the event and session tables, and how many rows carry it."""
-    db = _db(con)
+    db = current_catalog(con)
     top = con.execute(f"""
         SELECT greatest(coalesce((SELECT max(ingest_id) FROM {db}.main.events), 0),
                         coalesce((SELECT max(ingest_id) FROM {db}.main.sessions), 0))
@@ -188,7 +183,7 @@ def _watermark(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
 
 def _carrying(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
     """How many event and session rows carry `ingest_id`."""
-    db = _db(con)
+    db = current_catalog(con)
     return int(con.execute(f"""
         SELECT (SELECT count(*) FROM {db}.main.events WHERE ingest_id = $t)
              + (SELECT count(*) FROM {db}.main.sessions WHERE ingest_id = $t)
@@ -203,7 +198,7 @@ def _find_stale(con: duckdb.DuckDBPyConnection, covered: _Covered, as_of_ms: int
                 prints: Sequence[BookPrint]) -> dict[str, int]:
     """Fill temp table `ledger_stale` with the sessions whose lines may differ from the
     ledger's when rated as of `as_of_ms` with books `prints`; the count per cause."""
-    db = _db(con)
+    db = current_catalog(con)
     # the last run's ingest went on after it (one ingest spanning the run): take its rows too
     continued = _carrying(con, covered.through_ingest) != covered.through_count
     newer = ">=" if continued else ">"
@@ -251,7 +246,7 @@ def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     """Rate the sessions of `ledger_stale` only: each event table is shadowed, while rating,
     by a temp table of their rows (the rating reads tables by name). With `time`, their time
     by month too (temp tables `time_months`, `time_tails`)."""
-    db = _db(con)
+    db = current_catalog(con)
     since = first_event_ms(con, db, "temp.main.ledger_stale")
     recent = "" if since is None else f" AND at_ms >= {since}"
     # (copied once: the rating reads some of them several times)
@@ -307,7 +302,8 @@ def _plan(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], options: R
         return "full", {"options": -1}, covered
     reasons = _find_stale(con, covered, options.as_of_ms, book_prints(books))
     stale = con.execute("SELECT count(*) FROM ledger_stale").fetchall()[0][0]
-    sessions = con.execute(f"SELECT count(*) FROM {_db(con)}.main.sessions").fetchall()[0][0]
+    sessions = con.execute(f"SELECT count(*) FROM {current_catalog(con)}.main.sessions"
+                           ).fetchall()[0][0]
     if stale > FULL_SHARE * max(sessions, 1) and stale > 1000:
         return "full", reasons, covered
     return "incremental", {**reasons, "sessions": int(stale)}, covered
@@ -332,7 +328,7 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
             _rate_stale(con, books, options, time=True)
         else:
             load_books(con, books)  # (nothing changed: the run is only recorded)
-    db = _db(con)
+    db = current_catalog(con)
     top, count = _watermark(con)
     prints = book_prints(books)
     scope = ("" if kind == "full"
@@ -355,8 +351,7 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
             rows = session_periods_sql(
                 f"{db}.main.charges" if kind == "full" else "temp.main.charges",
                 "temp.main.time_months", "temp.main.time_tails")
-            con.execute(f"INSERT INTO {db}.main.session_periods SELECT * FROM ({rows}) "
-                        "ORDER BY period, session_id")
+            con.execute(f"INSERT INTO {db}.main.session_periods {rows}")
             for table, fresh in (("session_months", "time_months"),
                                  ("session_tails", "time_tails")):
                 con.execute(f"DELETE FROM {db}.main.{table}{scope}")
@@ -403,7 +398,7 @@ def _closed_notices(covered: _Covered | None, prints: Sequence[BookPrint],
 def _read_stored(con: duckdb.DuckDBPyConnection, *, just_rated: bool = False) -> None:
     """Point `charges` and `unrated` at the stored ledger (dropping what rating left: when it
     `just_rated`, the rating's view and table, without looking them up)."""
-    db = _db(con)
+    db = current_catalog(con)
     if just_rated:
         con.execute("DROP VIEW temp.main.charges")
         con.execute("DROP TABLE temp.main.unrated")
@@ -428,7 +423,7 @@ def overlay(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                          charge_lines=charge_lines, unrated_lines=unrated_lines,
                          books=_book_names(con), reasons=reasons, stored=False,
                          elapsed_ms=int((time.monotonic() - started) * 1000))
-    db = _db(con)
+    db = current_catalog(con)
     if reasons["sessions"] == 0:
         _read_stored(con)
         load_books(con, books)

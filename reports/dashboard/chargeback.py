@@ -17,6 +17,7 @@ import duckdb
 import pandas as pd
 
 from meter.settings import setting
+from meter.store import current_catalog
 from reports.dashboard.filters import Filters, filtered_charges
 
 __all__ = ["RULES_ENV", "chargeback_report", "export_bytes", "group_keys", "narrow_charges",
@@ -40,8 +41,7 @@ def narrow_charges(con: duckdb.DuckDBPyConnection, f: Filters) -> None:
     con.execute("DROP TABLE IF EXISTS temp.main.charges")
     if not (f.teams or f.agents or f.models):
         return
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
-    source = '"' + db.replace('"', '""') + '".main.charges'
+    source = current_catalog(con) + ".main.charges"
     sub, params = filtered_charges(f.without_period(), source=source)
     con.execute(f"CREATE TEMP TABLE charges AS SELECT * FROM {sub}", params)
 

@@ -25,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from meter.intervals import TIME_COLUMNS, build_session_time, month_time, period_time
+from meter.store import current_catalog
 from meter.vocabulary import Period
 from pricing.ledger import session_periods_stored, session_time_stored
 from pricing.money import usd_of_units
@@ -293,19 +294,19 @@ def utilisation(con: duckdb.DuckDBPyConnection, f: Filters, as_of_ms: int) -> Ut
     stage(con, f)
     month = Period.parse(f.period or "")  # (stage() has refused a filter without one)
     p0, p1 = month.start_ms, month.end_ms
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    db = current_catalog(con)
     sessions = "SELECT session_id FROM dash_sessions"
     if con.execute("SELECT any_value(with_time) FROM dash_stage_key").fetchall()[0][0]:
         time = period_time(con, "SELECT * FROM dash_sessions", p0, p1, as_of_ms)
     elif session_time_stored(con):
-        time = month_time(con, f'"{db}".main.session_months', f'"{db}".main.session_tails',
+        time = month_time(con, f"{db}.main.session_months", f"{db}.main.session_tails",
                           sessions, p0, p1, as_of_ms)
     else:
         # build_session_time reads `status_events`: a temp table of that name shadows the
         # store's on this connection, holding only the events of the period's sessions.
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE status_events AS
-            SELECT * FROM "{db}".main.status_events
+            SELECT * FROM {db}.main.status_events
             WHERE at_ms < $p1 AND session_id IN ({sessions})
         """, {"p1": p1})
         try:

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from meter.store import current_catalog
 from meter.vocabulary import METER_ORDER
 from pricing.ledger import first_event_ms
 from reports.dashboard.filters import Filters, filtered_charges
@@ -140,8 +141,7 @@ def _shadow_events(con: duckdb.DuckDBPyConnection, f: Filters,
     Each copy tests the sample's hash itself before the semi-join on the selected ids: a
     cheap filter on the scan that leaves the join about `sample_percent` % of the rows.
     """
-    db = con.execute("SELECT current_database()").fetchall()[0][0]
-    quoted = '"' + db.replace('"', '""') + '"'
+    quoted = current_catalog(con)
     catalog = quoted + ".main."
     sub, params = filtered_charges(f, source=catalog + "charges")
     sampled, pct = "true", {}
