@@ -50,11 +50,15 @@ _THREAD_DERIVED = """
         FROM thread_running
     ),"""
 
-INTERVALS_SQL = f"""
-WITH {_THREAD_DERIVED}
+def _merged_sql(sessions: str | None = None, has_threads: bool = True) -> str:
+    """SQL (parameter `$as_of`) of the merged intervals, of every session or (`sessions`, a
+    query listing session_id) of those sessions and every thread-only session."""
+    among = "" if sessions is None else f" AND session_id IN ({sessions})"
+    return f"""
+WITH {_THREAD_DERIVED if has_threads else _NO_THREADS}
     ev AS (
         SELECT session_id, status, at_ms, event_id FROM status_events
-        WHERE thread_id IS NULL AND at_ms <= $as_of
+        WHERE thread_id IS NULL AND at_ms <= $as_of{among}
         UNION ALL
         SELECT session_id, status, at_ms, event_id FROM derived
     ), ends AS (  -- an aggregate, not a window: one fewer sort of every transition
@@ -88,6 +92,58 @@ FROM changes
 """
 
 
+INTERVALS_SQL = _merged_sql()
+
+# The same intervals without sorting every transition: each session's session-level events
+# are gathered into one list (a hash aggregate) and that small list sorted, as rating's
+# runtime lists do. An event is packed as at_ms x 8 + its status's position in _STATUSES (5
+# for another status), so one BIGINT orders a session's events by time. The list is cut after
+# its terminal event, repeats are dropped, and each remaining event starts an interval ending
+# at the next one. Sessions with two events in one millisecond (`tied`: their order is by
+# event id), with another status, or with thread transitions only are left to INTERVALS_SQL.
+_STATUSES = ("idle", "running", "rescheduling", "terminated", "deleted")
+_STATUS_CODE = ("CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(_STATUSES))
+                + f" ELSE {len(_STATUSES)} END")
+_TERMINAL_CODES = tuple(_STATUSES.index(s) for s in TERMINAL)
+_STATUS_OF = "[" + ", ".join(f"'{s}'" for s in _STATUSES) + "]"
+
+_GATHERED_LISTS = f"""
+WITH gathered AS (
+    SELECT session_id, list(at_ms * 8 + {_STATUS_CODE}) AS ev,
+           min(at_ms) FILTER (WHERE status IN {TERMINAL}) AS terminal_ms,
+           bool_or(status NOT IN {_STATUSES}) AS odd
+    FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
+    GROUP BY session_id
+), increasing AS (  -- events usually arrive in order: then there is nothing to sort and no tie
+    SELECT *, coalesce(list_bool_and(list_transform(ev[2:], lambda e, i: e >> 3 > ev[i] >> 3)),
+                       true) AS increasing
+    FROM gathered
+), sorted AS (
+    SELECT session_id, terminal_ms, odd, increasing,
+           CASE WHEN increasing THEN ev ELSE list_sort(ev) END AS ev
+    FROM increasing
+)
+SELECT session_id, odd OR CASE WHEN increasing THEN false ELSE coalesce(list_bool_or(
+           list_transform(ev[2:], lambda e, i: e >> 3 = ev[i] >> 3)), false) END AS exact,
+       -- (nearly always the terminal event is the last one: nothing to cut)
+       list_filter(CASE WHEN terminal_ms IS NULL OR ev[-1] >> 3 = terminal_ms THEN ev
+                        ELSE list_filter(ev, lambda e: e >> 3 <= terminal_ms) END,
+                   lambda e, i: i = 1 OR e & 7 <> ev[i - 1] & 7) AS changes
+FROM sorted
+"""
+
+_GATHERED_INTERVALS = f"""
+SELECT session_id, {_STATUS_OF}[(e & 7) + 1] AS status, e >> 3 AS start_ms,
+       CASE WHEN nx IS NOT NULL THEN nx >> 3 WHEN e & 7 IN {_TERMINAL_CODES} THEN e >> 3
+            ELSE $as_of END AS end_ms,
+       CASE WHEN nx IS NOT NULL THEN nx >> 3 WHEN e & 7 IN {_TERMINAL_CODES} THEN e >> 3
+            ELSE $as_of END - (e >> 3) AS duration_ms,
+       nx IS NULL AND e & 7 NOT IN {_TERMINAL_CODES} AS provisional
+FROM (SELECT session_id, unnest(changes) AS e, unnest(changes[2:] || [NULL]) AS nx
+      FROM {{lists}} WHERE NOT exact)
+"""
+
+
 def build_intervals(
     con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str = "intervals"
 ) -> str:
@@ -96,6 +152,24 @@ def build_intervals(
     Columns: session_id, status, start_ms, end_ms, duration_ms, provisional.
     """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {INTERVALS_SQL}", {"as_of": as_of_ms})
+    return table
+
+
+def gather_intervals(
+    con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str = "intervals"
+) -> str:
+    """`build_intervals`' rows, from each session's events gathered rather than from a sort of
+    all of them (see _GATHERED_LISTS); returns `table`."""
+    params = {"as_of": as_of_ms}
+    lists = f"{table}_lists"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {lists} AS {_GATHERED_LISTS}", params)
+    sql = _GATHERED_INTERVALS.format(lists=lists)
+    threads = has_thread_statuses(con)
+    if threads or con.execute(f"SELECT count(*) FROM {lists} WHERE exact").fetchall()[0][0]:
+        exact = _merged_sql(f"SELECT session_id FROM {lists} WHERE exact", threads)
+        sql += f" UNION ALL SELECT * FROM ({exact})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
+    con.execute(f"DROP TABLE {lists}")
     return table
 
 
@@ -373,26 +447,30 @@ def sessions_as_of(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> list[Sessio
 _MONTH_OF = "date_trunc('month', make_timestamp({ms} * 1000))"
 
 SESSION_MONTHS_SQL = f"""
-WITH marked AS (
-    SELECT * FROM (
-        SELECT session_id, status, start_ms, end_ms, duration_ms, provisional,
-               -- the first running start at or after this interval's, the open interval's
-               -- included (peers too: a 0 ms running interval at the same instant counts)
-               min(CASE WHEN status = 'running' THEN start_ms END) OVER (
-                   PARTITION BY session_id ORDER BY start_ms
-                   RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_run_ms
-        FROM {{intervals}})
-    WHERE NOT provisional AND end_ms > start_ms
+WITH closed AS (
+    SELECT *, start_ms AS from_ms FROM {{intervals}} WHERE NOT provisional AND end_ms > start_ms
 ), inside AS (  -- (nearly all intervals lie inside one month: only the others are cut)
-    SELECT *, epoch_ms({_MONTH_OF.format(ms="start_ms")}) AS period_start_ms FROM marked
+    SELECT *, epoch_ms({_MONTH_OF.format(ms="start_ms")}) AS period_start_ms FROM closed
     WHERE {_MONTH_OF.format(ms="start_ms")} = {_MONTH_OF.format(ms="end_ms - 1")}
 ), crossing AS ({split_sql(
-    f"(SELECT * FROM marked WHERE {_MONTH_OF.format(ms='start_ms')} "
+    f"(SELECT * FROM closed WHERE {_MONTH_OF.format(ms='start_ms')} "
     f"<> {_MONTH_OF.format(ms='end_ms - 1')})", "month")}
-), pieces AS (
-    SELECT *, status = 'idle' AND coalesce(next_run_ms >= epoch_ms(
-                  make_timestamp(period_start_ms * 1000) + INTERVAL 1 MONTH), true) AS parked
-    FROM (SELECT * FROM inside UNION ALL SELECT * FROM crossing)
+), cut AS (
+    SELECT * FROM inside UNION ALL SELECT * FROM crossing
+), runs AS (  -- a session's last running start in each month it starts one in (the open
+              -- interval's and 0 ms ones included)
+    SELECT session_id, epoch_ms({_MONTH_OF.format(ms="start_ms")}) AS month_start_ms,
+           max(start_ms) AS run_ms
+    FROM {{intervals}} WHERE status = 'running' GROUP BY ALL
+), last_run AS (  -- per session and month with idle time: its last running start before the
+                  -- month's end
+    SELECT i.session_id, i.period_start_ms, max(r.run_ms) AS run_ms
+    FROM (SELECT DISTINCT session_id, period_start_ms FROM cut WHERE status = 'idle') i
+    JOIN runs r ON r.session_id = i.session_id AND r.month_start_ms <= i.period_start_ms
+    GROUP BY ALL
+), pieces AS (  -- an idle piece is parked when no run starts from its interval's start on
+    SELECT c.*, c.status = 'idle' AND coalesce(l.run_ms < c.from_ms, true) AS parked
+    FROM cut c LEFT JOIN last_run l USING (session_id, period_start_ms)
 )
 SELECT session_id, period_start_ms AS month_start_ms,
        coalesce(sum(duration_ms) FILTER (WHERE status = 'running'), 0)::BIGINT AS running_ms,
@@ -426,7 +504,7 @@ def build_session_time(con: duckdb.DuckDBPyConnection, as_of_ms: int,
     """Materialise, from `status_events` as of `as_of_ms`, temp tables `{prefix}_months`
     (SESSION_MONTHS_SQL's columns) and `{prefix}_tails` (session_id, status, since_ms);
     returns their names."""
-    intervals = build_intervals(con, as_of_ms, f"{prefix}_intervals")
+    intervals = gather_intervals(con, as_of_ms, f"{prefix}_intervals")
     months, tails = f"{prefix}_months", f"{prefix}_tails"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {months} AS "
                 + SESSION_MONTHS_SQL.format(intervals=intervals))

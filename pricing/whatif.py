@@ -31,7 +31,7 @@ from fractions import Fraction
 import duckdb
 
 from meter.errors import UsageError
-from meter.intervals import build_intervals, split_sql
+from meter.intervals import gather_intervals, split_sql
 from meter.vocabulary import GROUP_SQL, LINE_KEYS, METER_ORDER, Period, span_months
 from pricing.contracts import ContractComparison
 from pricing.money import (
@@ -184,7 +184,7 @@ def rerate(
     try:
         stretches = _uses_stretches(scenario)
         if stretches:  # these levers act on whole running or idle stretches
-            build_intervals(con, as_of_ms, table="intervals")
+            gather_intervals(con, as_of_ms, table="intervals")
         _apply_usage(con, books, scenario, notes)
         if stretches:
             con.execute(runtime_days_sql(con, "SELECT * FROM intervals"))

@@ -5,7 +5,8 @@ repeated statuses, several transitions in one millisecond, terminal events follo
 long gaps, and instants anywhere an RFC 3339 timestamp can name (year 1 to year 9999), then an
 `as_of` among or beyond them. The rows go straight into a real DuckDB store's `status_events`
 in a shuffled order (ingest's own fuzz lives with ingest). For every example:
-- `meter.intervals.intervals` equals `reference_intervals` below, row for row;
+- `meter.intervals.intervals` equals `reference_intervals` below, row for row, and so does
+  `gather_intervals` (each session's events gathered into a list instead of one sort);
 - a session's intervals tile its time from its first transition to its end (the next one, the
   terminal instant or `as_of`): no millisecond is lost or counted twice;
 - rating's one-sort path (`build_pieces`) gives the same running milliseconds and provisional
@@ -25,7 +26,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meter.intervals import TERMINAL, build_intervals, build_pieces, intervals, split_sql
+from meter.intervals import (
+    TERMINAL,
+    build_intervals,
+    build_pieces,
+    gather_intervals,
+    intervals,
+    split_sql,
+)
 from meter.store import connect
 
 STATUSES = ("running", "idle", "rescheduling", "terminated", "deleted")
@@ -160,6 +168,21 @@ def stores(draw: st.DrawFn) -> tuple[list[Transition], int]:
     return rows, as_of
 
 
+@st.composite
+def untied_stores(draw: st.DrawFn) -> tuple[list[Transition], int]:
+    """Sessions whose transitions never share a millisecond, so that `gather_intervals` takes
+    its lists' own path for them (repeats, terminal events, late ones after them)."""
+    rows: list[Transition] = []
+    for s in range(draw(st.integers(1, 3))):
+        for n, at in enumerate(draw(st.lists(instants, max_size=12, unique=True))):
+            thread = draw(st.sampled_from([None, None, None, None, "sthr_0"]))
+            status = draw(st.sampled_from(STATUSES if thread is None else THREAD_STATUSES))
+            rows.append(Transition(f"sevt_{n:02d}_{s}", f"sesn_{s}", thread, status, at))
+    times = [r.at_ms for r in rows]
+    as_of = draw(st.one_of(st.sampled_from(times), instants) if times else instants)
+    return rows, as_of
+
+
 # --- the properties -------------------------------------------------------------------------
 
 def _tiles(rows: list[Interval]) -> None:
@@ -185,6 +208,17 @@ def _running_by_session(rows: list[Interval]) -> dict[str, tuple[int, bool]]:
     return out
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(drawn=untied_stores(), seed=st.integers(0, 2**16))
+def test_gathered_intervals_without_ties_equal_the_reference(con, drawn, seed):
+    rows, as_of = drawn
+    _load(con, rows, seed)
+    gather_intervals(con, as_of, table="fuzz_gathered")
+    assert sorted(con.execute("SELECT * FROM fuzz_gathered").fetchall()) == \
+        reference_intervals(rows, as_of)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(drawn=stores(), seed=st.integers(0, 2**16))
@@ -197,6 +231,9 @@ def test_intervals_equal_the_reference_and_lose_no_millisecond(con, drawn, seed)
     got = sorted(con.execute("SELECT * FROM fuzz_iv").fetchall())
     assert got == expected
     _tiles(got)
+
+    gather_intervals(con, as_of, table="fuzz_gathered")
+    assert sorted(con.execute("SELECT * FROM fuzz_gathered").fetchall()) == expected
 
     build_pieces(con, as_of, table="fuzz_pieces")
     pieces = con.execute("SELECT session_id, status, start_ms, end_ms, duration_ms, "

@@ -153,3 +153,26 @@ def test_an_open_idle_interval_tied_with_a_run_counts_as_between_runs():
         running_ms=0, idle_between_ms=HOUR, idle_parked_ms=0, rescheduling_ms=0, spans=0,
         started_hours=0, parked_sessions=0) == _oracle(con, MONTHS[0], MONTHS[1], as_of)
     con.close()
+
+
+def test_idle_after_a_run_in_the_same_millisecond_is_between_runs_in_every_month_it_crosses():
+    # u runs and goes idle at 31 Oct 23:00 in one millisecond (running first by event id: a
+    # 0 ms run), idle until terminated 1 Nov 02:00. The idle time follows a run in both
+    # months (the run starts at its very start): idle between runs, not parked, in October
+    # (1 h) and in November (2 h), though no run starts in November.
+    con = _store([
+        status("u", "u1", "2026-10-31T23:00:00.000Z", "running"),
+        status("u", "u2", "2026-10-31T23:00:00.000Z", "idle"),
+        status("u", "u3", "2026-11-01T02:00:00.000Z", "terminated"),
+    ])
+    as_of = ms("2026-11-03T00:00:00Z")
+    october = _time(con, MONTHS[0], MONTHS[1], as_of)
+    november = _time(con, MONTHS[1], MONTHS[2], as_of)
+    assert october == MonthTime(running_ms=0, idle_between_ms=HOUR, idle_parked_ms=0,
+                                rescheduling_ms=0, spans=0, started_hours=0,
+                                parked_sessions=0)  # (a 0 ms run is no span)
+    assert november == MonthTime(running_ms=0, idle_between_ms=2 * HOUR, idle_parked_ms=0,
+                                 rescheduling_ms=0, spans=0, started_hours=0,
+                                 parked_sessions=0)
+    assert (october, november) == (_oracle(con, MONTHS[0], MONTHS[1], as_of),
+                                   _oracle(con, MONTHS[1], MONTHS[2], as_of))
