@@ -37,7 +37,7 @@ import duckdb
 
 from meter.intervals import build_session_time, time_rows_sql
 from meter.store import current_catalog, has_stored_table
-from meter.vocabulary import DAY_MS, Period, as_date, iso_ms
+from meter.vocabulary import DAY_MS, Period, as_date, day_start, iso_ms
 from pricing.pricebook import PriceBook
 from pricing.rating import RatingOptions, drop_relation, load_books, rate
 
@@ -68,6 +68,8 @@ def session_periods_sql(lines: str, months: str, tails: str) -> str:
              f"FROM {lines} GROUP BY ALL")
     rows = time_rows_sql(months, tails, spent, "s.month_start_ms")
     return f"SELECT * EXCLUDE (month_start_ms) FROM ({rows}) ORDER BY period, session_id"
+
+_YEAR_1000_MS = -30_610_224_000_000  # 1000-01-01T00:00:00Z
 
 # More stale sessions than this share of all sessions: rating everything is cheaper than
 # filtering every table to them.
@@ -242,12 +244,12 @@ def stale_periods(covered: _Covered | None,
 
 
 def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
-                options: RatingOptions, *, time: bool = False) -> None:
+                options: RatingOptions, since: int | None, *, time: bool = False) -> None:
     """Rate the sessions of `ledger_stale` only: each event table is shadowed, while rating,
-    by a temp table of their rows (the rating reads tables by name). With `time`, their time
-    by month too (temp tables `time_months`, `time_tails`)."""
+    by a temp table of their rows (the rating reads tables by name), read from `since` (their
+    earliest event, see `first_event_ms`; None: all). With `time`, their time by month too
+    (temp tables `time_months`, `time_tails`)."""
     db = current_catalog(con)
-    since = first_event_ms(con, db, "temp.main.ledger_stale")
     recent = "" if since is None else f" AND at_ms >= {since}"
     # (copied once: the rating reads some of them several times)
     for table in _RATED_TABLES:
@@ -318,6 +320,8 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     as corrections (reports.closing)."""
     started = time.monotonic()
     kind, reasons, covered = _plan(con, books, options, full)
+    db = current_catalog(con)
+    since = None
     if kind == "full":
         rate(con, books, options)
         build_session_time(con, options.as_of_ms)
@@ -325,37 +329,49 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     else:
         rated = reasons["sessions"]
         if rated:
-            _rate_stale(con, books, options, time=True)
+            since = first_event_ms(con, db, "temp.main.ledger_stale")
+            _rate_stale(con, books, options, since, time=True)
         else:
             load_books(con, books)  # (nothing changed: the run is only recorded)
-    db = current_catalog(con)
     top, count = _watermark(con)
     prints = book_prints(books)
     scope = ("" if kind == "full"
              else " WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)")
+    # The stale sessions' stored rows lie on and after the day of their earliest event: the
+    # deletes skip the row groups of earlier periods (the tables are stored by period).
+    on_days = in_periods = from_month = ""
+    if since is not None:
+        day = day_start(str(since))
+        on_days = f" AND day >= {as_date(day)}"
+        if since >= _YEAR_1000_MS:  # (periods of four-digit years sort as text as in time)
+            in_periods = f" AND period >= strftime({as_date(day)}, '%Y-%m')"
+        from_month = f" AND month_start_ms >= epoch_ms(date_trunc('month', {as_date(day)}))"
     con.execute("BEGIN TRANSACTION")
     try:
         if rated or kind == "full":
-            con.execute(f"DELETE FROM {db}.main.charges{scope}")
+            con.execute(f"DELETE FROM {db}.main.charges{scope}{on_days}")
             con.execute(f"INSERT INTO {db}.main.charges SELECT * FROM temp.main.charges "
                         f"ORDER BY {CHARGES_ORDER}")
-            con.execute(f"DELETE FROM {db}.main.unrated_usage{scope}")
+            con.execute(f"DELETE FROM {db}.main.unrated_usage{scope}{on_days}")
             con.execute(f"INSERT INTO {db}.main.unrated_usage SELECT day, period, session_id, "
                         "meter, model, token_class, quantity, unit, reason "
                         "FROM temp.main.unrated")
             con.execute(f"DELETE FROM {db}.main.ledger_open{scope}")
             con.execute(f"INSERT INTO {db}.main.ledger_open "
                         "SELECT session_id FROM open_sessions")
-            con.execute(f"DELETE FROM {db}.main.session_periods{scope}")
+            con.execute(f"DELETE FROM {db}.main.session_periods{scope}{in_periods}")
             # (a full run reads the lines it stored rather than the rating's view again)
             rows = session_periods_sql(
                 f"{db}.main.charges" if kind == "full" else "temp.main.charges",
                 "temp.main.time_months", "temp.main.time_tails")
             con.execute(f"INSERT INTO {db}.main.session_periods {rows}")
-            for table, fresh in (("session_months", "time_months"),
-                                 ("session_tails", "time_tails")):
-                con.execute(f"DELETE FROM {db}.main.{table}{scope}")
-                con.execute(f"INSERT INTO {db}.main.{table} SELECT * FROM temp.main.{fresh}")
+            # (months stored in order, as the other tables are by period)
+            for table, fresh, bound, order in (
+                    ("session_months", "time_months", from_month, "month_start_ms, session_id"),
+                    ("session_tails", "time_tails", "", "session_id")):
+                con.execute(f"DELETE FROM {db}.main.{table}{scope}{bound}")
+                con.execute(f"INSERT INTO {db}.main.{table} SELECT * FROM temp.main.{fresh} "
+                            f"ORDER BY {order}")
                 con.execute(f"DROP TABLE temp.main.{fresh}")
         charge_lines, unrated_lines = (int(n) for n in con.execute(
             f"SELECT (SELECT count(*) FROM {db}.main.charges), "
@@ -428,7 +444,7 @@ def overlay(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
         _read_stored(con)
         load_books(con, books)
     else:
-        _rate_stale(con, books, options)
+        _rate_stale(con, books, options, first_event_ms(con, db, "temp.main.ledger_stale"))
         con.execute("CREATE OR REPLACE TEMP TABLE ledger_fresh AS "
                     "SELECT * FROM temp.main.charges")
         con.execute("CREATE OR REPLACE TEMP TABLE ledger_fresh_unrated AS "
