@@ -448,13 +448,14 @@ _MONTH_OF = "date_trunc('month', make_timestamp({ms} * 1000))"
 
 SESSION_MONTHS_SQL = f"""
 WITH closed AS (
-    SELECT *, start_ms AS from_ms FROM {{intervals}} WHERE NOT provisional AND end_ms > start_ms
+    SELECT *, start_ms AS from_ms,
+           {_MONTH_OF.format(ms="start_ms")} + INTERVAL 1 MONTH AS month_end
+    FROM {{intervals}} WHERE NOT provisional AND end_ms > start_ms
 ), inside AS (  -- (nearly all intervals lie inside one month: only the others are cut)
-    SELECT *, epoch_ms({_MONTH_OF.format(ms="start_ms")}) AS period_start_ms FROM closed
-    WHERE {_MONTH_OF.format(ms="start_ms")} = {_MONTH_OF.format(ms="end_ms - 1")}
+    SELECT * EXCLUDE (month_end), epoch_ms(month_end - INTERVAL 1 MONTH) AS period_start_ms
+    FROM closed WHERE end_ms <= epoch_ms(month_end)
 ), crossing AS ({split_sql(
-    f"(SELECT * FROM closed WHERE {_MONTH_OF.format(ms='start_ms')} "
-    f"<> {_MONTH_OF.format(ms='end_ms - 1')})", "month")}
+    "(SELECT * EXCLUDE (month_end) FROM closed WHERE end_ms > epoch_ms(month_end))", "month")}
 ), cut AS (
     SELECT * FROM inside UNION ALL SELECT * FROM crossing
 ), runs AS (  -- a session's last running start in each month it starts one in (the open
