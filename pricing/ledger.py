@@ -365,13 +365,13 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                 f"{db}.main.charges" if kind == "full" else "temp.main.charges",
                 "temp.main.time_months", "temp.main.time_tails")
             con.execute(f"INSERT INTO {db}.main.session_periods {rows}")
-            # (months stored in order, as the other tables are by period)
+            # (months stored in month order, as the other tables are by period)
             for table, fresh, bound, order in (
-                    ("session_months", "time_months", from_month, "month_start_ms, session_id"),
-                    ("session_tails", "time_tails", "", "session_id")):
+                    ("session_months", "time_months", from_month, " ORDER BY month_start_ms"),
+                    ("session_tails", "time_tails", "", "")):
                 con.execute(f"DELETE FROM {db}.main.{table}{scope}{bound}")
-                con.execute(f"INSERT INTO {db}.main.{table} SELECT * FROM temp.main.{fresh} "
-                            f"ORDER BY {order}")
+                con.execute(f"INSERT INTO {db}.main.{table} SELECT * FROM temp.main.{fresh}"
+                            + order)
                 con.execute(f"DROP TABLE temp.main.{fresh}")
         charge_lines, unrated_lines = (int(n) for n in con.execute(
             f"SELECT (SELECT count(*) FROM {db}.main.charges), "
