@@ -94,24 +94,24 @@ FROM changes
 
 INTERVALS_SQL = _merged_sql()
 
-# The same intervals without sorting every transition: each session's session-level events
-# are gathered into one list (a hash aggregate) and that small list sorted, as rating's
-# runtime lists do. An event is packed as at_ms x 8 + its status's position in _STATUSES (5
-# for another status), so one BIGINT orders a session's events by time. The list is cut after
-# its terminal event, repeats are dropped, and each remaining event starts an interval ending
-# at the next one. Sessions with two events in one millisecond (`tied`: their order is by
-# event id), with another status, or with thread transitions only are left to INTERVALS_SQL.
-_STATUSES = ("idle", "running", "rescheduling", "terminated", "deleted")
-_STATUS_CODE = ("CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(_STATUSES))
-                + f" ELSE {len(_STATUSES)} END")
-_TERMINAL_CODES = tuple(_STATUSES.index(s) for s in TERMINAL)
-_STATUS_OF = "[" + ", ".join(f"'{s}'" for s in _STATUSES) + "]"
+# Each session's session-level status events gathered into one list (a hash aggregate) and that
+# small list sorted, instead of sorting every transition: what rating's runtime and the merged
+# intervals below are both computed from. An event is packed as at_ms x 8 + its status's
+# position in STATUSES (5 for another status, `odd`), so one BIGINT orders a session's events
+# by time; the list ends at the session's terminal instant (what follows is never counted).
+# `tied`: two events in one millisecond (their order is then by event id, which the list does
+# not know: such sessions take the window-based rules).
+STATUSES = ("idle", "running", "rescheduling", "terminated", "deleted")
+_STATUS_CODE = ("CASE status " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(STATUSES))
+                + f" ELSE {len(STATUSES)} END")
+_TERMINAL_CODES = tuple(STATUSES.index(s) for s in TERMINAL)
+_STATUS_OF = "[" + ", ".join(f"'{s}'" for s in STATUSES) + "]"
 
-_GATHERED_LISTS = f"""
+STATUS_LISTS_SQL = f"""
 WITH gathered AS (
     SELECT session_id, list(at_ms * 8 + {_STATUS_CODE}) AS ev,
            min(at_ms) FILTER (WHERE status IN {TERMINAL}) AS terminal_ms,
-           bool_or(status NOT IN {_STATUSES}) AS odd
+           bool_or(status NOT IN {STATUSES}) AS odd
     FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
     GROUP BY session_id
 ), increasing AS (  -- events usually arrive in order: then there is nothing to sort and no tie
@@ -123,15 +123,27 @@ WITH gathered AS (
            CASE WHEN increasing THEN ev ELSE list_sort(ev) END AS ev
     FROM increasing
 )
-SELECT session_id, odd OR CASE WHEN increasing THEN false ELSE coalesce(list_bool_or(
-           list_transform(ev[2:], lambda e, i: e >> 3 = ev[i] >> 3)), false) END AS exact,
+SELECT session_id,
        -- (nearly always the terminal event is the last one: nothing to cut)
-       list_filter(CASE WHEN terminal_ms IS NULL OR ev[-1] >> 3 = terminal_ms THEN ev
-                        ELSE list_filter(ev, lambda e: e >> 3 <= terminal_ms) END,
-                   lambda e, i: i = 1 OR e & 7 <> ev[i - 1] & 7) AS changes
+       CASE WHEN terminal_ms IS NULL OR ev[-1] >> 3 = terminal_ms THEN ev
+            ELSE list_filter(ev, lambda e: e >> 3 <= terminal_ms) END AS ev,
+       CASE WHEN increasing THEN false ELSE coalesce(list_bool_or(
+           list_transform(ev[2:], lambda e, i: e >> 3 = ev[i] >> 3)), false) END AS tied,
+       odd
 FROM sorted
 """
 
+
+def gather_status_lists(con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str) -> str:
+    """Materialise STATUS_LISTS_SQL as of `as_of_ms` into temp table `table`; returns it."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {STATUS_LISTS_SQL}",
+                {"as_of": as_of_ms})
+    return table
+
+
+# The merged intervals of the lists' sessions that are neither tied nor odd: repeats are
+# dropped, and each remaining event starts an interval ending at the next one (the others, and
+# thread-only sessions, are left to INTERVALS_SQL).
 _GATHERED_INTERVALS = f"""
 SELECT session_id, {_STATUS_OF}[(e & 7) + 1] AS status, e >> 3 AS start_ms,
        CASE WHEN nx IS NOT NULL THEN nx >> 3 WHEN e & 7 IN {_TERMINAL_CODES} THEN e >> 3
@@ -140,7 +152,9 @@ SELECT session_id, {_STATUS_OF}[(e & 7) + 1] AS status, e >> 3 AS start_ms,
             ELSE $as_of END - (e >> 3) AS duration_ms,
        nx IS NULL AND e & 7 NOT IN {_TERMINAL_CODES} AS provisional
 FROM (SELECT session_id, unnest(changes) AS e, unnest(changes[2:] || [NULL]) AS nx
-      FROM {{lists}} WHERE NOT exact)
+      FROM (SELECT session_id, list_filter(ev, lambda e, i: i = 1 OR e & 7 <> ev[i - 1] & 7)
+                       AS changes
+            FROM {{lists}} WHERE NOT tied AND NOT odd))
 """
 
 
@@ -155,21 +169,22 @@ def build_intervals(
     return table
 
 
-def gather_intervals(
-    con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str = "intervals"
-) -> str:
+def gather_intervals(con: duckdb.DuckDBPyConnection, as_of_ms: int,
+                     table: str = "intervals", lists: str | None = None) -> str:
     """`build_intervals`' rows, from each session's events gathered rather than from a sort of
-    all of them (see _GATHERED_LISTS); returns `table`."""
+    all of them (STATUS_LISTS_SQL; `lists`: a table of them already gathered as of
+    `as_of_ms` from the same status events); returns `table`."""
     params = {"as_of": as_of_ms}
-    lists = f"{table}_lists"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {lists} AS {_GATHERED_LISTS}", params)
-    sql = _GATHERED_INTERVALS.format(lists=lists)
+    own = lists is None
+    source = gather_status_lists(con, as_of_ms, f"{table}_lists") if lists is None else lists
+    sql = _GATHERED_INTERVALS.format(lists=source)
     threads = has_thread_statuses(con)
-    if threads or con.execute(f"SELECT count(*) FROM {lists} WHERE exact").fetchall()[0][0]:
-        exact = _merged_sql(f"SELECT session_id FROM {lists} WHERE exact", threads)
-        sql += f" UNION ALL SELECT * FROM ({exact})"
+    exact = f"SELECT session_id FROM {source} WHERE tied OR odd"
+    if threads or con.execute(f"SELECT count(*) FROM ({exact})").fetchall()[0][0]:
+        sql += f" UNION ALL SELECT * FROM ({_merged_sql(exact, threads)})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
-    con.execute(f"DROP TABLE {lists}")
+    if own:
+        con.execute(f"DROP TABLE {source}")
     return table
 
 
@@ -501,11 +516,11 @@ WHERE t.provisional
 
 
 def build_session_time(con: duckdb.DuckDBPyConnection, as_of_ms: int,
-                       prefix: str = "time") -> tuple[str, str]:
-    """Materialise, from `status_events` as of `as_of_ms`, temp tables `{prefix}_months`
-    (SESSION_MONTHS_SQL's columns) and `{prefix}_tails` (session_id, status, since_ms);
-    returns their names."""
-    intervals = gather_intervals(con, as_of_ms, f"{prefix}_intervals")
+                       prefix: str = "time", lists: str | None = None) -> tuple[str, str]:
+    """Materialise, from `status_events` as of `as_of_ms` (and `lists`, their status lists
+    if already gathered), temp tables `{prefix}_months` (SESSION_MONTHS_SQL's columns) and
+    `{prefix}_tails` (session_id, status, since_ms); returns their names."""
+    intervals = gather_intervals(con, as_of_ms, f"{prefix}_intervals", lists)
     months, tails = f"{prefix}_months", f"{prefix}_tails"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {months} AS "
                 + SESSION_MONTHS_SQL.format(intervals=intervals))

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from meter.intervals import build_session_time, time_rows_sql
+from meter.intervals import build_session_time, gather_status_lists, time_rows_sql
 from meter.store import current_catalog, has_stored_table
 from meter.vocabulary import DAY_MS, Period, as_date, day_start, iso_ms
 from pricing.pricebook import PriceBook
@@ -258,12 +258,22 @@ def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                     "WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)"
                     + where)
     try:
-        rate(con, books, options)
-        if time:
-            build_session_time(con, options.as_of_ms)
+        _rate_and_time(con, books, options) if time else rate(con, books, options)
     finally:
         for table in _RATED_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")
+
+
+def _rate_and_time(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
+                   options: RatingOptions) -> None:
+    """Rate, and build the time by month (temp tables `time_months`, `time_tails`), from one
+    gathering of the status events."""
+    lists = gather_status_lists(con, options.as_of_ms, "ledger_status_lists")
+    try:
+        rate(con, books, options, lists)
+        build_session_time(con, options.as_of_ms, lists=lists)
+    finally:
+        con.execute(f"DROP TABLE {lists}")
 
 
 def first_event_ms(con: duckdb.DuckDBPyConnection, db: str, sessions: str) -> int | None:
@@ -323,8 +333,7 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     db = current_catalog(con)
     since = None
     if kind == "full":
-        rate(con, books, options)
-        build_session_time(con, options.as_of_ms)
+        _rate_and_time(con, books, options)
         rated = -1  # (counted from the stored lines below)
     else:
         rated = reasons["sessions"]

@@ -48,7 +48,12 @@ import duckdb
 import pyarrow as pa
 
 from meter.errors import UsageError
-from meter.intervals import TERMINAL, exact_pieces_sql, has_thread_statuses, open_stretch_sql
+from meter.intervals import (
+    exact_pieces_sql,
+    gather_status_lists,
+    has_thread_statuses,
+    open_stretch_sql,
+)
 from meter.vocabulary import DAY_MS, PRICE_UNITS, TOKEN_CLASSES, as_date, day_start
 from pricing.money import EXACT_SQL_TYPE, install_sql_macros, runtime_units_per_ms
 from pricing.pricebook import PriceBook
@@ -379,58 +384,35 @@ FROM cut GROUP BY ALL
 """
 
 # The same runtime_days from the status events, for the full rating, without sorting them all:
-# each session's events are gathered into one list (a hash aggregate) and that small list is
-# sorted. An event is packed as at_ms x 4 + a code (0 other, 1 running, 2 terminal), so that
-# one BIGINT sort orders a session's events by time; the list is cut after its first terminal
-# event (what follows is never billed). Each running event starts a piece ending at the next
-# event (or as_of); a session whose last event is running is open, and the pieces of its last
-# running stretch are provisional. Sessions with two events in one millisecond (`tied`: their
-# order is by event id) and thread-only sessions are left to meter.intervals' exact pieces.
+# from each session's status list (meter.intervals.STATUS_LISTS_SQL: its events packed as
+# at_ms x 8 + a status code, 1 for running, in time order up to its terminal instant). Each
+# running event starts a piece ending at the next event (or as_of); a session whose last event
+# is running is open, and the pieces of its last running stretch are provisional. Sessions with
+# two events in one millisecond (`tied`: their order is by event id) and thread-only sessions
+# are left to meter.intervals' exact pieces.
 # `parts`: how many days x books the session's time [first_ms, last_ms) touches: 1 (most
 # sessions) or 2 (one midnight or book boundary, `cut_ms`, inside) are summed in the list;
 # 3 stands for more, unnested into pieces and cut by runtime_days_query. An open session whose
 # running stretch starts at as_of keeps a 0 ms piece there (the merged intervals' provisional
 # interval), so its time reaches as_of + 1; a repeated `running` at as_of adds no piece.
-_RUNTIME_LISTS = f"""
+_RUNTIME_LISTS = """
 CREATE OR REPLACE TEMP TABLE runtime_lists AS
-WITH gathered AS (
-    SELECT session_id, list(at_ms * 4 + CASE WHEN status = 'running' THEN 1
-                                             WHEN status IN {TERMINAL} THEN 2
-                                             ELSE 0 END) AS ev,
-           min(at_ms) FILTER (WHERE status IN {TERMINAL}) * 4 + 2 AS terminal
-    FROM status_events WHERE thread_id IS NULL AND at_ms <= $as_of
-    GROUP BY session_id
-), increasing AS (  -- events usually arrive in order: then there is nothing to sort and no tie
-    SELECT *, coalesce(list_bool_and(list_transform(ev[2:], lambda e, i: e >> 2 > ev[i] >> 2)),
-                       true) AS increasing
-    FROM gathered
-), sorted AS (
-    SELECT session_id, terminal, increasing,
-           CASE WHEN increasing THEN ev ELSE list_sort(ev) END AS ev
-    FROM increasing
-), live AS (  -- (nearly always the terminal event is the last one: nothing to cut)
-    SELECT session_id, increasing,
-           CASE WHEN terminal IS NULL OR ev[-1] = terminal THEN ev
-                ELSE list_filter(ev, lambda e: e <= terminal) END AS ev
-    FROM sorted
-), flagged AS (
-    SELECT session_id, ev,
-           CASE WHEN increasing THEN false ELSE coalesce(list_bool_or(list_transform(
-               ev[2:], lambda e, i: e >> 2 = ev[i] >> 2)), false) END AS tied,
-           ev[-1] & 3 = 1 AS open,
+WITH flagged AS (
+    SELECT session_id, ev, tied,
+           ev[-1] & 7 = 1 AS open,
            -- the open stretch: the events after the last one that is not running
-           CASE WHEN ev[-1] & 3 = 1 THEN 1 + coalesce(list_max(list_transform(
-                    ev, lambda e, i: CASE WHEN e & 3 <> 1 THEN i END)), 0) END AS stretch_from,
-           ev[1] >> 2 AS first_ms
-    FROM live
+           CASE WHEN ev[-1] & 7 = 1 THEN 1 + coalesce(list_max(list_transform(
+                    ev, lambda e, i: CASE WHEN e & 7 <> 1 THEN i END)), 0) END AS stretch_from,
+           ev[1] >> 3 AS first_ms
+    FROM {lists}
 ), spans AS (
-    SELECT *, CASE WHEN NOT open THEN ev[-1] >> 2
-                   WHEN ev[stretch_from] >> 2 < $as_of THEN $as_of ELSE $as_of + 1 END AS last_ms
+    SELECT *, CASE WHEN NOT open THEN ev[-1] >> 3
+                   WHEN ev[stretch_from] >> 3 < $as_of THEN $as_of ELSE $as_of + 1 END AS last_ms
     FROM flagged
 ), cut AS (
-    SELECT *, {{next_cut_first}} AS cut_ms FROM spans
+    SELECT *, {next_cut_first} AS cut_ms FROM spans
 )
-SELECT *, CASE WHEN cut_ms >= last_ms THEN 1 WHEN {{next_cut_cut}} >= last_ms THEN 2 ELSE 3 END
+SELECT *, CASE WHEN cut_ms >= last_ms THEN 1 WHEN {next_cut_cut} >= last_ms THEN 2 ELSE 3 END
               AS parts
 FROM cut
 """
@@ -442,14 +424,14 @@ FROM cut
 _LIST_DAYS = """
 WITH summed AS (
     SELECT session_id, parts, first_ms, cut_ms, open,
-           ev[stretch_from] >> 2 AS stretch_ms,
-           CASE WHEN parts = 1 THEN list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
-                    THEN coalesce(ev[i + 1] >> 2, $as_of) - (e >> 2) ELSE 0 END))
-                ELSE list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1 THEN greatest(
-                    least(coalesce(ev[i + 1] >> 2, $as_of), cut_ms) - (e >> 2), 0) ELSE 0 END))
+           ev[stretch_from] >> 3 AS stretch_ms,
+           CASE WHEN parts = 1 THEN list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 7 = 1
+                    THEN coalesce(ev[i + 1] >> 3, $as_of) - (e >> 3) ELSE 0 END))
+                ELSE list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 7 = 1 THEN greatest(
+                    least(coalesce(ev[i + 1] >> 3, $as_of), cut_ms) - (e >> 3), 0) ELSE 0 END))
            END::BIGINT AS ms_before,
-           CASE WHEN parts = 2 THEN list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 3 = 1
-               THEN greatest(coalesce(ev[i + 1] >> 2, $as_of) - greatest(e >> 2, cut_ms), 0)
+           CASE WHEN parts = 2 THEN list_sum(list_transform(ev, lambda e, i: CASE WHEN e & 7 = 1
+               THEN greatest(coalesce(ev[i + 1] >> 3, $as_of) - greatest(e >> 3, cut_ms), 0)
                ELSE 0 END))::BIGINT END AS ms_after
     FROM runtime_lists WHERE parts <= 2 AND NOT tied
 )
@@ -465,12 +447,12 @@ FROM summed WHERE parts = 2 AND (ms_after > 0 OR open)
 
 # Running pieces of the other sessions, for runtime_days_query to cut and sum.
 _LIST_PIECES = """
-SELECT session_id, 'running' AS status, e >> 2 AS start_ms, coalesce(nx >> 2, $as_of) AS end_ms,
+SELECT session_id, 'running' AS status, e >> 3 AS start_ms, coalesce(nx >> 3, $as_of) AS end_ms,
        open AND i >= stretch_from AS provisional
 FROM (SELECT session_id, open, stretch_from, unnest(ev) AS e, unnest(ev[2:] || [NULL]) AS nx,
              unnest(range(1, len(ev) + 1)) AS i
       FROM runtime_lists WHERE parts = 3 AND NOT tied)
-WHERE e & 3 = 1 AND (coalesce(nx >> 2, $as_of) > e >> 2 OR i = stretch_from)
+WHERE e & 7 = 1 AND (coalesce(nx >> 3, $as_of) > e >> 3 OR i = stretch_from)
 """
 
 # The exact pieces of the sessions the lists leave out, provisional through the open stretch
@@ -493,13 +475,17 @@ def _next_cut(con: duckdb.DuckDBPyConnection, ms: str) -> str:
             else f"({day_start(ms)} + {DAY_MS})")
 
 
-def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int) -> None:
+def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int,
+                  status_lists: str | None = None) -> None:
     """`runtime_days` from the status events, as `runtime_days_sql` over the merged intervals
     computes it, gathering each session's events rather than sorting them all (see
-    _RUNTIME_LISTS)."""
+    _RUNTIME_LISTS; `status_lists`: a table of them already gathered as of `as_of_ms`)."""
     params = {"as_of": as_of_ms}
-    con.execute(_RUNTIME_LISTS.format(next_cut_first=_next_cut(con, "first_ms"),
+    lists = status_lists or gather_status_lists(con, as_of_ms, "runtime_status_lists")
+    con.execute(_RUNTIME_LISTS.format(lists=lists, next_cut_first=_next_cut(con, "first_ms"),
                                       next_cut_cut=_next_cut(con, "cut_ms")), params)
+    if status_lists is None:
+        con.execute(f"DROP TABLE {lists}")
     threads = has_thread_statuses(con)
     pieces = _LIST_PIECES
     if threads or con.execute("SELECT count(*) FROM runtime_lists WHERE tied").fetchall()[0][0]:
@@ -717,8 +703,10 @@ def prepare_usage(
     con: duckdb.DuckDBPyConnection,
     books: Sequence[PriceBook],
     options: RatingOptions,
+    status_lists: str | None = None,
 ) -> None:
-    """Stage 1: load the books and meter the usage into temp tables, not yet priced.
+    """Stage 1: load the books and meter the usage into temp tables, not yet priced
+    (`status_lists`: see `stage_runtime`).
 
     Leaves `pb_books`, `pb_rates`, `pb_aliases`, `runtime_days` (running ms per session x day
     x book), `rating_sessions`, `thread_models`, `usage_lines` (token quantities, a column per
@@ -728,7 +716,7 @@ def prepare_usage(
     params = {"as_of": options.as_of_ms}
     install_sql_macros(con)
     load_books(con, books)
-    stage_runtime(con, options.as_of_ms)
+    stage_runtime(con, options.as_of_ms, status_lists)
     con.execute(_SESSIONS)
     con.execute(_THREAD_MODELS)
     groups, lc_groups, thresholds = _span_groups(con)
@@ -922,8 +910,11 @@ def rate(
     con: duckdb.DuckDBPyConnection,
     books: Sequence[PriceBook],
     options: RatingOptions,
+    status_lists: str | None = None,
 ) -> None:
-    """Rate everything in the store as of `options.as_of_ms`.
+    """Rate everything in the store as of `options.as_of_ms` (`status_lists`: the status
+    events already gathered as of then, meter.intervals.gather_status_lists; else gathered
+    here).
 
     Leaves `charges` (priced line items, one per day x session x SKU: a view over the temp
     tables `charge_lines` (runtime, searches) and `token_lines` (wide, a column pair per token
@@ -931,5 +922,5 @@ def rate(
     `unrated` (usage that could not be priced, with the reason) on the connection.
     Works on a read-only connection: only temp objects are written.
     """
-    prepare_usage(con, books, options)
+    prepare_usage(con, books, options, status_lists)
     price_usage(con)
