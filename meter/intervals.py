@@ -175,15 +175,14 @@ def gather_intervals(con: duckdb.DuckDBPyConnection, as_of_ms: int,
     all of them (STATUS_LISTS_SQL; `lists`: a table of them already gathered as of
     `as_of_ms` from the same status events); returns `table`."""
     params = {"as_of": as_of_ms}
-    own = lists is None
-    source = gather_status_lists(con, as_of_ms, f"{table}_lists") if lists is None else lists
+    source = lists or gather_status_lists(con, as_of_ms, f"{table}_lists")
     sql = _GATHERED_INTERVALS.format(lists=source)
     threads = has_thread_statuses(con)
     exact = f"SELECT session_id FROM {source} WHERE tied OR odd"
     if threads or con.execute(f"SELECT count(*) FROM ({exact})").fetchall()[0][0]:
         sql += f" UNION ALL SELECT * FROM ({_merged_sql(exact, threads)})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
-    if own:
+    if lists is None:
         con.execute(f"DROP TABLE {source}")
     return table
 

@@ -258,7 +258,10 @@ def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                     "WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)"
                     + where)
     try:
-        _rate_and_time(con, books, options) if time else rate(con, books, options)
+        if time:
+            _rate_and_time(con, books, options)
+        else:
+            rate(con, books, options)
     finally:
         for table in _RATED_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{table}")

@@ -185,6 +185,10 @@ def untied_stores(draw: st.DrawFn) -> tuple[list[Transition], int]:
 
 # --- the properties -------------------------------------------------------------------------
 
+# (every example reuses the module's store: hypothesis is told the fixture is meant)
+_ONE_STORE = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture,
+                                                          HealthCheck.too_slow]}
+
 def _tiles(rows: list[Interval]) -> None:
     """Each session's intervals follow one another without gap or overlap, from its first
     transition to the end of its last interval."""
@@ -208,8 +212,7 @@ def _running_by_session(rows: list[Interval]) -> dict[str, tuple[int, bool]]:
     return out
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[
-    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=200, **_ONE_STORE)
 @given(drawn=untied_stores(), seed=st.integers(0, 2**16))
 def test_gathered_intervals_without_ties_equal_the_reference(con, drawn, seed):
     rows, as_of = drawn
@@ -219,8 +222,7 @@ def test_gathered_intervals_without_ties_equal_the_reference(con, drawn, seed):
         reference_intervals(rows, as_of)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[
-    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=150, **_ONE_STORE)
 @given(drawn=stores(), seed=st.integers(0, 2**16))
 def test_intervals_equal_the_reference_and_lose_no_millisecond(con, drawn, seed):
     rows, as_of = drawn
