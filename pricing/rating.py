@@ -113,8 +113,6 @@ def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> No
     for name in ("books", "rates", "aliases"):
         con.execute(f"CREATE OR REPLACE TEMP TABLE pb_{name} AS SELECT * FROM _{name}")
         con.unregister(f"_{name}")
-    _LOADED[con] = tuple((i, b.effective_from_ms, b.effective_to_ms)
-                         for i, b in enumerate(ordered))
     token = next(_LOADS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE pb_loaded AS SELECT {token}::BIGINT AS token")
     _PRICED.pop(con, None)  # (the price tables were of the books replaced)
@@ -134,15 +132,9 @@ def _loaded_token(con: duckdb.DuckDBPyConnection) -> int | None:
         return None
 
 
-# The books `load_books` last loaded on a connection, as (book_id, from_ms, to_ms): what the
-# SQL builders below would otherwise read back from pb_books several times per rating run.
-_LOADED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection,
-                                   tuple[tuple[int, int, int | None], ...]] = (
-    weakref.WeakKeyDictionary())
-
-
 # The books `load_books` last loaded on a connection, as given, with the token of that load
 # (also kept in temp table pb_loaded, and in price_keys for the price tables built from it).
+# The SQL builders below read the books' ranges from here rather than from pb_books.
 _LOADS = itertools.count(1)
 _BOOKS_OF: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection,
                                      tuple[int, tuple[PriceBook, ...]]] = (
@@ -157,11 +149,13 @@ _PRICED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int] = (
 
 
 def _loaded_books(con: duckdb.DuckDBPyConnection) -> tuple[tuple[int, int, int | None], ...]:
-    """(book_id, from_ms, to_ms) of the books loaded on `con`."""
-    if con not in _LOADED:
-        _LOADED[con] = tuple(con.execute("SELECT book_id, from_ms, to_ms FROM pb_books "
-                                         "ORDER BY book_id").fetchall())
-    return _LOADED[con]
+    """(book_id, from_ms, to_ms) of the books loaded on `con` (read from pb_books where they
+    were not loaded by `load_books`)."""
+    kept = _BOOKS_OF.get(con)
+    if kept is not None:
+        return tuple((i, b.effective_from_ms, b.effective_to_ms) for i, b in enumerate(kept[1]))
+    return tuple(con.execute("SELECT book_id, from_ms, to_ms FROM pb_books "
+                             "ORDER BY book_id").fetchall())
 
 
 # The session dimension as rating reads it. A view: sessions seen only in events (no session
