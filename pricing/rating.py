@@ -213,31 +213,12 @@ WITH multi AS (
 ), last_snap AS (
     SELECT session_id, max(at_ms) AS last_ms FROM usage_snapshots
     WHERE at_ms <= $as_of GROUP BY session_id
-), lc_thresholds(threshold_tokens, k) AS ({lc_thresholds}
-), lc_models AS (  -- spellings, per book, whose requests can be long context: from threshold k
-    SELECT n.model_raw, a.book_id, min(t.k) AS k
-    FROM (SELECT model_id AS model_raw FROM rating_sessions
-          UNION SELECT model_id FROM thread_models) n
-    JOIN pb_aliases a
-      ON a.alias IN (n.model_raw, regexp_replace(n.model_raw, '-[0-9]{{8}}$', ''))
-    JOIN pb_rates r ON r.book_id = a.book_id AND r.model_id = a.model_id
-         AND r.tier = 'long_context'
-    JOIN lc_thresholds t USING (threshold_tokens)
-    GROUP BY ALL
-), lc_sessions AS (
-    SELECT session_id FROM rating_sessions WHERE model_id IN (SELECT model_raw FROM lc_models)
-    UNION SELECT session_id FROM thread_models WHERE model_id IN (SELECT model_raw FROM lc_models)
 ), span_groups AS (
     -- requests of the main thread and of named threads are grouped apart (a NULL thread key
     -- slows the grouping of the far more common first kind)
     {span_groups}
-), lc_groups AS (
-    -- requests that may be long context, summed again per threshold bucket (few: read twice)
-    {lc_groups}
 ), span_lines AS ({span_lines}span_groups g LEFT JOIN pb_books b USING (book_id)
-), lc_lines AS ({span_lines}lc_groups g LEFT JOIN pb_books b USING (book_id)
-    JOIN lc_models c ON c.book_id = g.book_id AND c.model_raw = g.model_raw
-    WHERE g.lc_bucket > c.k
+), {long_context}
 )
 SELECT n.session_id, NULL::VARCHAR AS thread_id, n.at_ms, s.model_id AS model_raw, s.speed,
        coalesce(s.inference_geo = 'us', false) AS us, 'standard' AS tier, 'snapshot' AS source,
@@ -267,6 +248,34 @@ SELECT l.session_id, CASE WHEN l.billed THEN l.thread_id END, l.at_ms, l.model_r
        -l.q_input, -l.q_output, -l.q_5m, -l.q_1h, -l.q_read
 FROM lc_lines l LEFT JOIN rating_sessions s USING (session_id)
 """
+
+# The long-context rates of the model spellings in use (of sessions and threads).
+_LC_RATES = """
+    FROM (SELECT model_id AS model_raw FROM rating_sessions
+          UNION SELECT model_id FROM thread_models) n
+    JOIN pb_aliases a
+      ON a.alias IN (n.model_raw, regexp_replace(n.model_raw, '-[0-9]{8}$', ''))
+    JOIN pb_rates r ON r.book_id = a.book_id AND r.model_id = a.model_id
+         AND r.tier = 'long_context'"""
+
+# usage_lines' requests that may be long context (lc_lines), where a model in use has a
+# long-context rate; else lc_lines is empty (_NO_LONG_CONTEXT: a plan far smaller to make).
+_LONG_CONTEXT = """lc_thresholds(threshold_tokens, k) AS ({lc_thresholds}
+), lc_models AS (  -- spellings, per book, whose requests can be long context: from threshold k
+    SELECT n.model_raw, a.book_id, min(t.k) AS k{lc_rates}
+    JOIN lc_thresholds t USING (threshold_tokens)
+    GROUP BY ALL
+), lc_sessions AS (
+    SELECT session_id FROM rating_sessions WHERE model_id IN (SELECT model_raw FROM lc_models)
+    UNION SELECT session_id FROM thread_models WHERE model_id IN (SELECT model_raw FROM lc_models)
+), lc_groups AS (
+    -- requests that may be long context, summed again per threshold bucket (few: read twice)
+    {lc_groups}
+), lc_lines AS ({span_lines}lc_groups g LEFT JOIN pb_books b USING (book_id)
+    JOIN lc_models c ON c.book_id = g.book_id AND c.model_raw = g.model_raw
+    WHERE g.lc_bucket > c.k
+"""
+_NO_LONG_CONTEXT = "lc_lines AS (SELECT * FROM span_lines WHERE false\n"
 
 # A request group priced from spans: its speed, its cache writes at the TTL in force, and
 # whether spans bill it (after the session's last snapshot, or a multi-model session).
@@ -714,8 +723,11 @@ def prepare_usage(
     con.execute(_SESSIONS)
     con.execute(_THREAD_MODELS)
     groups, lc_groups, thresholds = _span_groups(con)
-    con.execute(_USAGE_LINES.format(span_groups=groups, lc_groups=lc_groups,
-                                    span_lines=_SPAN_LINES, lc_thresholds=thresholds),
+    long_context = (_NO_LONG_CONTEXT if lc_groups is None else _LONG_CONTEXT.format(
+        lc_thresholds=thresholds, lc_rates=_LC_RATES, lc_groups=lc_groups,
+        span_lines=_SPAN_LINES))
+    con.execute(_USAGE_LINES.format(span_groups=groups, span_lines=_SPAN_LINES,
+                                    long_context=long_context),
                 {**params, "ttl": options.span_cache_ttl})
     con.execute(_SEARCHES, params)
 
@@ -759,14 +771,14 @@ _COVERED = """(
       ON c.session_id = m.session_id AND c.at_ms >= m.at_ms)"""
 
 
-def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str, str]:
+def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str | None, str]:
     """SQL of the request groups (see `_USAGE_LINES`): all requests (bucket 0) and those that
-    may be long context (empty without long-context rates), and of the long-context
-    thresholds (threshold_tokens, k): a request is in bucket b when its prompt exceeds b of
-    them."""
+    may be long context (None where no model in use has a long-context rate), and of the
+    long-context thresholds of the models in use (threshold_tokens, k): a request is in
+    bucket b when its prompt exceeds b of them."""
     thresholds = [r[0] for r in con.execute(
-        "SELECT DISTINCT threshold_tokens FROM pb_rates WHERE tier = 'long_context' "
-        "AND threshold_tokens IS NOT NULL ORDER BY 1").fetchall()]
+        f"SELECT DISTINCT r.threshold_tokens {_LC_RATES} "
+        "WHERE r.threshold_tokens IS NOT NULL ORDER BY 1").fetchall()]
     book, day = book_sql(con, "m.at_ms"), day_start("m.at_ms")
     sides = (("NULL::VARCHAR", "NULL", "s.model_id", ""),
              ("m.thread_id", "NOT NULL", "coalesce(tm.model_id, s.model_id)", _THREAD_JOIN))
@@ -779,8 +791,7 @@ def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str, str]:
 
     standard = groups("0", "", "model_requests")
     if not thresholds:
-        return (standard, f"SELECT * FROM ({standard}) WHERE false",
-                "SELECT NULL::BIGINT, NULL::INTEGER WHERE false")
+        return standard, None, ""
     bucket = " + ".join(f"({_PROMPT} > {t})::INTEGER" for t in thresholds)
     where = (f" AND {_PROMPT} > {thresholds[0]} "
              "AND m.session_id IN (SELECT session_id FROM lc_sessions)")
