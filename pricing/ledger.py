@@ -135,13 +135,14 @@ class _Covered:
     options: str
 
 
-def last_run(con: duckdb.DuckDBPyConnection) -> _Covered | None:
-    """The last stored run the ledger can continue from (None: rate everything)."""
+def last_run(con: duckdb.DuckDBPyConnection, db: str | None = None) -> _Covered | None:
+    """The last stored run the ledger can continue from (None: rate everything); `db`: the
+    store's catalog (`current_catalog`), if known."""
     if not has_stored_table(con, "ledger_open"):
         return None
     rows = con.execute(f"""
         SELECT as_of_ms, through_ingest, through_count, prints, options
-        FROM {current_catalog(con)}.main.rating_runs WHERE prints IS NOT NULL
+        FROM {db or current_catalog(con)}.main.rating_runs WHERE prints IS NOT NULL
         ORDER BY rated_ms DESC, rowid DESC LIMIT 1""").fetchall()
     if not rows:
         return None
@@ -173,19 +174,18 @@ def _kept_by_last_run(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(rows and rows[0][0])
 
 
-def _watermark(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-    """The highest ingest id in the event and session tables, and how many rows carry it."""
-    db = current_catalog(con)
+def _watermark(con: duckdb.DuckDBPyConnection, db: str) -> tuple[int, int]:
+    """The highest ingest id in the event and session tables of store `db`, and how many rows
+    carry it."""
     top = con.execute(f"""
         SELECT greatest(coalesce((SELECT max(ingest_id) FROM {db}.main.events), 0),
                         coalesce((SELECT max(ingest_id) FROM {db}.main.sessions), 0))
     """).fetchall()[0][0]
-    return int(top), _carrying(con, int(top))
+    return int(top), _carrying(con, db, int(top))
 
 
-def _carrying(con: duckdb.DuckDBPyConnection, ingest_id: int) -> int:
-    """How many event and session rows carry `ingest_id`."""
-    db = current_catalog(con)
+def _carrying(con: duckdb.DuckDBPyConnection, db: str, ingest_id: int) -> int:
+    """How many event and session rows of store `db` carry `ingest_id`."""
     return int(con.execute(f"""
         SELECT (SELECT count(*) FROM {db}.main.events WHERE ingest_id = $t)
              + (SELECT count(*) FROM {db}.main.sessions WHERE ingest_id = $t)
@@ -196,13 +196,13 @@ def _changed_books(old: Sequence[BookPrint], new: Sequence[BookPrint]) -> list[B
     return sorted(set(old) ^ set(new), key=lambda p: (p.from_ms, p.name, p.digest))
 
 
-def _find_stale(con: duckdb.DuckDBPyConnection, covered: _Covered, as_of_ms: int,
-                prints: Sequence[BookPrint]) -> dict[str, int]:
-    """Fill temp table `ledger_stale` with the sessions whose lines may differ from the
-    ledger's when rated as of `as_of_ms` with books `prints`; the count per cause."""
-    db = current_catalog(con)
+def _find_stale(con: duckdb.DuckDBPyConnection, db: str, covered: _Covered, as_of_ms: int,
+                prints: Sequence[BookPrint]) -> tuple[dict[str, int], int, int]:
+    """Fill temp table `ledger_stale` with the sessions of store `db` whose lines may differ
+    from the ledger's when rated as of `as_of_ms` with books `prints`; the count per cause,
+    of them all, and of the store's sessions."""
     # the last run's ingest went on after it (one ingest spanning the run): take its rows too
-    continued = _carrying(con, covered.through_ingest) != covered.through_count
+    continued = _carrying(con, db, covered.through_ingest) != covered.through_count
     newer = ">=" if continued else ">"
     lo, hi = sorted((covered.as_of_ms, as_of_ms))
     sources = {
@@ -224,15 +224,19 @@ def _find_stale(con: duckdb.DuckDBPyConnection, covered: _Covered, as_of_ms: int
         where = " OR ".join(days)
         sources["books"] = (f"SELECT session_id FROM {db}.main.charges WHERE {where} "
                             f"UNION SELECT session_id FROM {db}.main.unrated_usage WHERE {where}")
-    con.execute("CREATE OR REPLACE TEMP TABLE ledger_stale_by AS "
-                + " UNION ALL ".join(f"SELECT DISTINCT session_id, '{cause}' AS cause "
-                                     f"FROM ({sql})" for cause, sql in sources.items()))
+    # one row per session, with a bit per cause that makes it stale
     con.execute("CREATE OR REPLACE TEMP TABLE ledger_stale AS "
-                "SELECT DISTINCT session_id FROM ledger_stale_by")
-    by_cause = dict(con.execute("SELECT cause, count(*) FROM ledger_stale_by GROUP BY cause"
-                                ).fetchall())
-    con.execute("DROP TABLE ledger_stale_by")
-    return {cause: int(by_cause.get(cause, 0)) for cause in sources}
+                "SELECT session_id, bit_or(cause) AS causes FROM ("
+                + " UNION ALL ".join(f"SELECT session_id, {1 << bit} AS cause FROM ({sql})"
+                                     for bit, sql in enumerate(sources.values()))
+                + ") GROUP BY session_id")
+    counts = con.execute(
+        "SELECT " + ", ".join(f"count(*) FILTER (causes & {1 << bit} <> 0)"
+                              for bit in range(len(sources)))
+        + f", count(*), (SELECT count(*) FROM {db}.main.sessions) FROM ledger_stale"
+    ).fetchall()[0]
+    *by_cause, stale, sessions = (int(n) for n in counts)
+    return dict(zip(sources, by_cause, strict=True)), stale, sessions
 
 
 def stale_periods(covered: _Covered | None,
@@ -243,13 +247,12 @@ def stale_periods(covered: _Covered | None,
     return [b.days() for b in _changed_books(covered.prints, prints)]
 
 
-def _rate_stale(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
+def _rate_stale(con: duckdb.DuckDBPyConnection, db: str, books: Sequence[PriceBook],
                 options: RatingOptions, since: int | None, *, time: bool = False) -> None:
-    """Rate the sessions of `ledger_stale` only: each event table is shadowed, while rating,
-    by a temp table of their rows (the rating reads tables by name), read from `since` (their
-    earliest event, see `first_event_ms`; None: all). With `time`, their time by month too
-    (temp tables `time_months`, `time_tails`)."""
-    db = current_catalog(con)
+    """Rate the sessions of `ledger_stale` (of store `db`) only: each event table is shadowed,
+    while rating, by a temp table of their rows (the rating reads tables by name), read from
+    `since` (their earliest event, see `first_event_ms`; None: all). With `time`, their time
+    by month too (temp tables `time_months`, `time_tails`)."""
     recent = "" if since is None else f" AND at_ms >= {since}"
     # (copied once: the rating reads some of them several times)
     for table in _RATED_TABLES:
@@ -306,19 +309,17 @@ def _book_names(con: duckdb.DuckDBPyConnection) -> tuple[str, ...]:
         "SELECT name, version FROM pb_books ORDER BY book_id").fetchall())
 
 
-def _plan(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook], options: RatingOptions,
-          full: bool) -> tuple[str, dict[str, int], _Covered | None]:
-    """How to bring the ledger to `options.as_of_ms`: 'full' or 'incremental' (with
-    `ledger_stale` filled), the stale sessions by cause, and the last run."""
-    covered = None if full else last_run(con)
+def _plan(con: duckdb.DuckDBPyConnection, db: str, books: Sequence[PriceBook],
+          options: RatingOptions, full: bool) -> tuple[str, dict[str, int], _Covered | None]:
+    """How to bring the ledger of store `db` to `options.as_of_ms`: 'full' or 'incremental'
+    (with `ledger_stale` filled), the stale sessions by cause, and the last run."""
+    covered = None if full else last_run(con, db)
     if covered is None:
         return "full", {}, None
     if covered.options != _options_key(options):
         return "full", {"options": -1}, covered
-    reasons = _find_stale(con, covered, options.as_of_ms, book_prints(books))
-    stale = con.execute("SELECT count(*) FROM ledger_stale").fetchall()[0][0]
-    sessions = con.execute(f"SELECT count(*) FROM {current_catalog(con)}.main.sessions"
-                           ).fetchall()[0][0]
+    reasons, stale, sessions = _find_stale(con, db, covered, options.as_of_ms,
+                                           book_prints(books))
     if stale > FULL_SHARE * max(sessions, 1) and stale > 1000:
         return "full", reasons, covered
     return "incremental", {**reasons, "sessions": int(stale)}, covered
@@ -332,8 +333,8 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     change reaches them: their issued invoices stay as they are, and the difference is billed
     as corrections (reports.closing)."""
     started = time.monotonic()
-    kind, reasons, covered = _plan(con, books, options, full)
     db = current_catalog(con)
+    kind, reasons, covered = _plan(con, db, books, options, full)
     since = None
     if kind == "full":
         _rate_and_time(con, books, options)
@@ -342,10 +343,10 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
         rated = reasons["sessions"]
         if rated:
             since = first_event_ms(con, db, "temp.main.ledger_stale")
-            _rate_stale(con, books, options, since, time=True)
+            _rate_stale(con, db, books, options, since, time=True)
         else:
             load_books(con, books)  # (nothing changed: the run is only recorded)
-    top, count = _watermark(con)
+    top, count = _watermark(con, db)
     prints = book_prints(books)
     scope = ("" if kind == "full"
              else " WHERE session_id IN (SELECT session_id FROM temp.main.ledger_stale)")
@@ -405,7 +406,7 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    _read_stored(con, just_rated=bool(rated or kind == "full"))
+    _read_stored(con, db, just_rated=bool(rated or kind == "full"))
     return RatingRun(as_of_ms=options.as_of_ms, kind=kind, sessions_rated=int(rated),
                      charge_lines=charge_lines, unrated_lines=unrated_lines,
                      books=names, elapsed_ms=elapsed, reasons=reasons,
@@ -423,10 +424,10 @@ def _closed_notices(covered: _Covered | None, prints: Sequence[BookPrint],
     return tuple(dict.fromkeys(notices))
 
 
-def _read_stored(con: duckdb.DuckDBPyConnection, *, just_rated: bool = False) -> None:
-    """Point `charges` and `unrated` at the stored ledger (dropping what rating left: when it
-    `just_rated`, the rating's view and table, without looking them up)."""
-    db = current_catalog(con)
+def _read_stored(con: duckdb.DuckDBPyConnection, db: str, *, just_rated: bool = False
+                 ) -> None:
+    """Point `charges` and `unrated` at the ledger of store `db` (dropping what rating left:
+    when it `just_rated`, the rating's view and table, without looking them up)."""
     if just_rated:
         con.execute("DROP VIEW temp.main.charges")
         con.execute("DROP TABLE temp.main.unrated")
@@ -443,7 +444,8 @@ def overlay(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     replaced. (A store without a ledger, or other options, is rated whole on the connection.)
     """
     started = time.monotonic()
-    kind, reasons, _ = _plan(con, books, options, full=full)
+    db = current_catalog(con)
+    kind, reasons, _ = _plan(con, db, books, options, full=full)
     if kind == "full":
         rate(con, books, options)
         charge_lines, unrated_lines = _counts(con)
@@ -451,12 +453,12 @@ def overlay(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                          charge_lines=charge_lines, unrated_lines=unrated_lines,
                          books=_book_names(con), reasons=reasons, stored=False,
                          elapsed_ms=int((time.monotonic() - started) * 1000))
-    db = current_catalog(con)
     if reasons["sessions"] == 0:
-        _read_stored(con)
+        _read_stored(con, db)
         load_books(con, books)
     else:
-        _rate_stale(con, books, options, first_event_ms(con, db, "temp.main.ledger_stale"))
+        _rate_stale(con, db, books, options,
+                    first_event_ms(con, db, "temp.main.ledger_stale"))
         con.execute("CREATE OR REPLACE TEMP TABLE ledger_fresh AS "
                     "SELECT * FROM temp.main.charges")
         con.execute("CREATE OR REPLACE TEMP TABLE ledger_fresh_unrated AS "
