@@ -177,7 +177,7 @@ def gather_intervals(con: duckdb.DuckDBPyConnection, as_of_ms: int,
     params = {"as_of": as_of_ms}
     source = lists or gather_status_lists(con, as_of_ms, f"{table}_lists")
     sql = _GATHERED_INTERVALS.format(lists=source)
-    threads = has_thread_statuses(con)
+    threads = has_thread_only_sessions(con)
     exact = f"SELECT session_id FROM {source} WHERE tied OR odd"
     if threads or con.execute(f"SELECT count(*) FROM ({exact})").fetchall()[0][0]:
         sql += f" UNION ALL SELECT * FROM ({_merged_sql(exact, threads)})"
@@ -308,10 +308,14 @@ GROUP BY e.session_id
 """
 
 
-def has_thread_statuses(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether any thread-level status event is stored (multi-agent sessions)."""
-    return con.execute("SELECT count(*) FROM (SELECT 1 FROM status_events "
-                       "WHERE thread_id IS NOT NULL LIMIT 1)").fetchall()[0][0] > 0
+def has_thread_only_sessions(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether some session has thread-level status events and no session-level one: its
+    status is derived from its threads' (_THREAD_DERIVED, which yields nothing otherwise, so
+    the queries leave it out then). Multi-agent sessions with session-level events too are
+    billed from those."""
+    return con.execute("SELECT count(*) FROM (SELECT session_id FROM status_events "
+                       "GROUP BY session_id HAVING count(*) FILTER (thread_id IS NULL) = 0 "
+                       "LIMIT 1)").fetchall()[0][0] > 0
 
 
 def build_pieces(con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str = "intervals") -> str:
@@ -321,7 +325,7 @@ def build_pieces(con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str = "in
     day, but consecutive rows of one status are not merged (billing sums them; displays use
     `build_intervals`). One sort of the status events instead of two.
     """
-    sql = pieces_sql(has_thread_statuses(con))
+    sql = pieces_sql(has_thread_only_sessions(con))
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", {"as_of": as_of_ms})
     return table
 

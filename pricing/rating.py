@@ -51,7 +51,7 @@ from meter.errors import UsageError
 from meter.intervals import (
     exact_pieces_sql,
     gather_status_lists,
-    has_thread_statuses,
+    has_thread_only_sessions,
     open_stretch_sql,
 )
 from meter.vocabulary import DAY_MS, PRICE_UNITS, TOKEN_CLASSES, as_date, day_start
@@ -489,7 +489,7 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int,
                                       next_cut_cut=_next_cut(con, "cut_ms")), params)
     if status_lists is None:
         con.execute(f"DROP TABLE {lists}")
-    threads = has_thread_statuses(con)
+    threads = has_thread_only_sessions(con)
     pieces = _LIST_PIECES
     if threads or con.execute("SELECT count(*) FROM runtime_lists WHERE tied").fetchall()[0][0]:
         exact = exact_pieces_sql("SELECT session_id FROM runtime_lists WHERE tied", threads)
