@@ -490,17 +490,24 @@ def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int,
     if status_lists is None:
         con.execute(f"DROP TABLE {lists}")
     threads = has_thread_only_sessions(con)
-    pieces = _LIST_PIECES
-    if threads or con.execute("SELECT count(*) FROM runtime_lists WHERE tied").fetchall()[0][0]:
+    tied, many = con.execute("SELECT count(*) FILTER (WHERE tied), "
+                             "count(*) FILTER (WHERE parts = 3 AND NOT tied) FROM runtime_lists"
+                             ).fetchall()[0]
+    pieces = [_LIST_PIECES] if many else []  # (left out of the plan when there are none)
+    if threads or tied:
         exact = exact_pieces_sql("SELECT session_id FROM runtime_lists WHERE tied", threads)
         con.execute(f"CREATE OR REPLACE TEMP TABLE exact_pieces AS {exact}", params)
         stretch = open_stretch_sql("SELECT session_id FROM exact_pieces "
                                    "WHERE provisional AND status = 'running'", threads)
-        pieces += "UNION ALL" + _EXACT_RUNNING.format(stretch=stretch)
+        pieces.append(_EXACT_RUNNING.format(stretch=stretch))
     in_lists = _LIST_DAYS.format(day_first=day_start("first_ms"),
                                  book_first=book_sql(con, "first_ms"),
                                  day_cut=day_start("cut_ms"), book_cut=book_sql(con, "cut_ms"))
-    con.execute(runtime_days_sql(con, pieces) + f" UNION ALL SELECT * FROM ({in_lists})", params)
+    if pieces:
+        con.execute(runtime_days_sql(con, " UNION ALL ".join(pieces))
+                    + f" UNION ALL SELECT * FROM ({in_lists})", params)
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE runtime_days AS {in_lists}", params)
     con.execute("DROP TABLE runtime_lists")
     con.execute("DROP TABLE IF EXISTS exact_pieces")
 
