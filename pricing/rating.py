@@ -218,8 +218,7 @@ WITH multi AS (
     -- slows the grouping of the far more common first kind)
     {span_groups}
 ), span_lines AS ({span_lines}span_groups g LEFT JOIN pb_books b USING (book_id)
-), {long_context}
-)
+){long_context}
 SELECT n.session_id, NULL::VARCHAR AS thread_id, n.at_ms, s.model_id AS model_raw, s.speed,
        coalesce(s.inference_geo = 'us', false) AS us, 'standard' AS tier, 'snapshot' AS source,
        n.q_input, n.q_output, n.q_5m, n.q_1h, n.q_read
@@ -235,19 +234,7 @@ UNION ALL
 SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us, 'standard', 'span',
        l.q_input, l.q_output, l.q_5m, l.q_1h, l.q_read
 FROM span_lines l WHERE l.billed
-UNION ALL
-SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us, 'long_context', 'span',
-       l.q_input, l.q_output, l.q_5m, l.q_1h, l.q_read
-FROM lc_lines l
-UNION ALL
--- ... and the same tokens out of the standard line that counted them: the requests' own
--- (billed from spans), else their covering snapshot's (same date, model, speed and key)
-SELECT l.session_id, CASE WHEN l.billed THEN l.thread_id END, l.at_ms, l.model_raw,
-       CASE WHEN l.billed THEN l.speed ELSE s.speed END, l.us, 'standard',
-       CASE WHEN l.billed THEN 'span' ELSE 'snapshot' END,
-       -l.q_input, -l.q_output, -l.q_5m, -l.q_1h, -l.q_read
-FROM lc_lines l LEFT JOIN rating_sessions s USING (session_id)
-"""
+{long_context_lines}"""
 
 # The long-context rates of the model spellings in use (of sessions and threads).
 _LC_RATES = """
@@ -258,9 +245,9 @@ _LC_RATES = """
     JOIN pb_rates r ON r.book_id = a.book_id AND r.model_id = a.model_id
          AND r.tier = 'long_context'"""
 
-# usage_lines' requests that may be long context (lc_lines), where a model in use has a
-# long-context rate; else lc_lines is empty (_NO_LONG_CONTEXT: a plan far smaller to make).
-_LONG_CONTEXT = """lc_thresholds(threshold_tokens, k) AS ({lc_thresholds}
+# usage_lines' requests that may be long context (lc_lines) and their lines, only where a
+# model in use has a long-context rate (else the plan is far smaller to make).
+_LONG_CONTEXT = """, lc_thresholds(threshold_tokens, k) AS ({lc_thresholds}
 ), lc_models AS (  -- spellings, per book, whose requests can be long context: from threshold k
     SELECT n.model_raw, a.book_id, min(t.k) AS k{lc_rates}
     JOIN lc_thresholds t USING (threshold_tokens)
@@ -274,8 +261,20 @@ _LONG_CONTEXT = """lc_thresholds(threshold_tokens, k) AS ({lc_thresholds}
 ), lc_lines AS ({span_lines}lc_groups g LEFT JOIN pb_books b USING (book_id)
     JOIN lc_models c ON c.book_id = g.book_id AND c.model_raw = g.model_raw
     WHERE g.lc_bucket > c.k
+)"""
+_LONG_CONTEXT_LINES = """UNION ALL
+SELECT l.session_id, l.thread_id, l.at_ms, l.model_raw, l.speed, l.us, 'long_context', 'span',
+       l.q_input, l.q_output, l.q_5m, l.q_1h, l.q_read
+FROM lc_lines l
+UNION ALL
+-- ... and the same tokens out of the standard line that counted them: the requests' own
+-- (billed from spans), else their covering snapshot's (same date, model, speed and key)
+SELECT l.session_id, CASE WHEN l.billed THEN l.thread_id END, l.at_ms, l.model_raw,
+       CASE WHEN l.billed THEN l.speed ELSE s.speed END, l.us, 'standard',
+       CASE WHEN l.billed THEN 'span' ELSE 'snapshot' END,
+       -l.q_input, -l.q_output, -l.q_5m, -l.q_1h, -l.q_read
+FROM lc_lines l LEFT JOIN rating_sessions s USING (session_id)
 """
-_NO_LONG_CONTEXT = "lc_lines AS (SELECT * FROM span_lines WHERE false\n"
 
 # A request group priced from spans: its speed, its cache writes at the TTL in force, and
 # whether spans bill it (after the session's last snapshot, or a multi-model session).
@@ -730,11 +729,12 @@ def prepare_usage(
     con.execute(_SESSIONS)
     con.execute(_THREAD_MODELS)
     groups, lc_groups, thresholds = _span_groups(con)
-    long_context = (_NO_LONG_CONTEXT if lc_groups is None else _LONG_CONTEXT.format(
+    long_context = "" if lc_groups is None else _LONG_CONTEXT.format(
         lc_thresholds=thresholds, lc_rates=_LC_RATES, lc_groups=lc_groups,
-        span_lines=_SPAN_LINES))
-    con.execute(_USAGE_LINES.format(span_groups=groups, span_lines=_SPAN_LINES,
-                                    long_context=long_context),
+        span_lines=_SPAN_LINES)
+    con.execute(_USAGE_LINES.format(
+                    span_groups=groups, span_lines=_SPAN_LINES, long_context=long_context,
+                    long_context_lines="" if lc_groups is None else _LONG_CONTEXT_LINES),
                 {**params, "ttl": options.span_cache_ttl})
     con.execute(_SEARCHES, params)
 
