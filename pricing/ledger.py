@@ -362,8 +362,15 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
     con.execute("BEGIN TRANSACTION")
     try:
         if rated or kind == "full":
+            # (a full run reads the lines it stored for session_periods; an incremental one
+            # reads the rating's view once, into a table of the few lines it made)
+            lines = f"{db}.main.charges" if kind == "full" else "temp.main.ledger_lines"
+            if kind != "full":
+                con.execute("CREATE OR REPLACE TEMP TABLE ledger_lines AS "
+                            "SELECT * FROM temp.main.charges")
             con.execute(f"DELETE FROM {db}.main.charges{scope}{on_days}")
-            con.execute(f"INSERT INTO {db}.main.charges SELECT * FROM temp.main.charges "
+            con.execute(f"INSERT INTO {db}.main.charges SELECT * FROM "
+                        f"{'temp.main.charges' if kind == 'full' else lines} "
                         f"ORDER BY {CHARGES_ORDER}")
             con.execute(f"DELETE FROM {db}.main.unrated_usage{scope}{on_days}")
             con.execute(f"INSERT INTO {db}.main.unrated_usage SELECT day, period, session_id, "
@@ -373,11 +380,10 @@ def bring_up_to_date(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
             con.execute(f"INSERT INTO {db}.main.ledger_open "
                         "SELECT session_id FROM open_sessions")
             con.execute(f"DELETE FROM {db}.main.session_periods{scope}{in_periods}")
-            # (a full run reads the lines it stored rather than the rating's view again)
-            rows = session_periods_sql(
-                f"{db}.main.charges" if kind == "full" else "temp.main.charges",
-                "temp.main.time_months", "temp.main.time_tails")
+            rows = session_periods_sql(lines, "temp.main.time_months", "temp.main.time_tails")
             con.execute(f"INSERT INTO {db}.main.session_periods {rows}")
+            if kind != "full":
+                con.execute("DROP TABLE temp.main.ledger_lines")
             # (months stored in month order, as the other tables are by period)
             for table, fresh, bound, order in (
                     ("session_months", "time_months", from_month, " ORDER BY month_start_ms"),
@@ -432,8 +438,7 @@ def _read_stored(con: duckdb.DuckDBPyConnection, db: str, *, just_rated: bool = 
         con.execute("DROP VIEW temp.main.charges")
         con.execute("DROP TABLE temp.main.unrated")
     else:
-        drop_relation(con, "charges")
-        drop_relation(con, "unrated")
+        drop_relation(con, "charges", "unrated")
     con.execute(f"CREATE TEMP VIEW unrated AS SELECT * FROM {db}.main.unrated_usage")
 
 
@@ -463,8 +468,7 @@ def overlay(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
                     "SELECT * FROM temp.main.charges")
         con.execute("CREATE OR REPLACE TEMP TABLE ledger_fresh_unrated AS "
                     "SELECT * FROM temp.main.unrated")
-        drop_relation(con, "charges")
-        drop_relation(con, "unrated")
+        drop_relation(con, "charges", "unrated")
         keep = "WHERE session_id NOT IN (SELECT session_id FROM temp.main.ledger_stale)"
         con.execute(f"CREATE TEMP VIEW charges AS SELECT * FROM {db}.main.charges {keep} "
                     "UNION ALL SELECT * FROM temp.main.ledger_fresh")

@@ -824,9 +824,9 @@ def price_usage(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_CHARGE_LINES.format(book=at_book, tok_lines=tok_lines))
     con.execute(_TOKEN_LINES.format(tok=_TOK, wide="false" if shared else "true"))
     con.execute(_CHARGE_DAYS)
-    drop_relation(con, "charges")
+    # (unrated: a ledger reader may have left a view of that name)
+    drop_relation(con, "charges", "unrated")
     con.execute(CHARGES_VIEW)
-    drop_relation(con, "unrated")  # (a ledger reader may have left a view of that name)
     con.execute(_UNRATED.format(book=at_book))
 
 
@@ -908,13 +908,15 @@ def _narrow_prices(con: duckdb.DuckDBPyConnection) -> None:
                     + ") FROM token_prices")
 
 
-def drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Drop temp table or view `name`, whichever it is (what-if swaps one for the other)."""
-    kinds = con.execute(
-        "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = $n "
-        "UNION ALL SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = $n",
-        {"n": name}).fetchall()
-    for (kind,) in kinds:
+def drop_relation(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Drop each temp table or view of `names`, whichever it is (what-if swaps one for the
+    other), looked up at once."""
+    found = con.execute(
+        "SELECT 'VIEW', view_name FROM duckdb_views() "
+        "WHERE temporary AND list_contains($n, view_name) "
+        "UNION ALL SELECT 'TABLE', table_name FROM duckdb_tables() "
+        "WHERE temporary AND list_contains($n, table_name)", {"n": list(names)}).fetchall()
+    for kind, name in found:
         con.execute(f"DROP {kind} temp.main.{name}")
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -34,7 +34,8 @@ from pricing.rating import RatingOptions, rate
 _CREATE = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+TEMP\s+(TABLE|VIEW)\s+(\w+)\s+AS\s+(.*)$",
                      re.IGNORECASE | re.DOTALL)
 _DROP = re.compile(r"^\s*DROP\s+(TABLE|VIEW)\s+(?:temp\.main\.)?(\w+)\s*$", re.IGNORECASE)
-_KIND_OF = re.compile(r"duckdb_views\(\).*view_name\s*=\s*\$n", re.IGNORECASE | re.DOTALL)
+_KIND_OF = re.compile(r"duckdb_views\(\).*list_contains\(\$n, view_name\)",
+                      re.IGNORECASE | re.DOTALL)
 
 # Spark settings the rating needs: exact decimals, UTC. (No spark.jars.packages: nothing is
 # fetched at run time; the engine needs only what PySpark ships.)
@@ -106,9 +107,9 @@ class SparkConnection:
             self.macros[macro[0]] = macro[1]
             self._rows = []
             return self
-        if _KIND_OF.search(sql):  # pricing.rating.drop_relation asks what a name is
-            name = (params or {}).get("n")
-            self._rows = [("VIEW",)] if self.spark.catalog.tableExists(str(name)) else []
+        if _KIND_OF.search(sql):  # pricing.rating.drop_relation asks what names are
+            names = cast(list[str], (params or {}).get("n") or [])
+            self._rows = [("VIEW", n) for n in names if self.spark.catalog.tableExists(n)]
             return self
         dropped = _DROP.match(sql)
         if dropped:
