@@ -15,7 +15,7 @@ would land (a new ingest id), and in the same run:
 
 The incremental ledger must equal a full rating to the money unit (asserted).
 
-    python -m bench.bench_ledger [--scale 0.2] [--days 60] [--repeat 3] [--quick]
+    python -m bench.bench_ledger [--scale 0.2] [--days 60] [--repeat 5] [--quick]
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.2)
     parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="scale 0.01 over 20 days")
     parser.add_argument("--rebuild", action="store_true")
     args = parser.parse_args(argv)
