@@ -728,13 +728,10 @@ def prepare_usage(
     stage_runtime(con, options.as_of_ms, status_lists)
     con.execute(_SESSIONS)
     con.execute(_THREAD_MODELS)
-    groups, lc_groups, thresholds = _span_groups(con)
-    long_context = "" if lc_groups is None else _LONG_CONTEXT.format(
-        lc_thresholds=thresholds, lc_rates=_LC_RATES, lc_groups=lc_groups,
-        span_lines=_SPAN_LINES)
+    groups, long_context = _span_groups(con)
     con.execute(_USAGE_LINES.format(
                     span_groups=groups, span_lines=_SPAN_LINES, long_context=long_context,
-                    long_context_lines="" if lc_groups is None else _LONG_CONTEXT_LINES),
+                    long_context_lines=_LONG_CONTEXT_LINES if long_context else ""),
                 {**params, "ttl": options.span_cache_ttl})
     con.execute(_SEARCHES, params)
 
@@ -778,11 +775,11 @@ _COVERED = """(
       ON c.session_id = m.session_id AND c.at_ms >= m.at_ms)"""
 
 
-def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str | None, str]:
-    """SQL of the request groups (see `_USAGE_LINES`): all requests (bucket 0) and those that
-    may be long context (None where no model in use has a long-context rate), and of the
-    long-context thresholds of the models in use (threshold_tokens, k): a request is in
-    bucket b when its prompt exceeds b of them."""
+def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+    """SQL of the request groups (see `_USAGE_LINES`): all requests (bucket 0); and the
+    long-context CTEs (_LONG_CONTEXT, "" where no model in use has a long-context rate), with
+    the thresholds of the models in use (threshold_tokens, k): a request is in bucket b when
+    its prompt exceeds b of them."""
     thresholds = [r[0] for r in con.execute(
         f"SELECT DISTINCT r.threshold_tokens {_LC_RATES} "
         "WHERE r.threshold_tokens IS NOT NULL ORDER BY 1").fetchall()]
@@ -798,12 +795,14 @@ def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str | None, str]:
 
     standard = groups("0", "", "model_requests")
     if not thresholds:
-        return standard, None, ""
+        return standard, ""
     bucket = " + ".join(f"({_PROMPT} > {t})::INTEGER" for t in thresholds)
     where = (f" AND {_PROMPT} > {thresholds[0]} "
              "AND m.session_id IN (SELECT session_id FROM lc_sessions)")
     values = ", ".join(f"({t}, {k})" for k, t in enumerate(thresholds))
-    return standard, groups(bucket, where, _COVERED.format(where=where)), f"VALUES {values}"
+    return standard, _LONG_CONTEXT.format(
+        lc_thresholds=f"VALUES {values}", lc_rates=_LC_RATES, span_lines=_SPAN_LINES,
+        lc_groups=groups(bucket, where, _COVERED.format(where=where)))
 
 
 def runtime_days_sql(con: duckdb.DuckDBPyConnection, source: str) -> str:
