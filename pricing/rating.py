@@ -255,7 +255,7 @@ _LONG_CONTEXT = """, lc_thresholds(threshold_tokens, k) AS ({lc_thresholds}
 ), lc_sessions AS (
     SELECT session_id FROM rating_sessions WHERE model_id IN (SELECT model_raw FROM lc_models)
     UNION SELECT session_id FROM thread_models WHERE model_id IN (SELECT model_raw FROM lc_models)
-), lc_groups AS (
+), lc_requests AS {lc_requests}, lc_groups AS (
     -- requests that may be long context, summed again per threshold bucket (few: read twice)
     {lc_groups}
 ), lc_lines AS ({span_lines}lc_groups g LEFT JOIN pb_books b USING (book_id)
@@ -802,7 +802,7 @@ def _span_groups(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
     values = ", ".join(f"({t}, {k})" for k, t in enumerate(thresholds))
     return standard, _LONG_CONTEXT.format(
         lc_thresholds=f"VALUES {values}", lc_rates=_LC_RATES, span_lines=_SPAN_LINES,
-        lc_groups=groups(bucket, where, _COVERED.format(where=where)))
+        lc_requests=_COVERED.format(where=where), lc_groups=groups(bucket, "", "lc_requests"))
 
 
 def runtime_days_sql(con: duckdb.DuckDBPyConnection, source: str) -> str:
