@@ -134,27 +134,38 @@ FROM sorted
 """
 
 
-def gather_status_lists(con: duckdb.DuckDBPyConnection, as_of_ms: int, table: str) -> str:
-    """Materialise STATUS_LISTS_SQL as of `as_of_ms` into temp table `table`; returns it."""
+@dataclass(frozen=True)
+class StatusLists:
+    """A temp table of STATUS_LISTS_SQL's rows, and whether the status events they were
+    gathered from have thread-only sessions (has_thread_only_sessions: the lists leave them
+    out, the exact rules take them)."""
+
+    table: str
+    thread_only: bool
+
+
+def gather_status_lists(con: duckdb.DuckDBPyConnection, as_of_ms: int,
+                        table: str) -> StatusLists:
+    """Materialise STATUS_LISTS_SQL as of `as_of_ms` into temp table `table`."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {STATUS_LISTS_SQL}",
                 {"as_of": as_of_ms})
-    return table
+    return StatusLists(table, has_thread_only_sessions(con))
 
 
 # The merged intervals of the lists' sessions that are neither tied nor odd: repeats are
 # dropped, and each remaining event starts an interval ending at the next one (the others, and
 # thread-only sessions, are left to INTERVALS_SQL).
 _GATHERED_INTERVALS = f"""
-SELECT session_id, {_STATUS_OF}[(e & 7) + 1] AS status, e >> 3 AS start_ms,
-       CASE WHEN nx IS NOT NULL THEN nx >> 3 WHEN e & 7 IN {_TERMINAL_CODES} THEN e >> 3
-            ELSE $as_of END AS end_ms,
-       CASE WHEN nx IS NOT NULL THEN nx >> 3 WHEN e & 7 IN {_TERMINAL_CODES} THEN e >> 3
-            ELSE $as_of END - (e >> 3) AS duration_ms,
-       nx IS NULL AND e & 7 NOT IN {_TERMINAL_CODES} AS provisional
-FROM (SELECT session_id, unnest(changes) AS e, unnest(changes[2:] || [NULL]) AS nx
-      FROM (SELECT session_id, list_filter(ev, lambda e, i: i = 1 OR e & 7 <> ev[i - 1] & 7)
-                       AS changes
-            FROM {{lists}} WHERE NOT tied AND NOT odd))
+SELECT session_id, status, start_ms, end_ms, end_ms - start_ms AS duration_ms, provisional
+FROM (
+    SELECT session_id, {_STATUS_OF}[(e & 7) + 1] AS status, e >> 3 AS start_ms,
+           CASE WHEN nx IS NOT NULL THEN nx >> 3 WHEN e & 7 IN {_TERMINAL_CODES} THEN e >> 3
+                ELSE $as_of END AS end_ms,
+           nx IS NULL AND e & 7 NOT IN {_TERMINAL_CODES} AS provisional
+    FROM (SELECT session_id, unnest(changes) AS e, unnest(changes[2:] || [NULL]) AS nx
+          FROM (SELECT session_id, list_filter(ev, lambda e, i: i = 1 OR e & 7 <> ev[i - 1] & 7)
+                           AS changes
+                FROM {{lists}} WHERE NOT tied AND NOT odd)))
 """
 
 
@@ -170,20 +181,19 @@ def build_intervals(
 
 
 def gather_intervals(con: duckdb.DuckDBPyConnection, as_of_ms: int,
-                     table: str = "intervals", lists: str | None = None) -> str:
+                     table: str = "intervals", lists: StatusLists | None = None) -> str:
     """`build_intervals`' rows, from each session's events gathered rather than from a sort of
-    all of them (STATUS_LISTS_SQL; `lists`: a table of them already gathered as of
-    `as_of_ms` from the same status events); returns `table`."""
+    all of them (STATUS_LISTS_SQL; `lists`: those already gathered as of `as_of_ms` from the
+    same status events); returns `table`."""
     params = {"as_of": as_of_ms}
     source = lists or gather_status_lists(con, as_of_ms, f"{table}_lists")
-    sql = _GATHERED_INTERVALS.format(lists=source)
-    threads = has_thread_only_sessions(con)
-    exact = f"SELECT session_id FROM {source} WHERE tied OR odd"
-    if threads or con.execute(f"SELECT count(*) FROM ({exact})").fetchall()[0][0]:
-        sql += f" UNION ALL SELECT * FROM ({_merged_sql(exact, threads)})"
+    sql = _GATHERED_INTERVALS.format(lists=source.table)
+    exact = f"SELECT session_id FROM {source.table} WHERE tied OR odd"
+    if source.thread_only or con.execute(f"SELECT count(*) FROM ({exact})").fetchall()[0][0]:
+        sql += f" UNION ALL SELECT * FROM ({_merged_sql(exact, source.thread_only)})"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {sql}", params)
     if lists is None:
-        con.execute(f"DROP TABLE {source}")
+        con.execute(f"DROP TABLE {source.table}")
     return table
 
 
@@ -519,7 +529,8 @@ WHERE t.provisional
 
 
 def build_session_time(con: duckdb.DuckDBPyConnection, as_of_ms: int,
-                       prefix: str = "time", lists: str | None = None) -> tuple[str, str]:
+                       prefix: str = "time", lists: StatusLists | None = None
+                       ) -> tuple[str, str]:
     """Materialise, from `status_events` as of `as_of_ms` (and `lists`, their status lists
     if already gathered), temp tables `{prefix}_months` (SESSION_MONTHS_SQL's columns) and
     `{prefix}_tails` (session_id, status, since_ms); returns their names."""

@@ -279,7 +279,7 @@ def _rate_and_time(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook],
         rate(con, books, options, lists)
         build_session_time(con, options.as_of_ms, lists=lists)
     finally:
-        con.execute(f"DROP TABLE {lists}")
+        con.execute(f"DROP TABLE {lists.table}")
 
 
 def first_event_ms(con: duckdb.DuckDBPyConnection, db: str, sessions: str) -> int | None:

@@ -49,9 +49,9 @@ import pyarrow as pa
 
 from meter.errors import UsageError
 from meter.intervals import (
+    StatusLists,
     exact_pieces_sql,
     gather_status_lists,
-    has_thread_only_sessions,
     open_stretch_sql,
 )
 from meter.vocabulary import DAY_MS, PRICE_UNITS, TOKEN_CLASSES, as_date, day_start
@@ -478,17 +478,18 @@ def _next_cut(con: duckdb.DuckDBPyConnection, ms: str) -> str:
 
 
 def stage_runtime(con: duckdb.DuckDBPyConnection, as_of_ms: int,
-                  status_lists: str | None = None) -> None:
+                  status_lists: StatusLists | None = None) -> None:
     """`runtime_days` from the status events, as `runtime_days_sql` over the merged intervals
     computes it, gathering each session's events rather than sorting them all (see
-    _RUNTIME_LISTS; `status_lists`: a table of them already gathered as of `as_of_ms`)."""
+    _RUNTIME_LISTS; `status_lists`: those already gathered as of `as_of_ms`)."""
     params = {"as_of": as_of_ms}
     lists = status_lists or gather_status_lists(con, as_of_ms, "runtime_status_lists")
-    con.execute(_RUNTIME_LISTS.format(lists=lists, next_cut_first=_next_cut(con, "first_ms"),
+    con.execute(_RUNTIME_LISTS.format(lists=lists.table,
+                                      next_cut_first=_next_cut(con, "first_ms"),
                                       next_cut_cut=_next_cut(con, "cut_ms")), params)
     if status_lists is None:
-        con.execute(f"DROP TABLE {lists}")
-    threads = has_thread_only_sessions(con)
+        con.execute(f"DROP TABLE {lists.table}")
+    threads = lists.thread_only
     tied, many = con.execute("SELECT count(*) FILTER (WHERE tied), "
                              "count(*) FILTER (WHERE parts = 3 AND NOT tied) FROM runtime_lists"
                              ).fetchall()[0]
@@ -712,7 +713,7 @@ def prepare_usage(
     con: duckdb.DuckDBPyConnection,
     books: Sequence[PriceBook],
     options: RatingOptions,
-    status_lists: str | None = None,
+    status_lists: StatusLists | None = None,
 ) -> None:
     """Stage 1: load the books and meter the usage into temp tables, not yet priced
     (`status_lists`: see `stage_runtime`).
@@ -923,7 +924,7 @@ def rate(
     con: duckdb.DuckDBPyConnection,
     books: Sequence[PriceBook],
     options: RatingOptions,
-    status_lists: str | None = None,
+    status_lists: StatusLists | None = None,
 ) -> None:
     """Rate everything in the store as of `options.as_of_ms` (`status_lists`: the status
     events already gathered as of then, meter.intervals.gather_status_lists; else gathered
