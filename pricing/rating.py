@@ -69,10 +69,15 @@ class RatingOptions:
     span_cache_ttl: str | None = None  # override the books' default TTL for span cache writes
 
 
+def books_in_order(books: Sequence[PriceBook]) -> list[PriceBook]:
+    """The books as `load_books` numbers them (`pb_books.book_id`): by effective date."""
+    return sorted(books, key=lambda b: b.effective_from_ms)
+
+
 def load_books(con: duckdb.DuckDBPyConnection, books: Sequence[PriceBook]) -> None:
     """Price books as three temp tables: pb_books, pb_rates, pb_aliases (kept, with the
     price tables built from them, when the same books are loaded again)."""
-    ordered = sorted(books, key=lambda b: b.effective_from_ms)
+    ordered = books_in_order(books)
     loaded = _BOOKS_OF.get(con)
     if loaded is not None and _same_books(loaded[1], ordered) \
             and _loaded_token(con) == loaded[0]:
