@@ -177,23 +177,23 @@ def _kept_by_last_run(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def _watermark(con: duckdb.DuckDBPyConnection, db: str,
-               since: _Covered | None = None) -> tuple[int, int, int]:
+               last: _Covered | None = None) -> tuple[int, int, int]:
     """The highest ingest id in the event and session tables of store `db`, how many rows
-    carry it, and how many carry the ingest id the run `since` went through (0 without one).
+    carry it, and how many carry the ingest id the `last` run went through (0 without one).
 
     Taken before a run reads anything: what is stored after it is new to the next run (a
     row of an ingest that went on during the run is rated again then, never missed). After
     a run, the rows of the ids since its own are few (the tables are stored in ingest order:
     their zone maps skip the rest), so one grouping of them answers all three."""
-    if since is not None:
+    if last is not None:
         counts = dict(con.execute(f"""
             SELECT ingest_id, count(*) FROM (
                 SELECT ingest_id FROM {db}.main.events WHERE ingest_id >= $t UNION ALL
                 SELECT ingest_id FROM {db}.main.sessions WHERE ingest_id >= $t)
-            GROUP BY ingest_id""", {"t": since.through_ingest}).fetchall())
+            GROUP BY ingest_id""", {"t": last.through_ingest}).fetchall())
         if counts:
             top = max(counts)
-            return int(top), int(counts[top]), int(counts.get(since.through_ingest, 0))
+            return int(top), int(counts[top]), int(counts.get(last.through_ingest, 0))
     top = con.execute(f"""
         SELECT greatest(coalesce((SELECT max(ingest_id) FROM {db}.main.events), 0),
                         coalesce((SELECT max(ingest_id) FROM {db}.main.sessions), 0))
