@@ -182,18 +182,26 @@ def _watermark(con: duckdb.DuckDBPyConnection, db: str,
     carry it, and how many carry the ingest id the `last` run went through (0 without one).
 
     Taken before a run reads anything: what is stored after it is new to the next run (a
-    row of an ingest that went on during the run is rated again then, never missed). After
-    a run, the rows of the ids since its own are few (the tables are stored in ingest order:
-    their zone maps skip the rest), so one grouping of them answers all three."""
+    row of an ingest that went on during the run is rated again then, never missed). The
+    rows of the ids after the last run's are few (the tables are stored in ingest order:
+    their zone maps skip the rest) and grouped by id; the last run's own id is only counted
+    (grouping a bulk load's millions of rows cost 45 ms, counting them 2 ms)."""
     if last is not None:
+        t = last.through_ingest
         counts = dict(con.execute(f"""
             SELECT ingest_id, count(*) FROM (
-                SELECT ingest_id FROM {db}.main.events WHERE ingest_id >= $t UNION ALL
-                SELECT ingest_id FROM {db}.main.sessions WHERE ingest_id >= $t)
-            GROUP BY ingest_id""", {"t": last.through_ingest}).fetchall())
-        if counts:
-            top = max(counts)
-            return int(top), int(counts[top]), int(counts.get(last.through_ingest, 0))
+                SELECT ingest_id FROM {db}.main.events WHERE ingest_id > $t UNION ALL
+                SELECT ingest_id FROM {db}.main.sessions WHERE ingest_id > $t)
+            GROUP BY ingest_id
+            UNION ALL
+            SELECT $t, (SELECT count(*) FROM {db}.main.events WHERE ingest_id = $t)
+                     + (SELECT count(*) FROM {db}.main.sessions WHERE ingest_id = $t)
+            """, {"t": t}).fetchall())
+        carried = int(counts[t])
+        stored = [i for i, n in counts.items() if n]
+        if stored:
+            top = max(stored)
+            return int(top), int(counts[top]), carried
     top = con.execute(f"""
         SELECT greatest(coalesce((SELECT max(ingest_id) FROM {db}.main.events), 0),
                         coalesce((SELECT max(ingest_id) FROM {db}.main.sessions), 0))

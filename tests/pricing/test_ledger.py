@@ -286,3 +286,20 @@ def test_a_session_with_events_days_before_its_creation_is_rated_as_in_full(
     runtime = con.execute("SELECT sum(amount_exact) FROM charges WHERE meter = 'runtime'"
                           ).fetchall()[0][0]
     assert runtime == Decimal("0.14")  # 1 h + 15 min + 30 min at $0.08/h
+
+
+def test_rows_stored_under_the_last_runs_ingest_after_it_are_rated():
+    # One ingest can span a run (it commits batch by batch under one ingest id): the rows it
+    # stores after the run carry the id the run went through, and must still be rated.
+    con = _ledger_store(POOL[:8] + POOL[8:15])  # sessions a and b, ingest 1
+    first = bring_up_to_date(con, BASE, RatingOptions(as_of_ms=AS_OF[-1]))
+    through = con.execute("SELECT max(ingest_id) FROM events").fetchall()[0][0]
+    _feed(con, POOL[15:21])  # session c, stored as if by the same ingest
+    for table in ("events", "sessions"):
+        con.execute(f"UPDATE {table} SET ingest_id = $t WHERE ingest_id > $t", {"t": through})
+    run = bring_up_to_date(con, BASE, RatingOptions(as_of_ms=AS_OF[-1]))
+    assert (first.kind, run.kind) == ("full", "incremental")
+    assert run.reasons["ingested"] >= 1
+    assert _read(con) == _full(con, BASE, AS_OF[-1])
+    # and once rated, the same rows make nothing stale
+    assert bring_up_to_date(con, BASE, RatingOptions(as_of_ms=AS_OF[-1])).sessions_rated == 0
