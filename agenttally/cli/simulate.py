@@ -27,8 +27,8 @@ examples:
   agenttally simulate --profile data/profiles/large.toml --start 2026-10-01 --days 30 \\
       --into data/large.duckdb
   agenttally simulate --profile data/profiles/demo.toml --days 60 --until-now
-  agenttally simulate --profile large --start 2026-08-10 --days 150 --scale 0.05 \
-      --into /tmp/large-small.duckdb     # a twentieth of the fleet: seconds, not minutes
+  agenttally simulate --profile large --start 2026-08-10 --days 150 --scale 0.05 \\
+      --into /tmp/large-small.duckdb   # a twentieth of the fleet: seconds, not minutes
 """
 
 
